@@ -1,0 +1,132 @@
+//! Escaping for each output format, one small function per format.
+//!
+//! Templates never paste spec text raw: they call one of these through a
+//! handlebars helper of the same name. Text that reaches a format with no
+//! safe quoting (iptables comments, sysctl keys, unit names) is restricted
+//! by validation instead and never goes through here.
+
+/// A POSIX shell word: single quotes, with each `'` written as `'\''`.
+/// Nothing inside single quotes is expanded, so `$(…)`, backticks and `;`
+/// stay text.
+pub fn sh(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// A YAML double-quoted scalar. Backslash and quote are escaped, and so is
+/// every character outside printable ASCII that YAML could read otherwise.
+pub fn yaml(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 || c == '\u{7f}' => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
+            c if c.is_ascii() => out.push(c),
+            c if (c as u32) <= 0xffff => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push_str(&format!("\\U{:08x}", c as u32)),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// An HCL quoted string, safe from HCL and from Packer.
+///
+/// HCL interpolates `${…}` and `%{…}`; doubling the sigil (`$${`, `%%{`)
+/// makes them literal. Packer then runs some fields (AMI description,
+/// tags) through Go templates, so `{{` is written as the template action
+/// `{{"{{"}}`, which prints `{{`.
+pub fn hcl(s: &str) -> String {
+    let go_safe = s.replace("{{", "{{\"{{\"}}");
+    let mut out = String::with_capacity(go_safe.len() + 2);
+    out.push('"');
+    let mut chars = go_safe.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '$' | '%' if chars.peek() == Some(&'{') => {
+                out.push(c);
+                out.push(c);
+            }
+            c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// The body of a YAML literal block scalar (`|`), each line indented by
+/// `indent` spaces, or `None` when a literal block could not carry the
+/// text byte for byte (no final newline, more than one, carriage returns,
+/// tabs or control characters, trailing spaces, or a first line that starts
+/// with a space, which would change the detected indentation).
+pub fn yaml_literal_body(text: &str, indent: usize) -> Option<String> {
+    let body = text.strip_suffix('\n')?;
+    let safe = !body.ends_with('\n')
+        && !body.starts_with(' ')
+        && !body.is_empty()
+        && body.chars().all(|c| c == '\n' || !c.is_control())
+        && body.split('\n').all(|l| !l.ends_with(' '));
+    if !safe {
+        return None;
+    }
+    let pad = " ".repeat(indent);
+    let mut out = String::with_capacity(body.len() + body.len() / 20 * indent);
+    for line in body.split('\n') {
+        if !line.is_empty() {
+            out.push_str(&pad);
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shell_words_stay_words() {
+        assert_eq!(sh("plain"), "'plain'");
+        assert_eq!(
+            sh("it's $(reboot) `id`; rm -rf /"),
+            r"'it'\''s $(reboot) `id`; rm -rf /'"
+        );
+    }
+
+    #[test]
+    fn yaml_strings_escape_quotes_and_unicode() {
+        assert_eq!(yaml(r#"a "b" \ c"#), r#""a \"b\" \\ c""#);
+        assert_eq!(yaml("é"), "\"\\u00e9\"");
+        assert_eq!(yaml("#: {x}"), "\"#: {x}\"");
+    }
+
+    #[test]
+    fn hcl_strings_defuse_interpolation_and_go_templates() {
+        assert_eq!(hcl("${var.x} %{if} $5 50%"), r#""$${var.x} %%{if} $5 50%""#);
+        assert_eq!(hcl("{{ .Vars }}"), r#""{{\"{{\"}} .Vars }}""#);
+        assert_eq!(hcl("say \"hi\"\\"), r#""say \"hi\"\\""#);
+    }
+
+    #[test]
+    fn literal_blocks_only_when_exact() {
+        assert_eq!(yaml_literal_body("a\n\nb\n", 2).unwrap(), "  a\n\n  b\n");
+        assert_eq!(yaml_literal_body("a\n  b\n", 2).unwrap(), "  a\n    b\n");
+        assert_eq!(yaml_literal_body(" a\n", 2), None);
+        assert_eq!(yaml_literal_body("a", 2), None);
+        assert_eq!(yaml_literal_body("a\n\n", 2), None);
+        assert_eq!(yaml_literal_body("a \n", 2), None);
+        assert_eq!(yaml_literal_body("a\tb\n", 2), None);
+    }
+}

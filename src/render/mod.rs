@@ -1,0 +1,282 @@
+//! Rendering: a validated [`Site`] in, artifact bytes out.
+//!
+//! Renderers are pure; [`crate::output`] does all file I/O. Text artifacts
+//! come from handlebars templates (embedded, overridable file by file with
+//! `--templates DIR`) fed a typed view model ([`view::View`]); JSON
+//! artifacts are written with serde_json. HTML escaping is off (nothing
+//! here is HTML), strict mode is on, and every template is parsed at start
+//! so a broken one fails before anything is written.
+
+pub mod escape;
+pub mod json;
+pub mod rules;
+pub mod view;
+
+use crate::site::Site;
+use anyhow::{Context, Result, bail};
+use handlebars::{Handlebars, handlebars_helper};
+use sha2::{Digest, Sha256};
+use std::io::Write;
+use std::path::Path;
+
+/// EC2 refuses user data larger than this, counted before base64.
+pub const USER_DATA_LIMIT: usize = 16 * 1024;
+
+/// An embedded template: the artifact it renders and its text.
+struct Embedded {
+    artifact: &'static str,
+    text: &'static str,
+}
+
+macro_rules! embedded {
+    ($($name:literal),* $(,)?) => {
+        &[$(Embedded {
+            artifact: $name,
+            text: include_str!(concat!("../../templates/", $name, ".hbs")),
+        }),*]
+    };
+}
+
+const EMBEDDED: &[Embedded] = embedded![
+    "rules.v4",
+    "sysctl.conf",
+    "configure-pat.sh",
+    "natbake.service",
+    "provision.sh",
+    "user-data.yaml",
+    "plugins.pkr.hcl",
+    "nat-ami.pkr.hcl",
+];
+
+/// The parsed templates, embedded ones replaced by any overrides.
+pub struct Templates {
+    hb: Handlebars<'static>,
+}
+
+impl Templates {
+    /// Parses the embedded templates, then each `<artifact>.hbs` in
+    /// `overrides`. A file there that is not a known template, cannot be
+    /// read, or does not parse is an error: nothing falls back silently.
+    pub fn load(overrides: Option<&Path>) -> Result<Templates> {
+        let mut hb = Handlebars::new();
+        hb.set_strict_mode(true);
+        hb.register_escape_fn(handlebars::no_escape);
+        hb.register_helper("sh", Box::new(sh));
+        hb.register_helper("yaml", Box::new(yaml));
+        hb.register_helper("hcl", Box::new(hcl));
+        for t in EMBEDDED {
+            hb.register_template_string(t.artifact, t.text)
+                .with_context(|| {
+                    format!("embedded template `{}.hbs` does not parse", t.artifact)
+                })?;
+        }
+        if let Some(dir) = overrides {
+            let entries = std::fs::read_dir(dir)
+                .with_context(|| format!("cannot read template folder `{}`", dir.display()))?;
+            let mut paths: Vec<_> = entries
+                .map(|e| e.map(|e| e.path()))
+                .collect::<std::io::Result<_>>()
+                .with_context(|| format!("cannot read template folder `{}`", dir.display()))?;
+            paths.sort();
+            for path in paths {
+                let file = path
+                    .file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned();
+                let Some(t) = EMBEDDED
+                    .iter()
+                    .find(|t| format!("{}.hbs", t.artifact) == file)
+                else {
+                    let known: Vec<String> = EMBEDDED
+                        .iter()
+                        .map(|t| format!("{}.hbs", t.artifact))
+                        .collect();
+                    bail!(
+                        "`{}` is not a natbake template; the folder may only hold {}",
+                        path.display(),
+                        known.join(", ")
+                    );
+                };
+                let text = std::fs::read_to_string(&path)
+                    .with_context(|| format!("cannot read template `{}`", path.display()))?;
+                hb.register_template_string(t.artifact, text)
+                    .with_context(|| format!("template `{}` does not parse", path.display()))?;
+            }
+        }
+        Ok(Templates { hb })
+    }
+
+    fn render(&self, artifact: &str, view: &view::View) -> Result<String> {
+        self.hb
+            .render(artifact, view)
+            .with_context(|| format!("cannot render `{artifact}` for site `{}`", view.site))
+    }
+}
+
+handlebars_helper!(sh: |s: str| escape::sh(s));
+handlebars_helper!(yaml: |s: str| escape::yaml(s));
+handlebars_helper!(hcl: |s: str| escape::hcl(s));
+
+/// Writes the embedded templates into `dir`, refusing to overwrite.
+pub fn dump_templates(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create `{}`", dir.display()))?;
+    for t in EMBEDDED {
+        let path = dir.join(format!("{}.hbs", t.artifact));
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .with_context(|| {
+                format!(
+                    "cannot create `{}` (an existing file is never overwritten)",
+                    path.display()
+                )
+            })?;
+        f.write_all(t.text.as_bytes())
+            .with_context(|| format!("cannot write `{}`", path.display()))?;
+        println!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+/// One output file.
+#[derive(Debug, Clone)]
+pub struct Artifact {
+    /// File name inside the site folder.
+    pub name: String,
+    /// Where the file goes on the instance, if it is installed.
+    pub install_path: Option<&'static str>,
+    /// Unix permission bits.
+    pub mode: u32,
+    pub bytes: Vec<u8>,
+}
+
+/// Everything rendered for one site.
+#[derive(Debug)]
+pub struct Rendered {
+    pub site: String,
+    pub artifacts: Vec<Artifact>,
+    /// Things the user should know that are not errors (user data too large).
+    pub notes: Vec<String>,
+}
+
+/// Files installed on the instance, with their places and modes. The
+/// provisioning script and the user data install exactly these.
+pub const INSTALLED: &[(&str, &str, u32)] = &[
+    ("rules.v4", "/etc/natbake/rules.v4", 0o644),
+    ("sysctl.conf", "/etc/sysctl.d/90-natbake.conf", 0o644),
+    (
+        "configure-pat.sh",
+        "/usr/local/sbin/configure-pat.sh",
+        0o755,
+    ),
+    (
+        "natbake.service",
+        "/etc/systemd/system/natbake.service",
+        0o644,
+    ),
+];
+
+/// Renders every artifact of `site`.
+pub fn render_site(templates: &Templates, site: &Site) -> Result<Rendered> {
+    let mut view = view::View::new(site);
+    let mut artifacts = Vec::new();
+    let mut notes = Vec::new();
+    for &(name, install, mode) in INSTALLED {
+        if name == "natbake.service" && !site.os.has_systemd() {
+            continue;
+        }
+        let text = templates.render(name, &view)?;
+        artifacts.push(Artifact {
+            name: name.into(),
+            install_path: Some(install),
+            mode,
+            bytes: text.into_bytes(),
+        });
+    }
+    view.add_files(&artifacts);
+    let user_data = templates.render("user-data.yaml", &view)?;
+    match fit_user_data(user_data.into_bytes()) {
+        Ok((name, bytes)) => artifacts.push(Artifact {
+            name,
+            install_path: None,
+            mode: 0o644,
+            bytes,
+        }),
+        Err(note) => notes.push(note),
+    }
+    for (name, mode) in [
+        ("provision.sh", 0o755),
+        ("plugins.pkr.hcl", 0o644),
+        ("nat-ami.pkr.hcl", 0o644),
+    ] {
+        let text = templates.render(name, &view)?;
+        artifacts.push(Artifact {
+            name: name.into(),
+            install_path: None,
+            mode,
+            bytes: text.into_bytes(),
+        });
+    }
+    artifacts.push(Artifact {
+        name: "security-group.json".into(),
+        install_path: None,
+        mode: 0o644,
+        bytes: json::security_group(site),
+    });
+    let manifest = json::manifest(site, &artifacts);
+    artifacts.push(Artifact {
+        name: "manifest.json".into(),
+        install_path: None,
+        mode: 0o644,
+        bytes: manifest,
+    });
+    let sums: String = artifacts
+        .iter()
+        .map(|a| format!("{}  {}\n", sha256_hex(&a.bytes), a.name))
+        .collect();
+    artifacts.push(Artifact {
+        name: "SHA256SUMS".into(),
+        install_path: None,
+        mode: 0o644,
+        bytes: sums.into_bytes(),
+    });
+    Ok(Rendered {
+        site: site.name.clone(),
+        artifacts,
+        notes,
+    })
+}
+
+/// The user data as EC2 will take it: plain when it fits, gzip-compressed
+/// (which cloud-init reads) when only that fits, or an explanation.
+fn fit_user_data(plain: Vec<u8>) -> std::result::Result<(String, Vec<u8>), String> {
+    if plain.len() <= USER_DATA_LIMIT {
+        return Ok(("user-data.yaml".into(), plain));
+    }
+    let gz = gzip(&plain);
+    if gz.len() <= USER_DATA_LIMIT {
+        return Ok(("user-data.yaml.gz".into(), gz));
+    }
+    Err(format!(
+        "no user data written: it is {} bytes, {} gzip-compressed, over EC2's limit of {USER_DATA_LIMIT} bytes; \
+         use the AMI (nat-ami.pkr.hcl), which has no such limit",
+        plain.len(),
+        gz.len()
+    ))
+}
+
+/// Deterministic gzip: no file name, modification time 0.
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut enc = flate2::GzBuilder::new()
+        .mtime(0)
+        .write(Vec::new(), flate2::Compression::best());
+    enc.write_all(bytes).expect("writing to memory cannot fail");
+    enc.finish().expect("writing to memory cannot fail")
+}
+
+/// SHA-256 in lower-case hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    crate::validate::hex(&Sha256::digest(bytes))
+}

@@ -1,0 +1,234 @@
+//! The iptables ruleset (`rules.v4`), as `iptables-restore` reads it.
+//!
+//! This module decides the rules; `templates/rules.v4.hbs` lays them out.
+//! Nothing from the spec reaches a rule as free text: names, ports and
+//! networks are validated, so the one comment per forward
+//! (`natbake:<name>`) needs no quoting beyond its double quotes.
+//!
+//! Layout, chosen so that a new connection's cost does not grow with the
+//! number of forwards:
+//! - `nat PREROUTING` jumps to `NATBAKE-PREROUTING`, which sends packets
+//!   addressed to the instance itself (`addrtype LOCAL`, so no interface
+//!   names) to `NATBAKE-DNAT`.
+//! - `NATBAKE-DNAT` dispatches by protocol and port through a tree of
+//!   chains with at most [`FANOUT`] rules each; the leaves hold, per forward
+//!   and source, a rule that marks the connection and a rule that DNATs it.
+//! - `filter FORWARD` (policy DROP) jumps to `NATBAKE-FORWARD`, which
+//!   accepts established traffic, connections marked by natbake's DNAT
+//!   rules ([`DNAT_MARK`]), and egress from the VPC to outside it.
+//! - `nat POSTROUTING` masquerades only what leaves the VPC.
+//!
+//! The file is loaded with `iptables-restore --noflush`: declaring a
+//! natbake chain flushes it, built-in chains keep other software's rules,
+//! and configure-pat.sh skips the jump lines that already exist.
+
+use crate::site::{Forward, Proto, Site};
+use serde::Serialize;
+
+/// Most rules in one dispatch chain.
+pub const FANOUT: usize = 16;
+/// The conntrack mark bit set on connections natbake's DNAT rules accepted.
+pub const DNAT_MARK: &str = "0x1000000/0x1000000";
+/// Packets per minute logged per forward when `log: true`.
+const LOG_LIMIT: &str = "-m limit --limit 6/min --limit-burst 5";
+/// iptables refuses longer log prefixes.
+const LOG_PREFIX_MAX: usize = 29;
+
+/// One table of the ruleset.
+#[derive(Debug, Serialize)]
+pub struct Table {
+    pub name: &'static str,
+    /// Built-in chains whose policy natbake sets, as `(name, policy)`.
+    pub builtin: Vec<Builtin>,
+    /// natbake's own chains, declared (and so flushed) on every load.
+    pub chains: Vec<String>,
+    /// Jumps from built-in chains into natbake's; loaded only when missing.
+    pub jumps: Vec<String>,
+    /// Everything else, in order.
+    pub rules: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Builtin {
+    pub name: &'static str,
+    pub policy: &'static str,
+}
+
+/// Builds the nat and filter tables for a site.
+pub fn tables(site: &Site) -> Vec<Table> {
+    vec![nat(site), filter(site)]
+}
+
+fn nat(site: &Site) -> Table {
+    let mut t = Table {
+        name: "nat",
+        builtin: vec![
+            Builtin {
+                name: "PREROUTING",
+                policy: "ACCEPT",
+            },
+            Builtin {
+                name: "POSTROUTING",
+                policy: "ACCEPT",
+            },
+        ],
+        chains: vec![
+            "NATBAKE-PREROUTING".into(),
+            "NATBAKE-DNAT".into(),
+            "NATBAKE-POSTROUTING".into(),
+        ],
+        jumps: vec![
+            "-A PREROUTING -j NATBAKE-PREROUTING".into(),
+            "-A POSTROUTING -j NATBAKE-POSTROUTING".into(),
+        ],
+        rules: vec!["-A NATBAKE-PREROUTING -m addrtype --dst-type LOCAL -j NATBAKE-DNAT".into()],
+    };
+    let mut leaves = Vec::new();
+    for proto in [Proto::Tcp, Proto::Udp] {
+        let mut fwds: Vec<&Forward> = site.forwards.iter().filter(|f| f.proto == proto).collect();
+        fwds.sort_by_key(|f| f.ports);
+        dispatch(&mut t, &mut leaves, proto, &fwds);
+    }
+    t.rules.extend(leaves);
+    if site.egress {
+        for c in &site.vpc_cidrs {
+            t.rules
+                .push(format!("-A NATBAKE-POSTROUTING -d {c} -j RETURN"));
+        }
+        for c in &site.vpc_cidrs {
+            t.rules
+                .push(format!("-A NATBAKE-POSTROUTING -s {c} -j MASQUERADE"));
+        }
+    }
+    t
+}
+
+/// A node of the dispatch tree: a chain (or, at the bottom, a forward)
+/// covering the ports `first..=last`.
+struct Node {
+    first: u16,
+    last: u16,
+    target: Target,
+}
+
+enum Target {
+    Forward(usize),
+    Chain(String),
+}
+
+/// Adds the rules that take a packet of `proto` from `NATBAKE-DNAT` to its
+/// forward in at most log16(n) jumps.
+fn dispatch(t: &mut Table, leaves: &mut Vec<String>, proto: Proto, fwds: &[&Forward]) {
+    let p = proto.name();
+    let upper = p.to_ascii_uppercase();
+    let mut nodes: Vec<Node> = fwds
+        .iter()
+        .enumerate()
+        .map(|(i, f)| Node {
+            first: f.ports.first,
+            last: f.ports.last,
+            target: Target::Forward(i),
+        })
+        .collect();
+    // Group until the root has room for every node. Chains are numbered in
+    // the order made, so the output only depends on the spec.
+    let mut made = 0;
+    let mut chain_rules: Vec<(String, Vec<String>)> = Vec::new();
+    while nodes.len() > FANOUT {
+        let mut parents = Vec::new();
+        for group in nodes.chunks(FANOUT) {
+            made += 1;
+            let name = format!("NATBAKE-{upper}-{made}");
+            let rules = group
+                .iter()
+                .flat_map(|n| node_rules(&name, p, n, fwds))
+                .collect();
+            chain_rules.push((name.clone(), rules));
+            parents.push(Node {
+                first: group[0].first,
+                last: group[group.len() - 1].last,
+                target: Target::Chain(name),
+            });
+        }
+        nodes = parents;
+    }
+    for n in &nodes {
+        t.rules.extend(node_rules("NATBAKE-DNAT", p, n, fwds));
+    }
+    // Inner chains first, leaves after, each chain's rules together.
+    for (name, rules) in chain_rules.into_iter().rev() {
+        t.chains.push(name);
+        leaves.extend(rules);
+    }
+}
+
+fn node_rules(chain: &str, p: &str, n: &Node, fwds: &[&Forward]) -> Vec<String> {
+    match &n.target {
+        Target::Chain(name) => {
+            let ports = if n.first == n.last {
+                n.first.to_string()
+            } else {
+                format!("{}:{}", n.first, n.last)
+            };
+            vec![format!("-A {chain} -p {p} --dport {ports} -j {name}")]
+        }
+        Target::Forward(i) => forward_rules(chain, fwds[*i]),
+    }
+}
+
+/// Per source: an optional log rule, the mark, the DNAT.
+fn forward_rules(chain: &str, f: &Forward) -> Vec<String> {
+    let p = f.proto.name();
+    let dport = f.ports.iptables();
+    let to = if f.ports.is_range() {
+        f.target.to_string()
+    } else {
+        format!("{}:{}", f.target, f.target_ports.first)
+    };
+    let mut prefix = format!("natbake:{}", f.name);
+    prefix.truncate(LOG_PREFIX_MAX - 1);
+    prefix.push(' ');
+    let mut out = Vec::new();
+    for src in &f.from {
+        let m = if src.is_any() {
+            format!("-A {chain} -p {p} --dport {dport}")
+        } else {
+            format!("-A {chain} -p {p} -s {src} --dport {dport}")
+        };
+        if f.log {
+            out.push(format!("{m} {LOG_LIMIT} -j LOG --log-prefix \"{prefix}\""));
+        }
+        let tag = format!("-m comment --comment \"natbake:{}\"", f.name);
+        out.push(format!("{m} {tag} -j CONNMARK --set-xmark {DNAT_MARK}"));
+        out.push(format!("{m} {tag} -j DNAT --to-destination {to}"));
+    }
+    out
+}
+
+fn filter(site: &Site) -> Table {
+    let mut rules = vec![
+        "-A NATBAKE-FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT".to_string(),
+        "-A NATBAKE-FORWARD -m conntrack --ctstate INVALID -j DROP".to_string(),
+        format!(
+            "-A NATBAKE-FORWARD -m conntrack --ctstate DNAT -m connmark --mark {DNAT_MARK} -j ACCEPT"
+        ),
+    ];
+    if site.egress {
+        for c in &site.vpc_cidrs {
+            rules.push(format!("-A NATBAKE-FORWARD -d {c} -j RETURN"));
+        }
+        for c in &site.vpc_cidrs {
+            rules.push(format!("-A NATBAKE-FORWARD -s {c} -j ACCEPT"));
+        }
+    }
+    Table {
+        name: "filter",
+        builtin: vec![Builtin {
+            name: "FORWARD",
+            policy: "DROP",
+        }],
+        chains: vec!["NATBAKE-FORWARD".into()],
+        jumps: vec!["-A FORWARD -j NATBAKE-FORWARD".into()],
+        rules,
+    }
+}

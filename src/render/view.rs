@@ -1,0 +1,334 @@
+//! The view model every template reads.
+//!
+//! Templates get precomputed, typed values rather than the raw spec: strict
+//! mode catches a misspelt `{{name}}` but not a misspelt `{{#if name}}`, so
+//! templates should need as little logic as possible. Text from the spec
+//! stays raw here; templates escape it with the helper for their format.
+
+use super::{Artifact, escape, rules};
+use crate::site::{Arch, Os, Site};
+use serde::Serialize;
+
+#[derive(Debug, Serialize)]
+pub struct View {
+    pub version: &'static str,
+    pub site: String,
+    pub description: Option<String>,
+    pub spec_sha256: String,
+    pub os: &'static str,
+    pub arch: &'static str,
+    pub systemd: bool,
+    pub legacy: bool,
+    pub vpc_cidrs: Vec<String>,
+    pub egress: bool,
+    pub forwards: Vec<ForwardView>,
+    pub sysctl: Vec<KeyValue>,
+    pub tables: Vec<rules::Table>,
+    pub ami: AmiView,
+    /// Shell command installing the missing tools, for provision.sh and user data.
+    pub packages: Packages,
+    /// The same as shell lines, shared by provision.sh and the user data.
+    pub install_script: String,
+    /// The same as a YAML block scalar for the user data.
+    pub install_script_yaml: String,
+    /// Files the user data writes (filled after they are rendered).
+    pub files: Vec<FileView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ForwardView {
+    pub name: String,
+    /// One line saying what the forward does, for logs.
+    pub summary: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct KeyValue {
+    pub key: String,
+    pub value: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AmiView {
+    pub region: Option<String>,
+    pub instance_type: String,
+    pub name_prefix: String,
+    pub copy_to: Vec<String>,
+    pub share_with: Vec<String>,
+    pub subnet_id: String,
+    /// The AMI's tags as aligned HCL lines, natbake's own first.
+    pub tag_lines: Vec<String>,
+    pub description: String,
+    pub source_name: &'static str,
+    pub source_owner: &'static str,
+    pub ssh_username: &'static str,
+}
+
+/// The tools the boot script needs and how this OS installs them.
+#[derive(Debug, Serialize)]
+pub struct Packages {
+    /// `command package` pairs: the command checked, the package providing it.
+    pub needs: Vec<KeyValue>,
+    /// The install command, to which the missing package names are appended.
+    pub install: &'static str,
+    /// Run once before the first install (refreshing package lists); may be empty.
+    pub refresh: &'static str,
+}
+
+#[derive(Debug, Serialize)]
+pub struct FileView {
+    pub path: String,
+    pub permissions: String,
+    /// `content: |` followed by the indented text, or base64 when a literal
+    /// block could not carry the bytes exactly.
+    pub content: String,
+}
+
+impl View {
+    pub fn new(site: &Site) -> View {
+        let forwards = site
+            .forwards
+            .iter()
+            .map(|f| {
+                let to = if f.ports.is_range() {
+                    format!("{} (same ports)", f.target)
+                } else {
+                    format!("{}:{}", f.target, f.target_ports.first)
+                };
+                let from: Vec<String> = f.from.iter().map(|c| c.to_string()).collect();
+                let mut summary = format!(
+                    "forward {}: {} {} -> {} from {}",
+                    f.name,
+                    f.proto.name(),
+                    f.ports,
+                    to,
+                    from.join(" ")
+                );
+                if let Some(d) = &f.description {
+                    summary.push_str(&format!(" ({d})"));
+                }
+                ForwardView {
+                    name: f.name.clone(),
+                    summary,
+                }
+            })
+            .collect();
+        View {
+            version: env!("CARGO_PKG_VERSION"),
+            site: site.name.clone(),
+            description: site.description.clone(),
+            spec_sha256: site.spec_sha256.clone(),
+            os: site.os.name(),
+            arch: site.arch.name(),
+            systemd: site.os.has_systemd(),
+            legacy: site.os == Os::AmznAmiVpcNat,
+            vpc_cidrs: site.vpc_cidrs.iter().map(|c| c.to_string()).collect(),
+            egress: site.egress,
+            forwards,
+            sysctl: site
+                .sysctl
+                .iter()
+                .map(|(k, v)| KeyValue {
+                    key: k.clone(),
+                    value: v.clone(),
+                })
+                .collect(),
+            tables: rules::tables(site),
+            ami: ami_view(site),
+            install_script_yaml: yaml_block(&install_script(&packages(site.os)), 6),
+            install_script: install_script(&packages(site.os)),
+            packages: packages(site.os),
+            files: Vec::new(),
+        }
+    }
+
+    /// Records the installed files for the user data template.
+    pub fn add_files(&mut self, artifacts: &[Artifact]) {
+        const INDENT: usize = 6;
+        self.files = artifacts
+            .iter()
+            .filter_map(|a| {
+                let path = a.install_path?;
+                let text = std::str::from_utf8(&a.bytes).ok();
+                let content = match text.filter(|t| escape::yaml_literal_body(t, INDENT).is_some())
+                {
+                    Some(t) => format!("content: {}", yaml_block(t, INDENT)),
+                    None => format!("encoding: b64\n    content: {}", base64(&a.bytes)),
+                };
+                Some(FileView {
+                    path: path.into(),
+                    permissions: format!("{:04o}", a.mode),
+                    content,
+                })
+            })
+            .collect();
+    }
+}
+
+fn ami_view(site: &Site) -> AmiView {
+    let a = &site.ami;
+    let (source_name, source_owner, ssh_username) = match (site.os, site.arch) {
+        (Os::AmazonLinux2023, Arch::X86_64) => (
+            "al2023-ami-2023.*-kernel-*-x86_64",
+            "137112412989",
+            "ec2-user",
+        ),
+        (Os::AmazonLinux2023, Arch::Arm64) => (
+            "al2023-ami-2023.*-kernel-*-arm64",
+            "137112412989",
+            "ec2-user",
+        ),
+        (Os::Ubuntu2404, Arch::X86_64) => (
+            "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-*",
+            "099720109477",
+            "ubuntu",
+        ),
+        (Os::Ubuntu2404, Arch::Arm64) => (
+            "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-arm64-server-*",
+            "099720109477",
+            "ubuntu",
+        ),
+        (Os::Debian12, Arch::X86_64) => ("debian-12-amd64-*", "136693071363", "admin"),
+        (Os::Debian12, Arch::Arm64) => ("debian-12-arm64-*", "136693071363", "admin"),
+        // Validation refuses arm64 for the legacy AMI, which never had one.
+        (Os::AmznAmiVpcNat, _) => ("amzn-ami-vpc-nat-*-x86_64-ebs", "137112412989", "ec2-user"),
+    };
+    let mut tags = vec![
+        ("Name".to_string(), format!("{}-nat", site.name)),
+        ("natbake:site".to_string(), site.name.clone()),
+        ("natbake:spec-sha256".to_string(), site.spec_sha256.clone()),
+        (
+            "natbake:version".to_string(),
+            env!("CARGO_PKG_VERSION").to_string(),
+        ),
+    ];
+    tags.extend(a.tags.iter().cloned());
+    let description = match &site.description {
+        Some(d) => format!("natbake NAT instance for {}: {d}", site.name),
+        None => format!("natbake NAT instance for {}", site.name),
+    };
+    AmiView {
+        region: a.region.clone(),
+        instance_type: a.instance_type.clone(),
+        name_prefix: a.name_prefix.clone(),
+        copy_to: a.copy_to.clone(),
+        share_with: a.share_with.clone(),
+        subnet_id: a.subnet_id.clone().unwrap_or_default(),
+        tag_lines: hcl_map_lines(&tags),
+        description,
+        source_name,
+        source_owner,
+        ssh_username,
+    }
+}
+
+/// `"key" = "value"` lines with the `=` aligned, as `packer fmt` writes them.
+fn hcl_map_lines(pairs: &[(String, String)]) -> Vec<String> {
+    let keys: Vec<String> = pairs.iter().map(|(k, _)| escape::hcl(k)).collect();
+    let width = keys.iter().map(|k| k.chars().count()).max().unwrap_or(0);
+    keys.iter()
+        .zip(pairs)
+        .map(|(k, (_, v))| format!("{k:<width$} = {}", escape::hcl(v)))
+        .collect()
+}
+
+/// A YAML block scalar (`|` and indented lines) when that carries the text
+/// exactly, a double-quoted scalar otherwise.
+fn yaml_block(text: &str, indent: usize) -> String {
+    match escape::yaml_literal_body(text, indent) {
+        Some(body) => format!("|\n{}", body.strip_suffix('\n').unwrap_or(&body)),
+        None => escape::yaml(text),
+    }
+}
+
+/// The shell lines that install whatever the boot step misses.
+fn install_script(p: &Packages) -> String {
+    let mut s = String::from("missing=()\n");
+    for kv in &p.needs {
+        s.push_str(&format!(
+            "command -v {} >/dev/null 2>&1 || missing+=({})\n",
+            escape::sh(&kv.key),
+            escape::sh(&kv.value)
+        ));
+    }
+    s.push_str("if [ \"${#missing[@]}\" -gt 0 ]; then\n");
+    if !p.refresh.is_empty() {
+        s.push_str(&format!("  {}\n", p.refresh));
+    }
+    s.push_str(&format!("  {} \"${{missing[@]}}\"\nfi\n", p.install));
+    s
+}
+
+fn packages(os: Os) -> Packages {
+    let kv = |k: &str, v: &str| KeyValue {
+        key: k.into(),
+        value: v.into(),
+    };
+    match os {
+        Os::AmazonLinux2023 => Packages {
+            needs: vec![
+                kv("iptables-restore", "iptables-nft"),
+                kv("curl", "curl-minimal"),
+                kv("logger", "util-linux-core"),
+            ],
+            install: "dnf install -y",
+            refresh: "",
+        },
+        Os::Ubuntu2404 | Os::Debian12 => Packages {
+            needs: vec![
+                kv("iptables-restore", "iptables"),
+                kv("curl", "curl"),
+                kv("logger", "bsdutils"),
+            ],
+            install: "DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends",
+            refresh: "apt-get update -q",
+        },
+        Os::AmznAmiVpcNat => Packages {
+            needs: vec![
+                kv("iptables-restore", "iptables"),
+                kv("curl", "curl"),
+                kv("logger", "util-linux"),
+            ],
+            install: "yum install -y",
+            refresh: "",
+        },
+    }
+}
+
+/// Standard base64 with padding, as cloud-init's `b64` encoding expects.
+fn base64(bytes: &[u8]) -> String {
+    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ABC[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn base64_matches_rfc4648_vectors() {
+        for (plain, coded) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(super::base64(plain.as_bytes()), coded);
+        }
+    }
+}

@@ -1,0 +1,169 @@
+//! A validated site: the one value every renderer reads.
+//!
+//! Everything here has passed [`crate::validate`]: names use safe
+//! characters, networks are canonical, forwards do not overlap and their
+//! targets lie inside the VPC. Renderers can rely on that and stay simple.
+
+use crate::cidr::Cidr;
+use std::net::Ipv4Addr;
+
+/// Operating system of the image the artifacts are for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Os {
+    AmazonLinux2023,
+    Ubuntu2404,
+    Debian12,
+    /// The legacy AWS NAT AMI (`amzn-ami-vpc-nat`): Amazon Linux 1, no systemd.
+    AmznAmiVpcNat,
+}
+
+impl Os {
+    /// Every accepted spelling, in the order the docs list them.
+    pub const ALL: [Os; 4] = [
+        Os::AmazonLinux2023,
+        Os::Ubuntu2404,
+        Os::Debian12,
+        Os::AmznAmiVpcNat,
+    ];
+
+    /// The name used in the spec.
+    pub fn name(self) -> &'static str {
+        match self {
+            Os::AmazonLinux2023 => "amazon-linux-2023",
+            Os::Ubuntu2404 => "ubuntu-24.04",
+            Os::Debian12 => "debian-12",
+            Os::AmznAmiVpcNat => "amzn-ami-vpc-nat",
+        }
+    }
+
+    /// Whether the image boots with systemd (all but the legacy NAT AMI).
+    pub fn has_systemd(self) -> bool {
+        self != Os::AmznAmiVpcNat
+    }
+}
+
+/// CPU architecture of the image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arch {
+    X86_64,
+    Arm64,
+}
+
+impl Arch {
+    pub const ALL: [Arch; 2] = [Arch::X86_64, Arch::Arm64];
+
+    /// The name used in the spec and in AMI filters.
+    pub fn name(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "x86_64",
+            Arch::Arm64 => "arm64",
+        }
+    }
+}
+
+/// Transport protocol of a forward.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Proto {
+    Tcp,
+    Udp,
+}
+
+impl Proto {
+    pub fn name(self) -> &'static str {
+        match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+        }
+    }
+}
+
+/// An inclusive range of ports; a single port has `first == last`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Ports {
+    pub first: u16,
+    pub last: u16,
+}
+
+impl Ports {
+    pub fn single(port: u16) -> Ports {
+        Ports {
+            first: port,
+            last: port,
+        }
+    }
+
+    pub fn is_range(&self) -> bool {
+        self.first != self.last
+    }
+
+    pub fn overlaps(&self, other: &Ports) -> bool {
+        self.first <= other.last && other.first <= self.last
+    }
+
+    /// `51532` or `60000:60010`, as iptables writes a port match.
+    pub fn iptables(&self) -> String {
+        if self.is_range() {
+            format!("{}:{}", self.first, self.last)
+        } else {
+            self.first.to_string()
+        }
+    }
+}
+
+impl std::fmt::Display for Ports {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.is_range() {
+            write!(f, "{}-{}", self.first, self.last)
+        } else {
+            write!(f, "{}", self.first)
+        }
+    }
+}
+
+/// One inward port forward.
+#[derive(Debug, Clone)]
+pub struct Forward {
+    pub name: String,
+    pub proto: Proto,
+    /// Ports on the NAT instance.
+    pub ports: Ports,
+    /// Host in a private subnet.
+    pub target: Ipv4Addr,
+    /// Ports on the target; the same length as `ports` (equal to them for a range).
+    pub target_ports: Ports,
+    /// Allowed sources; exactly `[0.0.0.0/0]` when `public`.
+    pub from: Vec<Cidr>,
+    pub public: bool,
+    pub log: bool,
+    pub description: Option<String>,
+}
+
+/// Settings of the Packer AMI build, with defaults filled in.
+#[derive(Debug, Clone)]
+pub struct Ami {
+    pub region: Option<String>,
+    pub instance_type: String,
+    pub name_prefix: String,
+    pub copy_to: Vec<String>,
+    pub share_with: Vec<String>,
+    pub subnet_id: Option<String>,
+    /// Extra tags, in the order written.
+    pub tags: Vec<(String, String)>,
+}
+
+/// A validated site spec.
+#[derive(Debug, Clone)]
+pub struct Site {
+    pub name: String,
+    pub description: Option<String>,
+    pub os: Os,
+    pub arch: Arch,
+    pub vpc_cidrs: Vec<Cidr>,
+    pub egress: bool,
+    pub forwards: Vec<Forward>,
+    /// Extra kernel settings, in the order written.
+    pub sysctl: Vec<(String, String)>,
+    pub ami: Ami,
+    /// SHA-256 of the spec file's bytes, in hex.
+    pub spec_sha256: String,
+}

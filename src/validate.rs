@@ -1,0 +1,843 @@
+//! From YAML text to a validated [`Site`].
+//!
+//! Parsing stops at the first problem of shape (bad YAML, an unknown key, a
+//! wrong type), since nothing after it can be trusted. Validation of
+//! meaning then looks at the whole spec and reports every problem it finds,
+//! each with its line, column and YAML path. Nothing is rendered unless the
+//! list comes back empty.
+
+use crate::cidr::{Cidr, addr_or_none};
+use crate::error::{Diagnostic, SpecError};
+use crate::site::{Ami, Arch, Forward, Os, Ports, Proto, Site};
+use crate::spec::{At, RawAmi, RawForward, RawSpec, ScalarText};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::net::Ipv4Addr;
+use std::path::Path;
+
+/// Largest spec file accepted. A spec with 10,000 forwards is about 1.5 MB.
+pub const MAX_SPEC_BYTES: u64 = 16 * 1024 * 1024;
+/// Most forwards one spec may hold; more would not fit one NAT instance's
+/// conntrack table sensibly and would make user data and rulesets unwieldy.
+pub const MAX_FORWARDS: usize = 20_000;
+const MAX_TEXT_CHARS: usize = 200;
+
+/// Reads, parses and validates the spec at `path`.
+pub fn load(path: &Path) -> Result<Site, SpecError> {
+    let read_err = |source| SpecError::Read {
+        file: path.to_owned(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(read_err)?;
+    let mut bytes = Vec::new();
+    // Read one byte past the limit so an oversized file is caught without
+    // trusting the size the file system reports (a FIFO reports 0).
+    file.take(MAX_SPEC_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read_err)?;
+    parse(path, &bytes)
+}
+
+/// Parses and validates spec bytes; `path` is only used in messages.
+pub fn parse(path: &Path, bytes: &[u8]) -> Result<Site, SpecError> {
+    let invalid = |diagnostics| SpecError::Invalid {
+        file: path.to_owned(),
+        diagnostics,
+    };
+    if bytes.len() as u64 > MAX_SPEC_BYTES {
+        return Err(invalid(vec![Diagnostic {
+            line: 0,
+            column: 0,
+            path: String::new(),
+            message: format!(
+                "the file is larger than {} MiB; a site spec is a few kilobytes",
+                MAX_SPEC_BYTES / 1024 / 1024
+            ),
+        }]));
+    }
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        let (line, column) = line_col(bytes, e.valid_up_to());
+        invalid(vec![Diagnostic {
+            line,
+            column,
+            path: String::new(),
+            message: "the file is not valid UTF-8".into(),
+        }])
+    })?;
+    let raw = parse_yaml(text).map_err(|d| invalid(vec![d]))?;
+    let spec_sha256 = hex(&Sha256::digest(bytes));
+    let mut v = Validator::default();
+    let site = v.site(raw, spec_sha256);
+    if v.diags.is_empty() {
+        Ok(site)
+    } else {
+        v.diags.sort_by_key(|d| (d.line, d.column));
+        Err(invalid(v.diags))
+    }
+}
+
+/// Lower-case hex of a digest.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn line_col(bytes: &[u8], offset: usize) -> (u64, u64) {
+    let before = &bytes[..offset];
+    let line = before.iter().filter(|&&b| b == b'\n').count() as u64 + 1;
+    let column = (offset
+        - before
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |p| p + 1)) as u64
+        + 1;
+    (line, column)
+}
+
+/// Parses the YAML with limits that keep hostile input (alias bombs, deep
+/// nesting, huge documents) cheap to refuse.
+fn parse_yaml(text: &str) -> Result<RawSpec, Diagnostic> {
+    let options = serde_saphyr::options! {
+        with_snippet: false,
+        budget: serde_saphyr::budget! {
+            max_events: 2_000_000,
+            max_aliases: 1_000,
+            max_anchors: 1_000,
+            max_depth: 32,
+            max_documents: 1,
+            max_nodes: 1_000_000,
+            max_total_scalar_bytes: MAX_SPEC_BYTES as usize,
+            max_merge_keys: 100,
+        },
+        alias_limits: serde_saphyr::alias_limits! {
+            max_total_replayed_events: 100_000,
+            max_replay_stack_depth: 16,
+        },
+    };
+    // serde_path_to_error knows the path but must hand back serde-saphyr's
+    // error type from the closure; the path waits outside until then.
+    let mut path = None;
+    serde_saphyr::with_deserializer_from_str_with_options(text, options, |de| {
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            path = Some(e.path().to_string());
+            e.into_inner()
+        })
+    })
+    .map_err(|e| diagnostic_of(path.unwrap_or_default(), &e))
+}
+
+fn diagnostic_of(path: String, err: &serde_saphyr::Error) -> Diagnostic {
+    let (line, column) = err.location().map_or((0, 0), |l| (l.line(), l.column()));
+    let mut message = err.without_snippet().to_string();
+    // The location is reported in its own fields.
+    if let Some(cut) = message.rfind(" at line ") {
+        message.truncate(cut);
+    }
+    let message = explain(&message);
+    // serde_path_to_error shows the root as "." and Spanned adds a `.value` step.
+    let path = path.replace(".value", "");
+    let path = if path == "." { String::new() } else { path };
+    Diagnostic {
+        line,
+        column,
+        path,
+        message,
+    }
+}
+
+/// Adds the advice a person needs to the parser's terse messages.
+fn explain(message: &str) -> String {
+    if message.starts_with("unknown field") {
+        format!(
+            "{message}; check the spelling (unknown keys are refused so that typos cannot hide)"
+        )
+    } else if message.contains("budget")
+        || message.contains("limit")
+        || message.contains("exceeded")
+    {
+        format!(
+            "{message}; the spec is too large or too deeply nested (anchors and aliases are limited)"
+        )
+    } else {
+        message.to_owned()
+    }
+}
+
+#[derive(Default)]
+struct Validator {
+    diags: Vec<Diagnostic>,
+}
+
+impl Validator {
+    fn err<T>(&mut self, at: &At<T>, path: impl Into<String>, message: impl Into<String>) {
+        self.diags.push(Diagnostic {
+            line: at.referenced.line(),
+            column: at.referenced.column(),
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+
+    fn site(&mut self, raw: RawSpec, spec_sha256: String) -> Site {
+        if raw.version.value.0 != "1" {
+            self.err(
+                &raw.version,
+                "version",
+                format!(
+                    "version `{}` is not supported; this natbake reads version 1",
+                    raw.version.value.0
+                ),
+            );
+        }
+        self.name(&raw.site, "site", 40);
+        let description = raw
+            .description
+            .as_ref()
+            .map(|d| self.free_text(d, "description"));
+        let os = match &raw.os {
+            None => Os::AmazonLinux2023,
+            Some(at) => self
+                .choice(at, "os", &Os::ALL, |o| o.name())
+                .unwrap_or(Os::AmazonLinux2023),
+        };
+        let arch = match &raw.arch {
+            None => Arch::X86_64,
+            Some(at) => self
+                .choice(at, "arch", &Arch::ALL, |a| a.name())
+                .unwrap_or(Arch::X86_64),
+        };
+        if let (Os::AmznAmiVpcNat, Arch::Arm64, Some(at)) = (os, arch, &raw.arch) {
+            self.err(at, "arch", "the legacy AWS NAT AMI (`amzn-ami-vpc-nat`) exists for x86_64 only; use `os: amazon-linux-2023` for arm64");
+        }
+        let vpc_cidrs = self.vpc_cidrs(&raw.vpc_cidrs);
+        let forwards = self.forwards(&raw.forwards, &vpc_cidrs);
+        let sysctl = raw
+            .sysctl
+            .as_ref()
+            .map(|s| self.sysctl(s))
+            .unwrap_or_default();
+        let ami = self.ami(raw.ami.as_ref(), &raw.site.value, arch);
+        Site {
+            name: raw.site.value,
+            description,
+            os,
+            arch,
+            vpc_cidrs,
+            egress: raw.egress.map_or(true, |e| e.value),
+            forwards,
+            sysctl,
+            ami,
+            spec_sha256,
+        }
+    }
+
+    /// A name that ends up in file names, chain comments, tags and log
+    /// prefixes: `^[a-z][a-z0-9-]{0,max-1}$`.
+    fn name(&mut self, at: &At<String>, path: &str, max: usize) {
+        let s = &at.value;
+        let ok = s.len() <= max
+            && s.starts_with(|c: char| c.is_ascii_lowercase())
+            && s.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if !ok {
+            let suggestion: String = s
+                .to_ascii_lowercase()
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+                .skip_while(|c| !c.is_ascii_lowercase())
+                .take(max)
+                .collect();
+            let mut msg = format!(
+                "`{s}` is not a valid name: use a lower-case letter, then up to {} lower-case letters, digits or `-`",
+                max - 1
+            );
+            if !suggestion.is_empty() && suggestion != *s {
+                msg.push_str(&format!("; for example `{suggestion}`"));
+            }
+            self.err(at, path, msg);
+        }
+    }
+
+    /// Free text: at most 200 characters, no control characters, no
+    /// invisible direction or line-separator characters that could make an
+    /// artifact read differently from what it does.
+    fn free_text(&mut self, at: &At<String>, path: &str) -> String {
+        let s = &at.value;
+        let count = s.chars().count();
+        if count > MAX_TEXT_CHARS {
+            self.err(
+                at,
+                path,
+                format!("text is {count} characters long; the limit is {MAX_TEXT_CHARS}"),
+            );
+        }
+        if let Some(c) = s.chars().find(|&c| forbidden_in_text(c)) {
+            self.err(
+                at,
+                path,
+                format!(
+                    "text contains the control or formatting character U+{:04X}; write it on one line without control characters",
+                    c as u32
+                ),
+            );
+        }
+        s.clone()
+    }
+
+    fn choice<T: Copy>(
+        &mut self,
+        at: &At<String>,
+        path: &str,
+        all: &[T],
+        name: impl Fn(T) -> &'static str,
+    ) -> Option<T> {
+        if let Some(&found) = all.iter().find(|&&t| name(t) == at.value) {
+            return Some(found);
+        }
+        let names: Vec<String> = all.iter().map(|&t| format!("`{}`", name(t))).collect();
+        self.err(
+            at,
+            path,
+            format!("`{}` is not one of {}", at.value, names.join(", ")),
+        );
+        None
+    }
+
+    fn cidr(&mut self, at: &At<String>, path: &str) -> Option<Cidr> {
+        match Cidr::parse(&at.value) {
+            Ok(c) => Some(c),
+            Err(msg) => {
+                self.err(at, path, msg);
+                None
+            }
+        }
+    }
+
+    fn vpc_cidrs(&mut self, list: &At<Vec<At<String>>>) -> Vec<Cidr> {
+        if list.value.is_empty() {
+            self.err(
+                list,
+                "vpc_cidrs",
+                "at least one VPC CIDR block is needed, such as `[10.0.0.0/16]`",
+            );
+        }
+        let mut out: Vec<Cidr> = Vec::new();
+        for (i, at) in list.value.iter().enumerate() {
+            let path = format!("vpc_cidrs[{i}]");
+            let Some(c) = self.cidr(at, &path) else {
+                continue;
+            };
+            if c.prefix() < 8 {
+                self.err(
+                    at,
+                    &path,
+                    format!("`{c}` is wider than any VPC (AWS allows /16 to /28 blocks)"),
+                );
+            } else if let Some(other) = out.iter().find(|o| o.overlaps(&c)) {
+                self.err(
+                    at,
+                    &path,
+                    format!("`{c}` overlaps `{other}`, listed before it"),
+                );
+            } else {
+                out.push(c);
+            }
+        }
+        out
+    }
+
+    fn forwards(&mut self, raw: &[At<RawForward>], vpc: &[Cidr]) -> Vec<Forward> {
+        if raw.len() > MAX_FORWARDS {
+            self.err(
+                &raw[MAX_FORWARDS],
+                format!("forwards[{MAX_FORWARDS}]"),
+                format!("a spec may hold at most {MAX_FORWARDS} forwards"),
+            );
+        }
+        let mut out: Vec<(usize, Forward)> = Vec::new();
+        let mut names: BTreeMap<&str, usize> = BTreeMap::new();
+        for (i, at) in raw.iter().enumerate() {
+            let f = &at.value;
+            let p = |field: &str| format!("forwards[{i}].{field}");
+            self.name(&f.name, &p("name"), 24);
+            if let Some(&first) = names.get(f.name.value.as_str()) {
+                self.err(
+                    &f.name,
+                    p("name"),
+                    format!(
+                        "the name `{}` is already used by forwards[{first}]",
+                        f.name.value
+                    ),
+                );
+            } else {
+                names.insert(&f.name.value, i);
+            }
+            if let Some(fwd) = self.forward(f, i, vpc) {
+                out.push((i, fwd));
+            }
+        }
+        // Overlap check: per protocol, sorted by first port, each must end
+        // before the next begins.
+        let mut sorted: Vec<&(usize, Forward)> = out.iter().collect();
+        sorted.sort_by_key(|(i, f)| (f.proto, f.ports, *i));
+        for pair in sorted.windows(2) {
+            let (a, b) = (&pair[0], &pair[1]);
+            if a.1.proto == b.1.proto && a.1.ports.overlaps(&b.1.ports) {
+                let (earlier, later) = if a.0 < b.0 { (a, b) } else { (b, a) };
+                let at = &raw[later.0].value.port;
+                self.err(
+                    at,
+                    format!("forwards[{}].port", later.0),
+                    format!(
+                        "{} port {} overlaps port {} of forward `{}` (forwards[{}]); every port may be forwarded once",
+                        later.1.proto.name(), later.1.ports, earlier.1.ports, earlier.1.name, earlier.0
+                    ),
+                );
+            }
+        }
+        out.into_iter().map(|(_, f)| f).collect()
+    }
+
+    fn forward(&mut self, f: &RawForward, i: usize, vpc: &[Cidr]) -> Option<Forward> {
+        let p = |field: &str| format!("forwards[{i}].{field}");
+        let proto = match &f.proto {
+            None => Some(Proto::Tcp),
+            Some(at) => self.choice(at, &p("proto"), &[Proto::Tcp, Proto::Udp], |x| x.name()),
+        };
+        let ports = self.ports(&f.port, &p("port"));
+        let target = self.target(&f.to, &p("to"), ports, vpc);
+        let public = f.public.as_ref().is_some_and(|b| b.value);
+        let from = self.sources(&f.from, &p("from"), public, f.public.as_ref());
+        let description = f
+            .description
+            .as_ref()
+            .map(|d| self.free_text(d, &p("description")));
+        let (ports, (target, target_ports)) = (ports?, target?);
+        Some(Forward {
+            name: f.name.value.clone(),
+            proto: proto?,
+            ports,
+            target,
+            target_ports,
+            from: from?,
+            public,
+            log: f.log.as_ref().is_some_and(|b| b.value),
+            description,
+        })
+    }
+
+    fn ports(&mut self, at: &At<ScalarText>, path: &str) -> Option<Ports> {
+        let text = at.value.0.trim();
+        let parsed = match text.split_once('-') {
+            Some((a, b)) => port_number(a)
+                .zip(port_number(b))
+                .map(|(first, last)| Ports { first, last }),
+            None => port_number(text).map(Ports::single),
+        };
+        let Some(ports) = parsed else {
+            self.err(
+                at,
+                path,
+                format!("`{text}` is not a port (1-65535) or a range such as `60000-60010`"),
+            );
+            return None;
+        };
+        if ports.first > ports.last {
+            self.err(
+                at,
+                path,
+                format!(
+                    "the range `{text}` runs backwards; did you mean `{}-{}`?",
+                    ports.last, ports.first
+                ),
+            );
+            return None;
+        }
+        if ports.overlaps(&Ports::single(22)) {
+            self.err(at, path, "port 22 cannot be forwarded: it would take SSH to the NAT instance itself away from these sources; pick another listen port and forward it to the target's port 22");
+            return None;
+        }
+        Some(ports)
+    }
+
+    fn target(
+        &mut self,
+        at: &At<String>,
+        path: &str,
+        ports: Option<Ports>,
+        vpc: &[Cidr],
+    ) -> Option<(Ipv4Addr, Ports)> {
+        let text = at.value.trim();
+        let (addr_text, port_text) = match text.rsplit_once(':') {
+            Some((a, p)) => (a, Some(p)),
+            None => (text, None),
+        };
+        let Some(addr) = addr_or_none(addr_text) else {
+            self.err(at, path, format!("`{text}` is not a target such as `10.0.1.25:1532` (an IPv4 address, then optionally `:port`)"));
+            return None;
+        };
+        let target_ports = match (port_text, ports) {
+            (Some(pt), Some(ports)) if ports.is_range() => {
+                self.err(at, path, format!("a port range is forwarded to the same ports; write `to: {addr}` without `:{pt}`"));
+                return None;
+            }
+            (Some(pt), _) => match port_number(pt) {
+                Some(n) => Ports::single(n),
+                None => {
+                    self.err(
+                        at,
+                        path,
+                        format!("`{pt}` in `{text}` is not a port (1-65535)"),
+                    );
+                    return None;
+                }
+            },
+            (None, Some(ports)) => ports,
+            (None, None) => return None,
+        };
+        match vpc.iter().find(|c| c.contains(addr)) {
+            None if !vpc.is_empty() => {
+                let list: Vec<String> = vpc.iter().map(|c| format!("`{c}`")).collect();
+                self.err(at, path, format!("`{addr}` is not inside the VPC ({}); a forward must lead to a host in the VPC", list.join(", ")));
+                None
+            }
+            Some(c) if addr == c.network() || addr == c.broadcast() => {
+                let which = if addr == c.network() {
+                    "network"
+                } else {
+                    "broadcast"
+                };
+                self.err(
+                    at,
+                    path,
+                    format!("`{addr}` is the {which} address of `{c}`, not a host"),
+                );
+                None
+            }
+            _ => Some((addr, target_ports)),
+        }
+    }
+
+    fn sources(
+        &mut self,
+        list: &At<Vec<At<String>>>,
+        path: &str,
+        public: bool,
+        public_at: Option<&At<bool>>,
+    ) -> Option<Vec<Cidr>> {
+        if list.value.is_empty() {
+            self.err(list, path, "at least one source is needed, such as `[203.0.113.110/32]`; for any source write `[0.0.0.0/0]` with `public: true`");
+            return None;
+        }
+        let mut out: Vec<Cidr> = Vec::new();
+        let mut ok = true;
+        for (j, at) in list.value.iter().enumerate() {
+            let p = format!("{path}[{j}]");
+            let Some(c) = self.cidr(at, &p) else {
+                ok = false;
+                continue;
+            };
+            if c.is_any() && !public {
+                self.err(at, &p, "`0.0.0.0/0` lets the whole Internet in; add `public: true` to the forward if that is meant");
+                ok = false;
+            } else if out.contains(&c) {
+                self.err(at, &p, format!("`{c}` is listed twice"));
+                ok = false;
+            } else {
+                out.push(c);
+            }
+        }
+        if public && ok && !(out.len() == 1 && out[0].is_any()) {
+            if let Some(at) = public_at {
+                self.err(at, path.replace(".from", ".public"), "`public: true` means any source; set `from: [0.0.0.0/0]`, or drop `public` to keep the listed sources");
+            }
+            ok = false;
+        }
+        ok.then_some(out)
+    }
+
+    fn sysctl(
+        &mut self,
+        map: &At<crate::spec::SpannedMap<At<ScalarText>>>,
+    ) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for (key, value) in &map.value.0 {
+            let path = format!("sysctl.{}", key.value);
+            let k = &key.value;
+            if k.is_empty()
+                || !k
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '.')
+                || k.starts_with('.')
+                || k.ends_with('.')
+                || k.contains("..")
+            {
+                self.err(key, &path, format!("`{k}` is not a sysctl key; keys use lower-case letters, digits, `_` and `.`, such as `net.netfilter.nf_conntrack_max`"));
+                continue;
+            }
+            if is_managed_sysctl(k) {
+                self.err(key, &path, format!("`{k}` is managed by natbake: configure-pat.sh switches forwarding on only after the ruleset is loaded, and switches redirects off; remove this key"));
+                continue;
+            }
+            let v = value.value.0.as_str();
+            let words_ok = !v.is_empty()
+                && v.split(' ').all(|w| {
+                    !w.is_empty()
+                        && w.chars()
+                            .all(|c| c.is_ascii_alphanumeric() || "_.:-".contains(c))
+                });
+            if !words_ok {
+                self.err(value, &path, format!("`{v}` is not a sysctl value: use a number or words of letters, digits, `_.:-` separated by single spaces"));
+                continue;
+            }
+            out.push((k.clone(), v.to_owned()));
+        }
+        out
+    }
+
+    fn ami(&mut self, raw: Option<&At<RawAmi>>, site: &str, arch: Arch) -> Ami {
+        let default_type = match arch {
+            Arch::X86_64 => "t3.micro",
+            Arch::Arm64 => "t4g.micro",
+        };
+        let mut ami = Ami {
+            region: None,
+            instance_type: default_type.into(),
+            name_prefix: format!("natbake-{site}"),
+            copy_to: Vec::new(),
+            share_with: Vec::new(),
+            subnet_id: None,
+            tags: Vec::new(),
+        };
+        let Some(raw) = raw else { return ami };
+        let raw = &raw.value;
+        if let Some(at) = &raw.region {
+            if self.region(at, "ami.region") {
+                ami.region = Some(at.value.clone());
+            }
+        }
+        if let Some(at) = &raw.instance_type {
+            let ok = at.value.split_once('.').is_some_and(|(family, size)| {
+                word(family, 1, 16, |c| {
+                    c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'
+                }) && word(size, 1, 16, |c| {
+                    c.is_ascii_lowercase() || c.is_ascii_digit()
+                })
+            });
+            if ok {
+                ami.instance_type = at.value.clone();
+            } else {
+                self.err(
+                    at,
+                    "ami.instance_type",
+                    format!(
+                        "`{}` is not an EC2 instance type such as `{default_type}`",
+                        at.value
+                    ),
+                );
+            }
+        }
+        if let Some(at) = &raw.name_prefix {
+            if word(&at.value, 1, 100, |c| {
+                c.is_ascii_alphanumeric() || "._-".contains(c)
+            }) {
+                ami.name_prefix = at.value.clone();
+            } else {
+                self.err(at, "ami.name_prefix", "an AMI name prefix is 1 to 100 letters, digits, `.`, `_` or `-` (natbake appends `-` and a timestamp)");
+            }
+        }
+        for (i, at) in raw.copy_to.iter().enumerate() {
+            let path = format!("ami.copy_to[{i}]");
+            if self.region(at, &path) {
+                if ami.copy_to.contains(&at.value) || ami.region.as_ref() == Some(&at.value) {
+                    self.err(
+                        at,
+                        path,
+                        format!("`{}` is listed twice (or is the build region)", at.value),
+                    );
+                } else {
+                    ami.copy_to.push(at.value.clone());
+                }
+            }
+        }
+        for (i, at) in raw.share_with.iter().enumerate() {
+            let id = &at.value.0;
+            if word(id, 12, 12, |c| c.is_ascii_digit()) {
+                if !ami.share_with.contains(id) {
+                    ami.share_with.push(id.clone());
+                }
+            } else {
+                self.err(at, format!("ami.share_with[{i}]"), format!("`{id}` is not an AWS account id: 12 digits, written in quotes so that leading zeros survive"));
+            }
+        }
+        if let Some(at) = &raw.subnet_id {
+            let ok = at.value.strip_prefix("subnet-").is_some_and(|h| {
+                word(h, 1, 17, |c| {
+                    c.is_ascii_hexdigit() && !c.is_ascii_uppercase()
+                })
+            });
+            if ok {
+                ami.subnet_id = Some(at.value.clone());
+            } else {
+                self.err(
+                    at,
+                    "ami.subnet_id",
+                    format!(
+                        "`{}` is not a subnet id such as `subnet-0abc1234`",
+                        at.value
+                    ),
+                );
+            }
+        }
+        if let Some(tags) = &raw.tags {
+            for (key, value) in &tags.value.0 {
+                let path = format!("ami.tags.{}", key.value);
+                let k = &key.value;
+                if !word(k, 1, 128, tag_char) || k.to_ascii_lowercase().starts_with("aws:") {
+                    self.err(key, &path, format!("`{k}` is not a usable tag key: 1-128 letters, digits, spaces or `+-=._:/@`, not starting with `aws:`"));
+                } else if k == "Name" || k.starts_with("natbake:") {
+                    self.err(
+                        key,
+                        &path,
+                        format!("the tag `{k}` is set by natbake itself"),
+                    );
+                } else if !word(&value.value.0, 0, 256, tag_char) {
+                    self.err(
+                        value,
+                        &path,
+                        "a tag value is up to 256 letters, digits, spaces or `+-=._:/@`",
+                    );
+                } else {
+                    ami.tags.push((k.clone(), value.value.0.clone()));
+                }
+            }
+        }
+        ami
+    }
+
+    fn region(&mut self, at: &At<String>, path: &str) -> bool {
+        // us-east-1, eu-central-2, us-gov-west-1, ap-southeast-5
+        let parts: Vec<&str> = at.value.split('-').collect();
+        let ok = parts.len() >= 3
+            && word(parts[0], 2, 2, |c| c.is_ascii_lowercase())
+            && parts[1..parts.len() - 1]
+                .iter()
+                .all(|p| word(p, 1, 16, |c| c.is_ascii_lowercase()))
+            && word(parts[parts.len() - 1], 1, 2, |c| c.is_ascii_digit());
+        if !ok {
+            self.err(
+                at,
+                path,
+                format!("`{}` is not an AWS region such as `us-east-1`", at.value),
+            );
+        }
+        ok
+    }
+}
+
+fn port_number(text: &str) -> Option<u16> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) || text.starts_with('0') {
+        return None;
+    }
+    text.parse().ok().filter(|&n| n >= 1)
+}
+
+fn word(s: &str, min: usize, max: usize, ok: impl Fn(char) -> bool) -> bool {
+    let n = s.chars().count();
+    n >= min && n <= max && s.chars().all(ok)
+}
+
+fn tag_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || " +-=._:/@".contains(c)
+}
+
+fn forbidden_in_text(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{2028}' | '\u{2029}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
+}
+
+/// Kernel settings that natbake's boot script owns. Forwarding in
+/// particular must not come from sysctl.d: systemd-sysctl applies that
+/// folder early at boot, before the ruleset is loaded.
+fn is_managed_sysctl(key: &str) -> bool {
+    let k = key.replace('/', ".");
+    k == "net.ipv4.ip_forward"
+        || (k.starts_with("net.ipv4.conf.")
+            && (k.ends_with(".forwarding") || k.ends_with(".send_redirects")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(yaml: &str) -> Result<Site, Vec<Diagnostic>> {
+        parse(Path::new("t.yaml"), yaml.as_bytes()).map_err(|e| e.diagnostics().to_vec())
+    }
+
+    const SEED: &str = "version: 1\nsite: corp-prod\nvpc_cidrs: [10.0.0.0/16]\nforwards:\n  - name: oracle\n    port: 51532\n    to: 10.0.1.25:1532\n    from: [203.0.113.110/32]\n";
+
+    #[test]
+    fn seed_spec_validates() {
+        let site = check(SEED).unwrap();
+        assert_eq!(site.forwards.len(), 1);
+        let f = &site.forwards[0];
+        assert_eq!(
+            (f.ports, f.target_ports),
+            (Ports::single(51532), Ports::single(1532))
+        );
+        assert_eq!(site.os, Os::AmazonLinux2023);
+        assert!(site.egress);
+        assert_eq!(site.ami.instance_type, "t3.micro");
+    }
+
+    #[test]
+    fn all_problems_are_reported_together() {
+        let yaml = SEED
+            .replace("10.0.0.0/16", "10.0.0.1/16")
+            .replace("51532", "22");
+        let diags = check(&yaml).unwrap_err();
+        assert_eq!(diags.len(), 2, "{diags:?}");
+        assert!(diags[0].message.contains("did you mean `10.0.0.0/16`?"));
+        assert_eq!(diags[0].path, "vpc_cidrs[0]");
+        assert_eq!(
+            (diags[1].line, diags[1].path.as_str()),
+            (6, "forwards[0].port")
+        );
+    }
+
+    #[test]
+    fn overlapping_ranges_are_refused() {
+        let yaml = format!(
+            "{SEED}  - name: range\n    port: 51530-51540\n    to: 10.0.1.26\n    from: [203.0.113.110/32]\n"
+        );
+        let diags = check(&yaml).unwrap_err();
+        assert_eq!(diags.len(), 1);
+        assert!(
+            diags[0]
+                .message
+                .contains("overlaps port 51532 of forward `oracle`"),
+            "{diags:?}"
+        );
+        // The same ports over udp are a different forward.
+        let udp = yaml.replace("  - name: range\n", "  - name: range\n    proto: udp\n");
+        assert!(check(&udp).is_ok());
+    }
+
+    #[test]
+    fn parse_errors_carry_path_and_location() {
+        let diags = check(&SEED.replace("    from:", "    form:")).unwrap_err();
+        assert_eq!(diags.len(), 1);
+        assert_eq!(diags[0].path, "forwards[0]");
+        assert!(
+            diags[0].message.contains("unknown field `form`"),
+            "{diags:?}"
+        );
+        assert_eq!(diags[0].line, 8);
+    }
+
+    #[test]
+    fn forwarding_cannot_be_set_through_sysctl() {
+        let diags = check(&format!("{SEED}sysctl:\n  net.ipv4.ip_forward: 0\n")).unwrap_err();
+        assert!(diags[0].message.contains("managed by natbake"));
+    }
+}

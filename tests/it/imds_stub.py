@@ -1,0 +1,96 @@
+#!/usr/bin/env python3
+"""A stand-in for the EC2 instance metadata service, IMDSv2 only.
+
+The real-network tests start it inside the NAT instance's network namespace
+at 169.254.169.254:80, so the rendered configure-pat.sh talks to it exactly
+as it would on EC2. Only the token flow is accepted: a GET without a valid
+token gets 401, like an instance whose metadata options say
+"HttpTokens: required". Every request is appended to a log file so a test
+can check how the script used the service.
+
+Usage: imds_stub.py --bind ADDR --port N --mac MAC --log FILE [--cidr CIDR]...
+"""
+
+import argparse
+import http.server
+import secrets
+import sys
+
+TOKEN_PATH = "/latest/api/token"
+TTL_HEADER = "X-aws-ec2-metadata-token-ttl-seconds"
+TOKEN_HEADER = "X-aws-ec2-metadata-token"
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--bind", required=True)
+    parser.add_argument("--port", type=int, default=80)
+    parser.add_argument("--mac", required=True)
+    parser.add_argument("--local-ipv4", default="")
+    parser.add_argument("--log", required=True)
+    # The VPC's CIDR blocks, primary first, as AWS lists them.
+    parser.add_argument("--cidr", action="append", default=[])
+    args = parser.parse_args()
+
+    tokens = set()
+    log = open(args.log, "a", buffering=1)
+    mac_prefix = "/latest/meta-data/network/interfaces/macs/%s/" % args.mac
+    answers = {
+        "/latest/meta-data/mac": args.mac,
+        "/latest/meta-data/local-ipv4": args.local_ipv4,
+        "/latest/meta-data/network/interfaces/macs/": args.mac + "/",
+        # AWS separates the blocks with newlines and ends without one.
+        mac_prefix + "vpc-ipv4-cidr-blocks": "\n".join(args.cidr),
+        mac_prefix + "vpc-ipv4-cidr-block": args.cidr[0] if args.cidr else "",
+        mac_prefix + "vpc-id": "vpc-0natbake0lab0000",
+    }
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def reply(self, code, body=""):
+            data = body.encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            token = "token" if self.headers.get(TOKEN_HEADER) else "no-token"
+            log.write("%s %s %s %d\n" % (self.command, self.path, token, code))
+
+        def do_PUT(self):
+            if self.path != TOKEN_PATH:
+                return self.reply(405)
+            # The real service refuses requests that look forwarded (the
+            # protection IMDSv2 exists for) and a missing or bad TTL.
+            if self.headers.get("X-Forwarded-For"):
+                return self.reply(403)
+            try:
+                ttl = int(self.headers.get(TTL_HEADER, ""))
+            except ValueError:
+                return self.reply(400)
+            if not 1 <= ttl <= 21600:
+                return self.reply(400)
+            token = secrets.token_urlsafe(32)
+            tokens.add(token)
+            self.reply(200, token)
+
+        def do_GET(self):
+            if self.headers.get(TOKEN_HEADER) not in tokens:
+                return self.reply(401)
+            if self.path in answers:
+                return self.reply(200, answers[self.path])
+            self.reply(404)
+
+        def log_message(self, *_):
+            # Requests are logged to the log file; keep stderr quiet.
+            pass
+
+    server = http.server.HTTPServer((args.bind, args.port), Handler)
+    # The test waits for the socket to be listening, not for this line; it
+    # helps when reading a kept lab directory.
+    log.write("ready %s:%d %s\n" % (args.bind, args.port, ",".join(args.cidr)))
+    sys.stdout.flush()
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
