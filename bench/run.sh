@@ -72,7 +72,7 @@ if [ "${1:-}" = _timed ]; then
     save=$1
     shift
     start=$EPOCHREALTIME
-    "$@" >/dev/null
+    "$@" >/dev/null || die "_timed: $* failed"
     end=$EPOCHREALTIME
     awk -v s="$start" -v e="$end" 'BEGIN { printf "%.4f\n", e - s }'
     iptables-save | grep -v '^#' >"$save"
@@ -90,7 +90,6 @@ usage: bench/run.sh [all|render|apply|dataplane|egress]...   (as root)
              single forward (and a plain-list reference)
   egress     iperf3 through natbake's NAT versus a MASQUERADE-only NAT
 EOF
-    exit 2
 }
 
 median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
@@ -118,7 +117,7 @@ for arg in "$@"; do
     case $arg in
         all) PARTS+=(render apply dataplane egress) ;;
         render | apply | dataplane | egress) PARTS+=("$arg") ;;
-        *) usage ;;
+        *) usage; exit 2 ;;
     esac
 done
 [ ${#PARTS[@]} -gt 0 ] || PARTS=(render apply dataplane egress)
@@ -131,6 +130,7 @@ NS_PREFIX="nbb$$"
 NAMESPACES=() # every namespace we created, deleted on exit
 BG_PIDS=()    # every background server we started, killed on exit
 
+# shellcheck disable=SC2317 # only ever called by the EXIT trap
 cleanup() {
     local pid ns
     for pid in "${BG_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
@@ -267,6 +267,9 @@ part_apply() {
         times+=("$t")
         sleep 0.3 # let the previous namespace's teardown finish
     done
+    # The load must really have happened: every rule is in the namespace.
+    [ "$(grep -c '^-A' "$WORK/save-big.txt")" = "$(grep -c '^-A' "$RULES/big.v4")" ] ||
+        die "the 10,000-forward ruleset did not load completely (see $WORK/save-big.txt)"
     local med
     med=$(median "${times[@]}")
     detail "iptables-restore, 10,000 forwards ($(grep -c '^-A' "$RULES/big.v4") rules): ${times[*]} s"
@@ -274,31 +277,43 @@ part_apply() {
         "$(le "$med" "$LIMIT_RESTORE_S" && echo 1 || echo 0)"
 
     # The seed's way: the same 1,000-forward ruleset, one iptables call per
-    # rule, against one restore; interleaved, alternating which goes first.
+    # rule, against one restore; interleaved, the order rotating each round.
+    # For reference, also the seed's own layout (the plain list: a DNAT and a
+    # FORWARD rule per forward) applied one call per rule.
     python3 "$BENCH_DIR/restore-to-calls.py" "$RULES/mid.v4" >"$WORK/calls.sh"
-    local calls ratios=() tr tc
+    gen plain --out "$WORK/plain-1000.v4" --forwards 1000
+    python3 "$BENCH_DIR/restore-to-calls.py" "$WORK/plain-1000.v4" >"$WORK/calls-plain.sh"
+    local calls pcalls ratios=() pratios=() tr tc tp step
     calls=$(grep -c '^iptables ' "$WORK/calls.sh")
+    pcalls=$(grep -c '^iptables ' "$WORK/calls-plain.sh")
     for ((i = 1; i <= PERCALL_REPS; i++)); do
-        if ((i % 2)); then
-            tr=$(timed_in_fresh_ns "$WORK/save-restore.txt" iptables-restore --noflush "$RULES/mid.v4")
-            sleep 0.3
-            tc=$(timed_in_fresh_ns "$WORK/save-calls.txt" bash "$WORK/calls.sh")
-        else
-            tc=$(timed_in_fresh_ns "$WORK/save-calls.txt" bash "$WORK/calls.sh")
-            sleep 0.3
-            tr=$(timed_in_fresh_ns "$WORK/save-restore.txt" iptables-restore --noflush "$RULES/mid.v4")
-        fi
-        sleep 0.3
+        # The three steps in a rotating order: each goes first once every
+        # three rounds, so slow drift of the machine favours none of them.
+        local order=(restore calls plain)
+        case $((i % 3)) in
+            2) order=(calls plain restore) ;;
+            0) order=(plain restore calls) ;;
+        esac
+        for step in "${order[@]}"; do
+            case $step in
+                restore) tr=$(timed_in_fresh_ns "$WORK/save-restore.txt" iptables-restore --noflush "$RULES/mid.v4") ;;
+                calls) tc=$(timed_in_fresh_ns "$WORK/save-calls.txt" bash "$WORK/calls.sh") ;;
+                plain) tp=$(timed_in_fresh_ns "$WORK/save-plain.txt" bash "$WORK/calls-plain.sh") ;;
+            esac
+            sleep 0.3 # let the previous namespace's teardown finish
+        done
         # Both ways must have produced the same ruleset.
         cmp -s <(sed 's/\[[0-9]*:[0-9]*\]//' "$WORK/save-restore.txt") \
             <(sed 's/\[[0-9]*:[0-9]*\]//' "$WORK/save-calls.txt") ||
             die "per-call and restore produced different rulesets (see $WORK/save-*.txt)"
         ratios+=("$(ratio "$tc" "$tr")")
-        detail "1,000 forwards round $i: restore $tr s, $calls iptables calls $tc s, ratio ${ratios[-1]}"
+        pratios+=("$(ratio "$tp" "$tr")")
+        detail "1,000 forwards round $i: restore $tr s; same rules as $calls iptables calls $tc s (ratio ${ratios[-1]}); plain list as $pcalls calls $tp s (ratio ${pratios[-1]})"
     done
     med=$(median "${ratios[@]}")
     record "apply: restore vs one call per rule, 1,000 forwards (median ratio)" ">= ${LIMIT_PERCALL_X}x" "$(printf %.1f "$med")x" \
         "$(ge "$med" "$LIMIT_PERCALL_X" && echo 1 || echo 0)"
+    RESULTS+=("reference: restore vs the seed's layout (plain list), one call per rule|(none)|$(printf %.1f "$(median "${pratios[@]}")")x|info")
 }
 
 # ------------------------------------------------------------ the topology
@@ -485,7 +500,12 @@ part_egress() {
 # -------------------------------------------------------------------- main
 
 for part in "${PARTS[@]}"; do
-    "part_$part"
+    case $part in
+        render) part_render ;;
+        apply) part_apply ;;
+        dataplane) part_dataplane ;;
+        egress) part_egress ;;
+    esac
 done
 
 HOST_STATE_AFTER=$(host_state)
@@ -506,7 +526,7 @@ echo "Machine"
 echo "  cpus:      $(nproc) x $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
 echo "  memory:    $(awk '/^MemTotal/ { printf "%.1f GB", $2 / 1e6 }' /proc/meminfo)"
 echo "  kernel:    $(uname -r)"
-echo "  os:        $(. /etc/os-release && echo "$PRETTY_NAME")"
+echo "  os:        $(sed -n 's/^PRETTY_NAME="\{0,1\}\([^"]*\)"\{0,1\}$/\1/p' /etc/os-release)"
 echo "  iptables:  $(iptables --version)"
 echo "  natbake:   $("${NATBAKE:-false}" --version 2>/dev/null || echo "${NATBAKE:-not used}")"
 echo "  knobs:     rounds=$ROUNDS seconds=$RUN_SECONDS threads=$THREADS apply_reps=$APPLY_REPS percall_reps=$PERCALL_REPS"

@@ -99,6 +99,7 @@ fn line_col(bytes: &[u8], offset: usize) -> (u64, u64) {
 fn parse_yaml(text: &str) -> Result<RawSpec, Diagnostic> {
     let options = serde_saphyr::options! {
         with_snippet: false,
+        strict_booleans: true,
         budget: serde_saphyr::budget! {
             max_events: 2_000_000,
             max_aliases: 1_000,
@@ -133,10 +134,14 @@ fn diagnostic_of(path: String, err: &serde_saphyr::Error) -> Diagnostic {
     if let Some(cut) = message.rfind(" at line ") {
         message.truncate(cut);
     }
-    let message = explain(&message);
+    let message = explain(&message, path.is_empty() || path == "." || path == "?");
     // serde_path_to_error shows the root as "." and Spanned adds a `.value` step.
     let path = path.replace(".value", "");
-    let path = if path == "." { String::new() } else { path };
+    let path = if path == "." || path == "?" {
+        String::new()
+    } else {
+        path
+    };
     Diagnostic {
         line,
         column,
@@ -146,8 +151,15 @@ fn diagnostic_of(path: String, err: &serde_saphyr::Error) -> Diagnostic {
 }
 
 /// Adds the advice a person needs to the parser's terse messages.
-fn explain(message: &str) -> String {
-    if message.starts_with("unknown field") {
+fn explain(message: &str, at_root: bool) -> String {
+    if let Some(dup) = message.strip_suffix(", set DuplicateKeyPolicy in Options if acceptable") {
+        format!("{dup}; each key may appear once")
+    } else if message == "unexpected end of input" && at_root {
+        "the file holds no spec; a site spec needs at least `version: 1`, `site` and `vpc_cidrs`"
+            .into()
+    } else if message == "expected mapping start" && at_root {
+        "a site spec is a mapping of keys such as `version: 1`, not a list or a single value".into()
+    } else if message.starts_with("unknown field") {
         format!(
             "{message}; check the spelling (unknown keys are refused so that typos cannot hide)"
         )

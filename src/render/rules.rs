@@ -155,8 +155,8 @@ fn dispatch(t: &mut Table, leaves: &mut Vec<String>, proto: Proto, fwds: &[&Forw
     for n in &nodes {
         t.rules.extend(node_rules("NATBAKE-DNAT", p, n, fwds));
     }
-    // Inner chains first, leaves after, each chain's rules together.
-    for (name, rules) in chain_rules.into_iter().rev() {
+    // Chains in the order made (leaves first), each chain's rules together.
+    for (name, rules) in chain_rules {
         t.chains.push(name);
         leaves.extend(rules);
     }

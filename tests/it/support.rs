@@ -87,7 +87,12 @@ pub fn run(cmd: &mut Command) -> Output {
     if !output.status.success() {
         panic!(
             "command failed\n{}",
-            explain(&describe(cmd), &output.status.to_string(), &output.stdout, &output.stderr)
+            explain(
+                &describe(cmd),
+                &output.status.to_string(),
+                &output.stdout,
+                &output.stderr
+            )
         );
     }
     output
@@ -132,7 +137,12 @@ impl Finished {
             Some(s) => format!("{s} after {:.1?}", self.elapsed),
             None => format!("killed after {:.1?} (time limit)", self.elapsed),
         };
-        explain(&self.cmd_line, &status, self.stdout.as_bytes(), self.stderr.as_bytes())
+        explain(
+            &self.cmd_line,
+            &status,
+            self.stdout.as_bytes(),
+            self.stderr.as_bytes(),
+        )
     }
 }
 
@@ -222,7 +232,11 @@ pub fn status_text(status: &ExitStatus) -> String {
 /// tests running in parallel (threads or processes) never collide.
 pub fn unique_id() -> String {
     static COUNTER: AtomicUsize = AtomicUsize::new(0);
-    format!("{}x{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{}x{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// A scratch directory removed on drop, also when a test panics.

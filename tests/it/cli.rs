@@ -1,0 +1,342 @@
+//! The command line: exit codes, atomic output, template overrides, the
+//! README's example, and free text that must stay text.
+
+use crate::fixtures::{assert_success, natbake, render, repo};
+use crate::support::run;
+use std::path::Path;
+use std::process::Command;
+
+fn code(cmd: &mut Command) -> (i32, String) {
+    let out = cmd.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn entries(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+#[test]
+fn exit_codes_are_as_documented() {
+    assert_eq!(
+        code(natbake().args(["check", "images/corp-prod.yaml"])).0,
+        0
+    );
+    assert_eq!(
+        code(natbake().args(["check", "tests/fixtures/invalid/port-22.yaml"])).0,
+        3
+    );
+    assert_eq!(code(natbake().args(["check"])).0, 2);
+    assert_eq!(
+        code(natbake().args(["render", "images/corp-prod.yaml"])).0,
+        2,
+        "-o is required"
+    );
+    assert_eq!(code(natbake().args(["frobnicate"])).0, 2);
+    let (c, err) = code(natbake().args(["check", "no/such/spec.yaml"]));
+    assert_eq!(c, 1, "an unreadable file is a failure, not an invalid spec");
+    assert!(
+        err.starts_with("error: cannot read site spec `no/such/spec.yaml`\ncaused by: "),
+        "{err}"
+    );
+    assert_eq!(code(natbake().arg("--version")).0, 0);
+}
+
+#[test]
+fn build_renders_every_image_in_sorted_order() {
+    let out = tempfile::tempdir().unwrap();
+    let run = natbake()
+        .args(["build", "images", "-o"])
+        .arg(out.path())
+        .output()
+        .unwrap();
+    assert_success(&run, "natbake build images");
+    let stdout = String::from_utf8(run.stdout).unwrap();
+    let sites: Vec<&str> = stdout
+        .lines()
+        .map(|l| l.rsplit('/').next().unwrap())
+        .collect();
+    assert_eq!(
+        sites,
+        ["corp-prod", "legacy-nat", "media-edge", "ops-bastion"]
+    );
+    assert_eq!(
+        entries(out.path()),
+        sites,
+        "no temporary folders are left behind"
+    );
+}
+
+#[test]
+fn a_bad_spec_fails_the_build_and_nothing_is_written() {
+    let specs = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        repo().join("images/corp-prod.yaml"),
+        specs.path().join("a.yaml"),
+    )
+    .unwrap();
+    std::fs::copy(
+        repo().join("tests/fixtures/invalid/port-22.yaml"),
+        specs.path().join("b.yaml"),
+    )
+    .unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let (c, err) = code(
+        natbake()
+            .arg("build")
+            .arg(specs.path())
+            .arg("-o")
+            .arg(out.path()),
+    );
+    assert_eq!(c, 3, "{err}");
+    assert!(err.contains("b.yaml"), "the bad spec is named: {err}");
+    assert!(
+        entries(out.path()).is_empty(),
+        "the good spec was not written either"
+    );
+}
+
+#[test]
+fn two_specs_for_one_site_are_refused() {
+    let specs = tempfile::tempdir().unwrap();
+    for name in ["a.yaml", "b.yaml"] {
+        std::fs::copy(
+            repo().join("images/corp-prod.yaml"),
+            specs.path().join(name),
+        )
+        .unwrap();
+    }
+    let out = tempfile::tempdir().unwrap();
+    let (c, err) = code(
+        natbake()
+            .arg("build")
+            .arg(specs.path())
+            .arg("-o")
+            .arg(out.path()),
+    );
+    assert_eq!(c, 3, "{err}");
+    assert!(err.contains("site `corp-prod` is defined twice"), "{err}");
+    assert!(entries(out.path()).is_empty());
+}
+
+#[test]
+fn rendering_again_replaces_the_site_folder_whole() {
+    let out = tempfile::tempdir().unwrap();
+    for _ in 0..2 {
+        assert_success(
+            &natbake()
+                .args(["render", "images/corp-prod.yaml", "-o"])
+                .arg(out.path())
+                .output()
+                .unwrap(),
+            "render",
+        );
+    }
+    std::fs::write(out.path().join("corp-prod/stale-file"), "x").unwrap();
+    assert_success(
+        &natbake()
+            .args(["render", "images/corp-prod.yaml", "-o"])
+            .arg(out.path())
+            .output()
+            .unwrap(),
+        "render",
+    );
+    assert_eq!(entries(out.path()), ["corp-prod"]);
+    assert!(
+        !out.path().join("corp-prod/stale-file").exists(),
+        "the old folder is replaced, not merged"
+    );
+}
+
+#[test]
+fn scripts_are_executable_and_the_rest_is_not() {
+    let site = render(Path::new("images/corp-prod.yaml"));
+    for (name, _) in crate::fixtures::files(&site.site_dir) {
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(site.site_dir.join(&name))
+                .unwrap()
+                .permissions(),
+        ) & 0o777;
+        let want = if name.ends_with(".sh") { 0o755 } else { 0o644 };
+        assert_eq!(mode, want, "{name}");
+    }
+}
+
+#[test]
+fn templates_can_be_dumped_and_overridden_file_by_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = dir.path().join("t");
+    assert_success(
+        &natbake()
+            .args(["templates", "dump"])
+            .arg(&t)
+            .output()
+            .unwrap(),
+        "dump",
+    );
+    assert_eq!(entries(&t).len(), 8);
+    let (c, err) = code(natbake().args(["templates", "dump"]).arg(&t));
+    assert_eq!(c, 1, "dump never overwrites: {err}");
+
+    // Keep only one override, changed.
+    let custom = dir.path().join("custom");
+    std::fs::create_dir(&custom).unwrap();
+    let text = std::fs::read_to_string(t.join("sysctl.conf.hbs")).unwrap();
+    std::fs::write(
+        custom.join("sysctl.conf.hbs"),
+        format!("{text}# local override\n"),
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    assert_success(
+        &natbake()
+            .arg("--templates")
+            .arg(&custom)
+            .args(["render", "images/corp-prod.yaml", "-o"])
+            .arg(&out)
+            .output()
+            .unwrap(),
+        "render",
+    );
+    let sysctl = std::fs::read_to_string(out.join("corp-prod/sysctl.conf")).unwrap();
+    assert!(sysctl.ends_with("# local override\n"));
+    let embedded = render(Path::new("images/corp-prod.yaml"));
+    assert_eq!(
+        std::fs::read(out.join("corp-prod/rules.v4")).unwrap(),
+        std::fs::read(embedded.site_dir.join("rules.v4")).unwrap(),
+        "templates that are not overridden stay embedded"
+    );
+}
+
+#[test]
+fn a_broken_or_unknown_override_is_an_error_not_a_fallback() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    for (file, text, expect) in [
+        ("rules.v4.hbs", "{{#if site}}unclosed", "does not parse"),
+        (
+            "rules.v4.hbs",
+            "{{no_such_field}}\n",
+            "cannot render `rules.v4`",
+        ),
+        ("rulez.v4.hbs", "x", "is not a natbake template"),
+    ] {
+        let custom = dir.path().join(format!("c-{file}-{}", expect.len()));
+        std::fs::create_dir(&custom).unwrap();
+        std::fs::write(custom.join(file), text).unwrap();
+        let (c, err) = code(
+            natbake()
+                .arg("--templates")
+                .arg(&custom)
+                .args(["render", "images/corp-prod.yaml", "-o"])
+                .arg(&out),
+        );
+        assert_eq!(c, 1, "{err}");
+        assert!(err.contains(expect), "{err}");
+        assert!(
+            entries(&out).is_empty(),
+            "nothing is written: {:?}",
+            entries(&out)
+        );
+    }
+}
+
+/// The spec blocks in the README are real specs.
+#[test]
+fn the_readme_examples_validate() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let blocks: Vec<&str> = readme
+        .split("```yaml\n")
+        .skip(1)
+        .map(|b| b.split("```").next().unwrap())
+        .collect();
+    assert!(
+        blocks.len() >= 2,
+        "the README shows the worked example and the reference"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    for (i, block) in blocks.iter().enumerate() {
+        let path = dir.path().join(format!("readme-{i}.yaml"));
+        std::fs::write(&path, block).unwrap();
+        assert_success(
+            &natbake().arg("check").arg(&path).output().unwrap(),
+            &format!("README yaml block {i}"),
+        );
+    }
+    // The worked example is the seed's scenario as shipped in images/.
+    assert_eq!(
+        blocks[0],
+        std::fs::read_to_string(repo().join("images/corp-prod.yaml")).unwrap()
+    );
+}
+
+/// Free text built to break out of shell quoting is logged as text.
+#[test]
+fn hostile_text_stays_text_in_the_boot_script() {
+    let site = render(Path::new("tests/fixtures/valid/hostile-text.yaml"));
+    let script = std::fs::read_to_string(site.site_dir.join("configure-pat.sh")).unwrap();
+    let logs: String = script
+        .lines()
+        .filter(|l| l.starts_with("log '"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let scratch = tempfile::tempdir().unwrap();
+    let out = run(Command::new("bash")
+        .args([
+            "-c",
+            "log() { printf '%s\\n' \"$1\"; }\neval \"$1\"",
+            "bash",
+            &logs,
+        ])
+        .current_dir(scratch.path())
+        .env("HOME", scratch.path()));
+    let printed = String::from_utf8(out.stdout).unwrap();
+    let spec =
+        std::fs::read_to_string(repo().join("tests/fixtures/valid/hostile-text.yaml")).unwrap();
+    assert!(
+        printed.contains("$(touch /tmp/pwned-sub) `id` ${jndi:x}"),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("\" -j ACCEPT; $(reboot) '; exec sh; '"),
+        "{printed}"
+    );
+    assert!(!Path::new("/tmp/pwned-sh").exists() && !Path::new("/tmp/pwned-sub").exists());
+    assert!(spec.contains("pwned-sh"));
+    let rules = std::fs::read_to_string(site.site_dir.join("rules.v4")).unwrap();
+    assert!(
+        !rules.contains("reboot") && !rules.contains("ACCEPT;"),
+        "no free text reaches the ruleset"
+    );
+}
+
+/// The HCL strings, decoded by a real HCL parser, are the original text,
+/// with only Packer's template braces written as a template action.
+#[test]
+fn hostile_text_stays_text_in_the_packer_template() {
+    let site = render(Path::new("tests/fixtures/valid/hostile-text.yaml"));
+    let out = run(Command::new("python3").arg("-c").arg(
+        "import hcl2, json, sys\nwith open(sys.argv[1]) as f: d = hcl2.load(f)\nsrc = d['source'][0]['amazon-ebs']['nat']\nprint(json.dumps(src['ami_description']))",
+    ).arg(site.site_dir.join("nat-ami.pkr.hcl")));
+    let decoded: String = serde_json::from_slice(&out.stdout).unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(site.site_dir.join("manifest.json")).unwrap())
+            .unwrap();
+    let description = manifest["description"].as_str().unwrap();
+    let expected = format!(
+        "natbake NAT instance for hostile-text: {}",
+        description.replace("{{", "{{\"{{\"}}")
+    );
+    // python-hcl2 keeps HCL's `$${` and `%%{` escapes as written.
+    let decoded = decoded.replace("$${", "${").replace("%%{", "%{");
+    assert_eq!(decoded, expected);
+}

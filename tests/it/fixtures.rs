@@ -1,0 +1,122 @@
+//! The fixture specs and a way to render them.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `natbake` as built for these tests, run from the repository root.
+pub fn natbake() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_natbake"));
+    cmd.current_dir(repo());
+    cmd
+}
+
+/// A spec file with the label its snapshots are named after.
+pub struct Spec {
+    pub label: String,
+    /// Relative to the repository root, so messages read the same anywhere.
+    pub path: PathBuf,
+}
+
+fn specs_in(dir: &str, prefix: &str) -> Vec<Spec> {
+    let mut out: Vec<Spec> = std::fs::read_dir(repo().join(dir))
+        .unwrap_or_else(|e| panic!("cannot list {dir}: {e}"))
+        .map(|e| e.expect("readable dir entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .map(|p| {
+            let stem = p.file_stem().unwrap().to_string_lossy().into_owned();
+            Spec {
+                label: format!("{prefix}{stem}"),
+                path: Path::new(dir).join(p.file_name().unwrap()),
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| a.label.cmp(&b.label));
+    assert!(!out.is_empty(), "no specs in {dir}");
+    out
+}
+
+/// Every valid spec: the test fixtures, then the examples in `images/`.
+pub fn valid_specs() -> Vec<Spec> {
+    let mut v = specs_in("tests/fixtures/valid", "");
+    v.extend(specs_in("images", "images-"));
+    v
+}
+
+/// Every spec that must be refused.
+pub fn invalid_specs() -> Vec<Spec> {
+    specs_in("tests/fixtures/invalid", "invalid-")
+}
+
+/// A rendered site in a temporary folder that is removed on drop.
+pub struct RenderedSite {
+    _dir: tempfile::TempDir,
+    pub site_dir: PathBuf,
+}
+
+/// Renders `spec` and returns the site folder; panics with natbake's own
+/// message if rendering fails.
+pub fn render(spec: &Path) -> RenderedSite {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = natbake()
+        .arg("render")
+        .arg(spec)
+        .arg("-o")
+        .arg(dir.path())
+        .output()
+        .expect("run natbake");
+    assert_success(&out, &format!("natbake render {}", spec.display()));
+    let site = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.is_dir())
+        .expect("a site folder");
+    RenderedSite {
+        site_dir: site,
+        _dir: dir,
+    }
+}
+
+pub fn assert_success(out: &Output, what: &str) {
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The files of a site folder, sorted by name.
+pub fn files(site_dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(site_dir)
+        .unwrap()
+        .map(|e| {
+            let p = e.unwrap().path();
+            (
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                std::fs::read(&p).unwrap(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// The user data as cloud-init reads it: gunzipped when it is compressed.
+pub fn user_data_text(site_dir: &Path) -> Option<String> {
+    use std::io::Read;
+    if let Ok(text) = std::fs::read_to_string(site_dir.join("user-data.yaml")) {
+        return Some(text);
+    }
+    let gz = std::fs::read(site_dir.join("user-data.yaml.gz")).ok()?;
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(&gz[..])
+        .read_to_string(&mut text)
+        .expect("user-data.yaml.gz is valid gzip");
+    Some(text)
+}

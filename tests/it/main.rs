@@ -1,0 +1,11 @@
+//! natbake's integration tests, in one test binary.
+//!
+//! Tests that need root (network namespaces) skip with a loud message when
+//! not root, and fail instead when NATBAKE_REQUIRE_ROOT_TESTS=1, which the
+//! README's test command and CI set.
+
+mod cli;
+mod fixtures;
+mod snapshots;
+mod support;
+mod validators;

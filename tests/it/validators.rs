@@ -1,0 +1,342 @@
+//! Every artifact of every valid spec, checked by the program that
+//! consumes it. A missing tool is a failure, not a skip: the README's test
+//! command installs them all.
+
+use crate::fixtures::{Spec, files, render, user_data_text, valid_specs};
+use crate::support::{require_root, run, run_stdout};
+use serde::Deserialize;
+use std::path::Path;
+use std::process::Command;
+
+/// Amazon-plugin settings newer than the Packer 1.6.6 that Debian ships,
+/// which `packer validate` there rejects as unknown. The test removes
+/// exactly these before validating; everything else must pass as written.
+/// - `imds_support`: makes the AMI require IMDSv2 (plugin 1.1.0).
+/// - `metadata_options`: requires IMDSv2 on the build instance.
+const PACKER_166_UNKNOWN: &[&str] = &["imds_support", "metadata_options"];
+
+fn each_site(check: impl Fn(&Spec, &Path)) {
+    for spec in valid_specs() {
+        let site = render(&spec.path);
+        check(&spec, &site.site_dir);
+    }
+}
+
+#[test]
+fn scripts_pass_shellcheck_and_bash_n() {
+    each_site(|_, dir| {
+        for script in ["configure-pat.sh", "provision.sh"] {
+            let path = dir.join(script);
+            run(Command::new("shellcheck").args(["-f", "gcc"]).arg(&path));
+            run(Command::new("bash").arg("-n").arg(&path));
+        }
+    });
+}
+
+#[test]
+fn rulesets_load_into_a_throwaway_namespace() {
+    if !require_root("loading rules.v4 with iptables-restore in a network namespace") {
+        return;
+    }
+    each_site(|spec, dir| {
+        // A real load, not --test: on the nf_tables backend --test lets
+        // unknown targets and chains through.
+        let out = run(Command::new("unshare").args(["-n", "sh", "-c"]).arg(
+            "iptables-restore --noflush \"$1\" && iptables-save -t nat && iptables-save -t filter",
+        ).arg("sh").arg(dir.join("rules.v4")));
+        let saved = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            saved.contains(":FORWARD DROP"),
+            "{}: FORWARD policy is not DROP",
+            spec.label
+        );
+    });
+}
+
+#[test]
+fn user_data_passes_cloud_init_schema() {
+    each_site(|spec, dir| {
+        let Some(text) = user_data_text(dir) else {
+            assert!(
+                spec.label.contains("too-big"),
+                "{} has no user data",
+                spec.label
+            );
+            return;
+        };
+        let tmp = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(tmp.path(), &text).unwrap();
+        let out = run(Command::new("cloud-init")
+            .args(["schema", "-c"])
+            .arg(tmp.path()));
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("Valid cloud-config"),
+            "{}",
+            spec.label
+        );
+        assert!(text.len() > 16_384 || dir.join("user-data.yaml").exists());
+    });
+}
+
+#[derive(Deserialize)]
+struct CloudConfig {
+    write_files: Vec<WriteFile>,
+}
+
+#[derive(Deserialize)]
+struct WriteFile {
+    path: String,
+    permissions: String,
+    content: String,
+    encoding: Option<String>,
+}
+
+#[test]
+fn user_data_writes_the_standalone_files_byte_for_byte() {
+    each_site(|spec, dir| {
+        let Some(text) = user_data_text(dir) else {
+            return;
+        };
+        let config: CloudConfig = serde_saphyr::from_str(&text).unwrap();
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+        let installed: Vec<&serde_json::Value> = manifest["artifacts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| !a["install_path"].is_null())
+            .collect();
+        assert_eq!(config.write_files.len(), installed.len(), "{}", spec.label);
+        for (wf, art) in config.write_files.iter().zip(installed) {
+            assert_eq!(
+                wf.path,
+                art["install_path"].as_str().unwrap(),
+                "{}",
+                spec.label
+            );
+            assert_eq!(
+                wf.permissions,
+                art["mode"].as_str().unwrap(),
+                "{}",
+                spec.label
+            );
+            let want = std::fs::read(dir.join(art["path"].as_str().unwrap())).unwrap();
+            let got = match wf.encoding.as_deref() {
+                None => wf.content.clone().into_bytes(),
+                Some("b64") => decode_base64(&wf.content),
+                Some(other) => panic!("unexpected encoding {other}"),
+            };
+            assert!(
+                got == want,
+                "{}: {} differs from the standalone file",
+                spec.label,
+                wf.path
+            );
+        }
+    });
+}
+
+fn decode_base64(text: &str) -> Vec<u8> {
+    run(Command::new("sh").args(["-c", "printf %s \"$1\" | base64 -d", "sh", text])).stdout
+}
+
+#[test]
+fn packer_files_are_formatted_and_valid() {
+    each_site(|spec, dir| {
+        for file in ["plugins.pkr.hcl", "nat-ami.pkr.hcl"] {
+            run(packer()
+                .args(["fmt", "-check", "-diff"])
+                .arg(dir.join(file)));
+        }
+        let text = std::fs::read_to_string(dir.join("nat-ami.pkr.hcl")).unwrap();
+        let stripped = strip_unknown_to_packer_166(&text);
+        let work = tempfile::tempdir().unwrap();
+        std::fs::write(work.path().join("nat-ami.pkr.hcl"), stripped).unwrap();
+        let out = run(packer().current_dir(work.path()).args([
+            "validate",
+            "-var",
+            "region=us-east-1",
+            "nat-ami.pkr.hcl",
+        ]));
+        assert!(
+            out.stderr.is_empty(),
+            "{}: {}",
+            spec.label,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+}
+
+fn packer() -> Command {
+    let mut cmd = Command::new("packer");
+    // No update check: the network is closed, and tests do not phone home.
+    cmd.env("CHECKPOINT_DISABLE", "1");
+    cmd
+}
+
+/// Removes the attributes and blocks in [`PACKER_166_UNKNOWN`], and
+/// checks that each was there to remove.
+fn strip_unknown_to_packer_166(text: &str) -> String {
+    let mut out = String::new();
+    let mut in_block = false;
+    let mut removed = Vec::new();
+    for line in text.lines() {
+        let trimmed = line.trim_start();
+        if in_block {
+            in_block = trimmed != "}";
+            continue;
+        }
+        if let Some(name) = PACKER_166_UNKNOWN
+            .iter()
+            .find(|n| trimmed.starts_with(&format!("{n} ")))
+        {
+            removed.push(*name);
+            in_block = trimmed.ends_with('{');
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    assert_eq!(
+        removed, PACKER_166_UNKNOWN,
+        "the template no longer has these settings; update the list"
+    );
+    out
+}
+
+#[test]
+fn units_pass_systemd_analyze_verify() {
+    each_site(|spec, dir| {
+        if !dir.join("natbake.service").exists() {
+            assert!(
+                spec.label.contains("legacy"),
+                "{} has no natbake.service",
+                spec.label
+            );
+            return;
+        }
+        // ExecStart must exist, and the unit's dependencies must resolve:
+        // a staged root with the host's system units and the script.
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        std::fs::create_dir_all(r.join("etc/systemd/system")).unwrap();
+        std::fs::create_dir_all(r.join("usr/local/sbin")).unwrap();
+        std::fs::create_dir_all(r.join("usr/lib/systemd")).unwrap();
+        run(Command::new("cp")
+            .args(["-r", "/usr/lib/systemd/system"])
+            .arg(r.join("usr/lib/systemd/")));
+        std::fs::copy(
+            dir.join("natbake.service"),
+            r.join("etc/systemd/system/natbake.service"),
+        )
+        .unwrap();
+        std::fs::copy(
+            dir.join("configure-pat.sh"),
+            r.join("usr/local/sbin/configure-pat.sh"),
+        )
+        .unwrap();
+        let out = run(Command::new("systemd-analyze")
+            .args(["verify", "--man=no"])
+            .arg(format!("--root={}", r.display()))
+            .arg("natbake.service"));
+        // Unknown keys and bad values only warn, with exit 0.
+        assert!(
+            out.stderr.is_empty(),
+            "{}: {}",
+            spec.label,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+}
+
+/// Keys that a new network namespace has read-only.
+const NOT_PER_NAMESPACE: &[&str] = &["net.netfilter.nf_conntrack_max", "net.nf_conntrack_max"];
+
+#[test]
+fn sysctl_files_parse_and_apply_in_a_namespace() {
+    if !require_root("applying sysctl.conf inside a network namespace") {
+        return;
+    }
+    each_site(|spec, dir| {
+        let path = dir.join("sysctl.conf");
+        run(Command::new("sysctl").args(["--dry-run", "-p"]).arg(&path));
+        // Only net.* keys, and only inside a fresh network namespace:
+        // anything else would change the host.
+        let text = std::fs::read_to_string(&path).unwrap();
+        let net: String = text
+            .lines()
+            .filter(|l| {
+                l.starts_with("net.") && !NOT_PER_NAMESPACE.iter().any(|k| l.starts_with(k))
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let tmp = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(tmp.path(), net).unwrap();
+        let out = run(Command::new("unshare")
+            .args(["-n", "sysctl", "-p"])
+            .arg(tmp.path()));
+        assert!(
+            out.stderr.is_empty(),
+            "{}: {}",
+            spec.label,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+}
+
+#[test]
+fn security_groups_pass_the_aws_cli_parameter_check() {
+    let sites: Vec<_> = valid_specs().iter().map(|s| render(&s.path)).collect();
+    let script = crate::fixtures::repo().join("tests/it/check_security_group.py");
+    let mut cmd = Command::new("python3");
+    cmd.arg(script);
+    for s in &sites {
+        cmd.arg(s.site_dir.join("security-group.json"));
+    }
+    run(&mut cmd);
+}
+
+#[test]
+fn digests_match_sha256sum_and_the_manifest() {
+    each_site(|spec, dir| {
+        run(Command::new("sha256sum")
+            .args(["--check", "--strict", "SHA256SUMS"])
+            .current_dir(dir));
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+        let listed: Vec<&str> = manifest["artifacts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["path"].as_str().unwrap())
+            .collect();
+        let on_disk: Vec<String> = files(dir)
+            .into_iter()
+            .map(|(n, _)| n)
+            .filter(|n| n != "manifest.json" && n != "SHA256SUMS")
+            .collect();
+        let mut listed_sorted = listed.clone();
+        listed_sorted.sort();
+        assert_eq!(listed_sorted, on_disk, "{}", spec.label);
+        for a in manifest["artifacts"].as_array().unwrap() {
+            let path = dir.join(a["path"].as_str().unwrap());
+            let digest = run_stdout(Command::new("sha256sum").arg(&path));
+            assert!(
+                digest.starts_with(a["sha256"].as_str().unwrap()),
+                "{}: {}",
+                spec.label,
+                path.display()
+            );
+            let mode = std::os::unix::fs::PermissionsExt::mode(
+                &std::fs::metadata(&path).unwrap().permissions(),
+            ) & 0o777;
+            assert_eq!(
+                format!("{mode:04o}"),
+                a["mode"].as_str().unwrap(),
+                "{}: {}",
+                spec.label,
+                path.display()
+            );
+        }
+    });
+}
