@@ -231,7 +231,7 @@ part_render() {
         rm -rf "$out"
         /usr/bin/time -v -o "$WORK/time-$i.txt" "$NATBAKE" build "$specs" -o "$out" >/dev/null
         kb=$(awk -F': ' '/Maximum resident set size/ { print $2 }' "$WORK/time-$i.txt")
-        [ "$kb" -gt "$peak_kb" ] && peak_kb=$kb
+        if ((kb > peak_kb)); then peak_kb=$kb; fi
     done
 
     local stats med mean sd max
@@ -256,7 +256,7 @@ part_render() {
 
 # Times CMD in a fresh namespace (namespace creation not included); the
 # resulting ruleset goes to SAVE.
-timed_in_fresh_ns() { unshare -n "$SELF" _timed "$@"; }
+timed_in_fresh_ns() { unshare -n bash "$SELF" _timed "$@"; }
 
 part_apply() {
     log "== apply"
@@ -404,7 +404,8 @@ rate() { # rate TOPO PORT SECONDS: connections per second through the NAT
     out=$(ip netns exec "$(ns "$1" inet)" "$CONNRATE" client "$NAT_PUB:$2" --seconds "$3" --threads "$THREADS") ||
         die "$1: connrate client failed: $out"
     log "      $1:$2 $out"
-    sed -n 's/^rate=\([0-9.]*\) .*failed=\([0-9]*\).*/\1 \2/p' <<<"$out"
+    [[ $out =~ ^rate=([0-9.]+)\ .*failed=([0-9]+) ]] || die "$1: cannot read connrate output: $out"
+    echo "${BASH_REMATCH[1]} ${BASH_REMATCH[2]}"
 }
 
 # ---------------------------------------------------------------- data plane

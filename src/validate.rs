@@ -22,6 +22,9 @@ pub const MAX_SPEC_BYTES: u64 = 16 * 1024 * 1024;
 /// conntrack table sensibly and would make user data and rulesets unwieldy.
 pub const MAX_FORWARDS: usize = 20_000;
 const MAX_TEXT_CHARS: usize = 200;
+/// AWS allows 50 tags per resource; natbake sets four itself.
+const MAX_TAGS: usize = 46;
+const MAX_SYSCTL: usize = 256;
 
 /// Reads, parses and validates the spec at `path`.
 pub fn load(path: &Path) -> Result<Site, SpecError> {
@@ -235,7 +238,7 @@ impl Validator {
             os,
             arch,
             vpc_cidrs,
-            egress: raw.egress.map_or(true, |e| e.value),
+            egress: raw.egress.is_none_or(|e| e.value),
             forwards,
             sysctl,
             ami,
@@ -573,6 +576,15 @@ impl Validator {
         map: &At<crate::spec::SpannedMap<At<ScalarText>>>,
     ) -> Vec<(String, String)> {
         let mut out = Vec::new();
+        if map.value.0.len() > MAX_SYSCTL {
+            let n = map.value.0.len();
+            self.err(
+                map,
+                "sysctl",
+                format!("{n} settings are more than the {MAX_SYSCTL} natbake accepts"),
+            );
+            return out;
+        }
         for (key, value) in &map.value.0 {
             let path = format!("sysctl.{}", key.value);
             let k = &key.value;
@@ -623,10 +635,10 @@ impl Validator {
         };
         let Some(raw) = raw else { return ami };
         let raw = &raw.value;
-        if let Some(at) = &raw.region {
-            if self.region(at, "ami.region") {
-                ami.region = Some(at.value.clone());
-            }
+        if let Some(at) = &raw.region
+            && self.region(at, "ami.region")
+        {
+            ami.region = Some(at.value.clone());
         }
         if let Some(at) = &raw.instance_type {
             let ok = at.value.split_once('.').is_some_and(|(family, size)| {
@@ -702,6 +714,9 @@ impl Validator {
             }
         }
         if let Some(tags) = &raw.tags {
+            if tags.value.0.len() > MAX_TAGS {
+                self.err(tags, "ami.tags", format!("{} tags are too many: AWS allows 50 per resource, and natbake sets 4 of them", tags.value.0.len()));
+            }
             for (key, value) in &tags.value.0 {
                 let path = format!("ami.tags.{}", key.value);
                 let k = &key.value;
@@ -839,7 +854,7 @@ mod tests {
     fn parse_errors_carry_path_and_location() {
         let diags = check(&SEED.replace("    from:", "    form:")).unwrap_err();
         assert_eq!(diags.len(), 1);
-        assert_eq!(diags[0].path, "forwards[0]");
+        assert_eq!(diags[0].path, "forwards[0].form");
         assert!(
             diags[0].message.contains("unknown field `form`"),
             "{diags:?}"

@@ -14,7 +14,7 @@ Usage: imds_stub.py --bind ADDR --port N --mac MAC --log FILE [--cidr CIDR]...
 import argparse
 import http.server
 import secrets
-import sys
+import socketserver
 
 TOKEN_PATH = "/latest/api/token"
 TTL_HEADER = "X-aws-ec2-metadata-token-ttl-seconds"
@@ -84,11 +84,13 @@ def main():
             # Requests are logged to the log file; keep stderr quiet.
             pass
 
-    server = http.server.HTTPServer((args.bind, args.port), Handler)
+    # Not http.server.HTTPServer: its bind looks up the host name, a DNS
+    # query that would leave the lab (and time out there).
+    socketserver.TCPServer.allow_reuse_address = True
+    server = socketserver.TCPServer((args.bind, args.port), Handler)
     # The test waits for the socket to be listening, not for this line; it
     # helps when reading a kept lab directory.
     log.write("ready %s:%d %s\n" % (args.bind, args.port, ",".join(args.cidr)))
-    sys.stdout.flush()
     server.serve_forever()
 
 

@@ -317,6 +317,17 @@ impl Manifest {
 // The address plan
 // ---------------------------------------------------------------------------
 
+/// Prints a timestamped progress line when NATBAKE_NETLAB_TRACE is set, for
+/// finding out where a slow or stuck lab spends its time.
+pub fn trace(what: &str) {
+    use std::sync::OnceLock;
+    static START: OnceLock<Instant> = OnceLock::new();
+    if std::env::var_os("NATBAKE_NETLAB_TRACE").is_some() {
+        let start = START.get_or_init(Instant::now);
+        eprintln!("netlab {:>7.2?} {what}", start.elapsed());
+    }
+}
+
 /// Which namespace a service or probe runs in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Role {
@@ -400,7 +411,7 @@ impl Plan {
             .filter(|f| !f.public)
             .flat_map(|f| f.from.iter().copied())
             .collect();
-        let mut next_doc = |used: &mut BTreeSet<Ipv4Addr>| -> Ipv4Addr {
+        let next_doc = |used: &mut BTreeSet<Ipv4Addr>| -> Ipv4Addr {
             let addr = documentation_addresses()
                 .find(|a| {
                     !used.contains(a)
@@ -637,6 +648,7 @@ pub struct Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
+        trace(&format!("{}: removing the lab", self.manifest.site));
         // Processes first: a namespace with processes in it outlives its name.
         self.procs.clear();
         for ns in self.created.iter().rev() {
@@ -693,8 +705,11 @@ impl Lab {
             dir: ScratchDir::new(&format!("lab-{}", manifest.site)),
         };
         // From here on, a panic drops `lab`, which removes whatever exists.
+        trace(&format!("{}: building {}", lab.manifest.site, lab.ns.nat));
         lab.build_topology();
+        trace(&format!("{}: topology built", lab.manifest.site));
         lab.start_services();
+        trace(&format!("{}: services up", lab.manifest.site));
         lab
     }
 
@@ -747,8 +762,18 @@ impl Lab {
         // a fresh instance would: forwarding off, redirects on (the kernel
         // default), so the script has to change both.
         let quiet_v6 = ["net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"];
-        for name in [&ns.vpc, &ns.private, &ns.internet, &ns.peer] {
+        for name in [&ns.vpc, &ns.internet] {
             let mut s = vec!["net.ipv4.ip_forward=0"];
+            s.extend(quiet_v6);
+            self.sysctls(name, &s);
+        }
+        // The private host accepts redirects, as Linux hosts do by default:
+        // a NAT that sent them would be bypassed, and the tests would notice.
+        // The peer is a probe and must always go through the NAT.
+        for (name, accept) in [(&ns.private, "1"), (&ns.peer, "0")] {
+            let all = format!("net.ipv4.conf.all.accept_redirects={accept}");
+            let default = format!("net.ipv4.conf.default.accept_redirects={accept}");
+            let mut s = vec!["net.ipv4.ip_forward=0", all.as_str(), default.as_str()];
             s.extend(quiet_v6);
             self.sysctls(name, &s);
         }
@@ -1024,6 +1049,7 @@ COMMIT
             if missing.is_empty() {
                 return;
             }
+            trace(&format!("waiting for {}", missing.join(", ")));
             if Instant::now() > deadline {
                 let exited: Vec<String> = self
                     .procs
@@ -1081,7 +1107,9 @@ COMMIT
             .arg(&stage)
             .arg(self.dir().join("devlog.sock"))
             .arg(files.script_path());
+        trace(&format!("{}: running {} from {}", self.manifest.site, files.script_path(), files.origin));
         let done = support::run_bounded(&mut cmd, b"", SCRIPT_LIMIT);
+        trace(&format!("{}: script finished in {:.2?}", self.manifest.site, done.elapsed));
         assert!(
             done.status.and_then(|s| s.code()) != Some(SETUP_FAILED),
             "the lab could not install the files\n{}",
@@ -1122,7 +1150,8 @@ COMMIT
         }
         let settings: Vec<&str> = settings.iter().map(String::as_str).collect();
         self.sysctls(&self.ns.nat, &settings);
-        support::run(in_ns(&self.ns.nat, "conntrack").arg("-F")).stdout.clear();
+        // Connections tracked before the "reboot" would otherwise carry over.
+        support::output_of(in_ns(&self.ns.nat, "conntrack").arg("-F"));
     }
 
     // -----------------------------------------------------------------------
@@ -1260,6 +1289,7 @@ COMMIT
     /// whose outcome differs from its expectation. A probe expected to get
     /// nothing also fails if any service logged its source address and port.
     pub fn run_probes(&self, probes: &[Probe], findings: &mut Findings) {
+        trace(&format!("{}: {} probes", self.manifest.site, probes.len()));
         let mut results: Vec<ProbeResult> = Vec::new();
         for chunk in probes.chunks(PROBE_PARALLELISM) {
             thread::scope(|scope| {
@@ -1270,6 +1300,7 @@ COMMIT
                 }
             });
         }
+        trace(&format!("{}: probes done", self.manifest.site));
         let logs: Vec<(ServiceSpec, String)> = self
             .plan
             .services
@@ -1280,7 +1311,8 @@ COMMIT
             let p = &r.probe;
             let seen = r.reply.as_deref().and_then(parse_peer);
             match p.expect {
-                Expect::SeenAs(addr) => findings.check(
+                Expect::SeenAs(addr) => {
+                    findings.check(
                     seen.map(|(a, _)| a) == Some(addr),
                     format!(
                         "{}: {} {}:{} -> {}:{} should be answered and seen as {addr}; got {}",
@@ -1292,7 +1324,8 @@ COMMIT
                         p.port,
                         r.reply.as_deref().map_or("no answer".into(), |l| format!("{l:?}"))
                     ),
-                ),
+                    );
+                }
                 Expect::Nothing => {
                     let trace = format!("{} {}", p.src, r.sport);
                     let reached: Vec<String> = logs
@@ -1317,7 +1350,7 @@ COMMIT
                                 format!(", and it reached {}", reached.join(", "))
                             }
                         ),
-                    )
+                    );
                 }
             }
         }
@@ -1526,11 +1559,15 @@ impl InstallSet {
     /// The files that the user data's `write_files` would write, taken out
     /// of it with PyYAML (a second, independent YAML reader) into `out`.
     pub fn from_user_data(site_dir: &Path, m: &Manifest, out: &Path) -> InstallSet {
-        let (file, _gzip) = m.user_data.clone().expect("the manifest lists no user data");
+        let (file, gzip) = m.user_data.clone().expect("the manifest lists no user data");
         let user_data = site_dir.join(&file);
         fs::create_dir_all(out).expect("create extraction dir");
         let text = support::run_stdout(
-            Command::new(python()).args(["-c", EXTRACT_WRITE_FILES]).arg(&user_data).arg(out),
+            Command::new(python())
+                .args(["-c", EXTRACT_WRITE_FILES])
+                .arg(&user_data)
+                .arg(out)
+                .arg(if gzip { "gzip" } else { "plain" }),
         );
         let entries: Vec<Value> = serde_json::from_str(&text)
             .unwrap_or_else(|e| panic!("bad extraction output {text:?}: {e}"));
@@ -1573,13 +1610,13 @@ impl InstallSet {
 }
 
 /// Python: writes the content of each `write_files` entry of a
-/// `#cloud-config` (argv[1], gzip if it ends in .gz) to argv[2]/<index>, and
+/// `#cloud-config` (argv[1], gzip if argv[3] says so) to argv[2]/<index>, and
 /// prints `[{"path", "permissions", "file"}]` as JSON.
-const EXTRACT_WRITE_FILES: &str = r#"
+const EXTRACT_WRITE_FILES: &str = r##"
 import base64, gzip, json, os, sys, yaml
-src, out = sys.argv[1], sys.argv[2]
+src, out, packing = sys.argv[1], sys.argv[2], sys.argv[3]
 data = open(src, "rb").read()
-if src.endswith(".gz"):
+if packing == "gzip":
     data = gzip.decompress(data)
 text = data.decode("utf-8")
 if not text.startswith("#cloud-config\n"):
@@ -1607,7 +1644,7 @@ for i, entry in enumerate(doc.get("write_files") or []):
         f.write(raw)
     result.append({"path": entry["path"], "permissions": perms, "file": name})
 json.dump(result, sys.stdout)
-"#;
+"##;
 
 // ---------------------------------------------------------------------------
 // Checks
@@ -1671,12 +1708,16 @@ pub fn check_sysctls(lab: &Lab, f: &mut Findings) {
 /// [`lab_premises`] shows that the same probe gets through a NAT that
 /// forwards without rules.
 pub fn check_forward_policy(lab: &Lab, f: &mut Findings) {
+    check_forward_policy_rule(lab, f);
+    lab.run_probes(&peer_probes(lab), f);
+}
+
+fn check_forward_policy_rule(lab: &Lab, f: &mut Findings) {
     let rules = support::run_stdout(in_ns(&lab.ns.nat, "iptables").args(["-S", "FORWARD"]));
     f.check(
         rules.lines().next() == Some("-P FORWARD DROP"),
         format!("FORWARD policy is not DROP:\n{rules}"),
     );
-    lab.run_probes(&peer_probes(lab), f);
 }
 
 fn peer_probes(lab: &Lab) -> Vec<Probe> {
@@ -1776,11 +1817,7 @@ pub fn check_all_up(lab: &Lab, f: &mut Findings) {
     probes.extend(egress_probes(lab));
     probes.extend(peer_probes(lab));
     lab.run_probes(&probes, f);
-    let rules = support::run_stdout(in_ns(&lab.ns.nat, "iptables").args(["-S", "FORWARD"]));
-    f.check(
-        rules.lines().next() == Some("-P FORWARD DROP"),
-        format!("FORWARD policy is not DROP:\n{rules}"),
-    );
+    check_forward_policy_rule(lab, f);
 }
 
 /// A NAT instance whose script refused to configure it: forwarding off, and

@@ -1,0 +1,41 @@
+#!/bin/bash
+# Installs every tool the tests use, then runs every test: formatting,
+# clippy, unit tests, snapshots, the real validators, the network-namespace
+# tests and the boot tests. Run as root on Debian 12 (apt, network
+# namespaces, systemd-nspawn). CI runs exactly this script.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "scripts/test.sh installs packages and creates network namespaces: run it as root." >&2
+  exit 1
+fi
+
+# Debian packages: validators (shellcheck, packer, cloud-init, systemd),
+# the network tests (iproute2, iptables, socat, curl) and the boot tests
+# (debootstrap, systemd-nspawn).
+packages=(
+  shellcheck packer cloud-init systemd iptables iproute2 procps util-linux
+  socat curl python3 python3-yaml debootstrap systemd-container coreutils
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "Installing ${missing[*]}..."
+  apt-get update -q
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# Python packages: botocore checks security-group.json as the AWS CLI would.
+python3 -c "import botocore" 2>/dev/null || python3 -m pip install -q --root-user-action=ignore "botocore>=1.34"
+
+# Tests that need root must run, never skip, here.
+export NATBAKE_REQUIRE_ROOT_TESTS=1
+# A snapshot that differs fails; nothing is written for later review.
+export INSTA_UPDATE=no
+
+cargo fmt --check
+cargo clippy --locked --all-targets -- -D warnings
+cargo test --locked

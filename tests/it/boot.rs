@@ -1,0 +1,715 @@
+//! Boot tests: a rendered site baked into a real Debian 12 image the way
+//! the Packer step does it, booted with systemd-nspawn as the NAT instance
+//! of the VPC-shaped lab, checked at first boot and again after a reboot.
+//! Also the launch-template path (a stock image with cloud-init given the
+//! rendered user data through the NoCloud datasource) and the failure path
+//! (a broken ruleset is refused at bake time and fails visibly at boot).
+//!
+//! How the machine is used (see shared/notes/machine-facts.md):
+//! - Everything that runs inside an image runs in namespaces this test
+//!   made: provisioning in a chroot under `unshare --net --mount --pid`, so
+//!   the host's firewall, sysctls and mounts are never touched; the guest
+//!   in the lab's NAT namespace, or in a private one.
+//! - PID 1 of this machine is not systemd and /run is not a tmpfs, so
+//!   systemd-nspawn runs with `--register=no --keep-unit`, inside its own
+//!   mount namespace with a tmpfs on /run/systemd. `machinectl` does not
+//!   work here; the guest is inspected with `nsenter` into its PID 1.
+//! - Stopping is SIGTERM to systemd-nspawn, which shuts the guest down
+//!   cleanly. A guard does that on drop, so a failing test stops its guest
+//!   too, and `setpriv --pdeathsig` stops it if the test process dies.
+
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::image::{self, Flavor, RootFs};
+use crate::support::{self, Finished, ScratchDir};
+
+/// Where the Packer template's file provisioner uploads the site folder;
+/// provision.sh runs from inside it (`cd /tmp/natbake && sudo bash ./provision.sh`).
+pub const SITE_IN_IMAGE: &str = "/tmp/natbake";
+
+/// The fixture whose site the boot tests bake: Debian 12 with TCP, UDP and
+/// port-range forwards, several sources, logging and extra sysctls.
+pub const FIXTURE: &str = "debian-mixed";
+
+/// PATH inside the image for the commands this file runs there.
+const GUEST_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Time for provision.sh; it installs files and test-loads a ruleset.
+const PROVISION_LIMIT: Duration = Duration::from_secs(120);
+/// Time from starting systemd-nspawn to the end of boot. A boot takes about
+/// a second, with cloud-init a few; the margin is for a busy machine.
+const BOOT_LIMIT: Duration = Duration::from_secs(120);
+/// Time for a clean shutdown after SIGTERM.
+const SHUTDOWN_LIMIT: Duration = Duration::from_secs(60);
+/// Time for one inspection command in the guest.
+const GUEST_COMMAND_LIMIT: Duration = Duration::from_secs(30);
+
+// ---------------------------------------------------------------------------
+// Rendering and baking
+// ---------------------------------------------------------------------------
+
+/// Path of a valid fixture spec by name.
+pub fn fixture_spec(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/valid")
+        .join(format!("{name}.yaml"))
+}
+
+/// Renders `spec` with the real binary into `out` and returns the site
+/// folder (`out/<site>/`).
+pub fn render_site(spec: &Path, out: &Path) -> PathBuf {
+    support::run(
+        Command::new(env!("CARGO_BIN_EXE_natbake"))
+            .arg("render")
+            .arg(spec)
+            .arg("-o")
+            .arg(out),
+    );
+    let mut sites: Vec<PathBuf> = fs::read_dir(out)
+        .unwrap_or_else(|err| panic!("cannot list {}: {err}", out.display()))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir())
+        .collect();
+    assert_eq!(
+        sites.len(),
+        1,
+        "natbake render {} wrote {sites:?}, expected one site folder",
+        spec.display()
+    );
+    sites.pop().expect("one site folder")
+}
+
+/// Runs `script` with `/bin/sh` in a chroot of `root`, as root, the way a
+/// provisioner's shell does, in namespaces of its own:
+/// - `--net`: an empty network namespace, so a firewall or sysctl change
+///   made inside lands there and not on the host;
+/// - `--mount`: /proc, /run and the read-only /proc/sys are mounted for the
+///   chroot only and vanish with it;
+/// - `--pid` with `--kill-child`: anything the script leaves running dies
+///   when it ends, or when this process dies.
+///
+/// /proc/sys is read-only in the chroot except for `net.`, which belongs to
+/// the new network namespace: keys outside `net.` are the host kernel's
+/// even inside a namespace, and a provisioning script must not change them.
+pub fn in_chroot(root: &Path, script: &str, limit: Duration) -> Finished {
+    const SETUP: &str = r#"
+root=$1
+script=$2
+mount -t proc proc "$root/proc"
+mount --bind "$root/proc/sys" "$root/proc/sys"
+mount -o remount,bind,ro "$root/proc/sys"
+# The reader's network namespace decides what /proc/sys/net shows: here
+# the new, empty one.
+mount --bind /proc/sys/net "$root/proc/sys/net"
+# An empty /run, as before boot: provision.sh looks at /run/systemd/system
+# to tell a running system from an image.
+mount -t tmpfs -o mode=0755 tmpfs "$root/run"
+exec chroot "$root" /bin/sh -c "$script"
+"#;
+    support::run_bounded(
+        Command::new("unshare")
+            .args(["--mount", "--net", "--pid", "--fork", "--kill-child"])
+            .args(["--propagation", "private", "--", "/bin/sh", "-euc", SETUP, "sh"])
+            .arg(root)
+            .arg(script)
+            // What sudo gives a root shell on a Debian build instance.
+            .env_clear()
+            .env("PATH", GUEST_PATH)
+            .env("HOME", "/root")
+            .env("USER", "root")
+            .env("LOGNAME", "root")
+            .env("LANG", "C.UTF-8"),
+        b"",
+        limit,
+    )
+}
+
+/// Does what the Packer step does: uploads the site folder to
+/// /tmp/natbake in the image (owned by the build user, as an upload over
+/// SSH is) and runs `bash ./provision.sh` as root from inside it. Returns
+/// the run for the caller to judge: the failure test expects a refusal.
+pub fn provision(root: &RootFs, site: &Path) -> Finished {
+    let upload = root.join(SITE_IN_IMAGE);
+    if upload.exists() {
+        fs::remove_dir_all(&upload)
+            .unwrap_or_else(|err| panic!("cannot clear {}: {err}", upload.display()));
+    }
+    support::run(Command::new("cp").arg("-r").arg(site).arg(&upload));
+    // uid 1000 is the default user of Debian's cloud images ("admin"), the
+    // one Packer connects as; provision.sh must not rely on owning the files.
+    support::run(Command::new("chown").args(["-R", "1000:1000"]).arg(&upload));
+    in_chroot(
+        root.path(),
+        &format!("cd {SITE_IN_IMAGE} && exec bash ./provision.sh"),
+        PROVISION_LIMIT,
+    )
+}
+
+/// Renders the boot fixture and bakes it into a fresh plain image; panics
+/// (with provision.sh's output) if baking fails.
+pub fn baked_image(out: &Path) -> (RootFs, PathBuf) {
+    let site = render_site(&fixture_spec(FIXTURE), out);
+    let root = image::fresh_root(Flavor::Plain);
+    let baked = provision(&root, &site);
+    assert!(baked.success(), "provision.sh failed\n{}", baked.explain());
+    (root, site)
+}
+
+/// Makes `root` a fresh cloud instance for cloud-init's NoCloud datasource:
+/// the seed (user data as given, meta data with an instance id) and a
+/// datasource list that looks at nothing else.
+pub fn seed_nocloud(root: &RootFs, user_data: &Path, instance_id: &str) {
+    let seed = root.join("var/lib/cloud/seed/nocloud");
+    fs::create_dir_all(&seed).unwrap_or_else(|err| panic!("cannot create {}: {err}", seed.display()));
+    fs::copy(user_data, seed.join("user-data"))
+        .unwrap_or_else(|err| panic!("cannot copy {}: {err}", user_data.display()));
+    fs::write(
+        seed.join("meta-data"),
+        format!("instance-id: {instance_id}\nlocal-hostname: natbake-nat\n"),
+    )
+    .expect("write meta-data");
+    // Without this, cloud-init probes every datasource it knows, some over
+    // the network; `None` keeps it from failing when the seed is missing.
+    fs::write(
+        root.join("etc/cloud/cloud.cfg.d/91-natbake-test-datasource.cfg"),
+        "datasource_list: [NoCloud, None]\n",
+    )
+    .expect("write datasource list");
+}
+
+/// Inserts `bad_line` just before the last `COMMIT` of a ruleset (the
+/// filter table, where FORWARD exists); returns
+/// the new text and the 1-based number of the inserted line, which
+/// iptables-restore names in its error.
+pub fn break_ruleset(rules: &str, bad_line: &str) -> (String, usize) {
+    let mut lines: Vec<&str> = rules.lines().collect();
+    let at = lines
+        .iter()
+        .rposition(|l| l.trim() == "COMMIT")
+        .expect("a ruleset has a COMMIT line");
+    lines.insert(at, bad_line);
+    (lines.join("\n") + "\n", at + 1)
+}
+
+// ---------------------------------------------------------------------------
+// Booting
+// ---------------------------------------------------------------------------
+
+/// Where the guest's network comes from.
+#[derive(Clone, Copy, Debug)]
+pub enum Network<'a> {
+    /// A namespace of its own with only `lo` (`--private-network`).
+    Private,
+    /// An existing namespace made with `ip netns add NAME`: the guest is
+    /// that host of the lab.
+    Namespace(&'a str),
+}
+
+/// A booted image. Borrows the root so the copy cannot be deleted while
+/// the guest runs; stops the guest when dropped.
+pub struct Guest<'r> {
+    root: &'r RootFs,
+    nspawn: Child,
+    init_pid: u32,
+    console: PathBuf,
+    status: Option<ExitStatus>,
+}
+
+impl<'r> Guest<'r> {
+    /// Starts `root` with systemd-nspawn and returns once the guest's
+    /// systemd is PID 1 of its namespace; [`Guest::wait_until_booted`] waits
+    /// for the end of boot. `label` names the console log in the root's
+    /// scratch directory (one per boot).
+    pub fn start(root: &'r RootFs, network: Network, label: &str) -> Guest<'r> {
+        // In a mount namespace of our own: a tmpfs on /run/systemd (nspawn
+        // keeps its state there, and the host's is not a systemd one), then
+        // nspawn, with SIGTERM should this test process die. Every exec
+        // keeps the pid, so the child we hold is systemd-nspawn itself.
+        const LAUNCH: &str = r#"
+mount -t tmpfs -o mode=0755 tmpfs /run/systemd
+exec setpriv --pdeathsig TERM -- systemd-nspawn "$@"
+"#;
+        assert!(
+            Path::new("/run/systemd").is_dir(),
+            "/run/systemd is missing on this host; systemd-nspawn needs it as a mount point"
+        );
+        let console = root.scratch().join(format!("console-{label}.log"));
+        let log = File::create(&console)
+            .unwrap_or_else(|err| panic!("cannot create {}: {err}", console.display()));
+        let mut cmd = Command::new("unshare");
+        cmd.args(["--mount", "--propagation", "private", "--", "/bin/sh", "-euc", LAUNCH, "sh"])
+            .arg("--boot")
+            .arg(format!("--directory={}", root.path().display()))
+            .arg(format!("--machine=natbake-{}", support::unique_id()))
+            .args(["--register=no", "--keep-unit"])
+            // The guest's console (boot messages) goes to the log.
+            .arg("--console=read-only")
+            // Leave the image's own resolver, time zone and journal alone,
+            // and the host's /var/log/journal too.
+            .args(["--resolv-conf=off", "--timezone=off", "--link-journal=no"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup log"))
+            .stderr(log)
+            // No colour codes in the console log.
+            .env("TERM", "dumb")
+            .env("SYSTEMD_COLORS", "0");
+        match network {
+            Network::Private => {
+                cmd.arg("--private-network");
+            }
+            Network::Namespace(name) => {
+                // An existing namespace gives the guest neither
+                // CAP_NET_ADMIN nor a writable /proc/sys/net by default; a
+                // NAT instance needs both to load rules and forward.
+                cmd.arg(format!("--network-namespace-path=/run/netns/{name}"))
+                    .arg("--capability=CAP_NET_ADMIN")
+                    .env("SYSTEMD_NSPAWN_API_VFS_WRITABLE", "network");
+            }
+        }
+        let nspawn = cmd
+            .spawn()
+            .unwrap_or_else(|err| panic!("cannot start `{}`: {err}", support::describe(&cmd)));
+        let mut guest = Guest {
+            root,
+            nspawn,
+            init_pid: 0,
+            console,
+            status: None,
+        };
+        guest.init_pid = guest.find_init();
+        guest
+    }
+
+    /// The pid (as the host sees it) of the guest's PID 1: the child of
+    /// systemd-nspawn that is pid 1 in its own pid namespace.
+    fn find_init(&mut self) -> u32 {
+        let nspawn_pid = self.nspawn.id();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.nspawn.try_wait().expect("wait for systemd-nspawn") {
+                self.status = Some(status);
+                panic!(
+                    "systemd-nspawn ended before the guest started ({})\n{}",
+                    support::status_text(&status),
+                    self.console_log()
+                );
+            }
+            if let Some(pid) = guest_init_of(nspawn_pid) {
+                return pid;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no guest init under systemd-nspawn (pid {nspawn_pid}) after 30 s\n{}",
+                self.console_log()
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The guest's PID 1 as the host sees it.
+    pub fn init_pid(&self) -> u32 {
+        self.init_pid
+    }
+
+    /// What the guest printed on its console so far.
+    pub fn console_log(&self) -> String {
+        let text = fs::read_to_string(&self.console).unwrap_or_default();
+        format!("--- console ({}) ---\n{}\n--- end of console ---", self.console.display(), text.trim_end())
+    }
+
+    /// Runs a command inside the guest (all its namespaces, its root) with
+    /// a plain environment.
+    pub fn exec(&self, args: &[&str], limit: Duration) -> Finished {
+        support::run_bounded(
+            Command::new("nsenter")
+                .args(["-t", &self.init_pid.to_string(), "-a", "--"])
+                .args(args)
+                .env_clear()
+                .env("PATH", GUEST_PATH)
+                .env("LC_ALL", "C.UTF-8")
+                .env("SYSTEMD_COLORS", "0")
+                .env("SYSTEMD_PAGER", "")
+                .env("TERM", "dumb"),
+            b"",
+            limit,
+        )
+    }
+
+    /// Waits until systemd in the guest has finished booting (every start-up
+    /// job done, cloud-init included) and returns its state: `running`, or
+    /// `degraded` when a unit failed.
+    pub fn wait_until_booted(&mut self) -> String {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.nspawn.try_wait().expect("wait for systemd-nspawn") {
+                self.status = Some(status);
+                panic!(
+                    "the guest stopped while booting ({})\n{}",
+                    support::status_text(&status),
+                    self.console_log()
+                );
+            }
+            let left = BOOT_LIMIT.saturating_sub(started.elapsed());
+            assert!(
+                !left.is_zero(),
+                "the guest did not finish booting within {BOOT_LIMIT:?}\n{}\n{}",
+                self.exec(&["systemctl", "list-jobs", "--no-pager"], GUEST_COMMAND_LIMIT).explain(),
+                self.console_log()
+            );
+            // `--wait` waits out "starting". Before the guest's systemd has
+            // set up /run/systemd/system the answer is "offline", and before
+            // it listens the call fails with no answer: try again.
+            let run = self.exec(&["systemctl", "is-system-running", "--wait"], left);
+            let state = run.stdout.trim().to_string();
+            match state.as_str() {
+                "" | "offline" | "initializing" | "starting" => thread::sleep(Duration::from_millis(100)),
+                _ => return state,
+            }
+        }
+    }
+
+    /// Reads what the checks look at.
+    pub fn inspect(&self) -> GuestState {
+        let text = |args: &[&str]| self.exec(args, GUEST_COMMAND_LIMIT).stdout.trim_end().to_string();
+        let failed = text(&["systemctl", "list-units", "--state=failed", "--no-legend", "--plain", "--all"])
+            .lines()
+            .filter_map(|l| l.split_whitespace().next())
+            .map(str::to_string)
+            .collect();
+        let cloud_init = if self.root.flavor() == Flavor::CloudInit {
+            Some(text(&["cloud-init", "status", "--long"]))
+        } else {
+            None
+        };
+        GuestState {
+            system: text(&["systemctl", "is-system-running"]),
+            natbake: text(&["systemctl", "is-active", "natbake.service"]),
+            failed,
+            ip_forward: text(&["sysctl", "-n", "net.ipv4.ip_forward"]),
+            iptables: text(&["iptables-save"]),
+            // The unit's own output and systemd's lines about it, plus what
+            // the script sent through `logger -t natbake`: journald can miss
+            // the unit of a logger process that has already exited.
+            journal: format!(
+                "{}\n{}",
+                text(&["journalctl", "-b", "--no-pager", "-u", "natbake.service"]),
+                text(&["journalctl", "-b", "--no-pager", "-t", "natbake"])
+            ),
+            cloud_init,
+            warnings: text(&["journalctl", "-b", "--no-pager", "-p", "warning"]),
+        }
+    }
+
+    /// Shuts the guest down cleanly (SIGTERM to systemd-nspawn, which asks
+    /// the guest's systemd to power off) and returns nspawn's exit status.
+    pub fn shutdown(mut self) -> ExitStatus {
+        self.stop()
+    }
+
+    fn stop(&mut self) -> ExitStatus {
+        if let Some(status) = self.status {
+            return status;
+        }
+        signal(self.nspawn.id(), "TERM");
+        let deadline = Instant::now() + SHUTDOWN_LIMIT;
+        let status = loop {
+            match self.nspawn.try_wait().expect("wait for systemd-nspawn") {
+                Some(status) => break status,
+                None if Instant::now() >= deadline => {
+                    // Killing the guest's PID 1 ends its whole pid
+                    // namespace; nspawn then has nothing left to wait for.
+                    eprintln!("boot: guest did not stop within {SHUTDOWN_LIMIT:?}; killing it");
+                    signal(self.init_pid, "KILL");
+                    signal(self.nspawn.id(), "KILL");
+                    break self.nspawn.wait().expect("wait for systemd-nspawn");
+                }
+                None => thread::sleep(Duration::from_millis(50)),
+            }
+        };
+        self.status = Some(status);
+        status
+    }
+}
+
+impl Drop for Guest<'_> {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The child of `nspawn_pid` that is pid 1 of its own pid namespace.
+fn guest_init_of(nspawn_pid: u32) -> Option<u32> {
+    for entry in fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(status) = fs::read_to_string(entry.path().join("status")) else {
+            continue;
+        };
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .map(|v| v.split_whitespace().collect::<Vec<_>>())
+                .unwrap_or_default()
+        };
+        let parent = field("PPid:");
+        let nspid = field("NSpid:");
+        if parent.first() == Some(&nspawn_pid.to_string().as_str())
+            && nspid.len() >= 2
+            && nspid.last() == Some(&"1")
+        {
+            return Some(pid);
+        }
+    }
+    None
+}
+
+/// Sends a signal to a process this test started; it may be gone already.
+fn signal(pid: u32, name: &str) {
+    let _ = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// What a booted guest looks like to the checks.
+#[derive(Debug)]
+pub struct GuestState {
+    /// `systemctl is-system-running`.
+    pub system: String,
+    /// `systemctl is-active natbake.service`.
+    pub natbake: String,
+    /// Units listed by `systemctl --failed`.
+    pub failed: Vec<String>,
+    /// `sysctl -n net.ipv4.ip_forward`.
+    pub ip_forward: String,
+    /// `iptables-save`.
+    pub iptables: String,
+    /// natbake's lines in the journal of this boot.
+    pub journal: String,
+    /// `cloud-init status --long`, for the cloud-init image.
+    pub cloud_init: Option<String>,
+    /// Warnings and errors of this boot, for failure messages.
+    pub warnings: String,
+}
+
+impl GuestState {
+    /// Everything, for a failure message.
+    pub fn report(&self) -> String {
+        format!(
+            "system: {}\nnatbake.service: {}\nfailed units: {:?}\nip_forward: {}\n\
+             --- iptables-save ---\n{}\n--- natbake journal ---\n{}\n\
+             --- cloud-init ---\n{}\n--- warnings of this boot ---\n{}",
+            self.system,
+            self.natbake,
+            self.failed,
+            self.ip_forward,
+            self.iptables,
+            self.journal,
+            self.cloud_init.as_deref().unwrap_or("(not a cloud-init image)"),
+            self.warnings
+        )
+    }
+
+    /// The NAT instance is up: boot finished with no failed unit,
+    /// natbake.service active, the ruleset loaded and forwarding on.
+    pub fn assert_nat_up(&self, when: &str) {
+        let problems: Vec<&str> = [
+            (self.system != "running", "boot did not end in state `running`"),
+            (!self.failed.is_empty(), "a unit failed"),
+            (self.natbake != "active", "natbake.service is not active"),
+            (self.ip_forward != "1", "IP forwarding is off"),
+            (!self.iptables.contains(":NATBAKE-"), "natbake's chains are not loaded"),
+            (
+                self.cloud_init.as_deref().is_some_and(|s| !s.contains("status: done")),
+                "cloud-init did not finish cleanly",
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(bad, what)| bad.then_some(what))
+        .collect();
+        assert!(
+            problems.is_empty(),
+            "{when}: the NAT instance is not up: {}\n{}",
+            problems.join("; "),
+            self.report()
+        );
+    }
+}
+
+/// Gives a lab namespace the firewall and forwarding state of a freshly
+/// booted instance, as a reboot would: the namespace outlives the guest, a
+/// real instance's kernel does not. Forwarding off first, then no rules, no
+/// connection tracking entries, and every `net.` key of the site's sysctl
+/// file back to its value in a brand-new namespace.
+pub fn reset_namespace(name: &str, sysctl_conf: &Path) {
+    let netns = format!("--net=/run/netns/{name}");
+    let in_ns = |args: &[&str]| {
+        support::run(Command::new("nsenter").arg(&netns).arg("--").args(args));
+    };
+    in_ns(&["sysctl", "-q", "-w", "net.ipv4.ip_forward=0"]);
+    in_ns(&["nft", "flush", "ruleset"]);
+    in_ns(&["conntrack", "-F"]);
+
+    let conf = fs::read_to_string(sysctl_conf)
+        .unwrap_or_else(|err| panic!("cannot read {}: {err}", sysctl_conf.display()));
+    for line in conf.lines() {
+        let line = line.trim();
+        let Some((key, _)) = line.split_once('=') else { continue };
+        let key = key.trim();
+        if line.starts_with('#') || line.starts_with(';') || !key.starts_with("net.") {
+            continue;
+        }
+        // A key a new namespace lacks (an interface's) has no fresh value;
+        // one the guest could not change needs no reset.
+        let fresh = support::output_of(Command::new("unshare").args(["--net", "sysctl", "-n", key]));
+        if !fresh.status.success() {
+            continue;
+        }
+        let fresh = String::from_utf8_lossy(&fresh.stdout).trim().to_string();
+        let now = support::output_of(Command::new("nsenter").arg(&netns).args(["--", "sysctl", "-n", key]));
+        if String::from_utf8_lossy(&now.stdout).trim() != fresh {
+            in_ns(&["sysctl", "-q", "-w", &format!("{key}={fresh}")]);
+        }
+    }
+}
+
+/// Panics if anything of this test is left on the host: mounts under its
+/// scratch directory, or a process of its guest.
+pub fn assert_host_clean(root: &RootFs, guest_pids: &[u32]) {
+    let mounts = image::mounts_under(root.scratch());
+    assert!(mounts.is_empty(), "mounts left on the host: {mounts:?}");
+    for pid in guest_pids {
+        // A zombie would still have /proc/PID; nspawn is reaped by wait().
+        assert!(
+            !Path::new(&format!("/proc/{pid}")).exists(),
+            "guest process {pid} is still running"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Tests
+// ---------------------------------------------------------------------------
+
+/// Boots `root` in `network`, waits for the end of boot and returns what it
+/// found, with the guest still running.
+fn boot_and_inspect<'r>(root: &'r RootFs, network: Network, label: &str) -> (Guest<'r>, GuestState) {
+    let started = Instant::now();
+    let mut guest = Guest::start(root, network, label);
+    guest.wait_until_booted();
+    let state = guest.inspect();
+    eprintln!("boot: {label} booted in {:.1?}", started.elapsed());
+    (guest, state)
+}
+
+#[test]
+fn provision_refuses_a_broken_ruleset() {
+    if !support::require_root("boot test: provision.sh refuses a broken ruleset") {
+        return;
+    }
+    let out = ScratchDir::new("boot-refuse");
+    let site = render_site(&fixture_spec(FIXTURE), out.path());
+    let rules = fs::read_to_string(site.join("rules.v4")).expect("read rules.v4");
+    let root = image::fresh_root(Flavor::Plain);
+
+    // A line iptables-restore cannot parse (caught by --test), and a jump to
+    // a chain that does not exist (passes --test on the nf_tables backend,
+    // fails a real load). Each with what iptables-restore says about it.
+    let cases = [
+        ("this is not an iptables rule", "Error occurred at line: {line}"),
+        ("-A FORWARD -j NATBAKE-NO-SUCH-CHAIN", "Chain 'NATBAKE-NO-SUCH-CHAIN' does not exist"),
+    ];
+    for (bad_line, reason) in cases {
+        let (broken, line_no) = break_ruleset(&rules, bad_line);
+        let reason = reason.replace("{line}", &line_no.to_string());
+        let bad_site = out.path().join("broken").join(site.file_name().expect("site name"));
+        if bad_site.exists() {
+            fs::remove_dir_all(&bad_site).expect("clear broken site");
+        }
+        fs::create_dir_all(bad_site.parent().expect("parent")).expect("mkdir");
+        support::run(Command::new("cp").arg("-r").arg(&site).arg(&bad_site));
+        fs::write(bad_site.join("rules.v4"), &broken).expect("write broken rules");
+        // A broken template or override, not a damaged upload: the digests
+        // match the broken file, so only the ruleset check can stop it.
+        resum(&bad_site, "rules.v4");
+
+        let run = provision(&root, &bad_site);
+        assert!(
+            !run.success(),
+            "provision.sh baked a ruleset with `{bad_line}` at line {line_no}\n{}",
+            run.explain()
+        );
+        let said = format!("{}{}", run.stdout, run.stderr);
+        assert!(
+            said.contains(&reason),
+            "provision.sh refused `{bad_line}` (line {line_no}) without saying `{reason}`\n{}",
+            run.explain()
+        );
+    }
+    assert_host_clean(&root, &[]);
+}
+
+/// Rewrites the SHA256SUMS line of `file` in `site` to match its content.
+fn resum(site: &Path, file: &str) {
+    let sums_path = site.join("SHA256SUMS");
+    let sums = fs::read_to_string(&sums_path).expect("read SHA256SUMS");
+    let digest = support::run_stdout(Command::new("sha256sum").arg(site.join(file)));
+    let digest = digest.split_whitespace().next().expect("a digest");
+    let updated: Vec<String> = sums
+        .lines()
+        .map(|line| match line.split_once("  ") {
+            Some((_, name)) if name == file => format!("{digest}  {name}"),
+            _ => line.to_string(),
+        })
+        .collect();
+    fs::write(&sums_path, updated.join("\n") + "\n").expect("write SHA256SUMS");
+}
+
+#[test]
+fn broken_ruleset_fails_visibly_at_boot() {
+    if !support::require_root("boot test: a broken ruleset fails visibly at boot") {
+        return;
+    }
+    let out = ScratchDir::new("boot-broken");
+    let (root, _site) = baked_image(out.path());
+    // Damage the installed ruleset after baking, as a bad edit would.
+    let installed = root.join("etc/natbake/rules.v4");
+    let rules = fs::read_to_string(&installed).expect("read installed rules");
+    // A jump to a missing chain: it gets past `iptables-restore --test`, so
+    // it is what a check that is not a real load would let through.
+    let (broken, line_no) = break_ruleset(&rules, "-A FORWARD -j NATBAKE-NO-SUCH-CHAIN");
+    fs::write(&installed, broken).expect("write broken rules");
+
+    let (guest, state) = boot_and_inspect(&root, Network::Private, "broken");
+    let pids = [guest.init_pid()];
+    let problems: Vec<&str> = [
+        (state.natbake != "failed", "natbake.service is not failed"),
+        (!state.failed.iter().any(|u| u == "natbake.service"), "systemctl --failed does not list natbake.service"),
+        (state.ip_forward != "0", "IP forwarding is on"),
+        (
+            !state.journal.contains("Chain 'NATBAKE-NO-SUCH-CHAIN' does not exist"),
+            "the journal does not give iptables-restore's reason",
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(bad, what)| bad.then_some(what))
+    .collect();
+    assert!(
+        problems.is_empty(),
+        "broken ruleset at line {line_no}: {}\n{}",
+        problems.join("; "),
+        state.report()
+    );
+    let status = guest.shutdown();
+    assert!(status.success(), "systemd-nspawn ended with {}", support::status_text(&status));
+    assert_host_clean(&root, &pids);
+}

@@ -1,0 +1,362 @@
+//! Real-network tests: natbake's rendered artifacts, run for real in a
+//! VPC-shaped lab of network namespaces (see `netlab`), with real traffic.
+//!
+//! Every fixture spec with forwards is rendered with the natbake binary; its
+//! configure-pat.sh is run as installed in the NAT instance's namespace, and
+//! probes show what works and what must not. The same is done with the files
+//! taken out of the site's user-data, and with a metadata service that
+//! disagrees with the spec or is missing.
+//!
+//! These tests need root. Without it they skip loudly
+//! (`support::require_root`), or fail when NATBAKE_REQUIRE_ROOT_TESTS=1.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::thread;
+use std::time::Duration;
+
+use crate::netlab::{
+    Cidr, Expect, Findings, INTERNET_SERVER_PORT, Imds, InstallSet, Lab, LabOptions, Manifest, Proto, Role, check_all_up,
+    check_forwarding_off, check_imds_v2_used, check_sysctls, egress_probes, forward_probes,
+    lab_premises,
+};
+use crate::support::{self, ScratchDir};
+
+/// "Within a few seconds": how long configure-pat.sh may take when no
+/// metadata service answers at all.
+const NO_METADATA_LIMIT: Duration = Duration::from_secs(10);
+
+/// Fixtures run side by side, at most this many at once (a 2-core machine).
+const FIXTURE_PARALLELISM: usize = 2;
+
+/// A fixture spec rendered into a scratch directory.
+struct Rendered {
+    spec: PathBuf,
+    site_dir: PathBuf,
+    manifest: Manifest,
+    // Owns the output directory; removed when the test is done.
+    _out: ScratchDir,
+}
+
+fn render(spec: &Path) -> Rendered {
+    let out = ScratchDir::new("render");
+    support::run(
+        Command::new(env!("CARGO_BIN_EXE_natbake"))
+            .arg("render")
+            .arg(spec)
+            .arg("-o")
+            .arg(out.path()),
+    );
+    // `render` writes DIR/<site>/; the site name comes from the manifest.
+    let dirs: Vec<PathBuf> = fs::read_dir(out.path())
+        .expect("read render output")
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| p.is_dir())
+        .collect();
+    assert_eq!(dirs.len(), 1, "{}: expected one site folder, found {dirs:?}", spec.display());
+    let site_dir = dirs.into_iter().next().unwrap();
+    let manifest = Manifest::load(&site_dir);
+    assert_eq!(
+        site_dir.file_name().and_then(|n| n.to_str()),
+        Some(manifest.site.as_str()),
+        "{}: the site folder is not named after the site",
+        spec.display()
+    );
+    Rendered { spec: spec.to_owned(), site_dir, manifest, _out: out }
+}
+
+/// Every valid fixture spec that has forwards, rendered. Fails when there is
+/// none: these tests must never pass by exercising nothing.
+fn sites_with_forwards() -> Vec<Rendered> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/valid");
+    let mut specs: Vec<PathBuf> = fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    specs.sort();
+    let sites: Vec<Rendered> =
+        specs.iter().map(|s| render(s)).filter(|r| !r.manifest.forwards.is_empty()).collect();
+    assert!(!sites.is_empty(), "no fixture spec in {} has forwards", dir.display());
+    sites
+}
+
+/// The fixture the metadata tests use: the first with a TCP forward
+/// (file-name order), else the first.
+fn metadata_fixture(sites: Vec<Rendered>) -> Rendered {
+    let pos = sites
+        .iter()
+        .position(|s| s.manifest.forwards.iter().any(|f| f.proto == Proto::Tcp))
+        .unwrap_or(0);
+    sites.into_iter().nth(pos).unwrap()
+}
+
+fn label(site: &Rendered) -> String {
+    let name = site.spec.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+    format!("{name} ({})", site.manifest.site)
+}
+
+/// Runs `test` for every site, a few at a time; each site's failure is
+/// reported and the others still run. Labs are dropped (cleaned up) inside
+/// each run, also on panic.
+fn for_each_site(sites: &[Rendered], test: impl Fn(&Rendered) + Sync) {
+    let mut failed = Vec::new();
+    for chunk in sites.chunks(FIXTURE_PARALLELISM) {
+        thread::scope(|scope| {
+            let runs: Vec<_> = chunk
+                .iter()
+                .map(|site| (site, scope.spawn(|| test(site))))
+                .collect();
+            for (site, run) in runs {
+                if let Err(payload) = run.join() {
+                    let message = payload
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+                        .unwrap_or_default();
+                    // The full message (with the lab's state) was printed by
+                    // the panic hook; keep the summary short.
+                    let first = message.lines().next().unwrap_or("").to_owned();
+                    failed.push(format!("{}: {first}", label(site)));
+                }
+            }
+        });
+    }
+    assert!(failed.is_empty(), "failed for {} site(s):\n  {}", failed.len(), failed.join("\n  "));
+}
+
+/// The whole story for one site and one way of installing it: configure,
+/// show every forward and egress, then rerun the script with a connection
+/// open and other software's rules present, and show that nothing changed.
+fn exercise(name: &str, manifest: &Manifest, install: &InstallSet) {
+    let lab = Lab::start(manifest, LabOptions::matching(manifest));
+    let mut f = Findings::new(name);
+
+    let first = lab.run_configure_pat(install);
+    if !f.check(first.success(), format!("configure-pat.sh failed:\n{}", first.explain())) {
+        f.assert_clean(&lab);
+    }
+    check_imds_v2_used(&lab, &mut f);
+    check_all_up(&lab, &mut f);
+
+    // Other software's chains, then connections that must survive a rerun:
+    // one through a TCP forward, one outbound through the masquerade.
+    lab.add_foreign_rules();
+    let before = lab.iptables_save();
+    let mut sessions = Vec::new();
+    if let Some((i, fw)) = manifest.forwards.iter().enumerate().find(|(_, f)| f.proto == Proto::Tcp) {
+        let client = lab.plan.allowed_clients[i][0];
+        let s = lab.open_session(Role::Internet, client, lab.plan.elastic_ip, fw.listen_ports.0);
+        f.check(
+            s.seen_as() == Some(client),
+            format!("{}: connection through forward {} greeted with {:?}", s.what, fw.name, s.greeting),
+        );
+        sessions.push(s);
+    }
+    if manifest.egress {
+        let s = lab.open_session(
+            Role::Private,
+            lab.plan.private_self,
+            lab.plan.internet_server,
+            INTERNET_SERVER_PORT,
+        );
+        f.check(
+            s.seen_as() == Some(lab.plan.elastic_ip),
+            format!("{}: outbound connection greeted with {:?}", s.what, s.greeting),
+        );
+        sessions.push(s);
+    }
+
+    let second = lab.run_configure_pat(install);
+    f.check(second.success(), format!("configure-pat.sh failed on the rerun:\n{}", second.explain()));
+    let after = lab.iptables_save();
+    f.check(before == after, format!("the rerun changed the rules:\n{}", diff(&before, &after)));
+    for chain in ["OTHERSW-INPUT", "OTHERSW-FORWARD", "OTHERSW-POSTROUTING"] {
+        f.check(
+            after.lines().any(|l| l.starts_with(&format!("-A {chain} "))),
+            format!("other software's chain {chain} lost its rules in the rerun"),
+        );
+    }
+    for s in &mut sessions {
+        let ok = s.echo("still-there-after-the-rerun");
+        f.check(ok, format!("{}: the open connection broke across the rerun", s.what));
+    }
+    drop(sessions);
+
+    // New connections still work after the rerun.
+    check_sysctls(&lab, &mut f);
+    let mut probes: Vec<_> = forward_probes(&lab)
+        .into_iter()
+        .filter(|p| matches!(p.expect, Expect::SeenAs(_)))
+        .collect();
+    probes.extend(egress_probes(&lab));
+    for p in &mut probes {
+        p.what.push_str(" (after the rerun)");
+    }
+    lab.run_probes(&probes, &mut f);
+    f.assert_clean(&lab);
+}
+
+/// Lines only in `a` (-) and only in `b` (+).
+fn diff(a: &str, b: &str) -> String {
+    let only = |x: &str, y: &str, sign: char| -> Vec<String> {
+        x.lines().filter(|l| !y.lines().any(|m| m == *l)).map(|l| format!("{sign} {l}")).collect()
+    };
+    let mut out = only(a, b, '-');
+    out.extend(only(b, a, '+'));
+    if out.is_empty() {
+        "(same lines, different order)".into()
+    } else {
+        out.join("\n")
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The tests
+// ---------------------------------------------------------------------------
+
+/// The lab itself: the gateway drops what the NAT does not masquerade, the
+/// peer's probe would get through a NAT without rules, the metadata stub is
+/// IMDSv2 only. Uses a built-in site, so it runs without natbake.
+#[test]
+fn lab_premises_hold() {
+    if !support::require_root("lab_premises_hold (network namespaces)") {
+        return;
+    }
+    let manifest = Manifest::parse(
+        r#"{"site": "premises", "vpc_cidrs": ["10.0.0.0/16"], "egress": true,
+            "forwards": [{"name": "oracle", "proto": "tcp", "listen_ports": [51532, 51532],
+                          "target_address": "10.0.1.25", "target_ports": [1532, 1532],
+                          "from": ["203.0.113.110/32"], "public": false, "log": false}],
+            "user_data": null, "artifacts": []}"#,
+    )
+    .expect("built-in manifest");
+    let lab = Lab::start(&manifest, LabOptions::matching(&manifest));
+    let mut f = Findings::new("lab premises");
+    lab_premises(&lab, &mut f);
+    f.assert_clean(&lab);
+}
+
+/// Issue items 1 and 2: for every fixture with forwards, the rendered files.
+#[test]
+fn rendered_sites_work_on_a_real_network() {
+    if !support::require_root("rendered_sites_work_on_a_real_network (network namespaces)") {
+        return;
+    }
+    let sites = sites_with_forwards();
+    for_each_site(&sites, |site| {
+        let install = InstallSet::from_site_dir(&site.site_dir, &site.manifest);
+        exercise(&format!("{} rendered files", label(site)), &site.manifest, &install);
+    });
+}
+
+/// Issue item 4: the files that user-data.yaml would write, taken out of it,
+/// are the rendered files byte for byte and give the same results.
+#[test]
+fn user_data_files_work_on_a_real_network() {
+    if !support::require_root("user_data_files_work_on_a_real_network (network namespaces)") {
+        return;
+    }
+    let sites = sites_with_forwards();
+    for_each_site(&sites, |site| {
+        let extracted = ScratchDir::new("user-data");
+        let from_user_data =
+            InstallSet::from_user_data(&site.site_dir, &site.manifest, extracted.path());
+        let rendered = InstallSet::from_site_dir(&site.site_dir, &site.manifest);
+        for r in &rendered.files {
+            let u = from_user_data.get(&r.install_path).unwrap_or_else(|| {
+                panic!("{}: the user data does not write {}", label(site), r.install_path)
+            });
+            assert!(
+                fs::read(&u.source).ok() == fs::read(&r.source).ok(),
+                "{}: the user data's {} differs from the rendered file",
+                label(site),
+                r.install_path
+            );
+            assert_eq!(u.mode, r.mode, "{}: mode of {}", label(site), r.install_path);
+        }
+        exercise(&format!("{} user-data files", label(site)), &site.manifest, &from_user_data);
+    });
+}
+
+/// Issue item 3: a VPC whose CIDR blocks do not include the spec's. The
+/// script must fail, forwarding must stay off, and the log must say why.
+#[test]
+fn metadata_mismatch_keeps_forwarding_off() {
+    if !support::require_root("metadata_mismatch_keeps_forwarding_off (network namespaces)") {
+        return;
+    }
+    let site = metadata_fixture(sites_with_forwards());
+    let m = &site.manifest;
+    let install = InstallSet::from_site_dir(&site.site_dir, m);
+
+    // None of the spec's blocks; and, when the spec has several, only the
+    // first (a VPC that lacks an added block).
+    let mut cases = vec![("none of the spec's CIDR blocks", LabOptions::mismatching(m), m.vpc_cidrs.clone())];
+    if m.vpc_cidrs.len() > 1 {
+        cases.push((
+            "only the spec's first CIDR block",
+            LabOptions { imds: Imds::Stub(vec![m.vpc_cidrs[0].to_string()]) },
+            m.vpc_cidrs[1..].to_vec(),
+        ));
+    }
+    for (case, options, missing) in cases {
+        let lab = Lab::start(m, options);
+        let mut f = Findings::new(format!("{}: VPC with {case}", label(&site)));
+        let run = lab.run_configure_pat(&install);
+        f.check(
+            !run.success() && !run.timed_out(),
+            format!("configure-pat.sh should exit non-zero:\n{}", run.explain()),
+        );
+        f.check(!run.stderr.trim().is_empty(), "configure-pat.sh said nothing on stderr");
+        let syslog = lab.syslog();
+        f.check(
+            syslog.contains(" natbake"),
+            format!("nothing logged with tag natbake; syslog:\n{syslog}"),
+        );
+        f.check(
+            mentions_any(&syslog, &missing) && mentions_any(&run.stderr, &missing),
+            format!(
+                "the log and stderr should name the missing block ({}):\nsyslog:\n{syslog}\nstderr:\n{}",
+                join(&missing),
+                run.stderr
+            ),
+        );
+        check_forwarding_off(&lab, &mut f);
+        f.assert_clean(&lab);
+    }
+}
+
+/// Issue item 3: no metadata service at all (packets to it vanish). The
+/// documented behaviour: a warning, and the NAT comes up, within seconds.
+#[test]
+fn metadata_absent_warns_and_carries_on() {
+    if !support::require_root("metadata_absent_warns_and_carries_on (network namespaces)") {
+        return;
+    }
+    let site = metadata_fixture(sites_with_forwards());
+    let install = InstallSet::from_site_dir(&site.site_dir, &site.manifest);
+    let lab = Lab::start(&site.manifest, LabOptions { imds: Imds::Absent });
+    let mut f = Findings::new(format!("{}: no metadata service", label(&site)));
+    let run = lab.run_configure_pat(&install);
+    f.check(run.success(), format!("configure-pat.sh should carry on:\n{}", run.explain()));
+    f.check(
+        run.elapsed < NO_METADATA_LIMIT,
+        format!("configure-pat.sh took {:.1?} without metadata (limit {NO_METADATA_LIMIT:?})", run.elapsed),
+    );
+    f.check(
+        !run.stderr.trim().is_empty(),
+        format!("configure-pat.sh gave no warning on stderr:\n{}", run.explain()),
+    );
+    check_all_up(&lab, &mut f);
+    f.assert_clean(&lab);
+}
+
+fn mentions_any(text: &str, cidrs: &[Cidr]) -> bool {
+    cidrs.iter().any(|c| text.contains(&c.to_string()))
+}
+
+fn join(cidrs: &[Cidr]) -> String {
+    cidrs.iter().map(Cidr::to_string).collect::<Vec<_>>().join(", ")
+}
