@@ -255,25 +255,31 @@ fn fit_user_data(plain: Vec<u8>) -> std::result::Result<(String, Vec<u8>), Strin
     if plain.len() <= USER_DATA_LIMIT {
         return Ok(("user-data.yaml".into(), plain));
     }
-    let gz = gzip(&plain);
-    if gz.len() <= USER_DATA_LIMIT {
-        return Ok(("user-data.yaml.gz".into(), gz));
+    match gzip_within(&plain, USER_DATA_LIMIT) {
+        Some(gz) => Ok(("user-data.yaml.gz".into(), gz)),
+        None => Err(format!(
+            "no user data written: it is {} bytes, and more than {USER_DATA_LIMIT} even gzip-compressed, \
+             over EC2's limit; use the AMI (nat-ami.pkr.hcl), which has no such limit",
+            plain.len()
+        )),
     }
-    Err(format!(
-        "no user data written: it is {} bytes, {} gzip-compressed, over EC2's limit of {USER_DATA_LIMIT} bytes; \
-         use the AMI (nat-ami.pkr.hcl), which has no such limit",
-        plain.len(),
-        gz.len()
-    ))
 }
 
-/// Deterministic gzip: no file name, modification time 0.
-fn gzip(bytes: &[u8]) -> Vec<u8> {
+/// Deterministic gzip (no file name, modification time 0), given up as
+/// soon as the output passes `limit`: a ruleset of thousands of forwards
+/// need not be compressed whole to learn that it does not fit.
+fn gzip_within(bytes: &[u8], limit: usize) -> Option<Vec<u8>> {
     let mut enc = flate2::GzBuilder::new()
         .mtime(0)
-        .write(Vec::new(), flate2::Compression::best());
-    enc.write_all(bytes).expect("writing to memory cannot fail");
-    enc.finish().expect("writing to memory cannot fail")
+        .write(Vec::new(), flate2::Compression::default());
+    for chunk in bytes.chunks(64 * 1024) {
+        enc.write_all(chunk).ok()?;
+        if enc.get_ref().len() > limit {
+            return None;
+        }
+    }
+    let gz = enc.finish().ok()?;
+    (gz.len() <= limit).then_some(gz)
 }
 
 /// SHA-256 in lower-case hex.

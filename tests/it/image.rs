@@ -31,7 +31,9 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
-use crate::support::{self, ScratchDir};
+use tempfile::TempDir;
+
+use crate::support;
 
 /// The Debian release the images are built from.
 pub const SUITE: &str = "bookworm";
@@ -487,7 +489,7 @@ fn remove_tree(dir: &Path) {
 /// A private copy of a cached root, deleted when dropped.
 pub struct RootFs {
     /// Holds the copy; `None` only while being dropped.
-    dir: Option<ScratchDir>,
+    dir: Option<TempDir>,
     path: PathBuf,
     flavor: Flavor,
 }
@@ -523,6 +525,7 @@ impl Drop for RootFs {
         let mounts = mounts_under(dir.path());
         if !mounts.is_empty() {
             let kept = dir.keep();
+            eprintln!("kept {}", kept.display());
             if !std::thread::panicking() {
                 panic!("mounts left under {}: {mounts:?}", kept.display());
             }
@@ -535,10 +538,20 @@ impl Drop for RootFs {
 /// A copy of the cached `flavor` root that this test alone may change.
 pub fn fresh_root(flavor: Flavor) -> RootFs {
     let base = base_root(flavor);
-    let dir = ScratchDir::new(&format!("image-{}", flavor.name()));
+    let started = Instant::now();
+    // Next to the cache, not in /tmp: on the same file system as the cached
+    // root (so reflinks work where the file system has them), and with the
+    // other big files of the test run, in the target directory.
+    let parent = cache_dir().join("scratch");
+    fs::create_dir_all(&parent)
+        .unwrap_or_else(|err| panic!("cannot create {}: {err}", parent.display()));
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("{}-", flavor.name()))
+        .tempdir_in(&parent)
+        .unwrap_or_else(|err| panic!("cannot create a directory in {}: {err}", parent.display()));
     let path = dir.path().join("root");
-    // -a keeps owners, modes, device nodes and links; reflinks where the file
-    // system has them make it nearly free, a plain copy takes a second or two.
+    // -a keeps owners, modes, device nodes and links; reflinks, where the
+    // file system has them, make it nearly free.
     let copied = support::run_bounded(
         Command::new("cp")
             .args(["-a", "--reflink=auto"])
@@ -548,6 +561,7 @@ pub fn fresh_root(flavor: Flavor) -> RootFs {
         COPY_LIMIT,
     );
     assert!(copied.success(), "copying the cached root failed\n{}", copied.explain());
+    eprintln!("image: copied the {} root in {:.1?}", flavor.name(), started.elapsed());
     RootFs {
         dir: Some(dir),
         path,

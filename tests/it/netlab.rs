@@ -38,7 +38,7 @@ use std::net::Ipv4Addr;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -642,6 +642,7 @@ pub struct Lab {
     next_source_port: AtomicU32,
     runs: AtomicU32,
     python: String,
+    keep_dir: AtomicBool,
     // Declared last so it is removed after processes and namespaces.
     dir: ScratchDir,
 }
@@ -661,6 +662,10 @@ impl Drop for Lab {
                 ),
                 Err(err) => eprintln!("netlab: cannot run `ip netns del {ns}`: {err}"),
             }
+        }
+        if self.keep_dir.load(Ordering::Relaxed) {
+            eprintln!("netlab: kept {}", self.dir.path().display());
+            self.dir.disarm();
         }
     }
 }
@@ -702,6 +707,7 @@ impl Lab {
             next_source_port: AtomicU32::new(20000),
             runs: AtomicU32::new(0),
             python: python(),
+            keep_dir: AtomicBool::new(false),
             dir: ScratchDir::new(&format!("lab-{}", manifest.site)),
         };
         // From here on, a panic drops `lab`, which removes whatever exists.
@@ -716,6 +722,15 @@ impl Lab {
     /// The lab's scratch directory (service logs, metadata log, syslog).
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// With NATBAKE_NETLAB_KEEP set, the lab directory (service logs,
+    /// script output, metadata and syslog) outlives the lab, for a
+    /// post-mortem. The namespaces are still removed.
+    pub fn keep_dir_if_asked(&self) {
+        if std::env::var_os("NATBAKE_NETLAB_KEEP").is_some() {
+            self.keep_dir.store(true, Ordering::Relaxed);
+        }
     }
 
     /// `/run/netns/NAME`, for tools that take a namespace path, such as
@@ -962,9 +977,12 @@ COMMIT
                     format!("TCP4-LISTEN:{},bind={},reuseaddr,fork", s.port, s.addr),
                     format!("SYSTEM:{report}; exec cat"),
                 ),
+                // Read the datagram first: socat hands it to the shell, and
+                // a shell that exited before that makes socat fail with
+                // EPIPE instead of sending the answer.
                 Proto::Udp => (
                     format!("UDP4-RECVFROM:{},bind={},fork", s.port, s.addr),
-                    format!("SYSTEM:{report}"),
+                    format!("SYSTEM:read -r _; {report}"),
                 ),
             };
             let ns = self.ns.of(s.role).to_owned();
@@ -1681,6 +1699,7 @@ impl Findings {
             eprintln!("{}: {} checks passed", self.label, self.checked);
             return;
         }
+        lab.keep_dir_if_asked();
         panic!(
             "{}: {} of {} checks failed:\n  - {}\n\n{}",
             self.label,
