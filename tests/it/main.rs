@@ -6,6 +6,7 @@
 
 mod cli;
 mod fixtures;
+mod robustness;
 mod snapshots;
 mod support;
 mod validators;
