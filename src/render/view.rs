@@ -269,7 +269,7 @@ fn packages(os: Os) -> Packages {
             needs: vec![
                 kv("iptables-restore", "iptables-nft"),
                 kv("curl", "curl-minimal"),
-                kv("logger", "util-linux-core"),
+                kv("logger", "util-linux"),
             ],
             install: "dnf install -y",
             refresh: "",
