@@ -11,8 +11,12 @@
 //!   addressed to the instance itself (`addrtype LOCAL`, so no interface
 //!   names) to `NATBAKE-DNAT`.
 //! - `NATBAKE-DNAT` dispatches by protocol and port through a tree of
-//!   chains with at most [`FANOUT`] rules each; the leaves hold, per forward
-//!   and source, a rule that marks the connection and a rule that DNATs it.
+//!   chains with at most [`FANOUT`] rules each; the leaves hold one DNAT
+//!   rule per forward and source. `NATBAKE-DNAT` sets natbake's conntrack
+//!   mark ([`DNAT_MARK`]) on the way in and clears it again at its end,
+//!   which only a packet that no forward translated reaches (DNAT ends the
+//!   chain walk): so the mark means exactly "translated by a natbake rule",
+//!   at the cost of two rules in all rather than one per forward.
 //! - `filter FORWARD` (policy DROP) jumps to `NATBAKE-FORWARD`, which
 //!   accepts established traffic, connections marked by natbake's DNAT
 //!   rules ([`DNAT_MARK`]), and egress from the VPC to outside it.
@@ -27,8 +31,10 @@ use serde::Serialize;
 
 /// Most rules in one dispatch chain.
 pub const FANOUT: usize = 16;
-/// The conntrack mark bit set on connections natbake's DNAT rules accepted.
+/// The conntrack mark bit set on connections natbake's DNAT rules translated.
 pub const DNAT_MARK: &str = "0x1000000/0x1000000";
+/// The same bit, cleared.
+const DNAT_UNMARK: &str = "0x0/0x1000000";
 /// Packets per minute logged per forward when `log: true`.
 const LOG_LIMIT: &str = "-m limit --limit 6/min --limit-burst 5";
 /// iptables refuses longer log prefixes.
@@ -84,10 +90,20 @@ fn nat(site: &Site) -> Table {
         rules: vec!["-A NATBAKE-PREROUTING -m addrtype --dst-type LOCAL -j NATBAKE-DNAT".into()],
     };
     let mut leaves = Vec::new();
+    if !site.forwards.is_empty() {
+        t.rules.push(format!(
+            "-A NATBAKE-DNAT -j CONNMARK --set-xmark {DNAT_MARK}"
+        ));
+    }
     for proto in [Proto::Tcp, Proto::Udp] {
         let mut fwds: Vec<&Forward> = site.forwards.iter().filter(|f| f.proto == proto).collect();
         fwds.sort_by_key(|f| f.ports);
         dispatch(&mut t, &mut leaves, proto, &fwds);
+    }
+    if !site.forwards.is_empty() {
+        t.rules.push(format!(
+            "-A NATBAKE-DNAT -j CONNMARK --set-xmark {DNAT_UNMARK}"
+        ));
     }
     t.rules.extend(leaves);
     if site.egress {
@@ -176,7 +192,7 @@ fn node_rules(chain: &str, p: &str, n: &Node, fwds: &[&Forward]) -> Vec<String> 
     }
 }
 
-/// Per source: an optional log rule, the mark, the DNAT.
+/// Per source: an optional log rule, then the DNAT.
 fn forward_rules(chain: &str, f: &Forward) -> Vec<String> {
     let p = f.proto.name();
     let dport = f.ports.iptables();
@@ -198,9 +214,10 @@ fn forward_rules(chain: &str, f: &Forward) -> Vec<String> {
         if f.log {
             out.push(format!("{m} {LOG_LIMIT} -j LOG --log-prefix \"{prefix}\""));
         }
-        let tag = format!("-m comment --comment \"natbake:{}\"", f.name);
-        out.push(format!("{m} {tag} -j CONNMARK --set-xmark {DNAT_MARK}"));
-        out.push(format!("{m} {tag} -j DNAT --to-destination {to}"));
+        out.push(format!(
+            "{m} -m comment --comment \"natbake:{}\" -j DNAT --to-destination {to}",
+            f.name
+        ));
     }
     out
 }

@@ -9,7 +9,7 @@
 //! - Everything that runs inside an image runs in namespaces this test
 //!   made: provisioning in a chroot under `unshare --net --mount --pid`, so
 //!   the host's firewall, sysctls and mounts are never touched; the guest
-//!   in the lab's NAT namespace, or in a private one.
+//!   in the lab's NAT namespace (netlab.rs), which the lab removes.
 //! - PID 1 of this machine is not systemd and /run is not a tmpfs, so
 //!   systemd-nspawn runs with `--register=no --keep-unit`, inside its own
 //!   mount namespace with a tmpfs on /run/systemd. `machinectl` does not
@@ -129,10 +129,10 @@ exec chroot "$root" /bin/sh -c "$script"
     )
 }
 
-/// Does what the Packer step does: uploads the site folder to
-/// /tmp/natbake in the image (owned by the build user, as an upload over
-/// SSH is) and runs `bash ./provision.sh` as root from inside it. Returns
-/// the run for the caller to judge: the failure test expects a refusal.
+/// Does what the Packer template's provisioners do: upload the site folder
+/// to /tmp/natbake in the image (owned by the build user, as an upload over
+/// SSH is), then `cd /tmp/natbake && sudo bash ./provision.sh`. Returns the
+/// run for the caller to judge: the failure test expects a refusal.
 pub fn provision(root: &RootFs, site: &Path) -> Finished {
     let upload = root.join(SITE_IN_IMAGE);
     if upload.exists() {
@@ -215,6 +215,7 @@ pub struct Guest<'r> {
     root: &'r RootFs,
     nspawn: Child,
     init_pid: u32,
+    init: ProcessMark,
     console: PathBuf,
     status: Option<ExitStatus>,
 }
@@ -237,7 +238,11 @@ exec setpriv --pdeathsig TERM -- systemd-nspawn "$@"
             Path::new("/run/systemd").is_dir(),
             "/run/systemd is missing on this host; systemd-nspawn needs it as a mount point"
         );
-        let console = root.scratch().join(format!("console-{label}.log"));
+        let file_label: String = label
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect();
+        let console = root.scratch().join(format!("console-{file_label}.log"));
         let log = File::create(&console)
             .unwrap_or_else(|err| panic!("cannot create {}: {err}", console.display()));
         let mut cmd = Command::new("unshare");
@@ -274,10 +279,13 @@ exec setpriv --pdeathsig TERM -- systemd-nspawn "$@"
             root,
             nspawn,
             init_pid: 0,
+            init: ProcessMark { pid: 0, start: 0 },
             console,
             status: None,
         };
         guest.init_pid = guest.find_init();
+        guest.init = ProcessMark::of(guest.init_pid)
+            .unwrap_or_else(|| panic!("the guest's PID 1 ended at once\n{}", guest.console_log()));
         guest
     }
 
@@ -307,9 +315,10 @@ exec setpriv --pdeathsig TERM -- systemd-nspawn "$@"
         }
     }
 
-    /// The guest's PID 1 as the host sees it.
-    pub fn init_pid(&self) -> u32 {
-        self.init_pid
+    /// The guest's PID 1, in a form that can tell later whether that very
+    /// process still exists (pids are reused).
+    pub fn init_process(&self) -> ProcessMark {
+        self.init
     }
 
     /// What the guest printed on its console so far.
@@ -466,6 +475,31 @@ fn guest_init_of(nspawn_pid: u32) -> Option<u32> {
     None
 }
 
+/// A process, told apart from a later one with the same pid by its start
+/// time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProcessMark {
+    pub pid: u32,
+    /// Field 22 of /proc/PID/stat: start time in clock ticks after boot.
+    pub start: u64,
+}
+
+impl ProcessMark {
+    /// The process now running as `pid`, if any.
+    pub fn of(pid: u32) -> Option<ProcessMark> {
+        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // The command name (field 2) is in parentheses and may hold spaces;
+        // count fields after its closing parenthesis, which is field 3.
+        let after = &stat[stat.rfind(')')? + 1..];
+        let start = after.split_whitespace().nth(22 - 3)?.parse().ok()?;
+        Some(ProcessMark { pid, start })
+    }
+
+    pub fn is_alive(&self) -> bool {
+        ProcessMark::of(self.pid) == Some(*self)
+    }
+}
+
 /// Sends a signal to a process this test started; it may be gone already.
 fn signal(pid: u32, name: &str) {
     let _ = Command::new("kill")
@@ -582,15 +616,14 @@ pub fn reset_namespace(name: &str, sysctl_conf: &Path) {
 /// Panics if anything of this test is left on the host: a mount under its
 /// image's directory, a process of its guests, or one of the namespaces
 /// (call it after the lab is gone).
-pub fn assert_host_clean(root: &RootFs, guest_pids: &[u32], namespaces: &[String]) {
+pub fn assert_host_clean(root: &RootFs, guests: &[ProcessMark], namespaces: &[String]) {
     let mounts = image::mounts_under(root.scratch());
     assert!(mounts.is_empty(), "mounts left on the host: {mounts:?}");
-    for pid in guest_pids {
-        // nspawn itself is reaped by wait(); its guest's PID 1 must be gone.
-        assert!(
-            !Path::new(&format!("/proc/{pid}")).exists(),
-            "guest process {pid} is still running"
-        );
+    for init in guests {
+        // nspawn itself is reaped by wait(). When a pid namespace's PID 1
+        // ends, the kernel kills everything else in it: PID 1 gone means
+        // the whole guest is gone.
+        assert!(!init.is_alive(), "guest PID 1 ({}) is still running", init.pid);
     }
     for ns in namespaces {
         assert!(
@@ -622,21 +655,21 @@ fn boot_and_inspect<'r>(root: &'r RootFs, network: Network, label: &str) -> (Gue
 /// failed unit, natbake.service active) and real traffic through it (the
 /// network tests' checks, metadata used the IMDSv2 way). Then shuts it down
 /// cleanly. Returns the guest's PID 1, to check later that it is gone.
-fn boot_as_nat_instance(root: &RootFs, lab: &Lab, label: &str) -> u32 {
+fn boot_as_nat_instance(root: &RootFs, lab: &Lab, label: &str) -> ProcessMark {
     let (guest, state) = boot_and_inspect(root, Network::Namespace(&lab.ns.nat), label);
     state.assert_nat_up(label);
     let mut findings = Findings::new(format!("{label}: the booted image as the NAT instance"));
     check_all_up(lab, &mut findings);
     check_imds_v2_used(lab, &mut findings);
     findings.assert_clean(lab);
-    let pid = guest.init_pid();
+    let init = guest.init_process();
     let status = guest.shutdown();
     assert!(
         status.success(),
         "{label}: systemd-nspawn ended with {} on shutdown",
         support::status_text(&status)
     );
-    pid
+    init
 }
 
 /// A reboot of the NAT instance, as far as the lab's namespace is concerned:
@@ -763,11 +796,11 @@ fn broken_ruleset_fails_visibly_at_boot() {
     check_forwarding_off(&lab, &mut findings);
     findings.assert_clean(&lab);
 
-    let pid = guest.init_pid();
+    let init = guest.init_process();
     let status = guest.shutdown();
     assert!(status.success(), "systemd-nspawn ended with {}", support::status_text(&status));
     drop(lab);
-    assert_host_clean(&root, &[pid], &namespaces);
+    assert_host_clean(&root, &[init], &namespaces);
 }
 
 /// Issue item 4, at bake time: provision.sh refuses a broken ruleset, both

@@ -284,16 +284,23 @@ fn the_readme_examples_validate() {
 fn hostile_text_stays_text_in_the_boot_script() {
     let site = render(Path::new("tests/fixtures/valid/hostile-text.yaml"));
     let script = std::fs::read_to_string(site.site_dir.join("configure-pat.sh")).unwrap();
-    let logs: String = script
-        .lines()
-        .filter(|l| l.starts_with("log '"))
-        .map(|l| format!("{l}\n"))
-        .collect();
+    // The lines that carry spec text: `log '…'` and the FORWARDS array.
+    let mut logs = String::new();
+    let mut in_array = false;
+    for line in script.lines() {
+        in_array |= line == "FORWARDS=(";
+        if in_array || line.starts_with("log '") || line.starts_with("log_lines ") {
+            logs.push_str(line);
+            logs.push('\n');
+        }
+        in_array &= line != ")";
+    }
+    assert!(logs.contains("log_lines \"${FORWARDS[@]}\""), "{logs}");
     let scratch = tempfile::tempdir().unwrap();
     let out = run(Command::new("bash")
         .args([
             "-c",
-            "log() { printf '%s\\n' \"$1\"; }\neval \"$1\"",
+            "log() { printf '%s\\n' \"$1\"; }\nlog_lines() { printf '%s\\n' \"$@\"; }\neval \"$1\"",
             "bash",
             &logs,
         ])

@@ -213,13 +213,22 @@ fn parse_one_line_sources(text: &str) -> Vec<Source> {
 /// comments are skipped, since none of the fields needed here spans lines.
 fn parse_deb822_sources(text: &str) -> Vec<Source> {
     let mut sources = Vec::new();
-    for stanza in text.split("\n\n") {
+    // Stanzas end at a line that is empty or only white space.
+    let mut stanzas = vec![Vec::new()];
+    for line in text.lines() {
+        if line.trim().is_empty() {
+            stanzas.push(Vec::new());
+        } else if let Some(stanza) = stanzas.last_mut() {
+            stanza.push(line);
+        }
+    }
+    for stanza in stanzas {
         let mut types = Vec::new();
         let mut uris = Vec::new();
         let mut suites = Vec::new();
         let mut components = Vec::new();
         let mut enabled = true;
-        for line in stanza.lines() {
+        for line in stanza {
             if line.starts_with('#') || line.starts_with(char::is_whitespace) {
                 continue;
             }
@@ -597,7 +606,7 @@ URIs: http://deb.example/debian
 Suites: bookworm bookworm-updates
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-
+  \t
 Types: deb
 URIs: http://disabled.example/debian
 Suites: bookworm

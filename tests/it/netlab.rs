@@ -28,7 +28,20 @@
 //! The lab can be started without running `configure-pat.sh` (see
 //! [`Lab::start`]), and the traffic checks are free functions taking the lab,
 //! so a boot test can let a booted image configure the NAT namespace (found
-//! at [`Lab::netns_path`]) and then run the same checks.
+//! at [`Lab::netns_path`]) and then run the same checks:
+//!
+//! ```text
+//! let lab = Lab::start(&manifest, LabOptions::matching(&manifest));
+//! // boot with --network-namespace-path=lab.netns_path(&lab.ns.nat) ...
+//! let mut f = Findings::new("boot 1");
+//! check_all_up(&lab, &mut f);
+//! f.assert_clean(&lab);
+//! lab.reset_nat(); // before the next "boot" in the same namespace
+//! ```
+
+// Parts of the lab exist for other tests (the boot test) and are unused in
+// some builds.
+#![allow(dead_code)]
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -38,7 +51,8 @@ use std::net::Ipv4Addr;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::Mutex;
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -66,9 +80,15 @@ const SILENCE_WAIT: Duration = Duration::from_millis(1500);
 /// test instead of hanging it.
 const SCRIPT_LIMIT: Duration = Duration::from_secs(60);
 
+/// At most this many forwards of one spec are exercised; a bigger spec gets
+/// an evenly spread sample (first and last included), which still crosses
+/// every branch of a dispatch tree without a service per forward.
+const MAX_TESTED_FORWARDS: usize = 16;
+
 /// How many probes run at once. Probes are independent (each has its own
-/// source port), so running them together keeps the silent waits short.
-const PROBE_PARALLELISM: usize = 8;
+/// source port), so running them together keeps the silent waits short;
+/// most of the time they only wait.
+const PROBE_PARALLELISM: usize = 12;
 
 // ---------------------------------------------------------------------------
 // Addresses
@@ -367,6 +387,9 @@ pub struct Plan {
     pub peer: Ipv4Addr,
     /// A client outside every non-public forward's sources.
     pub disallowed_client: Ipv4Addr,
+    /// Indices of the forwards the checks exercise (all, unless there are
+    /// more than MAX_TESTED_FORWARDS).
+    pub tested: Vec<usize>,
     /// Per forward, one client address inside each of its `from` CIDRs.
     pub allowed_clients: Vec<Vec<Ipv4Addr>>,
     /// Per forward, listen ports that no forward of its protocol uses.
@@ -386,6 +409,15 @@ fn documentation_addresses() -> impl Iterator<Item = Ipv4Addr> {
 
 impl Plan {
     pub fn new(m: &Manifest) -> Plan {
+        let n = m.forwards.len();
+        let tested: Vec<usize> = if n <= MAX_TESTED_FORWARDS {
+            (0..n).collect()
+        } else {
+            let mut picks: Vec<usize> =
+                (0..MAX_TESTED_FORWARDS).map(|k| k * (n - 1) / (MAX_TESTED_FORWARDS - 1)).collect();
+            picks.dedup();
+            picks
+        };
         let mut used: BTreeSet<Ipv4Addr> = m.forwards.iter().map(|f| f.target_address).collect();
 
         // VPC side: the first free host addresses of the VPC's CIDRs.
@@ -472,7 +504,8 @@ impl Plan {
             .collect();
 
         let mut services = BTreeSet::new();
-        for (f, unforwarded) in m.forwards.iter().zip(&unforwarded_ports) {
+        for &i in &tested {
+            let (f, unforwarded) = (&m.forwards[i], &unforwarded_ports[i]);
             for listen in f.sample_listen_ports() {
                 services.insert(ServiceSpec {
                     role: Role::Private,
@@ -509,6 +542,7 @@ impl Plan {
             internet_server,
             peer,
             disallowed_client,
+            tested,
             allowed_clients,
             unforwarded_ports,
             unused,
@@ -518,7 +552,8 @@ impl Plan {
 
     /// Every address the internet namespace holds.
     fn internet_addresses(&self) -> BTreeSet<Ipv4Addr> {
-        let mut all: BTreeSet<Ipv4Addr> = self.allowed_clients.iter().flatten().copied().collect();
+        let mut all: BTreeSet<Ipv4Addr> =
+            self.tested.iter().flat_map(|&i| self.allowed_clients[i].iter().copied()).collect();
         all.insert(self.disallowed_client);
         all.insert(self.internet_server);
         all
@@ -719,6 +754,11 @@ impl Lab {
         lab
     }
 
+    /// The forwards the checks exercise, with their index in the manifest.
+    pub fn tested_forwards(&self) -> impl Iterator<Item = (usize, &Forward)> {
+        self.plan.tested.iter().map(|&i| (i, &self.manifest.forwards[i]))
+    }
+
     /// The lab's scratch directory (service logs, metadata log, syslog).
     pub fn dir(&self) -> &Path {
         self.dir.path()
@@ -866,7 +906,7 @@ impl Lab {
             format!("addr add {}/32 dev eth0", p.private_self),
         ];
         let targets: BTreeSet<Ipv4Addr> =
-            self.manifest.forwards.iter().map(|f| f.target_address).collect();
+            p.tested.iter().map(|&i| self.manifest.forwards[i].target_address).collect();
         for t in &targets {
             private.push(format!("addr add {t}/32 dev eth0"));
         }
@@ -1308,16 +1348,25 @@ COMMIT
     /// nothing also fails if any service logged its source address and port.
     pub fn run_probes(&self, probes: &[Probe], findings: &mut Findings) {
         trace(&format!("{}: {} probes", self.manifest.site, probes.len()));
-        let mut results: Vec<ProbeResult> = Vec::new();
-        for chunk in probes.chunks(PROBE_PARALLELISM) {
-            thread::scope(|scope| {
-                let handles: Vec<_> =
-                    chunk.iter().map(|p| scope.spawn(move || self.send_probe(p))).collect();
-                for h in handles {
-                    results.push(h.join().expect("probe thread panicked"));
-                }
-            });
-        }
+        // A small pool of threads working through the list: a probe that
+        // waits out its silence does not hold up the others.
+        let next = AtomicUsize::new(0);
+        let slots: Vec<Mutex<Option<ProbeResult>>> = probes.iter().map(|_| Mutex::new(None)).collect();
+        thread::scope(|scope| {
+            for _ in 0..PROBE_PARALLELISM.min(probes.len()) {
+                scope.spawn(|| {
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(probe) = probes.get(i) else { break };
+                        *slots[i].lock().unwrap() = Some(self.send_probe(probe));
+                    }
+                });
+            }
+        });
+        let results: Vec<ProbeResult> = slots
+            .into_iter()
+            .map(|slot| slot.into_inner().unwrap().expect("every probe ran"))
+            .collect();
         trace(&format!("{}: probes done", self.manifest.site));
         let logs: Vec<(ServiceSpec, String)> = self
             .plan
@@ -1721,6 +1770,39 @@ pub fn check_sysctls(lab: &Lab, f: &mut Findings) {
     }
 }
 
+/// The installed sysctl file took effect in the NAT namespace: every
+/// `net.ipv4.*` and `net.ipv6.*` key in it has its value there. Other keys
+/// are not per-namespace (or read-only in a namespace) and are left alone.
+pub fn check_sysctl_file(lab: &Lab, files: &InstallSet, f: &mut Findings) {
+    let Some(file) = files.get("/etc/sysctl.d/90-natbake.conf") else {
+        f.check(false, format!("{}: no sysctl file", files.origin));
+        return;
+    };
+    let text = fs::read_to_string(&file.source).unwrap_or_default();
+    for line in text.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
+            continue;
+        }
+        // A leading '-' tells sysctl to ignore errors for that key.
+        let Some((key, value)) = line.trim_start_matches('-').split_once('=') else {
+            f.check(false, format!("sysctl file line without '=': {line:?}"));
+            continue;
+        };
+        let key = key.trim().replace('/', ".");
+        if !(key.starts_with("net.ipv4.") || key.starts_with("net.ipv6.")) || key.contains('*') {
+            continue;
+        }
+        let want = value.split_whitespace().collect::<Vec<_>>().join(" ");
+        let path = format!("/proc/sys/{}", key.replace('.', "/"));
+        let out = support::output_of(in_ns(&lab.ns.nat, "cat").arg(&path));
+        let have = String::from_utf8_lossy(&out.stdout).split_whitespace().collect::<Vec<_>>().join(" ");
+        f.check(
+            out.status.success() && have == want,
+            format!("sysctl {key} should be {want:?} as the sysctl file says, is {have:?}"),
+        );
+    }
+}
+
 /// FORWARD's policy is DROP, and traffic that no rule allows is dropped:
 /// the peer (a non-VPC source on the VPC segment, whose replies would come
 /// back to it) sends straight to each forward's target through the NAT.
@@ -1740,10 +1822,8 @@ fn check_forward_policy_rule(lab: &Lab, f: &mut Findings) {
 }
 
 fn peer_probes(lab: &Lab) -> Vec<Probe> {
-    lab.manifest
-        .forwards
-        .iter()
-        .map(|fw| Probe {
+    lab.tested_forwards()
+        .map(|(_, fw)| Probe {
             what: format!("forward {}: unforwarded traffic straight to its target", fw.name),
             from: Role::Peer,
             proto: fw.proto,
@@ -1761,7 +1841,7 @@ fn peer_probes(lab: &Lab) -> Vec<Probe> {
 pub fn forward_probes(lab: &Lab) -> Vec<Probe> {
     let p = &lab.plan;
     let mut probes = Vec::new();
-    for (i, fw) in lab.manifest.forwards.iter().enumerate() {
+    for (i, fw) in lab.tested_forwards() {
         let clients = &p.allowed_clients[i];
         let samples = fw.sample_listen_ports();
         let probe = |what: String, src: Ipv4Addr, port: u16, expect: Expect| Probe {

@@ -21,8 +21,32 @@ impl Rng {
 }
 
 const SIGNIFICANT: &[&[u8]] = &[
-    b"[", b"]", b"{", b"}", b":", b",", b"&a ", b"*a", b"!!str ", b"|", b">", b"'", b"\"", b"#",
-    b"- ", b"\n", b"\t", b"\0", b"\xff", b"  ", b"0", b"65536", b"-1", b"/33", b"0.0.0.0/0", b"~",
+    b"[",
+    b"]",
+    b"{",
+    b"}",
+    b":",
+    b",",
+    b"&a ",
+    b"*a",
+    b"!!str ",
+    b"|",
+    b">",
+    b"'",
+    b"\"",
+    b"#",
+    b"- ",
+    b"\n",
+    b"\t",
+    b"\0",
+    b"\xff",
+    b"  ",
+    b"0",
+    b"65536",
+    b"-1",
+    b"/33",
+    b"0.0.0.0/0",
+    b"~",
 ];
 
 fn mutate(rng: &mut Rng, input: &[u8]) -> Vec<u8> {
@@ -80,5 +104,8 @@ fn mutated_specs_never_panic() {
         }
     }
     // Both paths were exercised, or the mutations say nothing.
-    assert!(valid > 50 && invalid > 1_000, "valid {valid}, invalid {invalid}");
+    assert!(
+        valid > 50 && invalid > 1_000,
+        "valid {valid}, invalid {invalid}"
+    );
 }

@@ -3,6 +3,9 @@
 //! commands that might hang, and scratch directories that clean up after
 //! themselves.
 
+// Shared by every test module; not every helper is used by every build.
+#![allow(dead_code)]
+
 use std::fs;
 use std::io::Read;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -218,7 +221,7 @@ pub fn kill_group(pgid: u32) {
         .status();
 }
 
-/// Describes an exit status including a signal, for messages.
+/// Describes an exit status, including a signal, for messages.
 pub fn status_text(status: &ExitStatus) -> String {
     match (status.code(), status.signal()) {
         (Some(code), _) => format!("exit code {code}"),
@@ -256,7 +259,13 @@ impl ScratchDir {
         &self.path
     }
 
-    /// Keeps the directory after the test, for a post-mortem.
+    /// Keeps the directory after the test, for a post-mortem, and returns
+    /// where it is.
+    pub fn keep(mut self) -> PathBuf {
+        std::mem::take(&mut self.path)
+    }
+
+    /// Like `keep`, for a directory owned by a struct being dropped.
     pub fn disarm(&mut self) {
         self.path = PathBuf::new();
     }
