@@ -25,7 +25,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::image::{self, Flavor, RootFs};
-use crate::netlab::{Findings, Lab, LabOptions, Manifest, check_all_up, check_forwarding_off, check_imds_v2_used};
+use crate::netlab::{
+    Findings, Lab, LabOptions, Manifest, check_all_up, check_forwarding_off, check_imds_v2_used,
+};
 use crate::support::{self, Finished, ScratchDir};
 
 /// Where the Packer template's file provisioner uploads the site folder;
@@ -114,7 +116,15 @@ exec chroot "$root" /bin/sh -c "$script"
     support::run_bounded(
         Command::new("unshare")
             .args(["--mount", "--net", "--pid", "--fork", "--kill-child"])
-            .args(["--propagation", "private", "--", "/bin/sh", "-euc", SETUP, "sh"])
+            .args([
+                "--propagation",
+                "private",
+                "--",
+                "/bin/sh",
+                "-euc",
+                SETUP,
+                "sh",
+            ])
             .arg(root)
             .arg(script)
             // What sudo gives a root shell on a Debian build instance.
@@ -157,7 +167,11 @@ pub fn baked_image(out: &Path) -> (RootFs, PathBuf) {
     let root = image::fresh_root(Flavor::Plain);
     let baked = provision(&root, &site);
     assert!(baked.success(), "provision.sh failed\n{}", baked.explain());
-    eprintln!("boot: provision.sh baked {} in {:.1?}", site.display(), baked.elapsed);
+    eprintln!(
+        "boot: provision.sh baked {} in {:.1?}",
+        site.display(),
+        baked.elapsed
+    );
     (root, site)
 }
 
@@ -166,7 +180,8 @@ pub fn baked_image(out: &Path) -> (RootFs, PathBuf) {
 /// datasource list that looks at nothing else.
 pub fn seed_nocloud(root: &RootFs, user_data: &Path, instance_id: &str) {
     let seed = root.join("var/lib/cloud/seed/nocloud");
-    fs::create_dir_all(&seed).unwrap_or_else(|err| panic!("cannot create {}: {err}", seed.display()));
+    fs::create_dir_all(&seed)
+        .unwrap_or_else(|err| panic!("cannot create {}: {err}", seed.display()));
     fs::copy(user_data, seed.join("user-data"))
         .unwrap_or_else(|err| panic!("cannot copy {}: {err}", user_data.display()));
     fs::write(
@@ -183,16 +198,20 @@ pub fn seed_nocloud(root: &RootFs, user_data: &Path, instance_id: &str) {
     .expect("write datasource list");
 }
 
-/// Inserts `bad_line` just before the last `COMMIT` of a ruleset (the
-/// filter table, where FORWARD exists); returns
-/// the new text and the 1-based number of the inserted line, which
-/// iptables-restore names in its error.
+/// Inserts `bad_line` at the end of the ruleset's filter table (where the
+/// FORWARD chain exists), just before its `COMMIT`; returns the new text and
+/// the 1-based number of the inserted line.
 pub fn break_ruleset(rules: &str, bad_line: &str) -> (String, usize) {
     let mut lines: Vec<&str> = rules.lines().collect();
-    let at = lines
+    let filter = lines
         .iter()
-        .rposition(|l| l.trim() == "COMMIT")
-        .expect("a ruleset has a COMMIT line");
+        .position(|l| l.trim() == "*filter")
+        .expect("the ruleset has a filter table");
+    let at = filter
+        + lines[filter..]
+            .iter()
+            .position(|l| l.trim() == "COMMIT")
+            .expect("the filter table ends with COMMIT");
     lines.insert(at, bad_line);
     (lines.join("\n") + "\n", at + 1)
 }
@@ -201,35 +220,29 @@ pub fn break_ruleset(rules: &str, bad_line: &str) -> (String, usize) {
 // Booting
 // ---------------------------------------------------------------------------
 
-/// Where the guest's network comes from.
-#[derive(Clone, Copy, Debug)]
-pub enum Network<'a> {
-    /// An existing namespace made with `ip netns add NAME`: the guest is
-    /// that host of the lab.
-    Namespace(&'a str),
-}
-
 /// A booted image. Borrows the root so the copy cannot be deleted while
 /// the guest runs; stops the guest when dropped.
 pub struct Guest<'r> {
     root: &'r RootFs,
     nspawn: Child,
-    init_pid: u32,
+    /// The guest's PID 1, as the host sees it.
     init: ProcessMark,
     console: PathBuf,
     status: Option<ExitStatus>,
 }
 
 impl<'r> Guest<'r> {
-    /// Starts `root` with systemd-nspawn and returns once the guest's
-    /// systemd is PID 1 of its namespace; [`Guest::wait_until_booted`] waits
-    /// for the end of boot. `label` names the console log in the root's
-    /// scratch directory (one per boot).
-    pub fn start(root: &'r RootFs, network: Network, label: &str) -> Guest<'r> {
-        // In a mount namespace of our own: a tmpfs on /run/systemd (nspawn
-        // keeps its state there, and the host's is not a systemd one), then
-        // nspawn, with SIGTERM should this test process die. Every exec
-        // keeps the pid, so the child we hold is systemd-nspawn itself.
+    /// Starts `root` with systemd-nspawn as a host of the network namespace
+    /// `netns` (made with `ip netns add`), and returns once the guest's
+    /// systemd is PID 1 of its pid namespace; [`Guest::wait_until_booted`]
+    /// waits for the end of boot. `label` names the console log in the
+    /// root's scratch directory (one per boot).
+    pub fn start(root: &'r RootFs, netns: &str, label: &str) -> Guest<'r> {
+        // In a mount namespace of our own: a tmpfs on /run/systemd, where
+        // nspawn keeps its state (the host's /run is no tmpfs and its PID 1
+        // no systemd), then nspawn, which gets SIGTERM should this test
+        // process die. Every exec keeps the pid, so the child we hold is
+        // systemd-nspawn itself.
         const LAUNCH: &str = r#"
 mount -t tmpfs -o mode=0755 tmpfs /run/systemd
 exec setpriv --pdeathsig TERM -- systemd-nspawn "$@"
@@ -246,45 +259,50 @@ exec setpriv --pdeathsig TERM -- systemd-nspawn "$@"
         let log = File::create(&console)
             .unwrap_or_else(|err| panic!("cannot create {}: {err}", console.display()));
         let mut cmd = Command::new("unshare");
-        cmd.args(["--mount", "--propagation", "private", "--", "/bin/sh", "-euc", LAUNCH, "sh"])
-            .arg("--boot")
-            .arg(format!("--directory={}", root.path().display()))
-            .arg(format!("--machine=natbake-{}", support::unique_id()))
-            .args(["--register=no", "--keep-unit"])
-            // The guest's console (boot messages) goes to the log.
-            .arg("--console=read-only")
-            // Leave the image's own resolver, time zone and journal alone,
-            // and the host's /var/log/journal too.
-            .args(["--resolv-conf=off", "--timezone=off", "--link-journal=no"])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("dup log"))
-            .stderr(log)
-            // No colour codes in the console log.
-            .env("TERM", "dumb")
-            .env("SYSTEMD_COLORS", "0");
-        match network {
-            Network::Namespace(name) => {
-                // An existing namespace gives the guest neither
-                // CAP_NET_ADMIN nor a writable /proc/sys/net by default; a
-                // NAT instance needs both to load rules and forward.
-                cmd.arg(format!("--network-namespace-path=/run/netns/{name}"))
-                    .arg("--capability=CAP_NET_ADMIN")
-                    .env("SYSTEMD_NSPAWN_API_VFS_WRITABLE", "network");
-            }
-        }
+        cmd.args([
+            "--mount",
+            "--propagation",
+            "private",
+            "--",
+            "/bin/sh",
+            "-euc",
+            LAUNCH,
+            "sh",
+        ])
+        .arg("--boot")
+        .arg(format!("--directory={}", root.path().display()))
+        .arg(format!("--machine=natbake-{}", support::unique_id()))
+        .args(["--register=no", "--keep-unit"])
+        // The guest's console (boot messages) goes to the log.
+        .arg("--console=read-only")
+        // Leave the image's own resolver, time zone and journal alone,
+        // and the host's /var/log/journal too.
+        .args(["--resolv-conf=off", "--timezone=off", "--link-journal=no"])
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("dup log"))
+        .stderr(log)
+        // An existing namespace gives the guest neither CAP_NET_ADMIN nor a
+        // writable /proc/sys/net by default; a NAT instance needs both to
+        // load rules and forward.
+        .arg(format!("--network-namespace-path=/run/netns/{netns}"))
+        .arg("--capability=CAP_NET_ADMIN")
+        .env("SYSTEMD_NSPAWN_API_VFS_WRITABLE", "network")
+        // No colour codes in the console log.
+        .env("TERM", "dumb")
+        .env("SYSTEMD_COLORS", "0");
         let nspawn = cmd
             .spawn()
             .unwrap_or_else(|err| panic!("cannot start `{}`: {err}", support::describe(&cmd)));
+        // From here on, a panic drops the guest, which stops nspawn.
         let mut guest = Guest {
             root,
             nspawn,
-            init_pid: 0,
             init: ProcessMark { pid: 0, start: 0 },
             console,
             status: None,
         };
-        guest.init_pid = guest.find_init();
-        guest.init = ProcessMark::of(guest.init_pid)
+        let pid = guest.find_init();
+        guest.init = ProcessMark::of(pid)
             .unwrap_or_else(|| panic!("the guest's PID 1 ended at once\n{}", guest.console_log()));
         guest
     }
@@ -324,7 +342,11 @@ exec setpriv --pdeathsig TERM -- systemd-nspawn "$@"
     /// What the guest printed on its console so far.
     pub fn console_log(&self) -> String {
         let text = fs::read_to_string(&self.console).unwrap_or_default();
-        format!("--- console ({}) ---\n{}\n--- end of console ---", self.console.display(), text.trim_end())
+        format!(
+            "--- console ({}) ---\n{}\n--- end of console ---",
+            self.console.display(),
+            text.trim_end()
+        )
     }
 
     /// Runs a command inside the guest (all its namespaces, its root) with
@@ -332,7 +354,7 @@ exec setpriv --pdeathsig TERM -- systemd-nspawn "$@"
     pub fn exec(&self, args: &[&str], limit: Duration) -> Finished {
         support::run_bounded(
             Command::new("nsenter")
-                .args(["-t", &self.init_pid.to_string(), "-a", "--"])
+                .args(["-t", &self.init.pid.to_string(), "-a", "--"])
                 .args(args)
                 .env_clear()
                 .env("PATH", GUEST_PATH)
@@ -363,7 +385,11 @@ exec setpriv --pdeathsig TERM -- systemd-nspawn "$@"
             assert!(
                 !left.is_zero(),
                 "the guest did not finish booting within {BOOT_LIMIT:?}\n{}\n{}",
-                self.exec(&["systemctl", "list-jobs", "--no-pager"], GUEST_COMMAND_LIMIT).explain(),
+                self.exec(
+                    &["systemctl", "list-jobs", "--no-pager"],
+                    GUEST_COMMAND_LIMIT
+                )
+                .explain(),
                 self.console_log()
             );
             // `--wait` waits out "starting". Before the guest's systemd has
@@ -372,7 +398,9 @@ exec setpriv --pdeathsig TERM -- systemd-nspawn "$@"
             let run = self.exec(&["systemctl", "is-system-running", "--wait"], left);
             let state = run.stdout.trim().to_string();
             match state.as_str() {
-                "" | "offline" | "initializing" | "starting" => thread::sleep(Duration::from_millis(100)),
+                "" | "offline" | "initializing" | "starting" => {
+                    thread::sleep(Duration::from_millis(100))
+                }
                 _ => return state,
             }
         }
@@ -380,12 +408,24 @@ exec setpriv --pdeathsig TERM -- systemd-nspawn "$@"
 
     /// Reads what the checks look at.
     pub fn inspect(&self) -> GuestState {
-        let text = |args: &[&str]| self.exec(args, GUEST_COMMAND_LIMIT).stdout.trim_end().to_string();
-        let failed = text(&["systemctl", "list-units", "--state=failed", "--no-legend", "--plain", "--all"])
-            .lines()
-            .filter_map(|l| l.split_whitespace().next())
-            .map(str::to_string)
-            .collect();
+        let text = |args: &[&str]| {
+            self.exec(args, GUEST_COMMAND_LIMIT)
+                .stdout
+                .trim_end()
+                .to_string()
+        };
+        let failed = text(&[
+            "systemctl",
+            "list-units",
+            "--state=failed",
+            "--no-legend",
+            "--plain",
+            "--all",
+        ])
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_string)
+        .collect();
         let cloud_init = if self.root.flavor() == Flavor::CloudInit {
             Some(text(&["cloud-init", "status", "--long"]))
         } else {
@@ -429,7 +469,9 @@ exec setpriv --pdeathsig TERM -- systemd-nspawn "$@"
                     // Killing the guest's PID 1 ends its whole pid
                     // namespace; nspawn then has nothing left to wait for.
                     eprintln!("boot: guest did not stop within {SHUTDOWN_LIMIT:?}; killing it");
-                    signal(self.init_pid, "KILL");
+                    if self.init.is_alive() {
+                        signal(self.init.pid, "KILL");
+                    }
                     signal(self.nspawn.id(), "KILL");
                     break self.nspawn.wait().expect("wait for systemd-nspawn");
                 }
@@ -450,7 +492,11 @@ impl Drop for Guest<'_> {
 /// The child of `nspawn_pid` that is pid 1 of its own pid namespace.
 fn guest_init_of(nspawn_pid: u32) -> Option<u32> {
     for entry in fs::read_dir("/proc").ok()?.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
             continue;
         };
         let Ok(status) = fs::read_to_string(entry.path().join("status")) else {
@@ -545,7 +591,9 @@ impl GuestState {
             self.ip_forward,
             self.iptables,
             self.journal,
-            self.cloud_init.as_deref().unwrap_or("(not a cloud-init image)"),
+            self.cloud_init
+                .as_deref()
+                .unwrap_or("(not a cloud-init image)"),
             self.warnings
         )
     }
@@ -554,13 +602,21 @@ impl GuestState {
     /// natbake.service active, the ruleset loaded and forwarding on.
     pub fn assert_nat_up(&self, when: &str) {
         let problems: Vec<&str> = [
-            (self.system != "running", "boot did not end in state `running`"),
+            (
+                self.system != "running",
+                "boot did not end in state `running`",
+            ),
             (!self.failed.is_empty(), "a unit failed"),
             (self.natbake != "active", "natbake.service is not active"),
             (self.ip_forward != "1", "IP forwarding is off"),
-            (!self.iptables.contains(":NATBAKE-"), "natbake's chains are not loaded"),
             (
-                self.cloud_init.as_deref().is_some_and(|s| !s.contains("status: done")),
+                !self.iptables.contains(":NATBAKE-"),
+                "natbake's chains are not loaded",
+            ),
+            (
+                self.cloud_init
+                    .as_deref()
+                    .is_some_and(|s| !s.contains("status: done")),
                 "cloud-init did not finish cleanly",
             ),
         ]
@@ -594,19 +650,26 @@ pub fn reset_namespace(name: &str, sysctl_conf: &Path) {
         .unwrap_or_else(|err| panic!("cannot read {}: {err}", sysctl_conf.display()));
     for line in conf.lines() {
         let line = line.trim();
-        let Some((key, _)) = line.split_once('=') else { continue };
+        let Some((key, _)) = line.split_once('=') else {
+            continue;
+        };
         let key = key.trim();
         if line.starts_with('#') || line.starts_with(';') || !key.starts_with("net.") {
             continue;
         }
         // A key a new namespace lacks (an interface's) has no fresh value;
         // one the guest could not change needs no reset.
-        let fresh = support::output_of(Command::new("unshare").args(["--net", "sysctl", "-n", key]));
+        let fresh =
+            support::output_of(Command::new("unshare").args(["--net", "sysctl", "-n", key]));
         if !fresh.status.success() {
             continue;
         }
         let fresh = String::from_utf8_lossy(&fresh.stdout).trim().to_string();
-        let now = support::output_of(Command::new("nsenter").arg(&netns).args(["--", "sysctl", "-n", key]));
+        let now = support::output_of(
+            Command::new("nsenter")
+                .arg(&netns)
+                .args(["--", "sysctl", "-n", key]),
+        );
         if String::from_utf8_lossy(&now.stdout).trim() != fresh {
             in_ns(&["sysctl", "-q", "-w", &format!("{key}={fresh}")]);
         }
@@ -623,7 +686,11 @@ pub fn assert_host_clean(root: &RootFs, guests: &[ProcessMark], namespaces: &[St
         // nspawn itself is reaped by wait(). When a pid namespace's PID 1
         // ends, the kernel kills everything else in it: PID 1 gone means
         // the whole guest is gone.
-        assert!(!init.is_alive(), "guest PID 1 ({}) is still running", init.pid);
+        assert!(
+            !init.is_alive(),
+            "guest PID 1 ({}) is still running",
+            init.pid
+        );
     }
     for ns in namespaces {
         assert!(
@@ -637,11 +704,11 @@ pub fn assert_host_clean(root: &RootFs, guests: &[ProcessMark], namespaces: &[St
 // Tests
 // ---------------------------------------------------------------------------
 
-/// Boots `root` in `network`, waits for the end of boot and returns what it
-/// found, with the guest still running.
-fn boot_and_inspect<'r>(root: &'r RootFs, network: Network, label: &str) -> (Guest<'r>, GuestState) {
+/// Boots `root` in the network namespace `netns`, waits for the end of boot
+/// and returns what it found, with the guest still running.
+fn boot_and_inspect<'r>(root: &'r RootFs, netns: &str, label: &str) -> (Guest<'r>, GuestState) {
     let started = Instant::now();
-    let mut guest = Guest::start(root, network, label);
+    let mut guest = Guest::start(root, netns, label);
     guest.wait_until_booted();
     let state = guest.inspect();
     eprintln!("boot: {label}: booted in {:.1?}", started.elapsed());
@@ -656,7 +723,7 @@ fn boot_and_inspect<'r>(root: &'r RootFs, network: Network, label: &str) -> (Gue
 /// network tests' checks, metadata used the IMDSv2 way). Then shuts it down
 /// cleanly. Returns the guest's PID 1, to check later that it is gone.
 fn boot_as_nat_instance(root: &RootFs, lab: &Lab, label: &str) -> ProcessMark {
-    let (guest, state) = boot_and_inspect(root, Network::Namespace(&lab.ns.nat), label);
+    let (guest, state) = boot_and_inspect(root, &lab.ns.nat, label);
     state.assert_nat_up(label);
     let mut findings = Findings::new(format!("{label}: the booted image as the NAT instance"));
     check_all_up(lab, &mut findings);
@@ -690,10 +757,17 @@ fn reboot_state(lab: &Lab, site: &Path) {
 /// All namespace names of a lab, to check afterwards that they are gone.
 fn lab_namespaces(lab: &Lab) -> Vec<String> {
     let ns = &lab.ns;
-    [&ns.vpc, &ns.nat, &ns.igw, &ns.private, &ns.internet, &ns.peer]
-        .into_iter()
-        .cloned()
-        .collect()
+    [
+        &ns.vpc,
+        &ns.nat,
+        &ns.igw,
+        &ns.private,
+        &ns.internet,
+        &ns.peer,
+    ]
+    .into_iter()
+    .cloned()
+    .collect()
 }
 
 /// Issue items 1 and 2: the Packer path. A minimal Debian 12 image, the
@@ -770,7 +844,7 @@ fn broken_ruleset_fails_visibly_at_boot() {
     let manifest = Manifest::load(&site);
     let lab = Lab::start(&manifest, LabOptions::matching(&manifest));
     let namespaces = lab_namespaces(&lab);
-    let (guest, state) = boot_and_inspect(&root, Network::Namespace(&lab.ns.nat), "broken ruleset");
+    let (guest, state) = boot_and_inspect(&root, &lab.ns.nat, "broken ruleset");
     let problems: Vec<&str> = [
         (state.natbake != "failed", "natbake.service is not failed"),
         (
@@ -779,7 +853,9 @@ fn broken_ruleset_fails_visibly_at_boot() {
         ),
         (state.ip_forward != "0", "IP forwarding is on"),
         (
-            !state.journal.contains("Chain 'NATBAKE-NO-SUCH-CHAIN' does not exist"),
+            !state
+                .journal
+                .contains("Chain 'NATBAKE-NO-SUCH-CHAIN' does not exist"),
             "the journal does not give iptables-restore's reason",
         ),
     ]
@@ -798,7 +874,11 @@ fn broken_ruleset_fails_visibly_at_boot() {
 
     let init = guest.init_process();
     let status = guest.shutdown();
-    assert!(status.success(), "systemd-nspawn ended with {}", support::status_text(&status));
+    assert!(
+        status.success(),
+        "systemd-nspawn ended with {}",
+        support::status_text(&status)
+    );
     drop(lab);
     assert_host_clean(&root, &[init], &namespaces);
 }
@@ -819,13 +899,22 @@ fn provision_refuses_a_broken_ruleset() {
     // Each broken line with what iptables-restore says about it. For a
     // missing chain it names the COMMIT line, so the chain is the reason.
     let cases = [
-        ("this is not an iptables rule", "Error occurred at line: {line}"),
-        ("-A FORWARD -j NATBAKE-NO-SUCH-CHAIN", "Chain 'NATBAKE-NO-SUCH-CHAIN' does not exist"),
+        (
+            "this is not an iptables rule",
+            "Error occurred at line: {line}",
+        ),
+        (
+            "-A FORWARD -j NATBAKE-NO-SUCH-CHAIN",
+            "Chain 'NATBAKE-NO-SUCH-CHAIN' does not exist",
+        ),
     ];
     for (bad_line, reason) in cases {
         let (broken, line_no) = break_ruleset(&rules, bad_line);
         let reason = reason.replace("{line}", &line_no.to_string());
-        let bad_site = out.path().join("broken").join(site.file_name().expect("site name"));
+        let bad_site = out
+            .path()
+            .join("broken")
+            .join(site.file_name().expect("site name"));
         if bad_site.exists() {
             fs::remove_dir_all(&bad_site).expect("clear broken site");
         }

@@ -184,7 +184,10 @@ fn parse_one_line_sources(text: &str) -> Vec<Source> {
     let mut sources = Vec::new();
     for line in text.lines() {
         let line = line.split('#').next().unwrap_or("").trim();
-        let Some(rest) = line.strip_prefix("deb ").or_else(|| line.strip_prefix("deb\t")) else {
+        let Some(rest) = line
+            .strip_prefix("deb ")
+            .or_else(|| line.strip_prefix("deb\t"))
+        else {
             continue;
         };
         let mut rest = rest.trim_start();
@@ -235,7 +238,12 @@ fn parse_deb822_sources(text: &str) -> Vec<Source> {
             let Some((key, value)) = line.split_once(':') else {
                 continue;
             };
-            let words = || value.split_whitespace().map(str::to_string).collect::<Vec<_>>();
+            let words = || {
+                value
+                    .split_whitespace()
+                    .map(str::to_string)
+                    .collect::<Vec<_>>()
+            };
             match key.trim().to_ascii_lowercase().as_str() {
                 "types" => types = words(),
                 "uris" => uris = words(),
@@ -342,14 +350,25 @@ pub fn base_root(flavor: Flavor) -> PathBuf {
         UNPACK_LIMIT,
     );
     if !finished.success() {
-        // debootstrap's own log says which package failed to configure.
-        let log = fs::read_to_string(partial.join("debootstrap/debootstrap.log")).unwrap_or_default();
-        let tail: Vec<&str> = log.lines().rev().take(40).collect();
+        // debootstrap's log inside the target is the one packed into the
+        // tarball by the download, not this run's; dpkg says which package
+        // failed to configure and why.
+        let dpkg = support::run_bounded(
+            Command::new("unshare")
+                .args(["--mount", "--net", "--pid", "--fork", "--kill-child"])
+                .args(["--propagation", "private", "--", "/bin/sh", "-c"])
+                .arg(r#"mount -t proc proc "$1/proc" && exec chroot "$1" dpkg --configure -a"#)
+                .arg("sh")
+                .arg(&partial),
+            b"",
+            UNPACK_LIMIT,
+        );
         panic!(
-            "debootstrap could not unpack {}\n{}\n--- end of debootstrap.log ---\n{}",
+            "debootstrap could not unpack {} (the half-built root is left in {})\n{}\n{}",
             tarball.display(),
+            partial.display(),
             finished.explain(),
-            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            dpkg.explain()
         );
     }
 
@@ -366,10 +385,18 @@ pub fn base_root(flavor: Flavor) -> PathBuf {
         b"",
         Duration::from_secs(60),
     );
-    assert!(prepared.success(), "preparing the root failed\n{}", prepared.explain());
+    assert!(
+        prepared.success(),
+        "preparing the root failed\n{}",
+        prepared.explain()
+    );
 
     fs::rename(&partial, &root).unwrap_or_else(|err| {
-        panic!("cannot rename {} to {}: {err}", partial.display(), root.display())
+        panic!(
+            "cannot rename {} to {}: {err}",
+            partial.display(),
+            root.display()
+        )
     });
     eprintln!(
         "image: built {} root {} in {:.0?}",
@@ -450,11 +477,18 @@ fn ensure_tarball(cache: &Path, flavor: Flavor, name: &str, mirror: &str) -> Pat
     if !finished.success() {
         remove_tree(&work);
         let _ = fs::remove_file(&partial);
-        panic!("debootstrap could not download the packages\n{}", finished.explain());
+        panic!(
+            "debootstrap could not download the packages\n{}",
+            finished.explain()
+        );
     }
     remove_tree(&work);
     fs::rename(&partial, &tarball).unwrap_or_else(|err| {
-        panic!("cannot rename {} to {}: {err}", partial.display(), tarball.display())
+        panic!(
+            "cannot rename {} to {}: {err}",
+            partial.display(),
+            tarball.display()
+        )
     });
     eprintln!(
         "image: downloaded {} in {:.0?}",
@@ -491,8 +525,7 @@ fn remove_tree(dir: &Path) {
         "refusing to delete {}: mounted inside it: {mounts:?}",
         dir.display()
     );
-    fs::remove_dir_all(dir)
-        .unwrap_or_else(|err| panic!("cannot remove {}: {err}", dir.display()));
+    fs::remove_dir_all(dir).unwrap_or_else(|err| panic!("cannot remove {}: {err}", dir.display()));
 }
 
 /// A private copy of a cached root, deleted when dropped.
@@ -569,8 +602,16 @@ pub fn fresh_root(flavor: Flavor) -> RootFs {
         b"",
         COPY_LIMIT,
     );
-    assert!(copied.success(), "copying the cached root failed\n{}", copied.explain());
-    eprintln!("image: copied the {} root in {:.1?}", flavor.name(), started.elapsed());
+    assert!(
+        copied.success(),
+        "copying the cached root failed\n{}",
+        copied.explain()
+    );
+    eprintln!(
+        "image: copied the {} root in {:.1?}",
+        flavor.name(),
+        started.elapsed()
+    );
     RootFs {
         dir: Some(dir),
         path,

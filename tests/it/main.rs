@@ -6,6 +6,8 @@
 
 mod cli;
 mod fixtures;
+mod net;
+mod netlab;
 mod robustness;
 mod snapshots;
 mod support;

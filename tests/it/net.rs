@@ -17,9 +17,9 @@ use std::thread;
 use std::time::Duration;
 
 use crate::netlab::{
-    Cidr, Expect, Findings, INTERNET_SERVER_PORT, Imds, InstallSet, Lab, LabOptions, Manifest, Proto, Role, check_all_up,
-    check_forwarding_off, check_imds_v2_used, check_sysctl_file, check_sysctls, egress_probes, forward_probes,
-    lab_premises,
+    Cidr, Expect, Findings, INTERNET_SERVER_PORT, Imds, InstallSet, Lab, LabOptions, Manifest,
+    Proto, Role, check_all_up, check_forwarding_off, check_imds_v2_used, check_sysctl_file,
+    check_sysctls, egress_probes, forward_probes, lab_premises,
 };
 use crate::support::{self, ScratchDir};
 
@@ -54,7 +54,12 @@ fn render(spec: &Path) -> Rendered {
         .map(|e| e.expect("dir entry").path())
         .filter(|p| p.is_dir())
         .collect();
-    assert_eq!(dirs.len(), 1, "{}: expected one site folder, found {dirs:?}", spec.display());
+    assert_eq!(
+        dirs.len(),
+        1,
+        "{}: expected one site folder, found {dirs:?}",
+        spec.display()
+    );
     let site_dir = dirs.into_iter().next().unwrap();
     let manifest = Manifest::load(&site_dir);
     assert_eq!(
@@ -63,7 +68,12 @@ fn render(spec: &Path) -> Rendered {
         "{}: the site folder is not named after the site",
         spec.display()
     );
-    Rendered { spec: spec.to_owned(), site_dir, manifest, _out: out }
+    Rendered {
+        spec: spec.to_owned(),
+        site_dir,
+        manifest,
+        _out: out,
+    }
 }
 
 /// Every valid fixture spec that has forwards, rendered. Fails when there is
@@ -76,9 +86,16 @@ fn sites_with_forwards() -> Vec<Rendered> {
         .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
         .collect();
     specs.sort();
-    let sites: Vec<Rendered> =
-        specs.iter().map(|s| render(s)).filter(|r| !r.manifest.forwards.is_empty()).collect();
-    assert!(!sites.is_empty(), "no fixture spec in {} has forwards", dir.display());
+    let sites: Vec<Rendered> = specs
+        .iter()
+        .map(|s| render(s))
+        .filter(|r| !r.manifest.forwards.is_empty())
+        .collect();
+    assert!(
+        !sites.is_empty(),
+        "no fixture spec in {} has forwards",
+        dir.display()
+    );
     sites
 }
 
@@ -93,7 +110,11 @@ fn metadata_fixture(sites: Vec<Rendered>) -> Rendered {
 }
 
 fn label(site: &Rendered) -> String {
-    let name = site.spec.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+    let name = site
+        .spec
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
     format!("{name} ({})", site.manifest.site)
 }
 
@@ -123,7 +144,12 @@ fn for_each_site(sites: &[Rendered], test: impl Fn(&Rendered) + Sync) {
             }
         });
     }
-    assert!(failed.is_empty(), "failed for {} site(s):\n  {}", failed.len(), failed.join("\n  "));
+    assert!(
+        failed.is_empty(),
+        "failed for {} site(s):\n  {}",
+        failed.len(),
+        failed.join("\n  ")
+    );
 }
 
 /// The whole story for one site and one way of installing it: configure,
@@ -134,7 +160,10 @@ fn exercise(name: &str, manifest: &Manifest, install: &InstallSet) {
     let mut f = Findings::new(name);
 
     let first = lab.run_configure_pat(install);
-    if !f.check(first.success(), format!("configure-pat.sh failed:\n{}", first.explain())) {
+    if !f.check(
+        first.success(),
+        format!("configure-pat.sh failed:\n{}", first.explain()),
+    ) {
         f.assert_clean(&lab);
     }
     check_imds_v2_used(&lab, &mut f);
@@ -148,10 +177,18 @@ fn exercise(name: &str, manifest: &Manifest, install: &InstallSet) {
     let mut sessions = Vec::new();
     if let Some((i, fw)) = lab.tested_forwards().find(|(_, f)| f.proto == Proto::Tcp) {
         let client = lab.plan.allowed_clients[i][0];
-        let s = lab.open_session(Role::Internet, client, lab.plan.elastic_ip, fw.listen_ports.0);
+        let s = lab.open_session(
+            Role::Internet,
+            client,
+            lab.plan.elastic_ip,
+            fw.listen_ports.0,
+        );
         f.check(
             s.seen_as() == Some(client),
-            format!("{}: connection through forward {} greeted with {:?}", s.what, fw.name, s.greeting),
+            format!(
+                "{}: connection through forward {} greeted with {:?}",
+                s.what, fw.name, s.greeting
+            ),
         );
         sessions.push(s);
     }
@@ -164,24 +201,41 @@ fn exercise(name: &str, manifest: &Manifest, install: &InstallSet) {
         );
         f.check(
             s.seen_as() == Some(lab.plan.elastic_ip),
-            format!("{}: outbound connection greeted with {:?}", s.what, s.greeting),
+            format!(
+                "{}: outbound connection greeted with {:?}",
+                s.what, s.greeting
+            ),
         );
         sessions.push(s);
     }
 
     let second = lab.run_configure_pat(install);
-    f.check(second.success(), format!("configure-pat.sh failed on the rerun:\n{}", second.explain()));
+    f.check(
+        second.success(),
+        format!(
+            "configure-pat.sh failed on the rerun:\n{}",
+            second.explain()
+        ),
+    );
     let after = lab.iptables_save();
-    f.check(before == after, format!("the rerun changed the rules:\n{}", diff(&before, &after)));
+    f.check(
+        before == after,
+        format!("the rerun changed the rules:\n{}", diff(&before, &after)),
+    );
     for chain in ["OTHERSW-INPUT", "OTHERSW-FORWARD", "OTHERSW-POSTROUTING"] {
         f.check(
-            after.lines().any(|l| l.starts_with(&format!("-A {chain} "))),
+            after
+                .lines()
+                .any(|l| l.starts_with(&format!("-A {chain} "))),
             format!("other software's chain {chain} lost its rules in the rerun"),
         );
     }
     for s in &mut sessions {
         let ok = s.echo("still-there-after-the-rerun");
-        f.check(ok, format!("{}: the open connection broke across the rerun", s.what));
+        f.check(
+            ok,
+            format!("{}: the open connection broke across the rerun", s.what),
+        );
     }
     drop(sessions);
 
@@ -202,7 +256,10 @@ fn exercise(name: &str, manifest: &Manifest, install: &InstallSet) {
 /// Lines only in `a` (-) and only in `b` (+).
 fn diff(a: &str, b: &str) -> String {
     let only = |x: &str, y: &str, sign: char| -> Vec<String> {
-        x.lines().filter(|l| !y.lines().any(|m| m == *l)).map(|l| format!("{sign} {l}")).collect()
+        x.lines()
+            .filter(|l| !y.lines().any(|m| m == *l))
+            .map(|l| format!("{sign} {l}"))
+            .collect()
     };
     let mut out = only(a, b, '-');
     out.extend(only(b, a, '+'));
@@ -248,7 +305,11 @@ fn rendered_sites_work_on_a_real_network() {
     let sites = sites_with_forwards();
     for_each_site(&sites, |site| {
         let install = InstallSet::from_site_dir(&site.site_dir, &site.manifest);
-        exercise(&format!("{} rendered files", label(site)), &site.manifest, &install);
+        exercise(
+            &format!("{} rendered files", label(site)),
+            &site.manifest,
+            &install,
+        );
     });
 }
 
@@ -260,9 +321,14 @@ fn user_data_files_work_on_a_real_network() {
         return;
     }
     // A spec too big for user data renders none; the manifest says so.
-    let sites: Vec<Rendered> =
-        sites_with_forwards().into_iter().filter(|s| s.manifest.user_data.is_some()).collect();
-    assert!(!sites.is_empty(), "no fixture with forwards renders user data");
+    let sites: Vec<Rendered> = sites_with_forwards()
+        .into_iter()
+        .filter(|s| s.manifest.user_data.is_some())
+        .collect();
+    assert!(
+        !sites.is_empty(),
+        "no fixture with forwards renders user data"
+    );
     for_each_site(&sites, |site| {
         let extracted = ScratchDir::new("user-data");
         let from_user_data =
@@ -270,7 +336,11 @@ fn user_data_files_work_on_a_real_network() {
         let rendered = InstallSet::from_site_dir(&site.site_dir, &site.manifest);
         for r in &rendered.files {
             let u = from_user_data.get(&r.install_path).unwrap_or_else(|| {
-                panic!("{}: the user data does not write {}", label(site), r.install_path)
+                panic!(
+                    "{}: the user data does not write {}",
+                    label(site),
+                    r.install_path
+                )
             });
             assert!(
                 fs::read(&u.source).ok() == fs::read(&r.source).ok(),
@@ -278,9 +348,19 @@ fn user_data_files_work_on_a_real_network() {
                 label(site),
                 r.install_path
             );
-            assert_eq!(u.mode, r.mode, "{}: mode of {}", label(site), r.install_path);
+            assert_eq!(
+                u.mode,
+                r.mode,
+                "{}: mode of {}",
+                label(site),
+                r.install_path
+            );
         }
-        exercise(&format!("{} user-data files", label(site)), &site.manifest, &from_user_data);
+        exercise(
+            &format!("{} user-data files", label(site)),
+            &site.manifest,
+            &from_user_data,
+        );
     });
 }
 
@@ -297,11 +377,17 @@ fn metadata_mismatch_keeps_forwarding_off() {
 
     // None of the spec's blocks; and, when the spec has several, only the
     // first (a VPC that lacks an added block).
-    let mut cases = vec![("none of the spec's CIDR blocks", LabOptions::mismatching(m), m.vpc_cidrs.clone())];
+    let mut cases = vec![(
+        "none of the spec's CIDR blocks",
+        LabOptions::mismatching(m),
+        m.vpc_cidrs.clone(),
+    )];
     if m.vpc_cidrs.len() > 1 {
         cases.push((
             "only the spec's first CIDR block",
-            LabOptions { imds: Imds::Stub(vec![m.vpc_cidrs[0].to_string()]) },
+            LabOptions {
+                imds: Imds::Stub(vec![m.vpc_cidrs[0].to_string()]),
+            },
             m.vpc_cidrs[1..].to_vec(),
         ));
     }
@@ -313,7 +399,10 @@ fn metadata_mismatch_keeps_forwarding_off() {
             !run.success() && !run.timed_out(),
             format!("configure-pat.sh should exit non-zero:\n{}", run.explain()),
         );
-        f.check(!run.stderr.trim().is_empty(), "configure-pat.sh said nothing on stderr");
+        f.check(
+            !run.stderr.trim().is_empty(),
+            "configure-pat.sh said nothing on stderr",
+        );
         let syslog = lab.syslog();
         f.check(
             syslog.contains(" natbake"),
@@ -344,14 +433,23 @@ fn metadata_absent_warns_and_carries_on() {
     let lab = Lab::start(&site.manifest, LabOptions { imds: Imds::Absent });
     let mut f = Findings::new(format!("{}: no metadata service", label(&site)));
     let run = lab.run_configure_pat(&install);
-    f.check(run.success(), format!("configure-pat.sh should carry on:\n{}", run.explain()));
+    f.check(
+        run.success(),
+        format!("configure-pat.sh should carry on:\n{}", run.explain()),
+    );
     f.check(
         run.elapsed < NO_METADATA_LIMIT,
-        format!("configure-pat.sh took {:.1?} without metadata (limit {NO_METADATA_LIMIT:?})", run.elapsed),
+        format!(
+            "configure-pat.sh took {:.1?} without metadata (limit {NO_METADATA_LIMIT:?})",
+            run.elapsed
+        ),
     );
     f.check(
         !run.stderr.trim().is_empty(),
-        format!("configure-pat.sh gave no warning on stderr:\n{}", run.explain()),
+        format!(
+            "configure-pat.sh gave no warning on stderr:\n{}",
+            run.explain()
+        ),
     );
     check_all_up(&lab, &mut f);
     f.assert_clean(&lab);
@@ -362,5 +460,9 @@ fn mentions_any(text: &str, cidrs: &[Cidr]) -> bool {
 }
 
 fn join(cidrs: &[Cidr]) -> String {
-    cidrs.iter().map(Cidr::to_string).collect::<Vec<_>>().join(", ")
+    cidrs
+        .iter()
+        .map(Cidr::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -7,7 +7,7 @@
 #![allow(dead_code)]
 
 use std::fs;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Output, Stdio};
@@ -43,13 +43,15 @@ pub fn require_root(what: &str) -> bool {
     if std::env::var(REQUIRE_ROOT_ENV).as_deref() == Ok("1") {
         panic!("{what} needs root and {REQUIRE_ROOT_ENV}=1 makes it mandatory");
     }
-    eprintln!();
-    eprintln!("**********************************************************************");
-    eprintln!("SKIPPED (needs root): {what}");
-    eprintln!("Run the tests as root to exercise it; set {REQUIRE_ROOT_ENV}=1 to make");
-    eprintln!("this skip a failure instead.");
-    eprintln!("**********************************************************************");
-    eprintln!();
+    // Straight to the process's stderr, not through eprintln!: the test
+    // harness captures eprintln! output of passing tests, which would make
+    // the skip silent.
+    let notice = format!(
+        "\n{bar}\nSKIPPED (needs root): {what}\nRun the tests as root to exercise it; set \
+         {REQUIRE_ROOT_ENV}=1 to make this skip a failure instead.\n{bar}\n",
+        bar = "*".repeat(72)
+    );
+    let _ = std::io::stderr().write_all(notice.as_bytes());
     false
 }
 
