@@ -13,10 +13,12 @@ fi
 
 # Debian packages: validators (shellcheck, packer, cloud-init, systemd),
 # the network tests (iproute2, iptables, socat, curl) and the boot tests
-# (debootstrap, systemd-nspawn).
+# (debootstrap, systemd-nspawn, and nftables and conntrack to reset the
+# namespace between boots).
 packages=(
   shellcheck packer cloud-init systemd iptables iproute2 procps util-linux
   socat curl python3 python3-yaml debootstrap systemd-container coreutils
+  nftables conntrack
 )
 missing=()
 for p in "${packages[@]}"; do

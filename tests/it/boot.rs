@@ -453,33 +453,38 @@ exec setpriv --pdeathsig TERM -- systemd-nspawn "$@"
     /// Shuts the guest down cleanly (SIGTERM to systemd-nspawn, which asks
     /// the guest's systemd to power off) and returns nspawn's exit status.
     pub fn shutdown(mut self) -> ExitStatus {
-        self.stop()
+        self.stop().expect("wait for systemd-nspawn")
     }
 
-    fn stop(&mut self) -> ExitStatus {
-        if let Some(status) = self.status {
-            return status;
+    /// Stops the guest if it still runs. Never panics: it also runs from
+    /// `drop` while a failed test unwinds.
+    fn stop(&mut self) -> Option<ExitStatus> {
+        if self.status.is_some() {
+            return self.status;
         }
+        // The child is not reaped before this returns, so its pid cannot
+        // have been given to another process.
         signal(self.nspawn.id(), "TERM");
         let deadline = Instant::now() + SHUTDOWN_LIMIT;
-        let status = loop {
-            match self.nspawn.try_wait().expect("wait for systemd-nspawn") {
-                Some(status) => break status,
-                None if Instant::now() >= deadline => {
-                    // Killing the guest's PID 1 ends its whole pid
-                    // namespace; nspawn then has nothing left to wait for.
-                    eprintln!("boot: guest did not stop within {SHUTDOWN_LIMIT:?}; killing it");
-                    if self.init.is_alive() {
-                        signal(self.init.pid, "KILL");
-                    }
-                    signal(self.nspawn.id(), "KILL");
-                    break self.nspawn.wait().expect("wait for systemd-nspawn");
+        loop {
+            match self.nspawn.try_wait() {
+                Ok(Some(status)) => {
+                    self.status = Some(status);
+                    return self.status;
                 }
-                None => thread::sleep(Duration::from_millis(50)),
+                Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(50)),
+                _ => break,
             }
-        };
-        self.status = Some(status);
-        status
+        }
+        // Killing the guest's PID 1 ends its whole pid namespace; nspawn
+        // then has nothing left to wait for.
+        eprintln!("boot: the guest did not stop within {SHUTDOWN_LIMIT:?}; killing it");
+        if self.init.is_alive() {
+            signal(self.init.pid, "KILL");
+        }
+        signal(self.nspawn.id(), "KILL");
+        self.status = self.nspawn.wait().ok();
+        self.status
     }
 }
 

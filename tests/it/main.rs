@@ -4,8 +4,10 @@
 //! not root, and fail instead when NATBAKE_REQUIRE_ROOT_TESTS=1, which the
 //! README's test command and CI set.
 
+mod boot;
 mod cli;
 mod fixtures;
+mod image;
 mod net;
 mod netlab;
 mod robustness;
