@@ -761,18 +761,7 @@ fn reboot_state(lab: &Lab, site: &Path) {
 
 /// All namespace names of a lab, to check afterwards that they are gone.
 fn lab_namespaces(lab: &Lab) -> Vec<String> {
-    let ns = &lab.ns;
-    [
-        &ns.vpc,
-        &ns.nat,
-        &ns.igw,
-        &ns.private,
-        &ns.internet,
-        &ns.peer,
-    ]
-    .into_iter()
-    .cloned()
-    .collect()
+    lab.ns.all().into_iter().cloned().collect()
 }
 
 /// Issue items 1 and 2: the Packer path. A minimal Debian 12 image, the

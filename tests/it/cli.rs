@@ -76,56 +76,44 @@ fn build_renders_every_image_in_sorted_order() {
     );
 }
 
-#[test]
-fn a_bad_spec_fails_the_build_and_nothing_is_written() {
-    let specs = tempfile::tempdir().unwrap();
-    std::fs::copy(
-        repo().join("images/corp-prod.yaml"),
-        specs.path().join("a.yaml"),
-    )
-    .unwrap();
-    std::fs::copy(
-        repo().join("tests/fixtures/invalid/port-22.yaml"),
-        specs.path().join("b.yaml"),
-    )
-    .unwrap();
-    let out = tempfile::tempdir().unwrap();
-    let (c, err) = code(
-        natbake()
-            .arg("build")
-            .arg(specs.path())
-            .arg("-o")
-            .arg(out.path()),
-    );
-    assert_eq!(c, 3, "{err}");
-    assert!(err.contains("b.yaml"), "the bad spec is named: {err}");
-    assert!(
-        entries(out.path()).is_empty(),
-        "the good spec was not written either"
-    );
-}
-
-#[test]
-fn two_specs_for_one_site_are_refused() {
-    let specs = tempfile::tempdir().unwrap();
-    for name in ["a.yaml", "b.yaml"] {
-        std::fs::copy(
-            repo().join("images/corp-prod.yaml"),
-            specs.path().join(name),
-        )
-        .unwrap();
+/// Builds a folder holding `specs` (name in the folder, file in the repo)
+/// and returns the exit code, stderr, and what the output folder holds.
+fn build_of(specs: &[(&str, &str)]) -> (i32, String, Vec<String>) {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, file) in specs {
+        std::fs::copy(repo().join(file), dir.path().join(name)).unwrap();
     }
     let out = tempfile::tempdir().unwrap();
     let (c, err) = code(
         natbake()
             .arg("build")
-            .arg(specs.path())
+            .arg(dir.path())
             .arg("-o")
             .arg(out.path()),
     );
+    (c, err, entries(out.path()))
+}
+
+#[test]
+fn a_bad_spec_fails_the_build_and_nothing_is_written() {
+    let (c, err, written) = build_of(&[
+        ("a.yaml", "images/corp-prod.yaml"),
+        ("b.yaml", "tests/fixtures/invalid/port-22.yaml"),
+    ]);
+    assert_eq!(c, 3, "{err}");
+    assert!(err.contains("b.yaml"), "the bad spec is named: {err}");
+    assert!(written.is_empty(), "the good spec was not written either");
+}
+
+#[test]
+fn two_specs_for_one_site_are_refused() {
+    let (c, err, written) = build_of(&[
+        ("a.yaml", "images/corp-prod.yaml"),
+        ("b.yaml", "images/corp-prod.yaml"),
+    ]);
     assert_eq!(c, 3, "{err}");
     assert!(err.contains("site `corp-prod` is defined twice"), "{err}");
-    assert!(entries(out.path()).is_empty());
+    assert!(written.is_empty());
 }
 
 #[test]

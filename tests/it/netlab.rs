@@ -694,6 +694,18 @@ impl Namespaces {
             Role::Peer => &self.peer,
         }
     }
+
+    /// Every namespace of the lab, in the order they are made.
+    pub fn all(&self) -> [&String; 6] {
+        [
+            &self.vpc,
+            &self.nat,
+            &self.igw,
+            &self.private,
+            &self.internet,
+            &self.peer,
+        ]
+    }
 }
 
 /// A process the lab started; killed (with its process group, which holds
@@ -870,14 +882,7 @@ impl Lab {
     fn build_topology(&mut self) {
         let ns = self.ns.clone();
         let p = self.plan.clone();
-        for name in [
-            &ns.vpc,
-            &ns.nat,
-            &ns.igw,
-            &ns.private,
-            &ns.internet,
-            &ns.peer,
-        ] {
+        for name in ns.all() {
             self.add_namespace(name);
         }
 
