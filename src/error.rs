@@ -20,7 +20,7 @@ pub const EXIT_INVALID_SPEC: u8 = 3;
 /// One problem in a spec, pinned to where it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Diagnostic {
-    /// 1-based line; 0 when the parser could not tell.
+    /// 1-based line; 0 for a problem of the whole file.
     pub line: u64,
     /// 1-based column; 0 when the parser could not tell.
     pub column: u64,
@@ -85,7 +85,12 @@ impl fmt::Display for Invalid<'_> {
             if n == 1 { "" } else { "s" }
         )?;
         for d in self.diagnostics {
-            write!(f, "\n  {}:{}:{}: ", self.file.display(), d.line, d.column)?;
+            if d.line == 0 {
+                // A problem of the whole file, such as its size.
+                write!(f, "\n  {}: ", self.file.display())?;
+            } else {
+                write!(f, "\n  {}:{}:{}: ", self.file.display(), d.line, d.column)?;
+            }
             if !d.path.is_empty() {
                 write!(f, "{}: ", d.path)?;
             }

@@ -347,3 +347,36 @@ fn hostile_text_stays_text_in_the_packer_template() {
     );
     assert_eq!(decoded.trim_end_matches('\n'), expected);
 }
+
+/// Hostile input is refused quickly and by name: a file over the size
+/// limit, and nesting far deeper than any spec needs.
+#[test]
+fn oversized_and_deeply_nested_files_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let huge = dir.path().join("huge.yaml");
+    let mut text = String::from("version: 1\nsite: huge\nvpc_cidrs: [10.0.0.0/16]\ndescription: ");
+    text.push_str(&"x".repeat(17 * 1024 * 1024));
+    std::fs::write(&huge, text).unwrap();
+    let (c, err) = code(natbake().arg("check").arg(&huge));
+    assert_eq!(c, 3, "{err}");
+    assert!(
+        err.contains("huge.yaml: the file is larger than 16 MiB"),
+        "{err}"
+    );
+
+    let deep = dir.path().join("deep.yaml");
+    std::fs::write(
+        &deep,
+        format!(
+            "version: 1\nsite: deep\nvpc_cidrs: {}\n",
+            "[".repeat(100_000)
+        ),
+    )
+    .unwrap();
+    let (c, err) = code(natbake().arg("check").arg(&deep));
+    assert_eq!(c, 3, "{err}");
+    assert!(
+        err.contains("deep.yaml:3:") && err.contains("vpc_cidrs: recursion limit exceeded"),
+        "{err}"
+    );
+}
