@@ -97,10 +97,29 @@ fn line_col(bytes: &[u8], offset: usize) -> (u64, u64) {
     (line, column)
 }
 
-/// Parses the YAML with limits that keep hostile input (alias bombs, deep
-/// nesting, huge documents) cheap to refuse.
+/// Parses the YAML within [`yaml_options`]'s limits.
 fn parse_yaml(text: &str) -> Result<RawSpec, Diagnostic> {
-    let options = serde_saphyr::options! {
+    // Tracking the YAML path doubles the cost of a parse; it is only needed
+    // to describe a failure, so a failed parse runs again with it.
+    serde_saphyr::from_str_with_options(text, yaml_options()).or_else(|_| {
+        // serde_path_to_error knows the path but must hand back
+        // serde-saphyr's error type from the closure; the path waits
+        // outside until then.
+        let mut path = None;
+        serde_saphyr::with_deserializer_from_str_with_options(text, yaml_options(), |de| {
+            serde_path_to_error::deserialize(de).map_err(|e| {
+                path = Some(e.path().to_string());
+                e.into_inner()
+            })
+        })
+        .map_err(|e| diagnostic_of(path.unwrap_or_default(), &e))
+    })
+}
+
+/// Limits that keep hostile input (alias bombs, deep nesting, huge
+/// documents) cheap to refuse.
+fn yaml_options() -> serde_saphyr::Options {
+    serde_saphyr::options! {
         with_snippet: false,
         strict_booleans: true,
         budget: serde_saphyr::budget! {
@@ -117,17 +136,7 @@ fn parse_yaml(text: &str) -> Result<RawSpec, Diagnostic> {
             max_total_replayed_events: 100_000,
             max_replay_stack_depth: 16,
         },
-    };
-    // serde_path_to_error knows the path but must hand back serde-saphyr's
-    // error type from the closure; the path waits outside until then.
-    let mut path = None;
-    serde_saphyr::with_deserializer_from_str_with_options(text, options, |de| {
-        serde_path_to_error::deserialize(de).map_err(|e| {
-            path = Some(e.path().to_string());
-            e.into_inner()
-        })
-    })
-    .map_err(|e| diagnostic_of(path.unwrap_or_default(), &e))
+    }
 }
 
 fn diagnostic_of(path: String, err: &serde_saphyr::Error) -> Diagnostic {
