@@ -15,11 +15,12 @@
 # Ctrl-C. Only net.* sysctls are set, and only in those namespaces.
 #
 # Knobs (environment): NATBAKE_BIN (use this binary, skip the build),
-# BENCH_ROUNDS (interleaved rounds, default 5), BENCH_SECONDS (seconds per
+# BENCH_ROUNDS (data-plane rounds, default 5), BENCH_SECONDS (seconds per
 # data-plane run, default 3), BENCH_EGRESS_ROUNDS (iperf3 rounds, default
-# 16), BENCH_EGRESS_SECONDS (seconds per iperf3 run, default 2), BENCH_THREADS (connrate client threads, default 2),
-# BENCH_APPLY_REPS (iptables-restore repetitions, default 5),
-# BENCH_PERCALL_REPS (per-call repetitions, default 3).
+# 30), BENCH_EGRESS_SECONDS (seconds per iperf3 run, default 1),
+# BENCH_THREADS (connrate client threads, default 2), BENCH_APPLY_REPS
+# (iptables-restore repetitions, default 5), BENCH_PERCALL_REPS (per-call
+# rounds, default 3).
 set -euo pipefail
 export LC_ALL=C # EPOCHREALTIME and awk must use a decimal point
 
@@ -29,8 +30,8 @@ SELF="$BENCH_DIR/$(basename "${BASH_SOURCE[0]}")"
 
 ROUNDS=${BENCH_ROUNDS:-5}
 RUN_SECONDS=${BENCH_SECONDS:-3}
-EGRESS_ROUNDS=${BENCH_EGRESS_ROUNDS:-16}
-EGRESS_SECONDS=${BENCH_EGRESS_SECONDS:-2}
+EGRESS_ROUNDS=${BENCH_EGRESS_ROUNDS:-30}
+EGRESS_SECONDS=${BENCH_EGRESS_SECONDS:-1}
 THREADS=${BENCH_THREADS:-2}
 APPLY_REPS=${BENCH_APPLY_REPS:-5}
 PERCALL_REPS=${BENCH_PERCALL_REPS:-3}
@@ -66,7 +67,7 @@ in_fresh_netns() {
     [ "$(grep -c ': lo:' <<<"$links")" = 1 ] && [ "$(grep -vc ': lo:' <<<"$links")" = 0 ]
 }
 
-# Internal helper, run as `unshare -n run.sh _timed SAVE CMD...`: runs CMD in
+# Internal helper, run as `unshare -n bash run.sh _timed SAVE CMD...`: runs CMD in
 # the fresh namespace, prints its wall time in seconds, then dumps the
 # resulting ruleset to SAVE (outside the timed window).
 if [ "${1:-}" = _timed ]; then
@@ -120,6 +121,7 @@ for arg in "$@"; do
     case $arg in
         all) PARTS+=(render apply dataplane egress) ;;
         render | apply | dataplane | egress) PARTS+=("$arg") ;;
+        -h | --help) usage; exit 0 ;;
         *) usage; exit 2 ;;
     esac
 done
@@ -497,10 +499,11 @@ part_dataplane() {
 
 # ------------------------------------------------------------------ egress
 
+gbit() { awk -v v="$1" 'BEGIN { printf "%.2f\n", v / 1e9 }'; }
+
 iperf_bps() { # iperf_bps TOPO: received bits per second, private host -> Internet
     local json
-    # -O 1: leave TCP's first second (slow start) out of the figure.
-    json=$(ip netns exec "$(ns "$1" priv)" iperf3 -c "$CLIENT" -p "$IPERF_PORT" -t "$EGRESS_SECONDS" -O 1 -J) ||
+    json=$(ip netns exec "$(ns "$1" priv)" iperf3 -c "$CLIENT" -p "$IPERF_PORT" -t "$EGRESS_SECONDS" -J) ||
         die "$1: iperf3 failed"
     python3 -c 'import json,sys; print(int(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]))' <<<"$json"
 }
@@ -532,10 +535,12 @@ part_egress() {
             b=$(iperf_bps egress-natbake); a=$(iperf_bps egress-masq)
         fi
         masq+=("$a"); nb+=("$b")
-        detail "egress round $r: MASQUERADE only $(awk -v v="$a" 'BEGIN { printf "%.2f", v / 1e9 }') Gbit/s, natbake (10,000 forwards) $(awk -v v="$b" 'BEGIN { printf "%.2f", v / 1e9 }') Gbit/s"
+        log "   egress round $r: MASQUERADE only $(gbit "$a"), natbake $(gbit "$b") Gbit/s"
     done
-    local mm mn r_eg
+    local mm mn r_eg v
     mm=$(median "${masq[@]}"); mn=$(median "${nb[@]}")
+    detail "egress, MASQUERADE only (Gbit/s, by round): $(for v in "${masq[@]}"; do gbit "$v"; done | xargs); median $(gbit "$mm")"
+    detail "egress, natbake with 10,000 forwards (Gbit/s): $(for v in "${nb[@]}"; do gbit "$v"; done | xargs); median $(gbit "$mn")"
     r_eg=$(ratio "$mn" "$mm")
     record "egress: iperf3 natbake / MASQUERADE-only (ratio of medians of $EGRESS_ROUNDS)" ">= $LIMIT_EGRESS" "$r_eg" \
         "$(ge "$r_eg" "$LIMIT_EGRESS" && echo 1 || echo 0)"

@@ -152,7 +152,7 @@ fn dispatch(t: &mut Table, leaves: &mut Vec<String>, proto: Proto, fwds: &[&Forw
     let mut chain_rules: Vec<(String, Vec<String>)> = Vec::new();
     while nodes.len() > FANOUT {
         let mut parents = Vec::new();
-        for group in nodes.chunks(FANOUT) {
+        for group in balanced_groups(&nodes) {
             made += 1;
             let name = format!("NATBAKE-{upper}-{made}");
             let rules = group
@@ -176,6 +176,22 @@ fn dispatch(t: &mut Table, leaves: &mut Vec<String>, proto: Proto, fwds: &[&Forw
         t.chains.push(name);
         leaves.extend(rules);
     }
+}
+
+/// Splits `nodes` into the fewest groups of at most [`FANOUT`], of sizes
+/// that differ by at most one, so that no chain is left holding a single
+/// jump (625 nodes: 25 groups of 16 and 15 of 15, not 39 of 16 and 1 of 1).
+fn balanced_groups(nodes: &[Node]) -> Vec<&[Node]> {
+    let groups = nodes.len().div_ceil(FANOUT);
+    let (base, extra) = (nodes.len() / groups, nodes.len() % groups);
+    let mut out = Vec::with_capacity(groups);
+    let mut rest = nodes;
+    for i in 0..groups {
+        let (group, tail) = rest.split_at(base + usize::from(i < extra));
+        out.push(group);
+        rest = tail;
+    }
+    out
 }
 
 fn node_rules(chain: &str, p: &str, n: &Node, fwds: &[&Forward]) -> Vec<String> {
@@ -247,5 +263,36 @@ fn filter(site: &Site) -> Table {
         chains: vec!["NATBAKE-FORWARD".into()],
         jumps: vec!["-A FORWARD -j NATBAKE-FORWARD".into()],
         rules,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nodes(n: usize) -> Vec<Node> {
+        (0..n)
+            .map(|i| Node {
+                first: i as u16,
+                last: i as u16,
+                target: Target::Forward(i),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn groups_are_balanced_and_cover_every_node() {
+        for n in [17, 32, 33, 625, 10_000] {
+            let all = nodes(n);
+            let groups = balanced_groups(&all);
+            let sizes: Vec<usize> = groups.iter().map(|g| g.len()).collect();
+            assert_eq!(sizes.iter().sum::<usize>(), n);
+            assert!(sizes.iter().all(|&s| s <= FANOUT), "{n}: {sizes:?}");
+            assert!(
+                sizes.iter().max().unwrap() - sizes.iter().min().unwrap() <= 1,
+                "{n}: {sizes:?}"
+            );
+            assert_eq!(groups.len(), n.div_ceil(FANOUT));
+        }
     }
 }
