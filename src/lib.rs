@@ -23,6 +23,7 @@ use site::Site;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Parses `args`, runs the command, prints any error chain to stderr and
 /// returns the documented exit code.
@@ -137,21 +138,40 @@ fn load_all(specs: &[PathBuf]) -> Result<Vec<Site>> {
 }
 
 fn render_all(templates: &Templates, sites: &[Site], output: &Path) -> Result<()> {
-    // Render everything before writing anything: a template failure on the
-    // last site must not leave the first ones half-updated.
-    let rendered = parallel_map(sites, |site| render::render_site(templates, site));
-    let rendered: Vec<render::Rendered> = rendered.into_iter().collect::<Result<_>>()?;
     std::fs::create_dir_all(output)
         .with_context(|| format!("cannot create output folder `{}`", output.display()))?;
-    let results = parallel_map(&rendered, |r| output::write_site(output, r));
-    for (r, res) in rendered.iter().zip(results) {
-        res?;
-        for note in &r.notes {
-            eprintln!("note: {}: {note}", r.site);
+    // Every spec is valid and every template parsed by now. Each site is
+    // rendered and written in one step, so memory stays that of a few sites
+    // however many there are. A template override that fails only at render
+    // time stops the build at that site; every folder written is complete.
+    let failed = AtomicBool::new(false);
+    let results = parallel_map(sites, |site| {
+        if failed.load(Ordering::Relaxed) {
+            return None;
         }
-        println!("rendered {}", output.join(&r.site).display());
+        let result = render::render_site(templates, site)
+            .and_then(|r| output::write_site(output, &r).map(|()| r.notes));
+        if result.is_err() {
+            failed.store(true, Ordering::Relaxed);
+        }
+        Some(result)
+    });
+    let mut first_error = None;
+    for (site, result) in sites.iter().zip(results) {
+        match result {
+            Some(Ok(notes)) => {
+                for note in notes {
+                    eprintln!("note: {}: {note}", site.name);
+                }
+                println!("rendered {}", output.join(&site.name).display());
+            }
+            Some(Err(e)) => {
+                first_error.get_or_insert(e);
+            }
+            None => {}
+        }
     }
-    Ok(())
+    first_error.map_or(Ok(()), Err)
 }
 
 /// Maps `f` over `items` on all cores, keeping the order.
