@@ -11,14 +11,15 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 
-# Debian packages: validators (shellcheck, packer, cloud-init, systemd),
+# Debian packages: validators (shellcheck, packer, cloud-init, systemd;
+# botocore checks security-group.json as the AWS CLI would),
 # the network tests (iproute2, iptables, socat, curl) and the boot tests
 # (debootstrap, systemd-nspawn, and nftables and conntrack to reset the
 # namespace between boots).
 packages=(
   shellcheck packer cloud-init systemd iptables iproute2 procps util-linux
-  socat curl python3 python3-yaml debootstrap systemd-container coreutils
-  nftables conntrack
+  socat curl python3 python3-yaml python3-botocore debootstrap
+  systemd-container coreutils nftables conntrack
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -29,9 +30,6 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt-get update -q
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
-
-# Python packages: botocore checks security-group.json as the AWS CLI would.
-python3 -c "import botocore" 2>/dev/null || python3 -m pip install -q --root-user-action=ignore "botocore>=1.34"
 
 # Tests that need root must run, never skip, here.
 export NATBAKE_REQUIRE_ROOT_TESTS=1

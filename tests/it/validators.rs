@@ -288,7 +288,8 @@ fn sysctl_files_parse_and_apply_in_a_namespace() {
 fn security_groups_pass_the_aws_cli_parameter_check() {
     let sites: Vec<_> = valid_specs().iter().map(|s| render(&s.path)).collect();
     let script = crate::fixtures::repo().join("tests/it/check_security_group.py");
-    let mut cmd = Command::new("python3");
+    // Debian's interpreter, which has Debian's python3-botocore.
+    let mut cmd = Command::new("/usr/bin/python3");
     cmd.arg(script);
     for s in &sites {
         cmd.arg(s.site_dir.join("security-group.json"));
