@@ -170,20 +170,8 @@ impl fmt::Display for Cidr {
 // The manifest, as far as the lab needs it
 // ---------------------------------------------------------------------------
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Proto {
-    Tcp,
-    Udp,
-}
-
-impl Proto {
-    pub fn name(self) -> &'static str {
-        match self {
-            Proto::Tcp => "tcp",
-            Proto::Udp => "udp",
-        }
-    }
-}
+/// The crate's own protocol type; the manifest spells it `tcp` or `udp`.
+pub use natbake::site::Proto;
 
 /// One forward from `manifest.json`.
 #[derive(Clone, Debug)]
@@ -1552,22 +1540,24 @@ COMMIT
         for r in results {
             let p = &r.probe;
             let seen = r.reply.as_deref().and_then(parse_peer);
+            let probe = format!(
+                "{}: {} {}:{} -> {}:{}",
+                p.what,
+                p.proto.name(),
+                p.src,
+                r.sport,
+                p.dst,
+                p.port
+            );
+            let got = r
+                .reply
+                .as_deref()
+                .map_or("no answer".into(), |l| format!("{l:?}"));
             match p.expect {
                 Expect::SeenAs(addr) => {
                     findings.check(
                         seen.map(|(a, _)| a) == Some(addr),
-                        format!(
-                            "{}: {} {}:{} -> {}:{} should be answered and seen as {addr}; got {}",
-                            p.what,
-                            p.proto.name(),
-                            p.src,
-                            r.sport,
-                            p.dst,
-                            p.port,
-                            r.reply
-                                .as_deref()
-                                .map_or("no answer".into(), |l| format!("{l:?}"))
-                        ),
+                        format!("{probe} should be answered and seen as {addr}; got {got}"),
                     );
                 }
                 Expect::Nothing => {
@@ -1580,16 +1570,7 @@ COMMIT
                     findings.check(
                         r.reply.is_none() && reached.is_empty(),
                         format!(
-                            "{}: {} {}:{} -> {}:{} should get nothing; got {}{}",
-                            p.what,
-                            p.proto.name(),
-                            p.src,
-                            r.sport,
-                            p.dst,
-                            p.port,
-                            r.reply
-                                .as_deref()
-                                .map_or("no answer".into(), |l| format!("{l:?}")),
+                            "{probe} should get nothing; got {got}{}",
                             if reached.is_empty() {
                                 String::new()
                             } else {
