@@ -25,9 +25,8 @@ pub struct View {
     pub sysctl: Vec<KeyValue>,
     pub tables: Vec<rules::Table>,
     pub ami: AmiView,
-    /// Shell command installing the missing tools, for provision.sh and user data.
-    pub packages: Packages,
-    /// The same as shell lines, shared by provision.sh and the user data.
+    /// Shell lines installing the tools the boot step misses, shared by
+    /// provision.sh and the user data.
     pub install_script: String,
     /// The same as a YAML block scalar for the user data.
     pub install_script_yaml: String,
@@ -65,7 +64,7 @@ pub struct AmiView {
 }
 
 /// The tools the boot script needs and how this OS installs them.
-#[derive(Debug, Serialize)]
+#[derive(Debug)]
 pub struct Packages {
     /// `command package` pairs: the command checked, the package providing it.
     pub needs: Vec<KeyValue>,
@@ -113,6 +112,7 @@ impl View {
                 }
             })
             .collect();
+        let install = install_script(&packages(site.os));
         View {
             version: env!("CARGO_PKG_VERSION"),
             site: site.name.clone(),
@@ -135,9 +135,8 @@ impl View {
                 .collect(),
             tables: rules::tables(site),
             ami: ami_view(site),
-            install_script_yaml: yaml_block(&install_script(&packages(site.os)), 6),
-            install_script: install_script(&packages(site.os)),
-            packages: packages(site.os),
+            install_script_yaml: yaml_block(&install, 6),
+            install_script: install,
             files: Vec::new(),
         }
     }
