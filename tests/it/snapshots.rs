@@ -1,5 +1,10 @@
 //! Snapshots of every artifact of every valid spec, and of the error
 //! output for every invalid one. Reviewed by hand: see the README.
+//!
+//! Every snapshot is compared before the test fails, so one template edit
+//! that changes dozens of artifacts shows all of them in one run, with the
+//! names listed at the end. insta prints "Stopped on the first failure" after
+//! each diff; that line comes from insta and is not true here.
 
 use crate::fixtures::{files, invalid_specs, natbake, render, valid_specs};
 use std::collections::BTreeSet;
@@ -32,18 +37,45 @@ fn readable(file: &str, bytes: &[u8]) -> String {
     }
 }
 
+/// Asserts each (name, contents) snapshot and fails after the last one,
+/// naming every snapshot that did not match. insta fails an assertion by
+/// panicking, which would otherwise end the loop at the first mismatch and
+/// hide the rest; what insta writes (nothing under `INSTA_UPDATE=no`, a
+/// `.snap.new` or the snapshot itself otherwise) is unchanged.
+fn assert_every_snapshot(snapshots: Vec<(String, String)>) {
+    let total = snapshots.len();
+    let mut failed = Vec::new();
+    for (name, contents) in snapshots {
+        let outcome = std::panic::catch_unwind(|| {
+            insta::assert_snapshot!(name.as_str(), contents.as_str());
+        });
+        if outcome.is_err() {
+            failed.push(name);
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "{} of {total} snapshots do not match (each diff is printed above): {}\n\
+         review them: see the README, section Tests",
+        failed.len(),
+        failed.join(", ")
+    );
+}
+
 #[test]
 fn every_artifact_of_every_valid_spec() {
     let _guard = settings().bind_to_scope();
+    let mut snapshots = Vec::new();
     for spec in valid_specs() {
         let site = render(&spec.path);
         for (file, bytes) in files(&site.site_dir) {
-            insta::assert_snapshot!(
+            snapshots.push((
                 artifact_snapshot(&spec.label, &file),
-                readable(&file, &bytes)
-            );
+                readable(&file, &bytes),
+            ));
         }
     }
+    assert_every_snapshot(snapshots);
 }
 
 #[test]
@@ -63,6 +95,7 @@ fn rendering_is_deterministic() {
 #[test]
 fn every_error_of_every_invalid_spec() {
     let _guard = settings().bind_to_scope();
+    let mut snapshots = Vec::new();
     for spec in invalid_specs() {
         let out = tempfile::tempdir().unwrap();
         let run = natbake()
@@ -82,8 +115,9 @@ fn every_error_of_every_invalid_spec() {
             spec.label
         );
         assert!(!stderr.contains("panicked"), "{}: {stderr}", spec.label);
-        insta::assert_snapshot!(spec.label.clone(), stderr);
+        snapshots.push((spec.label, stderr));
     }
+    assert_every_snapshot(snapshots);
 }
 
 /// insta rejects pending snapshots when CI is set; this rejects the ones
@@ -112,4 +146,70 @@ fn no_unreferenced_or_pending_snapshots() {
         "unreferenced or pending snapshots in tests/snapshots: {extra:?}"
     );
     assert!(missing.is_empty(), "snapshots never recorded: {missing:?}");
+}
+
+/// Names the snapshot folder of `snapshot_probe`; only its parent test sets it.
+const PROBE_DIR: &str = "NATBAKE_SNAPSHOT_PROBE_DIR";
+
+/// Not a test of its own: the child process of
+/// `every_mismatching_snapshot_is_reported_in_one_run`, which prepares the
+/// snapshot folder and the environment that this assertion runs against.
+#[test]
+#[ignore = "run only as the child process of every_mismatching_snapshot_is_reported_in_one_run"]
+fn snapshot_probe() {
+    let dir = std::env::var(PROBE_DIR)
+        .unwrap_or_else(|_| panic!("{PROBE_DIR} is not set: this runs only as a child process"));
+    let mut s = settings();
+    s.set_snapshot_path(PathBuf::from(dir));
+    let _guard = s.bind_to_scope();
+    assert_every_snapshot(
+        [("probe-a", "new a"), ("probe-b", "same"), ("probe-c", "new c")]
+            .map(|(n, c)| (n.to_string(), c.to_string()))
+            .into(),
+    );
+}
+
+/// Two of three snapshots differ: one run under CI's settings
+/// (`INSTA_UPDATE=no`) must fail, name both and not the one that matches,
+/// and write nothing. Runs this test binary again for `snapshot_probe`, so
+/// that the environment insta reads at start-up is the one given here.
+#[test]
+fn every_mismatching_snapshot_is_reported_in_one_run() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, contents) in [("probe-a", "old a"), ("probe-b", "same"), ("probe-c", "old c")] {
+        std::fs::write(
+            dir.path().join(format!("{name}.snap")),
+            format!("---\nsource: tests/it/snapshots.rs\n---\n{contents}\n"),
+        )
+        .unwrap();
+    }
+    let run = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "snapshots::snapshot_probe", "--ignored"])
+        .args(["--test-threads=1", "--nocapture"])
+        .env(PROBE_DIR, dir.path())
+        .env("INSTA_UPDATE", "no")
+        .env("CI", "true")
+        .env_remove("INSTA_FORCE_PASS")
+        .env_remove("INSTA_OUTPUT")
+        .output()
+        .unwrap();
+    let out = format!(
+        "{}{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(!run.status.success(), "the probe passed:\n{out}");
+    assert!(
+        out.contains("2 of 3 snapshots do not match (each diff is printed above): probe-a, probe-c\n"),
+        "both mismatches must be listed in one run:\n{out}"
+    );
+    let left: BTreeSet<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        left,
+        BTreeSet::from(["probe-a.snap", "probe-b.snap", "probe-c.snap"].map(String::from)),
+        "INSTA_UPDATE=no must write nothing"
+    );
 }
