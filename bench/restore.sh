@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# natbake benchmark part: iptables-restore of the 10,000-forward ruleset,
+# each time into a fresh network namespace.
+#
+#   sudo bench/restore.sh
+#
+# See bench/README.md; knobs and safety are described in bench/lib.sh.
+set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+bench_begin "usage: sudo bench/restore.sh   iptables-restore of the 10,000-forward ruleset" "$@"
+log "== restore"
+need_rules
+times=()
+for ((i = 1; i <= APPLY_REPS; i++)); do
+    t=$(timed_in_fresh_ns "$WORK/save-big.txt" iptables-restore --noflush "$RULES/big.v4")
+    times+=("$t")
+    sleep 0.3 # let the previous namespace's teardown finish
+done
+# The load must really have happened: every rule is in the namespace.
+[ "$(grep -c '^-A' "$WORK/save-big.txt")" = "$(grep -c '^-A' "$RULES/big.v4")" ] ||
+    die "the 10,000-forward ruleset did not load completely (see $WORK/save-big.txt)"
+med=$(median "${times[@]}")
+detail "iptables-restore, 10,000 forwards ($(grep -c '^-A' "$RULES/big.v4") rules): ${times[*]} s"
+record "apply: iptables-restore of 10,000 forwards (median of $APPLY_REPS)" "<= $LIMIT_RESTORE_S s" "$(printf %.3f "$med") s" \
+    "$(le "$med" "$LIMIT_RESTORE_S" && echo 1 || echo 0)"
+bench_end
