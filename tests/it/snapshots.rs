@@ -163,9 +163,13 @@ fn snapshot_probe() {
     s.set_snapshot_path(PathBuf::from(dir));
     let _guard = s.bind_to_scope();
     assert_every_snapshot(
-        [("probe-a", "new a"), ("probe-b", "same"), ("probe-c", "new c")]
-            .map(|(n, c)| (n.to_string(), c.to_string()))
-            .into(),
+        [
+            ("probe-a", "new a"),
+            ("probe-b", "same"),
+            ("probe-c", "new c"),
+        ]
+        .map(|(n, c)| (n.to_string(), c.to_string()))
+        .into(),
     );
 }
 
@@ -176,7 +180,11 @@ fn snapshot_probe() {
 #[test]
 fn every_mismatching_snapshot_is_reported_in_one_run() {
     let dir = tempfile::tempdir().unwrap();
-    for (name, contents) in [("probe-a", "old a"), ("probe-b", "same"), ("probe-c", "old c")] {
+    for (name, contents) in [
+        ("probe-a", "old a"),
+        ("probe-b", "same"),
+        ("probe-c", "old c"),
+    ] {
         std::fs::write(
             dir.path().join(format!("{name}.snap")),
             format!("---\nsource: tests/it/snapshots.rs\n---\n{contents}\n"),
@@ -200,7 +208,9 @@ fn every_mismatching_snapshot_is_reported_in_one_run() {
     );
     assert!(!run.status.success(), "the probe passed:\n{out}");
     assert!(
-        out.contains("2 of 3 snapshots do not match (each diff is printed above): probe-a, probe-c\n"),
+        out.contains(
+            "2 of 3 snapshots do not match (each diff is printed above): probe-a, probe-c\n"
+        ),
         "both mismatches must be listed in one run:\n{out}"
     );
     let left: BTreeSet<String> = std::fs::read_dir(dir.path())
