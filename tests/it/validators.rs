@@ -11,9 +11,24 @@ use std::process::Command;
 /// Amazon-plugin settings newer than the Packer 1.6.6 that Debian ships,
 /// which `packer validate` there rejects as unknown. The test removes
 /// exactly these before validating; everything else must pass as written.
-/// - `imds_support`: makes the AMI require IMDSv2 (plugin 1.1.0).
-/// - `metadata_options`: requires IMDSv2 on the build instance.
-const PACKER_166_UNKNOWN: &[&str] = &["imds_support", "metadata_options"];
+/// - `imds_support`: makes the AMI require IMDSv2 (amazon-ebs has it
+///   since plugin 1.2.2).
+/// - `metadata_options`: requires IMDSv2 on the build instance (newer
+///   than Packer 1.6.6; in every release of the separate plugin).
+/// - `include_deprecated`: lets the source lookup see deprecated images,
+///   for the legacy NAT AMI only (plugin 1.2.8).
+const PACKER_166_UNKNOWN: &[&str] = &["imds_support", "metadata_options", "include_deprecated"];
+
+/// Settings of the Amazon plugin that came after its first release, and
+/// the release that brought each, from the plugin's changelog and pull
+/// requests: `imds_support` on amazon-ebs (hashicorp/packer-plugin-amazon
+/// #346, released in 1.2.2) and `include_deprecated` in
+/// `source_ami_filter` (#404, released in 1.2.8). `plugins.pkr.hcl` must
+/// require at least the newest of those that the templates use.
+const PLUGIN_SETTING_SINCE: &[(&str, (u32, u32, u32))] = &[
+    ("imds_support", (1, 2, 2)),
+    ("include_deprecated", (1, 2, 8)),
+];
 
 fn each_site(check: impl Fn(&Spec, &Path)) {
     for spec in valid_specs() {
@@ -142,6 +157,7 @@ fn decode_base64(text: &str) -> Vec<u8> {
 
 #[test]
 fn packer_files_are_formatted_and_valid() {
+    let removed = std::cell::RefCell::new(std::collections::BTreeSet::new());
     each_site(|spec, dir| {
         for file in ["plugins.pkr.hcl", "nat-ami.pkr.hcl"] {
             run(packer()
@@ -149,7 +165,8 @@ fn packer_files_are_formatted_and_valid() {
                 .arg(dir.join(file)));
         }
         let text = std::fs::read_to_string(dir.join("nat-ami.pkr.hcl")).unwrap();
-        let stripped = strip_unknown_to_packer_166(&text);
+        let (stripped, names) = strip_unknown_to_packer_166(&text);
+        removed.borrow_mut().extend(names);
         let work = tempfile::tempdir().unwrap();
         std::fs::write(work.path().join("nat-ami.pkr.hcl"), stripped).unwrap();
         let out = run(packer().current_dir(work.path()).args([
@@ -165,6 +182,55 @@ fn packer_files_are_formatted_and_valid() {
             String::from_utf8_lossy(&out.stderr)
         );
     });
+    let mut listed: Vec<&str> = PACKER_166_UNKNOWN.to_vec();
+    listed.sort();
+    assert_eq!(
+        removed.into_inner().into_iter().collect::<Vec<_>>(),
+        listed,
+        "the templates no longer use some of these settings; update the list"
+    );
+}
+
+/// `packer init` keeps an installed plugin that satisfies the required
+/// version, and `packer build` then refuses any setting that plugin does
+/// not know: the required version must cover every setting used.
+#[test]
+fn required_plugin_version_covers_every_setting_used() {
+    let used = std::cell::RefCell::new(std::collections::BTreeSet::new());
+    each_site(|spec, dir| {
+        let plugins = std::fs::read_to_string(dir.join("plugins.pkr.hcl")).unwrap();
+        let required = plugins
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("version = \">= "))
+            .and_then(|v| v.strip_suffix('"'))
+            .unwrap_or_else(|| panic!("{}: no `version = \">= X.Y.Z\"` line", spec.label));
+        let required = version(required);
+        let text = std::fs::read_to_string(dir.join("nat-ami.pkr.hcl")).unwrap();
+        for &(setting, since) in PLUGIN_SETTING_SINCE {
+            if text
+                .lines()
+                .any(|l| l.trim_start().starts_with(&format!("{setting} ")))
+            {
+                assert!(
+                    required >= since,
+                    "{}: `{setting}` needs the Amazon plugin {since:?}, but plugins.pkr.hcl requires {required:?}",
+                    spec.label
+                );
+                used.borrow_mut().insert(setting);
+            }
+        }
+    });
+    // The table lists nothing the templates no longer use, so the required
+    // version can come down with them.
+    let listed: std::collections::BTreeSet<&str> =
+        PLUGIN_SETTING_SINCE.iter().map(|(s, _)| *s).collect();
+    assert_eq!(used.into_inner(), listed);
+}
+
+fn version(text: &str) -> (u32, u32, u32) {
+    let n: Vec<u32> = text.split('.').map(|p| p.parse().unwrap()).collect();
+    assert_eq!(n.len(), 3, "{text} is not X.Y.Z");
+    (n[0], n[1], n[2])
 }
 
 fn packer() -> Command {
@@ -175,8 +241,8 @@ fn packer() -> Command {
 }
 
 /// Removes the attributes and blocks in [`PACKER_166_UNKNOWN`], and
-/// checks that each was there to remove.
-fn strip_unknown_to_packer_166(text: &str) -> String {
+/// returns which it removed.
+fn strip_unknown_to_packer_166(text: &str) -> (String, Vec<&'static str>) {
     let mut out = String::new();
     let mut in_block = false;
     let mut removed = Vec::new();
@@ -197,11 +263,7 @@ fn strip_unknown_to_packer_166(text: &str) -> String {
         out.push_str(line);
         out.push('\n');
     }
-    assert_eq!(
-        removed, PACKER_166_UNKNOWN,
-        "the template no longer has these settings; update the list"
-    );
-    out
+    (out, removed)
 }
 
 #[test]
