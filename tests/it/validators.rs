@@ -349,14 +349,162 @@ fn sysctl_files_parse_and_apply_in_a_namespace() {
 #[test]
 fn security_groups_pass_the_aws_cli_parameter_check() {
     let sites: Vec<_> = valid_specs().iter().map(|s| render(&s.path)).collect();
-    let script = crate::fixtures::repo().join("tests/it/check_security_group.py");
-    // Debian's interpreter, which has Debian's python3-botocore.
-    let mut cmd = Command::new("/usr/bin/python3");
-    cmd.arg(script);
+    let mut cmd = check_security_group();
     for s in &sites {
-        cmd.arg(s.site_dir.join("security-group.json"));
+        cmd.arg(&s.site_dir);
     }
     run(&mut cmd);
+}
+
+/// tests/it/check_security_group.py under Debian's interpreter, which has
+/// Debian's python3-botocore.
+fn check_security_group() -> Command {
+    let mut cmd = Command::new("/usr/bin/python3");
+    cmd.arg(crate::fixtures::repo().join("tests/it/check_security_group.py"));
+    cmd
+}
+
+fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+/// Writes a spec into a temporary folder.
+fn spec_file(yaml: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("spec.yaml"), yaml).unwrap();
+    dir
+}
+
+/// With egress, private hosts send their Internet traffic to the NAT: its
+/// group must let all of it in from the VPC. Without forwards or egress
+/// there is no rule at all, and no file that EC2 would refuse as empty.
+#[test]
+fn nat_group_admits_the_vpc_for_egress_and_is_never_empty() {
+    each_site(|spec, dir| {
+        let manifest = json(&dir.join("manifest.json"));
+        let rules = json(&dir.join("security-group.json"));
+        let from_vpc: Vec<&str> = rules
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["IpProtocol"] == "-1")
+            .flat_map(|p| p["IpRanges"].as_array().unwrap())
+            .map(|r| r["CidrIp"].as_str().unwrap())
+            .collect();
+        let vpc: Vec<&str> = manifest["vpc_cidrs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap())
+            .collect();
+        if manifest["egress"] == true {
+            assert_eq!(from_vpc, vpc, "{}", spec.label);
+        } else {
+            assert!(from_vpc.is_empty(), "{}", spec.label);
+        }
+    });
+    let dir = spec_file("version: 1\nsite: bare\nvpc_cidrs: [10.0.0.0/16]\negress: false\n");
+    let site = render(&dir.path().join("spec.yaml"));
+    assert!(!site.site_dir.join("security-group.json").exists());
+    assert!(!site.site_dir.join("target-security-groups.json").exists());
+    let manifest = json(&site.site_dir.join("manifest.json"));
+    assert!(manifest["security_groups"]["nat"]["ingress_file"].is_null());
+    assert_eq!(
+        manifest["security_groups"]["nat"]["egress"],
+        serde_json::json!([])
+    );
+}
+
+/// Two forwards to the same port of one target, from one source, are one
+/// rule for the target's group: EC2 refuses a request that has it twice.
+#[test]
+fn target_rules_are_merged_and_pass_the_parameter_check() {
+    let dir = spec_file(
+        "version: 1\nsite: twice\nvpc_cidrs: [10.0.0.0/16]\nforwards:\n\
+         \x20 - {name: a, port: 2201, to: 10.0.1.5:22, from: [203.0.113.0/24]}\n\
+         \x20 - {name: b, port: 2202, to: 10.0.1.5:22, from: [203.0.113.0/24, 198.51.100.7/32]}\n\
+         \x20 - {name: c, port: 2203, to: 10.0.1.6:22, from: [203.0.113.0/24]}\n",
+    );
+    let site = render(&dir.path().join("spec.yaml"));
+    run(check_security_group().arg(&site.site_dir));
+    let targets = json(&site.site_dir.join("target-security-groups.json"));
+    assert_eq!(
+        targets,
+        serde_json::json!([{
+            "IpProtocol": "tcp", "FromPort": 22, "ToPort": 22,
+            "IpRanges": [
+                {"CidrIp": "203.0.113.0/24", "Description": "natbake twice a via NAT"},
+                {"CidrIp": "198.51.100.7/32", "Description": "natbake twice b via NAT"},
+            ],
+        }])
+    );
+    let manifest = json(&site.site_dir.join("manifest.json"));
+    let per_target: Vec<(&str, usize)> = manifest["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            let ranges = t["security_group_ingress"][0]["IpRanges"]
+                .as_array()
+                .unwrap();
+            (t["address"].as_str().unwrap(), ranges.len())
+        })
+        .collect();
+    assert_eq!(per_target, [("10.0.1.5", 2), ("10.0.1.6", 1)]);
+}
+
+/// A spec with `n` sources on one forward: `n` inbound rules.
+fn spec_with_sources(n: u32) -> tempfile::TempDir {
+    let from: Vec<String> = (0..n)
+        .map(|i| format!("198.{}.{}.0/24", 18 + i / 256, i % 256))
+        .collect();
+    spec_file(&format!(
+        "version: 1\nsite: wide\nvpc_cidrs: [10.0.0.0/16]\negress: false\nforwards:\n\
+         \x20 - {{name: app, port: 8443, to: 10.0.1.5:443, from: [{}]}}\n",
+        from.join(", ")
+    ))
+}
+
+/// EC2 counts each source CIDR of each forward as one rule: past the
+/// default quota of 60 per group, and past 1,000 per interface, render and
+/// check say so, and the manifest keeps the note.
+#[test]
+fn rule_quotas_are_reported() {
+    for (n, expected) in [
+        (60, None),
+        (
+            61,
+            Some("more than EC2's default quota of 60 per security group"),
+        ),
+        (1001, Some("EC2 allows at most 1000 per network interface")),
+    ] {
+        let dir = spec_with_sources(n);
+        let spec = dir.path().join("spec.yaml");
+        let out = tempfile::tempdir().unwrap();
+        let render = run(crate::fixtures::natbake()
+            .arg("render")
+            .arg(&spec)
+            .arg("-o")
+            .arg(out.path()));
+        let check = run(crate::fixtures::natbake().arg("check").arg(&spec));
+        let manifest = json(&out.path().join("wide/manifest.json"));
+        let notes = manifest["security_groups"]["notes"].to_string();
+        for stderr in [&render.stderr, &check.stderr] {
+            let stderr = String::from_utf8_lossy(stderr);
+            match expected {
+                Some(text) => {
+                    assert!(
+                        stderr.contains(&format!("security-group.json holds {n} inbound rules")),
+                        "{stderr}"
+                    );
+                    assert!(stderr.contains(text), "{stderr}");
+                    assert!(notes.contains(text), "{notes}");
+                }
+                None => assert!(!stderr.contains("inbound rules"), "{stderr}"),
+            }
+        }
+        assert_eq!(manifest["security_groups"]["nat"]["inbound_rules"], n);
+    }
 }
 
 #[test]
