@@ -70,6 +70,9 @@ pub fn run(cli: Cli) -> Result<()> {
                     site.forwards.len(),
                     if site.forwards.len() == 1 { "" } else { "s" }
                 );
+                for note in render::json::security_group_notes(site) {
+                    eprintln!("note: {}: {note}", site.name);
+                }
             }
             Ok(())
         }

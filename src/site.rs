@@ -61,6 +61,40 @@ impl Arch {
     }
 }
 
+/// An AWS partition: a set of regions with its own accounts, so its own
+/// image owners. An AMI cannot be copied from one partition to another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Partition {
+    /// `aws`: every region not named below.
+    Aws,
+    /// `aws-cn`: `cn-north-1`, `cn-northwest-1`.
+    China,
+    /// `aws-us-gov`: `us-gov-west-1`, `us-gov-east-1`.
+    GovCloud,
+}
+
+impl Partition {
+    /// The partition of a region name.
+    pub fn of(region: &str) -> Partition {
+        if region.starts_with("cn-") {
+            Partition::China
+        } else if region.starts_with("us-gov-") {
+            Partition::GovCloud
+        } else {
+            Partition::Aws
+        }
+    }
+
+    /// The partition's name, as ARNs write it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Partition::Aws => "aws",
+            Partition::China => "aws-cn",
+            Partition::GovCloud => "aws-us-gov",
+        }
+    }
+}
+
 /// Transport protocol of a forward.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Proto {

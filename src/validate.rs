@@ -8,7 +8,7 @@
 
 use crate::cidr::{Cidr, addr_or_none};
 use crate::error::{Diagnostic, SpecError};
-use crate::site::{Ami, Arch, Forward, Os, Ports, Proto, Site};
+use crate::site::{Ami, Arch, Forward, Os, Partition, Ports, Proto, Site};
 use crate::spec::{At, RawAmi, RawForward, RawSpec, ScalarText};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -240,7 +240,7 @@ impl Validator {
             .as_ref()
             .map(|s| self.sysctl(s))
             .unwrap_or_default();
-        let ami = self.ami(raw.ami.as_ref(), &raw.site.value, arch);
+        let ami = self.ami(raw.ami.as_ref(), &raw.site.value, os, arch);
         Site {
             name: raw.site.value,
             description,
@@ -628,7 +628,7 @@ impl Validator {
         out
     }
 
-    fn ami(&mut self, raw: Option<&At<RawAmi>>, site: &str, arch: Arch) -> Ami {
+    fn ami(&mut self, raw: Option<&At<RawAmi>>, site: &str, os: Os, arch: Arch) -> Ami {
         let default_type = match arch {
             Arch::X86_64 => "t3.micro",
             Arch::Arm64 => "t4g.micro",
@@ -645,7 +645,7 @@ impl Validator {
         let Some(raw) = raw else { return ami };
         let raw = &raw.value;
         if let Some(at) = &raw.region
-            && self.region(at, "ami.region")
+            && self.region(at, "ami.region", os, None)
         {
             ami.region = Some(at.value.clone());
         }
@@ -681,7 +681,11 @@ impl Validator {
         }
         for (i, at) in raw.copy_to.iter().enumerate() {
             let path = format!("ami.copy_to[{i}]");
-            if self.region(at, &path) {
+            let first = ami
+                .region
+                .as_deref()
+                .or(ami.copy_to.first().map(String::as_str));
+            if self.region(at, &path, os, first) {
                 if ami.copy_to.contains(&at.value) || ami.region.as_ref() == Some(&at.value) {
                     self.err(
                         at,
@@ -751,7 +755,10 @@ impl Validator {
         ami
     }
 
-    fn region(&mut self, at: &At<String>, path: &str) -> bool {
+    /// A region name, in a partition where `os` has a known image owner,
+    /// and in the same partition as `first` (the build region, or the
+    /// first region listed): AMIs cannot be copied across partitions.
+    fn region(&mut self, at: &At<String>, path: &str, os: Os, first: Option<&str>) -> bool {
         // us-east-1, eu-central-2, us-gov-west-1, ap-southeast-5
         let parts: Vec<&str> = at.value.split('-').collect();
         let ok = parts.len() >= 3
@@ -766,8 +773,26 @@ impl Validator {
                 path,
                 format!("`{}` is not an AWS region such as `us-east-1`", at.value),
             );
+            return false;
         }
-        ok
+        let partition = Partition::of(&at.value);
+        if os == Os::Debian12 && partition != Partition::Aws {
+            self.err(at, path, format!(
+                "`{}` is in the `{}` partition, where natbake does not know the account that publishes Debian's images; build `debian-12` in a standard region, or use `os: ubuntu-24.04` or `amazon-linux-2023`",
+                at.value, partition.name()
+            ));
+            return false;
+        }
+        if let Some(first) = first
+            && Partition::of(first) != partition
+        {
+            self.err(at, path, format!(
+                "`{}` is in the `{}` partition and `{first}` in `{}`: an AMI cannot be copied between partitions; build a separate image in each",
+                at.value, partition.name(), Partition::of(first).name()
+            ));
+            return false;
+        }
+        true
     }
 }
 

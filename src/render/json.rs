@@ -1,33 +1,195 @@
 //! The JSON artifacts, written with serde_json (which escapes every string):
-//! `security-group.json`, the `--ip-permissions` input of
-//! `aws ec2 authorize-security-group-ingress`, and `manifest.json`.
+//! `security-group.json` and `target-security-groups.json`, each the
+//! `--ip-permissions` input of `aws ec2 authorize-security-group-ingress`,
+//! and `manifest.json`.
+//!
+//! Security-group rules are EC2 `IpPermission`s. EC2 counts every CIDR of
+//! every permission as one rule, and refuses a request that holds the same
+//! rule twice, so permissions of equal protocol and ports are merged and
+//! their sources kept once. Descriptions use only the site and forward
+//! names, which fit the characters AWS allows in rule descriptions.
 
 use super::{Artifact, sha256_hex};
-use crate::site::Site;
+use crate::cidr::Cidr;
+use crate::site::{Forward, Ports, Proto, Site};
 use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
 
-/// One permission per forward, its sources as `IpRanges`. Descriptions use
-/// only the site and forward names, which fit the characters AWS allows
-/// in rule descriptions.
-pub fn security_group(site: &Site) -> Vec<u8> {
-    let perms: Vec<Value> = site
-        .forwards
-        .iter()
-        .map(|f| {
-            let ranges: Vec<Value> = f
-                .from
-                .iter()
-                .map(|c| json!({"CidrIp": c.to_string(), "Description": format!("natbake {} {}", site.name, f.name)}))
-                .collect();
+/// EC2's default quota of inbound rules per security group.
+pub const SG_RULES_DEFAULT_QUOTA: usize = 60;
+/// The quota can be raised, but rules per group times groups per network
+/// interface may not pass this: the most rules one interface can have.
+pub const SG_RULES_PER_INTERFACE: usize = 1_000;
+
+/// One rule source: a CIDR and the rule's description.
+type Source = (Cidr, String);
+
+/// Permissions keyed by protocol (`None` for all traffic) and ports, in
+/// the order first seen, each with its sources once.
+#[derive(Default)]
+struct Permissions {
+    order: Vec<(Option<Proto>, Option<Ports>)>,
+    sources: BTreeMap<(Option<Proto>, Option<Ports>), Vec<Source>>,
+}
+
+impl Permissions {
+    fn add(&mut self, proto: Option<Proto>, ports: Option<Ports>, cidr: Cidr, description: String) {
+        let key = (proto, ports);
+        let list = self.sources.entry(key).or_insert_with(|| {
+            self.order.push(key);
+            Vec::new()
+        });
+        if !list.iter().any(|(c, _)| *c == cidr) {
+            list.push((cidr, description));
+        }
+    }
+
+    /// How many rules EC2 counts.
+    fn rules(&self) -> usize {
+        self.sources.values().map(Vec::len).sum()
+    }
+
+    fn to_json(&self) -> Vec<Value> {
+        self.order
+            .iter()
+            .map(|key| {
+                let ranges: Vec<Value> = self.sources[key]
+                    .iter()
+                    .map(|(c, d)| json!({"CidrIp": c.to_string(), "Description": d}))
+                    .collect();
+                match key {
+                    (Some(proto), Some(ports)) => json!({
+                        "IpProtocol": proto.name(),
+                        "FromPort": ports.first,
+                        "ToPort": ports.last,
+                        "IpRanges": ranges,
+                    }),
+                    _ => json!({"IpProtocol": "-1", "IpRanges": ranges}),
+                }
+            })
+            .collect()
+    }
+}
+
+/// The NAT instance's inbound rules: each forward's sources on its listen
+/// ports and, with egress, all traffic from the VPC. natbake's ruleset
+/// masquerades whatever the private hosts send out, of any protocol, so
+/// the group does not narrow it; what private hosts may send is for their
+/// own groups to say.
+fn nat_ingress(site: &Site) -> Permissions {
+    let mut p = Permissions::default();
+    for f in &site.forwards {
+        for c in &f.from {
+            let d = format!("natbake {} {}", site.name, f.name);
+            p.add(Some(f.proto), Some(f.ports), *c, d);
+        }
+    }
+    if site.egress {
+        for c in &site.vpc_cidrs {
+            p.add(None, None, *c, format!("natbake {} egress", site.name));
+        }
+    }
+    p
+}
+
+/// What the NAT instance must be allowed to send: with egress, anything
+/// anywhere (the private hosts' traffic); without, each forward's traffic
+/// to its target. A new security group's default outbound rule allows all
+/// of this; AWS's suggested NAT group (ports 80 and 443 only) does not.
+fn nat_egress(site: &Site) -> Permissions {
+    let mut p = Permissions::default();
+    if site.egress {
+        let any = Cidr::parse("0.0.0.0/0").expect("a valid CIDR");
+        p.add(None, None, any, format!("natbake {} egress", site.name));
+    } else {
+        for f in &site.forwards {
+            let d = format!("natbake {} {}", site.name, f.name);
+            p.add(Some(f.proto), Some(f.target_ports), host(f.target), d);
+        }
+    }
+    p
+}
+
+/// What a target's own security group must allow: the NAT keeps each
+/// client's address, so the target sees the forward's sources, on its
+/// target ports, not the NAT.
+fn target_ingress<'a>(site: &Site, forwards: impl Iterator<Item = &'a Forward>) -> Permissions {
+    let mut p = Permissions::default();
+    for f in forwards {
+        for c in &f.from {
+            let d = format!("natbake {} {} via NAT", site.name, f.name);
+            p.add(Some(f.proto), Some(f.target_ports), *c, d);
+        }
+    }
+    p
+}
+
+fn host(addr: Ipv4Addr) -> Cidr {
+    Cidr::parse(&format!("{addr}/32")).expect("a host is a valid CIDR")
+}
+
+/// `security-group.json`, the NAT instance's inbound rules; `None` when
+/// there are none (no forwards, no egress): EC2 refuses an empty request.
+pub fn security_group(site: &Site) -> Option<Vec<u8>> {
+    let p = nat_ingress(site);
+    (p.rules() > 0).then(|| pretty(&Value::Array(p.to_json())))
+}
+
+/// `target-security-groups.json`: every forward's rule for its target, for
+/// a security group that the targets share; `None` without forwards.
+/// Targets with groups of their own take their entry in the manifest's
+/// `targets` instead.
+pub fn target_security_groups(site: &Site) -> Option<Vec<u8>> {
+    let p = target_ingress(site, site.forwards.iter());
+    (p.rules() > 0).then(|| pretty(&Value::Array(p.to_json())))
+}
+
+/// Warnings about EC2's rule quotas, for render and check to print and
+/// the manifest to keep.
+pub fn security_group_notes(site: &Site) -> Vec<String> {
+    let mut notes = Vec::new();
+    for (file, rules) in [
+        ("security-group.json", nat_ingress(site).rules()),
+        (
+            "target-security-groups.json",
+            target_ingress(site, site.forwards.iter()).rules(),
+        ),
+    ] {
+        if rules > SG_RULES_PER_INTERFACE {
+            notes.push(format!(
+                "{file} holds {rules} inbound rules (one per source CIDR of each forward); EC2 allows at most \
+                 {SG_RULES_PER_INTERFACE} per network interface, so they cannot all be applied: use fewer, wider \
+                 sources or spread the forwards over several NAT instances"
+            ));
+        } else if rules > SG_RULES_DEFAULT_QUOTA {
+            notes.push(format!(
+                "{file} holds {rules} inbound rules (one per source CIDR of each forward), more than EC2's default \
+                 quota of {SG_RULES_DEFAULT_QUOTA} per security group: raise the quota \"Inbound or outbound rules per \
+                 security group\" (rules per group times groups per interface may not pass {SG_RULES_PER_INTERFACE}) \
+                 before applying it"
+            ));
+        }
+    }
+    notes
+}
+
+/// Per target address: its forwards and the rules its security group needs.
+fn targets(site: &Site) -> Vec<Value> {
+    let mut by_target: BTreeMap<Ipv4Addr, Vec<&Forward>> = BTreeMap::new();
+    for f in &site.forwards {
+        by_target.entry(f.target).or_default().push(f);
+    }
+    by_target
+        .into_iter()
+        .map(|(addr, forwards)| {
             json!({
-                "IpProtocol": f.proto.name(),
-                "FromPort": f.ports.first,
-                "ToPort": f.ports.last,
-                "IpRanges": ranges,
+                "address": addr.to_string(),
+                "forwards": forwards.iter().map(|f| f.name.as_str()).collect::<Vec<_>>(),
+                "security_group_ingress": target_ingress(site, forwards.into_iter()).to_json(),
             })
         })
-        .collect();
-    pretty(&Value::Array(perms))
+        .collect()
 }
 
 /// What was rendered from what: natbake's version, the spec's digest, the
@@ -77,6 +239,17 @@ pub fn manifest(site: &Site, artifacts: &[Artifact]) -> Vec<u8> {
         "vpc_cidrs": site.vpc_cidrs.iter().map(|c| c.to_string()).collect::<Vec<_>>(),
         "egress": site.egress,
         "forwards": forwards,
+        "security_groups": {
+            "nat": {
+                "ingress_file": artifacts.iter().any(|a| a.name == "security-group.json").then_some("security-group.json"),
+                "inbound_rules": nat_ingress(site).rules(),
+                "egress": nat_egress(site).to_json(),
+            },
+            "targets_file": artifacts.iter().any(|a| a.name == "target-security-groups.json").then_some("target-security-groups.json"),
+            "target_inbound_rules": target_ingress(site, site.forwards.iter()).rules(),
+            "notes": security_group_notes(site),
+        },
+        "targets": targets(site),
         "user_data": user_data,
         "artifacts": files,
     }))

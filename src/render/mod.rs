@@ -178,6 +178,11 @@ pub const INSTALLED: &[(&str, &str, u32)] = &[
     ),
 ];
 
+/// What each forward needs on the private side, which natbake cannot do.
+const PRIVATE_SIDE_NOTE: &str = "targets see the clients' own addresses: each target's security group \
+must allow its forwards' sources (target-security-groups.json, or manifest.json `targets` per target), \
+and each target subnet's default route must point at the NAT instance";
+
 /// Renders every artifact of `site`.
 pub fn render_site(templates: &Templates, site: &Site) -> Result<Rendered> {
     let mut view = view::View::new(site);
@@ -219,12 +224,26 @@ pub fn render_site(templates: &Templates, site: &Site) -> Result<Rendered> {
             bytes: text.into_bytes(),
         });
     }
-    artifacts.push(Artifact {
-        name: "security-group.json".into(),
-        install_path: None,
-        mode: 0o644,
-        bytes: json::security_group(site),
-    });
+    for (name, bytes) in [
+        ("security-group.json", json::security_group(site)),
+        (
+            "target-security-groups.json",
+            json::target_security_groups(site),
+        ),
+    ] {
+        if let Some(bytes) = bytes {
+            artifacts.push(Artifact {
+                name: name.into(),
+                install_path: None,
+                mode: 0o644,
+                bytes,
+            });
+        }
+    }
+    notes.extend(json::security_group_notes(site));
+    if !site.forwards.is_empty() {
+        notes.push(PRIVATE_SIDE_NOTE.into());
+    }
     let manifest = json::manifest(site, &artifacts);
     artifacts.push(Artifact {
         name: "manifest.json".into(),

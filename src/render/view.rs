@@ -6,7 +6,7 @@
 //! stays raw here; templates escape it with the helper for their format.
 
 use super::{Artifact, escape, rules};
-use crate::site::{Arch, Os, Site};
+use crate::site::{Arch, Os, Partition, Site};
 use serde::Serialize;
 
 #[derive(Debug, Serialize)]
@@ -60,6 +60,9 @@ pub struct AmiView {
     pub description: String,
     pub source_name: &'static str,
     pub source_owner: &'static str,
+    /// Whether the source lookup must also see deprecated images: only the
+    /// legacy NAT AMI, which AWS deprecated and no longer updates.
+    pub include_deprecated: bool,
     pub ssh_username: &'static str,
 }
 
@@ -166,31 +169,39 @@ impl View {
 
 fn ami_view(site: &Site) -> AmiView {
     let a = &site.ami;
+    let partition = site_partition(site);
+    // Amazon-owned images are found through the owner alias `amazon`, which
+    // names Amazon's publishing account in every partition. Canonical
+    // publishes from one account per partition; validation refuses Debian
+    // outside the standard partition, where its account is not known here.
+    let canonical = match partition {
+        Partition::Aws => "099720109477",
+        Partition::China => "837727238323",
+        Partition::GovCloud => "513442679011",
+    };
+    // AL2023 is published for several kernel lines at once (6.1, 6.12, ...),
+    // on the same days: a `kernel-*` pattern would pick one by chance.
     let (source_name, source_owner, ssh_username) = match (site.os, site.arch) {
-        (Os::AmazonLinux2023, Arch::X86_64) => (
-            "al2023-ami-2023.*-kernel-*-x86_64",
-            "137112412989",
-            "ec2-user",
-        ),
-        (Os::AmazonLinux2023, Arch::Arm64) => (
-            "al2023-ami-2023.*-kernel-*-arm64",
-            "137112412989",
-            "ec2-user",
-        ),
+        (Os::AmazonLinux2023, Arch::X86_64) => {
+            ("al2023-ami-2023.*-kernel-6.1-x86_64", "amazon", "ec2-user")
+        }
+        (Os::AmazonLinux2023, Arch::Arm64) => {
+            ("al2023-ami-2023.*-kernel-6.1-arm64", "amazon", "ec2-user")
+        }
         (Os::Ubuntu2404, Arch::X86_64) => (
             "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-*",
-            "099720109477",
+            canonical,
             "ubuntu",
         ),
         (Os::Ubuntu2404, Arch::Arm64) => (
             "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-arm64-server-*",
-            "099720109477",
+            canonical,
             "ubuntu",
         ),
         (Os::Debian12, Arch::X86_64) => ("debian-12-amd64-*", "136693071363", "admin"),
         (Os::Debian12, Arch::Arm64) => ("debian-12-arm64-*", "136693071363", "admin"),
         // Validation refuses arm64 for the legacy AMI, which never had one.
-        (Os::AmznAmiVpcNat, _) => ("amzn-ami-vpc-nat-*-x86_64-ebs", "137112412989", "ec2-user"),
+        (Os::AmznAmiVpcNat, _) => ("amzn-ami-vpc-nat-*-x86_64-ebs", "amazon", "ec2-user"),
     };
     let mut tags = vec![
         ("Name".to_string(), format!("{}-nat", site.name)),
@@ -202,10 +213,6 @@ fn ami_view(site: &Site) -> AmiView {
         ),
     ];
     tags.extend(a.tags.iter().cloned());
-    let description = match &site.description {
-        Some(d) => format!("natbake NAT instance for {}: {d}", site.name),
-        None => format!("natbake NAT instance for {}", site.name),
-    };
     AmiView {
         region: a.region.clone(),
         instance_type: a.instance_type.clone(),
@@ -214,11 +221,47 @@ fn ami_view(site: &Site) -> AmiView {
         share_with: a.share_with.clone(),
         subnet_id: a.subnet_id.clone().unwrap_or_default(),
         tag_lines: hcl_map_lines(&tags),
-        description,
+        description: ami_description(&site.name, site.description.as_deref()),
         source_name,
         source_owner,
+        include_deprecated: site.os == Os::AmznAmiVpcNat,
         ssh_username,
     }
+}
+
+/// The partition of the spec's regions; validation has made them agree.
+/// A spec without regions builds wherever the `region` variable says, and
+/// is rendered for the standard partition.
+fn site_partition(site: &Site) -> Partition {
+    let a = &site.ami;
+    a.region
+        .iter()
+        .chain(&a.copy_to)
+        .next()
+        .map_or(Partition::Aws, |r| Partition::of(r))
+}
+
+/// EC2 refuses an AMI description longer than this.
+pub const AMI_DESCRIPTION_LIMIT: usize = 255;
+
+/// The AMI description, within EC2's limit. The limit is counted in bytes
+/// of UTF-8, which is never less than the count of characters, so the text
+/// fits however EC2 counts. A site of 40 characters and an ASCII
+/// description of 200 fit whole; longer text is cut at a character
+/// boundary and ends with `...`.
+pub fn ami_description(site: &str, description: Option<&str>) -> String {
+    let full = match description {
+        Some(d) => format!("natbake {site}: {d}"),
+        None => format!("natbake NAT instance for {site}"),
+    };
+    if full.len() <= AMI_DESCRIPTION_LIMIT {
+        return full;
+    }
+    let mut cut = AMI_DESCRIPTION_LIMIT - "...".len();
+    while !full.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}...", &full[..cut])
 }
 
 /// `"key" = "value"` lines with the `=` aligned, as `packer fmt` writes them.
@@ -328,6 +371,58 @@ mod tests {
             ("foobar", "Zm9vYmFy"),
         ] {
             assert_eq!(super::base64(plain.as_bytes()), coded);
+        }
+    }
+
+    fn ami(os: &str, region: &str) -> super::AmiView {
+        let yaml = format!(
+            "version: 1\nsite: s\nos: {os}\nvpc_cidrs: [10.0.0.0/16]\nami:\n  region: {region}\n"
+        );
+        let site = crate::validate::parse(std::path::Path::new("t.yaml"), yaml.as_bytes()).unwrap();
+        super::ami_view(&site)
+    }
+
+    #[test]
+    fn image_owners_follow_the_partition_of_the_build_region() {
+        // Canonical's accounts, as Canonical's own documentation lists them.
+        for (region, owner) in [
+            ("eu-west-1", "099720109477"),
+            ("cn-northwest-1", "837727238323"),
+            ("us-gov-west-1", "513442679011"),
+        ] {
+            assert_eq!(ami("ubuntu-24.04", region).source_owner, owner, "{region}");
+            // The alias `amazon` resolves in every partition.
+            assert_eq!(ami("amazon-linux-2023", region).source_owner, "amazon");
+            assert_eq!(ami("amzn-ami-vpc-nat", region).source_owner, "amazon");
+        }
+        assert_eq!(ami("debian-12", "us-east-1").source_owner, "136693071363");
+    }
+
+    #[test]
+    fn only_the_deprecated_legacy_image_is_looked_up_among_deprecated_ones() {
+        assert!(ami("amzn-ami-vpc-nat", "us-east-1").include_deprecated);
+        for os in ["amazon-linux-2023", "ubuntu-24.04", "debian-12"] {
+            assert!(!ami(os, "us-east-1").include_deprecated, "{os}");
+        }
+    }
+
+    #[test]
+    fn ami_description_fits_ec2s_limit_at_the_longest_site_and_description() {
+        let site = format!("s{}", "x".repeat(39));
+        let ascii = "d".repeat(200);
+        let d = super::ami_description(&site, Some(&ascii));
+        assert!(d.len() <= super::AMI_DESCRIPTION_LIMIT, "{} bytes", d.len());
+        assert!(
+            d.ends_with(&ascii),
+            "ASCII text of the longest kind fits whole"
+        );
+        // Two hundred characters of two, three or four bytes each.
+        for wide in ["ü", "✓", "𝄞"] {
+            let text = wide.repeat(200);
+            let d = super::ami_description(&site, Some(&text));
+            assert!(d.len() <= super::AMI_DESCRIPTION_LIMIT, "{} bytes", d.len());
+            assert!(d.ends_with("..."), "{d}");
+            assert!(d.starts_with(&format!("natbake {site}: {wide}")));
         }
     }
 }

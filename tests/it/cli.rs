@@ -342,7 +342,7 @@ fn hostile_text_stays_text_in_the_packer_template() {
     let description = manifest["description"].as_str().unwrap();
     assert!(description.contains("${jndi:x} %{if true}") && description.contains("{{ .Vars }}"));
     let expected = format!(
-        "natbake NAT instance for hostile-text: {}",
+        "natbake hostile-text: {}",
         description.replace("{{", "{{\"{{\"}}")
     );
     assert_eq!(decoded.trim_end_matches('\n'), expected);

@@ -11,9 +11,24 @@ use std::process::Command;
 /// Amazon-plugin settings newer than the Packer 1.6.6 that Debian ships,
 /// which `packer validate` there rejects as unknown. The test removes
 /// exactly these before validating; everything else must pass as written.
-/// - `imds_support`: makes the AMI require IMDSv2 (plugin 1.1.0).
-/// - `metadata_options`: requires IMDSv2 on the build instance.
-const PACKER_166_UNKNOWN: &[&str] = &["imds_support", "metadata_options"];
+/// - `imds_support`: makes the AMI require IMDSv2 (amazon-ebs has it
+///   since plugin 1.2.2).
+/// - `metadata_options`: requires IMDSv2 on the build instance (newer
+///   than Packer 1.6.6; in every release of the separate plugin).
+/// - `include_deprecated`: lets the source lookup see deprecated images,
+///   for the legacy NAT AMI only (plugin 1.2.8).
+const PACKER_166_UNKNOWN: &[&str] = &["imds_support", "metadata_options", "include_deprecated"];
+
+/// Settings of the Amazon plugin that came after its first release, and
+/// the release that brought each, from the plugin's changelog and pull
+/// requests: `imds_support` on amazon-ebs (hashicorp/packer-plugin-amazon
+/// #346, released in 1.2.2) and `include_deprecated` in
+/// `source_ami_filter` (#404, released in 1.2.8). `plugins.pkr.hcl` must
+/// require at least the newest of those that the templates use.
+const PLUGIN_SETTING_SINCE: &[(&str, (u32, u32, u32))] = &[
+    ("imds_support", (1, 2, 2)),
+    ("include_deprecated", (1, 2, 8)),
+];
 
 fn each_site(check: impl Fn(&Spec, &Path)) {
     for spec in valid_specs() {
@@ -142,6 +157,7 @@ fn decode_base64(text: &str) -> Vec<u8> {
 
 #[test]
 fn packer_files_are_formatted_and_valid() {
+    let removed = std::cell::RefCell::new(std::collections::BTreeSet::new());
     each_site(|spec, dir| {
         for file in ["plugins.pkr.hcl", "nat-ami.pkr.hcl"] {
             run(packer()
@@ -149,7 +165,8 @@ fn packer_files_are_formatted_and_valid() {
                 .arg(dir.join(file)));
         }
         let text = std::fs::read_to_string(dir.join("nat-ami.pkr.hcl")).unwrap();
-        let stripped = strip_unknown_to_packer_166(&text);
+        let (stripped, names) = strip_unknown_to_packer_166(&text);
+        removed.borrow_mut().extend(names);
         let work = tempfile::tempdir().unwrap();
         std::fs::write(work.path().join("nat-ami.pkr.hcl"), stripped).unwrap();
         let out = run(packer().current_dir(work.path()).args([
@@ -165,6 +182,55 @@ fn packer_files_are_formatted_and_valid() {
             String::from_utf8_lossy(&out.stderr)
         );
     });
+    let mut listed: Vec<&str> = PACKER_166_UNKNOWN.to_vec();
+    listed.sort();
+    assert_eq!(
+        removed.into_inner().into_iter().collect::<Vec<_>>(),
+        listed,
+        "the templates no longer use some of these settings; update the list"
+    );
+}
+
+/// `packer init` keeps an installed plugin that satisfies the required
+/// version, and `packer build` then refuses any setting that plugin does
+/// not know: the required version must cover every setting used.
+#[test]
+fn required_plugin_version_covers_every_setting_used() {
+    let used = std::cell::RefCell::new(std::collections::BTreeSet::new());
+    each_site(|spec, dir| {
+        let plugins = std::fs::read_to_string(dir.join("plugins.pkr.hcl")).unwrap();
+        let required = plugins
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("version = \">= "))
+            .and_then(|v| v.strip_suffix('"'))
+            .unwrap_or_else(|| panic!("{}: no `version = \">= X.Y.Z\"` line", spec.label));
+        let required = version(required);
+        let text = std::fs::read_to_string(dir.join("nat-ami.pkr.hcl")).unwrap();
+        for &(setting, since) in PLUGIN_SETTING_SINCE {
+            if text
+                .lines()
+                .any(|l| l.trim_start().starts_with(&format!("{setting} ")))
+            {
+                assert!(
+                    required >= since,
+                    "{}: `{setting}` needs the Amazon plugin {since:?}, but plugins.pkr.hcl requires {required:?}",
+                    spec.label
+                );
+                used.borrow_mut().insert(setting);
+            }
+        }
+    });
+    // The table lists nothing the templates no longer use, so the required
+    // version can come down with them.
+    let listed: std::collections::BTreeSet<&str> =
+        PLUGIN_SETTING_SINCE.iter().map(|(s, _)| *s).collect();
+    assert_eq!(used.into_inner(), listed);
+}
+
+fn version(text: &str) -> (u32, u32, u32) {
+    let n: Vec<u32> = text.split('.').map(|p| p.parse().unwrap()).collect();
+    assert_eq!(n.len(), 3, "{text} is not X.Y.Z");
+    (n[0], n[1], n[2])
 }
 
 fn packer() -> Command {
@@ -175,8 +241,8 @@ fn packer() -> Command {
 }
 
 /// Removes the attributes and blocks in [`PACKER_166_UNKNOWN`], and
-/// checks that each was there to remove.
-fn strip_unknown_to_packer_166(text: &str) -> String {
+/// returns which it removed.
+fn strip_unknown_to_packer_166(text: &str) -> (String, Vec<&'static str>) {
     let mut out = String::new();
     let mut in_block = false;
     let mut removed = Vec::new();
@@ -197,11 +263,7 @@ fn strip_unknown_to_packer_166(text: &str) -> String {
         out.push_str(line);
         out.push('\n');
     }
-    assert_eq!(
-        removed, PACKER_166_UNKNOWN,
-        "the template no longer has these settings; update the list"
-    );
-    out
+    (out, removed)
 }
 
 #[test]
@@ -287,14 +349,162 @@ fn sysctl_files_parse_and_apply_in_a_namespace() {
 #[test]
 fn security_groups_pass_the_aws_cli_parameter_check() {
     let sites: Vec<_> = valid_specs().iter().map(|s| render(&s.path)).collect();
-    let script = crate::fixtures::repo().join("tests/it/check_security_group.py");
-    // Debian's interpreter, which has Debian's python3-botocore.
-    let mut cmd = Command::new("/usr/bin/python3");
-    cmd.arg(script);
+    let mut cmd = check_security_group();
     for s in &sites {
-        cmd.arg(s.site_dir.join("security-group.json"));
+        cmd.arg(&s.site_dir);
     }
     run(&mut cmd);
+}
+
+/// tests/it/check_security_group.py under Debian's interpreter, which has
+/// Debian's python3-botocore.
+fn check_security_group() -> Command {
+    let mut cmd = Command::new("/usr/bin/python3");
+    cmd.arg(crate::fixtures::repo().join("tests/it/check_security_group.py"));
+    cmd
+}
+
+fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+/// Writes a spec into a temporary folder.
+fn spec_file(yaml: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("spec.yaml"), yaml).unwrap();
+    dir
+}
+
+/// With egress, private hosts send their Internet traffic to the NAT: its
+/// group must let all of it in from the VPC. Without forwards or egress
+/// there is no rule at all, and no file that EC2 would refuse as empty.
+#[test]
+fn nat_group_admits_the_vpc_for_egress_and_is_never_empty() {
+    each_site(|spec, dir| {
+        let manifest = json(&dir.join("manifest.json"));
+        let rules = json(&dir.join("security-group.json"));
+        let from_vpc: Vec<&str> = rules
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["IpProtocol"] == "-1")
+            .flat_map(|p| p["IpRanges"].as_array().unwrap())
+            .map(|r| r["CidrIp"].as_str().unwrap())
+            .collect();
+        let vpc: Vec<&str> = manifest["vpc_cidrs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap())
+            .collect();
+        if manifest["egress"] == true {
+            assert_eq!(from_vpc, vpc, "{}", spec.label);
+        } else {
+            assert!(from_vpc.is_empty(), "{}", spec.label);
+        }
+    });
+    let dir = spec_file("version: 1\nsite: bare\nvpc_cidrs: [10.0.0.0/16]\negress: false\n");
+    let site = render(&dir.path().join("spec.yaml"));
+    assert!(!site.site_dir.join("security-group.json").exists());
+    assert!(!site.site_dir.join("target-security-groups.json").exists());
+    let manifest = json(&site.site_dir.join("manifest.json"));
+    assert!(manifest["security_groups"]["nat"]["ingress_file"].is_null());
+    assert_eq!(
+        manifest["security_groups"]["nat"]["egress"],
+        serde_json::json!([])
+    );
+}
+
+/// Two forwards to the same port of one target, from one source, are one
+/// rule for the target's group: EC2 refuses a request that has it twice.
+#[test]
+fn target_rules_are_merged_and_pass_the_parameter_check() {
+    let dir = spec_file(
+        "version: 1\nsite: twice\nvpc_cidrs: [10.0.0.0/16]\nforwards:\n\
+         \x20 - {name: a, port: 2201, to: 10.0.1.5:22, from: [203.0.113.0/24]}\n\
+         \x20 - {name: b, port: 2202, to: 10.0.1.5:22, from: [203.0.113.0/24, 198.51.100.7/32]}\n\
+         \x20 - {name: c, port: 2203, to: 10.0.1.6:22, from: [203.0.113.0/24]}\n",
+    );
+    let site = render(&dir.path().join("spec.yaml"));
+    run(check_security_group().arg(&site.site_dir));
+    let targets = json(&site.site_dir.join("target-security-groups.json"));
+    assert_eq!(
+        targets,
+        serde_json::json!([{
+            "IpProtocol": "tcp", "FromPort": 22, "ToPort": 22,
+            "IpRanges": [
+                {"CidrIp": "203.0.113.0/24", "Description": "natbake twice a via NAT"},
+                {"CidrIp": "198.51.100.7/32", "Description": "natbake twice b via NAT"},
+            ],
+        }])
+    );
+    let manifest = json(&site.site_dir.join("manifest.json"));
+    let per_target: Vec<(&str, usize)> = manifest["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            let ranges = t["security_group_ingress"][0]["IpRanges"]
+                .as_array()
+                .unwrap();
+            (t["address"].as_str().unwrap(), ranges.len())
+        })
+        .collect();
+    assert_eq!(per_target, [("10.0.1.5", 2), ("10.0.1.6", 1)]);
+}
+
+/// A spec with `n` sources on one forward: `n` inbound rules.
+fn spec_with_sources(n: u32) -> tempfile::TempDir {
+    let from: Vec<String> = (0..n)
+        .map(|i| format!("198.{}.{}.0/24", 18 + i / 256, i % 256))
+        .collect();
+    spec_file(&format!(
+        "version: 1\nsite: wide\nvpc_cidrs: [10.0.0.0/16]\negress: false\nforwards:\n\
+         \x20 - {{name: app, port: 8443, to: 10.0.1.5:443, from: [{}]}}\n",
+        from.join(", ")
+    ))
+}
+
+/// EC2 counts each source CIDR of each forward as one rule: past the
+/// default quota of 60 per group, and past 1,000 per interface, render and
+/// check say so, and the manifest keeps the note.
+#[test]
+fn rule_quotas_are_reported() {
+    for (n, expected) in [
+        (60, None),
+        (
+            61,
+            Some("more than EC2's default quota of 60 per security group"),
+        ),
+        (1001, Some("EC2 allows at most 1000 per network interface")),
+    ] {
+        let dir = spec_with_sources(n);
+        let spec = dir.path().join("spec.yaml");
+        let out = tempfile::tempdir().unwrap();
+        let render = run(crate::fixtures::natbake()
+            .arg("render")
+            .arg(&spec)
+            .arg("-o")
+            .arg(out.path()));
+        let check = run(crate::fixtures::natbake().arg("check").arg(&spec));
+        let manifest = json(&out.path().join("wide/manifest.json"));
+        let notes = manifest["security_groups"]["notes"].to_string();
+        for stderr in [&render.stderr, &check.stderr] {
+            let stderr = String::from_utf8_lossy(stderr);
+            match expected {
+                Some(text) => {
+                    assert!(
+                        stderr.contains(&format!("security-group.json holds {n} inbound rules")),
+                        "{stderr}"
+                    );
+                    assert!(stderr.contains(text), "{stderr}");
+                    assert!(notes.contains(text), "{notes}");
+                }
+                None => assert!(!stderr.contains("inbound rules"), "{stderr}"),
+            }
+        }
+        assert_eq!(manifest["security_groups"]["nat"]["inbound_rules"], n);
+    }
 }
 
 #[test]
