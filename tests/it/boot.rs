@@ -803,7 +803,10 @@ fn stock_image_with_the_user_data_is_the_nat_instance_at_first_boot_and_after_a_
     let site = render_site(&fixture_spec(FIXTURE), out.path());
     let manifest = Manifest::load(&site);
     let root = image::fresh_root(Flavor::CloudInit);
-    seed_nocloud(&root, &site.join("user-data.yaml"), "i-0natbake0boot0test");
+    // The file the manifest names: plain, or gzip-compressed when the
+    // plain file is over EC2's limit.
+    let (user_data, _) = manifest.user_data.clone().expect("the site has user data");
+    seed_nocloud(&root, &site.join(user_data), "i-0natbake0boot0test");
     let lab = Lab::start(&manifest, LabOptions::matching(&manifest));
     let namespaces = lab_namespaces(&lab);
 
