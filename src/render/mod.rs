@@ -193,6 +193,10 @@ pub fn render_site(templates: &Templates, site: &Site) -> Result<Rendered> {
             continue;
         }
         let text = templates.render(name, &view)?;
+        // INSTALLED lists rules.v4 first: the boot script embeds its digest.
+        if name == "rules.v4" {
+            view.rules_sha256 = sha256_hex(text.as_bytes());
+        }
         artifacts.push(Artifact {
             name: name.into(),
             install_path: Some(install),

@@ -15,6 +15,9 @@ pub struct View {
     pub site: String,
     pub description: Option<String>,
     pub spec_sha256: String,
+    /// SHA-256 of the rendered rules.v4, which configure-pat.sh checks
+    /// before loading it (filled once rules.v4 is rendered).
+    pub rules_sha256: String,
     pub os: &'static str,
     pub arch: &'static str,
     pub systemd: bool,
@@ -121,6 +124,7 @@ impl View {
             site: site.name.clone(),
             description: site.description.clone(),
             spec_sha256: site.spec_sha256.clone(),
+            rules_sha256: String::new(),
             os: site.os.name(),
             arch: site.arch.name(),
             systemd: site.os.has_systemd(),

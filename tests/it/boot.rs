@@ -803,7 +803,10 @@ fn stock_image_with_the_user_data_is_the_nat_instance_at_first_boot_and_after_a_
     let site = render_site(&fixture_spec(FIXTURE), out.path());
     let manifest = Manifest::load(&site);
     let root = image::fresh_root(Flavor::CloudInit);
-    seed_nocloud(&root, &site.join("user-data.yaml"), "i-0natbake0boot0test");
+    // The file the manifest names: plain, or gzip-compressed when the
+    // plain file is over EC2's limit.
+    let (user_data, _) = manifest.user_data.clone().expect("the site has user data");
+    seed_nocloud(&root, &site.join(user_data), "i-0natbake0boot0test");
     let lab = Lab::start(&manifest, LabOptions::matching(&manifest));
     let namespaces = lab_namespaces(&lab);
 
@@ -834,6 +837,21 @@ fn broken_ruleset_fails_visibly_at_boot() {
     let rules = fs::read_to_string(&installed).expect("read installed rules");
     let (broken, line_no) = break_ruleset(&rules, "-A FORWARD -j NATBAKE-NO-SUCH-CHAIN");
     fs::write(&installed, broken).expect("write broken rules");
+    // The boot script refuses a ruleset other than the one it was rendered
+    // with; a broken template renders both, so the digest it carries is
+    // that of the broken file.
+    let script = root.join("usr/local/sbin/configure-pat.sh");
+    let digest = support::run_stdout(Command::new("sha256sum").arg(&installed));
+    let digest = digest.split_whitespace().next().expect("a digest");
+    let text = fs::read_to_string(&script).expect("read installed script");
+    let text: String = text
+        .lines()
+        .map(|l| match l.starts_with("RULES_SHA256=") {
+            true => format!("RULES_SHA256={digest}\n"),
+            false => format!("{l}\n"),
+        })
+        .collect();
+    fs::write(&script, text).expect("write installed script");
 
     let manifest = Manifest::load(&site);
     let lab = Lab::start(&manifest, LabOptions::matching(&manifest));
@@ -949,4 +967,142 @@ fn resum(site: &Path, file: &str) {
         })
         .collect();
     fs::write(&sums_path, updated.join("\n") + "\n").expect("write SHA256SUMS");
+}
+
+/// Debian's nftables.service, changed the way an administrator might: it
+/// starts once the network is online, a few seconds late, and is wanted by
+/// multi-user.target (sysinit.target could not wait for it without an
+/// ordering cycle). Nothing but natbake.service's own ordering can then
+/// keep natbake from starting first and having its rules flushed.
+fn late_nftables_unit(stock: &str) -> String {
+    let mut unit = String::new();
+    for line in stock.lines() {
+        match line.split_once('=').map(|(k, _)| k) {
+            Some("Before") => unit.push_str("Before=shutdown.target\n"),
+            Some("Wants") => unit.push_str("Wants=network-online.target\n"),
+            Some("WantedBy") => unit.push_str("WantedBy=multi-user.target\n"),
+            Some("ExecStart") => {
+                unit.push_str("ExecStartPre=/bin/sleep 3\n");
+                unit.push_str(line);
+                unit.push('\n');
+            }
+            _ => {
+                unit.push_str(line);
+                unit.push('\n');
+                if line == "[Unit]" {
+                    unit.push_str("After=network-online.target\n");
+                }
+            }
+        }
+    }
+    unit
+}
+
+/// Boots `root` as the lab's NAT instance with nftables.service enabled and
+/// checks, besides everything a NAT instance must show, that
+/// natbake.service is ordered after nftables.service and ran after it.
+fn boot_with_nftables(root: &RootFs, lab: &Lab, label: &str) -> ProcessMark {
+    let (guest, state) = boot_and_inspect(root, &lab.ns.nat, label);
+    let show = |unit: &str, property: &str| {
+        let run = guest.exec(
+            &["systemctl", "show", unit, "-p", property, "--value"],
+            GUEST_COMMAND_LIMIT,
+        );
+        run.stdout.trim().to_string()
+    };
+    let nft_state = show("nftables.service", "ActiveState");
+    let after = show("natbake.service", "After");
+    let nft_done: u64 = show("nftables.service", "ExecMainExitTimestampMonotonic")
+        .parse()
+        .unwrap_or(0);
+    let natbake_began: u64 = show("natbake.service", "ExecMainStartTimestampMonotonic")
+        .parse()
+        .unwrap_or(0);
+    let nft_rules = guest
+        .exec(&["nft", "list", "tables"], GUEST_COMMAND_LIMIT)
+        .stdout;
+    eprintln!(
+        "boot: {label}: nftables.service {nft_state}, done at {nft_done} us; \
+         natbake began at {natbake_began} us; natbake After={after}"
+    );
+    state.assert_nat_up(label);
+    assert_eq!(
+        nft_state,
+        "active",
+        "{label}: nftables.service did not run\n{}",
+        state.report()
+    );
+    assert!(
+        after.split_whitespace().any(|u| u == "nftables.service"),
+        "{label}: natbake.service is not ordered after nftables.service: After={after}"
+    );
+    assert!(
+        nft_done > 0 && natbake_began > nft_done,
+        "{label}: natbake.service began at {natbake_began} us, before nftables.service \
+         had finished ({nft_done} us)\n{}",
+        state.report()
+    );
+    // nftables' own table is there too: it ran, and natbake's rules
+    // outlived it.
+    assert!(
+        nft_rules.contains("table inet filter"),
+        "{label}: nftables' table is missing: {nft_rules}"
+    );
+    let mut findings = Findings::new(format!("{label}: the booted image as the NAT instance"));
+    check_all_up(lab, &mut findings);
+    findings.assert_clean(lab);
+    let init = guest.init_process();
+    let status = guest.shutdown();
+    assert!(
+        status.success(),
+        "{label}: systemd-nspawn ended with {}",
+        support::status_text(&status)
+    );
+    init
+}
+
+/// A firewall service that starts after natbake would flush its rules:
+/// Debian's nftables.service begins with `flush ruleset`. With
+/// nftables.service enabled, natbake's rules survive boot, because
+/// natbake.service is ordered after it: first with Debian's unit as
+/// shipped (which happens to start before the network), then with one
+/// that starts late, after the network is online, where only natbake's
+/// explicit ordering keeps it from running first.
+#[test]
+fn natbake_rules_survive_an_enabled_nftables_service() {
+    if !support::require_root("boot test: natbake's rules survive nftables.service") {
+        return;
+    }
+    let out = ScratchDir::new("boot-nftables");
+    let (root, site) = baked_image(out.path());
+    let enable = in_chroot(
+        root.path(),
+        "systemctl enable nftables.service",
+        GUEST_COMMAND_LIMIT,
+    );
+    assert!(enable.success(), "{}", enable.explain());
+    let manifest = Manifest::load(&site);
+    let lab = Lab::start(&manifest, LabOptions::matching(&manifest));
+    let namespaces = lab_namespaces(&lab);
+
+    let first = boot_with_nftables(&root, &lab, "nftables.service as shipped");
+    reboot_state(&lab, &site);
+
+    let stock = fs::read_to_string(root.join("lib/systemd/system/nftables.service"))
+        .expect("Debian's nftables.service");
+    fs::write(
+        root.join("etc/systemd/system/nftables.service"),
+        late_nftables_unit(&stock),
+    )
+    .expect("write the late nftables.service");
+    let reenable = in_chroot(
+        root.path(),
+        "systemctl disable nftables.service && systemctl enable nftables.service",
+        GUEST_COMMAND_LIMIT,
+    );
+    assert!(reenable.success(), "{}", reenable.explain());
+    let second = boot_with_nftables(&root, &lab, "nftables.service starting late");
+
+    drop(lab);
+    assert_host_clean(&root, &[first, second], &namespaces);
 }

@@ -90,6 +90,9 @@ impl Flavor {
             // them (logger, flock, ...).
             "util-linux",
             "bsdutils",
+            // Debian's firewall service, installed but not enabled, as on
+            // Debian's own images; a boot test enables it.
+            "nftables",
         ];
         if self == Flavor::CloudInit {
             packages.push("cloud-init");

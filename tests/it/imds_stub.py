@@ -8,7 +8,15 @@ token gets 401, like an instance whose metadata options say
 "HttpTokens: required". Every request is appended to a log file so a test
 can check how the script used the service.
 
+A fault mode stands for the service's hiccups: `--fault PATH=N:KIND`
+makes the first N requests of PATH fail (`{mac}` in PATH stands for
+the MAC address), KIND being an HTTP status (500,
+404, ...) or `drop` (the connection is closed without an answer). Then
+the path answers normally. Faults are logged like answers, with the
+status or `drop`.
+
 Usage: imds_stub.py --bind ADDR --port N --mac MAC --log FILE [--cidr CIDR]...
+                    [--fault PATH=N:KIND]...
 """
 
 import argparse
@@ -30,7 +38,15 @@ def main():
     parser.add_argument("--log", required=True)
     # The VPC's CIDR blocks, primary first, as AWS lists them.
     parser.add_argument("--cidr", action="append", default=[])
+    parser.add_argument("--fault", action="append", default=[])
     args = parser.parse_args()
+
+    # path -> [failures left, kind]
+    faults = {}
+    for fault in args.fault:
+        path, _, rest = fault.rpartition("=")
+        count, _, kind = rest.partition(":")
+        faults[path.replace("{mac}", args.mac)] = [int(count), kind]
 
     tokens = set()
     log = open(args.log, "a", buffering=1)
@@ -46,6 +62,20 @@ def main():
     }
 
     class Handler(http.server.BaseHTTPRequestHandler):
+        def fault(self):
+            """Fails this request if a fault is armed for its path."""
+            armed = faults.get(self.path)
+            if not armed or armed[0] <= 0:
+                return False
+            armed[0] -= 1
+            if armed[1] == "drop":
+                token = "token" if self.headers.get(TOKEN_HEADER) else "no-token"
+                log.write("%s %s %s drop\n" % (self.command, self.path, token))
+                self.close_connection = True
+            else:
+                self.reply(int(armed[1]))
+            return True
+
         def reply(self, code, body=""):
             data = body.encode()
             self.send_response(code)
@@ -57,6 +87,8 @@ def main():
             log.write("%s %s %s %d\n" % (self.command, self.path, token, code))
 
         def do_PUT(self):
+            if self.fault():
+                return
             if self.path != TOKEN_PATH:
                 return self.reply(405)
             # The real service refuses requests that look forwarded (the
@@ -74,6 +106,8 @@ def main():
             self.reply(200, token)
 
         def do_GET(self):
+            if self.fault():
+                return
             if self.headers.get(TOKEN_HEADER) not in tokens:
                 return self.reply(401)
             if self.path in answers:

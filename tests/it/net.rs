@@ -18,10 +18,10 @@ use std::time::Duration;
 
 use crate::netlab::{
     Cidr, Expect, Findings, INTERNET_SERVER_PORT, Imds, InstallSet, Lab, LabOptions, Manifest,
-    Proto, Role, check_all_up, check_forwarding_off, check_imds_v2_used, check_sysctl_file,
-    check_sysctls, egress_probes, forward_probes, lab_premises,
+    Proto, Role, check_all_up, check_forward_policy, check_forwarding_off, check_imds_v2_used,
+    check_sysctl_file, check_sysctls, egress_probes, forward_probes, in_ns, lab_premises,
 };
-use crate::support::{self, ScratchDir};
+use crate::support::{self, Finished, ScratchDir};
 
 /// "Within a few seconds": how long configure-pat.sh may take when no
 /// metadata service answers at all.
@@ -40,14 +40,19 @@ struct Rendered {
 }
 
 fn render(spec: &Path) -> Rendered {
+    render_with(spec, None)
+}
+
+/// Renders `spec`, with the templates in `templates` overriding the
+/// embedded ones when given.
+fn render_with(spec: &Path, templates: Option<&Path>) -> Rendered {
     let out = ScratchDir::new("render");
-    support::run(
-        Command::new(env!("CARGO_BIN_EXE_natbake"))
-            .arg("render")
-            .arg(spec)
-            .arg("-o")
-            .arg(out.path()),
-    );
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_natbake"));
+    cmd.arg("render").arg(spec).arg("-o").arg(out.path());
+    if let Some(dir) = templates {
+        cmd.arg("--templates").arg(dir);
+    }
+    support::run(&mut cmd);
     // `render` writes DIR/<site>/; the site name comes from the manifest.
     let dirs: Vec<PathBuf> = fs::read_dir(out.path())
         .expect("read render output")
@@ -387,6 +392,7 @@ fn metadata_mismatch_keeps_forwarding_off() {
             "only the spec's first CIDR block",
             LabOptions {
                 imds: Imds::Stub(vec![m.vpc_cidrs[0].to_string()]),
+                imds_faults: Vec::new(),
             },
             m.vpc_cidrs[1..].to_vec(),
         ));
@@ -430,7 +436,13 @@ fn metadata_absent_warns_and_carries_on() {
     }
     let site = metadata_fixture(sites_with_forwards());
     let install = InstallSet::from_site_dir(&site.site_dir, &site.manifest);
-    let lab = Lab::start(&site.manifest, LabOptions { imds: Imds::Absent });
+    let lab = Lab::start(
+        &site.manifest,
+        LabOptions {
+            imds: Imds::Absent,
+            imds_faults: Vec::new(),
+        },
+    );
     let mut f = Findings::new(format!("{}: no metadata service", label(&site)));
     let run = lab.run_configure_pat(&install);
     f.check(
@@ -465,4 +477,369 @@ fn join(cidrs: &[Cidr]) -> String {
         .map(Cidr::to_string)
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+// ---------------------------------------------------------------------------
+// A ruleset that is not the rendered one
+// ---------------------------------------------------------------------------
+
+/// Where the ruleset is installed.
+const RULES_PATH: &str = "/etc/natbake/rules.v4";
+
+/// Ways a ruleset file ends up empty or partial, each of which
+/// `iptables-restore --noflush` loads "successfully": empty, comments
+/// only (the rendered file's header), and cut after the nat table's
+/// COMMIT (no filter table, so FORWARD keeps policy ACCEPT).
+fn damaged_rulesets(rules: &str) -> Vec<(&'static str, String)> {
+    let header: String = rules
+        .lines()
+        .take_while(|l| l.starts_with('#'))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(
+        rules.starts_with("# ") && rules.contains("\n*nat\n") && rules.contains("\n*filter\n"),
+        "the rendered ruleset has no comment header, nat and filter table:\n{rules}"
+    );
+    let nat = rules.find("\n*nat\n").expect("a nat table");
+    let nat_end = nat
+        + rules[nat..]
+            .find("\nCOMMIT\n")
+            .expect("the nat table's COMMIT")
+        + 8;
+    assert!(
+        rules[..nat_end].ends_with("\nCOMMIT\n") && !rules[..nat_end].contains("*filter"),
+        "cutting after the nat table went wrong"
+    );
+    vec![
+        ("an empty file", String::new()),
+        ("comments only", header),
+        (
+            "the nat table only (cut after its COMMIT)",
+            rules[..nat_end].to_owned(),
+        ),
+    ]
+}
+
+/// Checks a run that must have refused to configure the NAT: a non-zero
+/// exit within the time limit, `reason` on stderr, forwarding off and
+/// nothing forwarded.
+fn check_refused(lab: &Lab, run: &Finished, reason: &str, f: &mut Findings) {
+    f.check(
+        !run.success() && !run.timed_out(),
+        format!("configure-pat.sh should exit non-zero:\n{}", run.explain()),
+    );
+    f.check(
+        run.stderr.contains(reason),
+        format!("stderr should say `{reason}`:\n{}", run.stderr),
+    );
+    check_forwarding_off(lab, f);
+}
+
+/// An installed ruleset that is empty, only comments, or cut short is not
+/// the one the script was rendered with: the script refuses it before
+/// loading anything, and forwarding stays off.
+#[test]
+fn installed_ruleset_other_than_the_rendered_one_is_refused() {
+    if !support::require_root("installed_ruleset_other_than_the_rendered_one_is_refused") {
+        return;
+    }
+    let site = metadata_fixture(sites_with_forwards());
+    let install = InstallSet::from_site_dir(&site.site_dir, &site.manifest);
+    let rules = fs::read_to_string(site.site_dir.join("rules.v4")).expect("read rules.v4");
+    let scratch = ScratchDir::new("damaged-rules");
+    let lab = Lab::start(&site.manifest, LabOptions::matching(&site.manifest));
+    for (i, (case, text)) in damaged_rulesets(&rules).into_iter().enumerate() {
+        lab.reset_nat();
+        let file = scratch.path().join(format!("rules-{i}.v4"));
+        fs::write(&file, &text).expect("write the damaged ruleset");
+        let mut f = Findings::new(format!("{}: installed rules.v4 is {case}", label(&site)));
+        let run = lab.run_configure_pat(&install.with_source(RULES_PATH, &file));
+        check_refused(
+            &lab,
+            &run,
+            "is not the ruleset this script was rendered with",
+            &mut f,
+        );
+        f.assert_clean(&lab);
+    }
+}
+
+/// The same rulesets rendered by a template override, so that the script
+/// carries their digest: only the check of what was loaded can refuse
+/// them, and it does, before forwarding goes on.
+#[test]
+fn rendered_partial_ruleset_is_refused_once_loaded() {
+    if !support::require_root("rendered_partial_ruleset_is_refused_once_loaded") {
+        return;
+    }
+    let site = metadata_fixture(sites_with_forwards());
+    let rules = fs::read_to_string(site.site_dir.join("rules.v4")).expect("read rules.v4");
+    assert!(
+        !rules.contains("{{"),
+        "the ruleset cannot be a template as is"
+    );
+    let lab = Lab::start(&site.manifest, LabOptions::matching(&site.manifest));
+    for (case, text) in damaged_rulesets(&rules) {
+        lab.reset_nat();
+        let templates = ScratchDir::new("partial-rules-template");
+        fs::write(templates.path().join("rules.v4.hbs"), &text).expect("write the override");
+        let partial = render_with(&site.spec, Some(templates.path()));
+        let install = InstallSet::from_site_dir(&partial.site_dir, &partial.manifest);
+        let mut f = Findings::new(format!("{}: rendered rules.v4 is {case}", label(&site)));
+        let run = lab.run_configure_pat(&install);
+        check_refused(&lab, &run, "The loaded ruleset is incomplete", &mut f);
+        f.assert_clean(&lab);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Jumps and chains left by earlier runs
+// ---------------------------------------------------------------------------
+
+/// natbake's jumps from the built-in chains.
+const JUMPS: [&str; 3] = [
+    "-A FORWARD -j NATBAKE-FORWARD",
+    "-A PREROUTING -j NATBAKE-PREROUTING",
+    "-A POSTROUTING -j NATBAKE-POSTROUTING",
+];
+
+fn check_each_jump_once(lab: &Lab, when: &str, f: &mut Findings) {
+    let saved = lab.iptables_save();
+    for jump in JUMPS {
+        let count = saved.lines().filter(|l| *l == jump).count();
+        f.check(
+            count == 1,
+            format!("{when}: `{jump}` is there {count} times, not once"),
+        );
+    }
+}
+
+/// Runs that overlap (the unit started twice, an administrator running the
+/// script during boot) wait for one another instead of each adding the
+/// jumps; and jumps that are there twice (left by runs before the lock)
+/// are kept once, in the first place, by the next run.
+#[test]
+fn overlapping_runs_leave_each_jump_once() {
+    if !support::require_root("overlapping_runs_leave_each_jump_once") {
+        return;
+    }
+    let site = metadata_fixture(sites_with_forwards());
+    let install = InstallSet::from_site_dir(&site.site_dir, &site.manifest);
+    let lab = Lab::start(&site.manifest, LabOptions::matching(&site.manifest));
+    let mut f = Findings::new(format!("{}: overlapping runs", label(&site)));
+
+    const COPIES: usize = 4;
+    for (i, (code, stderr)) in lab
+        .run_configure_pat_concurrently(&install, COPIES)
+        .into_iter()
+        .enumerate()
+    {
+        f.check(
+            code == 0,
+            format!("copy {i} of {COPIES} exited with {code}:\n{stderr}"),
+        );
+    }
+    check_each_jump_once(&lab, "after overlapping runs", &mut f);
+
+    // Duplicates behind a rule of other software, as overlapping runs
+    // without the lock left them.
+    let a = lab.plan.unused;
+    lab.restore_noflush(
+        "duplicate-jumps.v4",
+        &format!(
+            "*filter\n-A FORWARD -s {a}/32 -j DROP\n-A FORWARD -j NATBAKE-FORWARD\n\
+             -A FORWARD -j NATBAKE-FORWARD\nCOMMIT\n*nat\n-A PREROUTING -j NATBAKE-PREROUTING\n\
+             -A POSTROUTING -j NATBAKE-POSTROUTING\nCOMMIT\n"
+        ),
+    );
+    let run = lab.run_configure_pat(&install);
+    f.check(
+        run.success(),
+        format!("the run after duplicates failed:\n{}", run.explain()),
+    );
+    check_each_jump_once(&lab, "after a run with duplicate jumps", &mut f);
+    let forward = support::run_stdout(in_ns(&lab.ns.nat, "iptables").args(["-S", "FORWARD"]));
+    let jump = forward.lines().position(|l| l == JUMPS[0]);
+    let other = forward.lines().position(|l| l.ends_with(" -j DROP"));
+    f.check(
+        jump.is_some() && other.is_some() && jump < other,
+        format!("the first jump (before other software's rule) should be the one kept:\n{forward}"),
+    );
+    f.check(
+        run.stderr.contains("duplicate jump"),
+        format!("the removal of duplicates is not logged:\n{}", run.stderr),
+    );
+    check_all_up(&lab, &mut f);
+    f.assert_clean(&lab);
+}
+
+/// natbake chains that the current ruleset no longer has are removed one
+/// by one, each removal checked: the log names exactly the chains removed,
+/// and a chain that something else still jumps to fails the run by name.
+#[test]
+fn stale_chains_are_removed_and_each_removal_checked() {
+    if !support::require_root("stale_chains_are_removed_and_each_removal_checked") {
+        return;
+    }
+    let site = metadata_fixture(sites_with_forwards());
+    let install = InstallSet::from_site_dir(&site.site_dir, &site.manifest);
+    let lab = Lab::start(&site.manifest, LabOptions::matching(&site.manifest));
+    let mut f = Findings::new(format!("{}: stale natbake chains", label(&site)));
+    let first = lab.run_configure_pat(&install);
+    if !f.check(first.success(), format!("first run:\n{}", first.explain())) {
+        f.assert_clean(&lab);
+    }
+    // Two chains of an earlier ruleset; other software still jumps to the
+    // first (sorted first, so that a check of only the last removal would
+    // miss it).
+    lab.restore_noflush(
+        "stale.v4",
+        "*filter\n:NATBAKE-OLD-A - [0:0]\n:NATBAKE-OLD-B - [0:0]\n:OTHERSW-STALE - [0:0]\n\
+         -A NATBAKE-OLD-A -j RETURN\n-A NATBAKE-OLD-B -j RETURN\n-A OTHERSW-STALE -j NATBAKE-OLD-A\n\
+         COMMIT\n",
+    );
+    let run = lab.run_configure_pat(&install);
+    let removed: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.contains("Removed natbake chains"))
+        .collect();
+    f.check(
+        removed.len() == 1
+            && removed[0].contains("NATBAKE-OLD-B")
+            && !removed[0].contains("NATBAKE-OLD-A"),
+        format!(
+            "the log should name NATBAKE-OLD-B, and only it, as removed:\n{}",
+            run.stderr
+        ),
+    );
+    check_refused(&lab, &run, "Cannot remove natbake chains", &mut f);
+    f.check(
+        run.stderr
+            .lines()
+            .any(|l| l.contains("ERROR") && l.contains("NATBAKE-OLD-A")),
+        format!("the error should name NATBAKE-OLD-A:\n{}", run.stderr),
+    );
+    let saved = lab.iptables_save();
+    f.check(
+        !saved.contains(":NATBAKE-OLD-B") && saved.contains(":NATBAKE-OLD-A"),
+        format!("NATBAKE-OLD-B should be gone and NATBAKE-OLD-A kept:\n{saved}"),
+    );
+    f.assert_clean(&lab);
+}
+
+// ---------------------------------------------------------------------------
+// Metadata hiccups
+// ---------------------------------------------------------------------------
+
+const TOKEN: &str = "/latest/api/token";
+const MAC: &str = "/latest/meta-data/mac";
+const CIDR_BLOCKS: &str = "/latest/meta-data/network/interfaces/macs/{mac}/vpc-ipv4-cidr-blocks";
+
+/// One failure of each metadata request (500, a dropped connection, 503)
+/// is retried: the check is made, the NAT comes up, within seconds.
+#[test]
+fn metadata_hiccups_are_retried() {
+    if !support::require_root("metadata_hiccups_are_retried (network namespaces)") {
+        return;
+    }
+    let site = metadata_fixture(sites_with_forwards());
+    let m = &site.manifest;
+    let install = InstallSet::from_site_dir(&site.site_dir, m);
+    let faults = [
+        format!("{TOKEN}=1:500"),
+        format!("{MAC}=1:drop"),
+        format!("{CIDR_BLOCKS}=2:503"),
+    ];
+    let lab = Lab::start(m, LabOptions::matching(m).with_imds_faults(&faults));
+    let mut f = Findings::new(format!("{}: metadata hiccups", label(&site)));
+    let run = lab.run_configure_pat(&install);
+    f.check(
+        run.success(),
+        format!("configure-pat.sh failed:\n{}", run.explain()),
+    );
+    f.check(
+        run.elapsed < NO_METADATA_LIMIT,
+        format!("took {:.1?} (limit {NO_METADATA_LIMIT:?})", run.elapsed),
+    );
+    f.check(
+        run.stderr.contains("include the spec's"),
+        format!("the VPC's CIDR blocks were not compared:\n{}", run.stderr),
+    );
+    let requests = lab.imds_requests();
+    for (what, mark) in [("500", " 500"), ("dropped", " drop"), ("503", " 503")] {
+        f.check(
+            requests.iter().any(|r| r.ends_with(mark)),
+            format!("no {what} answer was given:\n{}", requests.join("\n")),
+        );
+    }
+    check_imds_v2_used(&lab, &mut f);
+    check_all_up(&lab, &mut f);
+    f.assert_clean(&lab);
+}
+
+/// After the token: a request that only ever fails transiently is a
+/// warning (the CIDR blocks could not be compared, as with no metadata at
+/// all) and the NAT comes up within seconds; a definite refusal (404)
+/// fails, forwarding off.
+#[test]
+fn metadata_failing_after_the_token() {
+    if !support::require_root("metadata_failing_after_the_token (network namespaces)") {
+        return;
+    }
+    let site = metadata_fixture(sites_with_forwards());
+    let m = &site.manifest;
+    let install = InstallSet::from_site_dir(&site.site_dir, m);
+
+    let lab = Lab::start(
+        m,
+        LabOptions::matching(m).with_imds_faults(&[format!("{CIDR_BLOCKS}=1000:500")]),
+    );
+    let mut f = Findings::new(format!("{}: metadata keeps answering 500", label(&site)));
+    let run = lab.run_configure_pat(&install);
+    f.check(
+        run.success(),
+        format!("configure-pat.sh should carry on:\n{}", run.explain()),
+    );
+    f.check(
+        run.elapsed < NO_METADATA_LIMIT,
+        format!("took {:.1?} (limit {NO_METADATA_LIMIT:?})", run.elapsed),
+    );
+    f.check(
+        run.stderr.contains("WARNING") && run.stderr.contains("were not compared"),
+        format!(
+            "no warning that the blocks were not compared:\n{}",
+            run.stderr
+        ),
+    );
+    let tries = lab
+        .imds_requests()
+        .iter()
+        .filter(|r| r.contains("/vpc-ipv4-cidr-blocks ") && r.ends_with(" 500"))
+        .count();
+    f.check(
+        tries >= 2,
+        format!("the CIDR blocks were asked for {tries} time(s), not retried"),
+    );
+    check_sysctls(&lab, &mut f);
+    check_forward_policy(&lab, &mut f);
+    f.assert_clean(&lab);
+    drop(lab);
+
+    let lab = Lab::start(
+        m,
+        LabOptions::matching(m).with_imds_faults(&[format!("{CIDR_BLOCKS}=1000:404")]),
+    );
+    let mut f = Findings::new(format!(
+        "{}: metadata refuses the CIDR blocks",
+        label(&site)
+    ));
+    let run = lab.run_configure_pat(&install);
+    check_refused(
+        &lab,
+        &run,
+        "refused the VPC's CIDR blocks (HTTP status 404)",
+        &mut f,
+    );
+    f.assert_clean(&lab);
 }

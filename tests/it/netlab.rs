@@ -625,6 +625,10 @@ pub enum Imds {
 #[derive(Clone, Debug)]
 pub struct LabOptions {
     pub imds: Imds,
+    /// Hiccups of the metadata stub, as its `--fault` takes them:
+    /// `PATH=N:KIND`, the first N requests of PATH failing with the HTTP
+    /// status KIND, or with the connection dropped when KIND is `drop`.
+    pub imds_faults: Vec<String>,
 }
 
 impl LabOptions {
@@ -635,6 +639,7 @@ impl LabOptions {
         cidrs.push(cidr_outside(m).to_string());
         LabOptions {
             imds: Imds::Stub(cidrs),
+            imds_faults: Vec::new(),
         }
     }
 
@@ -642,7 +647,14 @@ impl LabOptions {
     pub fn mismatching(m: &Manifest) -> LabOptions {
         LabOptions {
             imds: Imds::Stub(vec![cidr_outside(m).to_string()]),
+            imds_faults: Vec::new(),
         }
+    }
+
+    /// The same, with the metadata stub failing as `faults` say.
+    pub fn with_imds_faults(mut self, faults: &[String]) -> LabOptions {
+        self.imds_faults = faults.to_vec();
+        self
     }
 }
 
@@ -1163,6 +1175,10 @@ COMMIT
                 args.push("--cidr".into());
                 args.push(c);
             }
+            for fault in &self.options.imds_faults {
+                args.push("--fault".into());
+                args.push(fault.clone());
+            }
             let (nat, python) = (self.ns.nat.clone(), self.python.clone());
             self.spawn("imds stub", &nat, &python, &args);
             expected.push((nat, Proto::Tcp, format!("{IMDS_ADDRESS}:80")));
@@ -1251,6 +1267,54 @@ COMMIT
     /// the namespace's own network settings can be changed, whatever the
     /// script tries.
     pub fn run_configure_pat(&self, files: &InstallSet) -> Finished {
+        self.run_installed(files, &[files.script_path()])
+    }
+
+    /// Runs `copies` copies of the installed configure-pat.sh at the same
+    /// moment, in one view of the file system (so they share its lock
+    /// file), as two starts of the boot step that overlap would. Returns
+    /// each copy's exit code and stderr.
+    pub fn run_configure_pat_concurrently(
+        &self,
+        files: &InstallSet,
+        copies: usize,
+    ) -> Vec<(i32, String)> {
+        let count = copies.to_string();
+        let out = self
+            .dir()
+            .join(format!("concurrent-{}", support::unique_id()));
+        fs::create_dir_all(&out).expect("create the output folder");
+        let out_arg = out.display().to_string();
+        let done = self.run_installed(
+            files,
+            &[
+                "/bin/sh",
+                "-c",
+                CONCURRENT_RUNS,
+                "sh",
+                files.script_path(),
+                &count,
+                &out_arg,
+            ],
+        );
+        assert!(done.success(), "concurrent runs: {}", done.explain());
+        // `<index> <exit code>` lines, then each copy's stderr in a file.
+        done.stdout
+            .lines()
+            .map(|line| {
+                let (index, code) = line.split_once(' ').expect("index and exit code");
+                let stderr = fs::read_to_string(out.join(format!("{index}.err")));
+                (
+                    code.parse().expect("an exit code"),
+                    stderr.unwrap_or_default(),
+                )
+            })
+            .collect()
+    }
+
+    /// Installs `files` as [`Lab::run_configure_pat`] does and runs
+    /// `command` there.
+    fn run_installed(&self, files: &InstallSet, command: &[&str]) -> Finished {
         let run = self.runs.fetch_add(1, Ordering::Relaxed);
         let stage = self.dir().join(format!("run-{run}"));
         fs::create_dir_all(stage.join("ovl")).expect("create stage dir");
@@ -1290,7 +1354,7 @@ COMMIT
         ])
         .arg(&stage)
         .arg(self.dir().join("devlog.sock"))
-        .arg(files.script_path());
+        .args(command);
         trace(&format!(
             "{}: running {} from {}",
             self.manifest.site,
@@ -1438,7 +1502,14 @@ COMMIT
 COMMIT
 "
         );
-        let file = self.write_file("foreign.v4", &rules);
+        self.restore_noflush("foreign.v4", &rules);
+    }
+
+    /// Loads `rules` into the NAT namespace with `iptables-restore
+    /// --noflush`, keeping what is there, as other software (or an earlier
+    /// run) would have left it.
+    pub fn restore_noflush(&self, name: &str, rules: &str) {
+        let file = self.write_file(name, rules);
         support::run(
             in_ns(&self.ns.nat, "iptables-restore")
                 .arg("--noflush")
@@ -1648,6 +1719,24 @@ done < "$stage/install.list"
 exec env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 "$@"
 "#;
 
+/// Runs $2 copies of the script $1 at once and prints `<index> <exit code>`
+/// for each; copy i's stderr goes to $3/i.err.
+const CONCURRENT_RUNS: &str = r#"
+script=$1 copies=$2 out=$3
+i=0
+while [ "$i" -lt "$copies" ]; do
+  "$script" >/dev/null 2>"$out/$i.err" &
+  eval "pid_$i=\$!"
+  i=$((i + 1))
+done
+i=0
+while [ "$i" -lt "$copies" ]; do
+  eval "wait \$pid_$i"
+  echo "$i $?"
+  i=$((i + 1))
+done
+"#;
+
 /// Exit code of `INSTALLED_RUN` when the lab itself failed.
 const SETUP_FAILED: i32 = 97;
 
@@ -1843,6 +1932,24 @@ impl InstallSet {
             files,
         };
         set.assert_complete();
+        set
+    }
+
+    /// The same set with the file installed at `install_path` taken from
+    /// `source` instead, as a damaged or edited file on the instance.
+    pub fn with_source(&self, install_path: &str, source: &Path) -> InstallSet {
+        let mut set = self.clone();
+        let file = set
+            .files
+            .iter_mut()
+            .find(|f| f.install_path == install_path)
+            .unwrap_or_else(|| panic!("{}: nothing installs {install_path}", self.origin));
+        file.source = source.to_owned();
+        set.origin = format!(
+            "{} with {install_path} from {}",
+            self.origin,
+            source.display()
+        );
         set
     }
 
