@@ -182,9 +182,10 @@ impl SpecError {
 /// ones; with several, only when every one of them is invalid) give
 /// [`EXIT_INVALID_SPEC`], anything else [`EXIT_FAILURE`].
 pub fn exit_code_for(err: &anyhow::Error) -> u8 {
-    let invalid = err
-        .chain()
-        .any(|e| e.downcast_ref::<SpecError>().is_some_and(SpecError::is_invalid));
+    let invalid = err.chain().any(|e| {
+        e.downcast_ref::<SpecError>()
+            .is_some_and(SpecError::is_invalid)
+    });
     if invalid {
         EXIT_INVALID_SPEC
     } else {

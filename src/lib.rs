@@ -123,9 +123,7 @@ pub fn find_specs(dir: &Path, output: &Path) -> Result<Vec<PathBuf>> {
         );
     }
     let is_output = |e: &walkdir::DirEntry| {
-        output_id.is_some()
-            && e.file_type().is_dir()
-            && e.metadata().ok().map(id) == output_id
+        output_id.is_some() && e.file_type().is_dir() && e.metadata().ok().map(id) == output_id
     };
     let mut specs = Vec::new();
     let walk = walkdir::WalkDir::new(dir)
@@ -222,54 +220,114 @@ fn spec_errors(
     }
 }
 
-/// Validates every spec, then renders and writes them site by site.
+/// Validates, renders and stages every spec, site by site on every core,
+/// then puts the staged folders in place only if every spec was valid and
+/// every site was staged.
 ///
-/// The first pass keeps only each site's name, and the second reads each
-/// spec again and drops it once written, so memory stays that of a few
-/// sites however many there are; parsing a spec costs far less than
-/// rendering and writing it.
+/// Each site is on disk under a temporary name once rendered, so memory
+/// stays that of a few sites however many there are, and each spec is read
+/// once. What was staged is removed again when anything failed.
 fn render_all(templates: &Templates, specs: &[PathBuf], output: &Path) -> Result<()> {
+    let created = !output.exists();
+    let out = OutputDir::open(output)?;
+    let result = stage_and_commit(templates, specs, &out);
+    if result.is_err() && created {
+        // A run that wrote nothing leaves no empty output folder behind.
+        drop(out);
+        let _ = std::fs::remove_dir(output);
+    }
+    let notes = result?;
+    for (name, notes) in notes {
+        for n in notes {
+            note(format_args!("note: {name}: {n}"))?;
+        }
+        say(format_args!(
+            "rendered {}",
+            printable_path(&output.join(name))
+        ))?;
+    }
+    Ok(())
+}
+
+/// The outcome of one spec in [`stage_and_commit`].
+enum Outcome {
+    Invalid(SpecError),
+    Failed(String, anyhow::Error),
+    /// Not rendered because another spec already failed.
+    Skipped(String),
+    Staged(output::Staged, String, Vec<String>),
+}
+
+/// Returns each site's name and notes, in the order of `specs`.
+fn stage_and_commit(
+    templates: &Templates,
+    specs: &[PathBuf],
+    out: &OutputDir,
+) -> Result<Vec<(String, Vec<String>)>> {
+    // After the first failure the remaining specs are still validated, so
+    // that every problem is reported, but no longer rendered.
+    let failed = AtomicBool::new(false);
+    let outcomes = parallel_map(specs, |path| {
+        let site = match validate::load(path) {
+            Ok(site) => site,
+            Err(e) => {
+                failed.store(true, Ordering::Relaxed);
+                return Outcome::Invalid(e);
+            }
+        };
+        if failed.load(Ordering::Relaxed) {
+            return Outcome::Skipped(site.name);
+        }
+        let staged = render::render_site(templates, &site)
+            .and_then(|r| out.stage(&r).map(|staged| (staged, r.notes)));
+        match staged {
+            Ok((staged, notes)) => Outcome::Staged(staged, site.name, notes),
+            Err(e) => {
+                failed.store(true, Ordering::Relaxed);
+                Outcome::Failed(site.name, e)
+            }
+        }
+    });
+    let mut staged = Vec::with_capacity(specs.len());
+    let mut first_failure = None;
     let names = spec_errors(
         specs,
-        parallel_map(specs, |p| validate::load(p).map(|site| site.name)).into_iter(),
-    )?;
-    let out = OutputDir::open(output)?;
-    // A template override that fails only at render time, or a spec that
-    // changed since the first pass, stops the build at that site; every
-    // folder written is complete.
-    let failed = AtomicBool::new(false);
-    let results = parallel_map(specs, |path| {
-        if failed.load(Ordering::Relaxed) {
-            return None;
-        }
-        let result = validate::load(path)
-            .map_err(anyhow::Error::from)
-            .and_then(|site| render::render_site(templates, &site))
-            .and_then(|r| out.write_site(&r).map(|()| r.notes));
-        if result.is_err() {
-            failed.store(true, Ordering::Relaxed);
-        }
-        Some(result)
-    });
-    let mut first_error = None;
-    for (name, result) in names.iter().zip(results) {
-        match result {
-            Some(Ok(notes)) => {
-                for n in notes {
-                    note(format_args!("note: {name}: {n}"))?;
-                }
-                say(format_args!(
-                    "rendered {}",
-                    printable_path(&output.join(name))
-                ))?;
+        outcomes.into_iter().map(|o| match o {
+            Outcome::Invalid(e) => Err(e),
+            Outcome::Failed(name, e) => {
+                first_failure.get_or_insert(e);
+                Ok(name)
             }
-            Some(Err(e)) => {
-                first_error.get_or_insert(e);
+            Outcome::Skipped(name) => Ok(name),
+            Outcome::Staged(s, name, notes) => {
+                staged.push((s, notes));
+                Ok(name)
             }
-            None => {}
-        }
+        }),
+    );
+    // Spec problems come first: they are what the user is to fix.
+    let names = names?;
+    if let Some(e) = first_failure {
+        return Err(e);
     }
-    first_error.map_or(Ok(()), Err)
+    let results = parallel_map_owned(staged, |(s, notes)| out.commit(s).map(|()| notes));
+    let mut done = Vec::with_capacity(names.len());
+    for (name, result) in names.into_iter().zip(results) {
+        done.push((name, result?));
+    }
+    Ok(done)
+}
+
+/// [`parallel_map`] for items that are consumed.
+fn parallel_map_owned<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R> {
+    let cells: Vec<std::sync::Mutex<Option<T>>> = items
+        .into_iter()
+        .map(|t| std::sync::Mutex::new(Some(t)))
+        .collect();
+    parallel_map(&cells, |cell| {
+        let item = cell.lock().unwrap_or_else(|e| e.into_inner()).take();
+        f(item.expect("each item is taken once"))
+    })
 }
 
 /// Maps `f` over `items` on all cores, keeping the order.

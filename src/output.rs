@@ -58,8 +58,8 @@ impl OutputDir {
         let shown = printable_path(path);
         fs::create_dir_all(path)
             .with_context(|| format!("cannot create output folder `{shown}`"))?;
-        let lock = fs::File::open(path)
-            .with_context(|| format!("cannot open output folder `{shown}`"))?;
+        let lock =
+            fs::File::open(path).with_context(|| format!("cannot open output folder `{shown}`"))?;
         rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
             .with_context(|| format!("cannot lock output folder `{shown}`"))?;
         let out = OutputDir {
@@ -74,8 +74,7 @@ impl OutputDir {
     /// whose replacement never arrived is put back instead.
     fn clean_up(&self) -> Result<()> {
         let shown = printable_path(&self.path);
-        let entries =
-            fs::read_dir(&self.path).with_context(|| format!("cannot list `{shown}`"))?;
+        let entries = fs::read_dir(&self.path).with_context(|| format!("cannot list `{shown}`"))?;
         for entry in entries {
             let entry = entry.with_context(|| format!("cannot list `{shown}`"))?;
             let name = entry.file_name();
@@ -103,8 +102,10 @@ impl OutputDir {
         Ok(())
     }
 
-    /// Writes `r` to `<out>/<site>/`, replacing any earlier render of that site.
-    pub fn write_site(&self, r: &Rendered) -> Result<()> {
+    /// Writes `r` complete into a hidden folder of the output folder, to
+    /// be put in place by [`OutputDir::commit`]. Dropping the result
+    /// removes it.
+    pub fn stage(&self, r: &Rendered) -> Result<Staged> {
         let out = &self.path;
         let target = out.join(&r.site);
         if target.exists() && !target.is_dir() {
@@ -129,10 +130,25 @@ impl OutputDir {
                 .with_context(|| format!("cannot set the mode of `{}`", printable_path(&path)))?;
         }
         fs::set_permissions(staging.path(), fs::Permissions::from_mode(0o755)).with_context(
-            || format!("cannot set the mode of `{}`", printable_path(staging.path())),
+            || {
+                format!(
+                    "cannot set the mode of `{}`",
+                    printable_path(staging.path())
+                )
+            },
         )?;
-        crash_point("staged");
+        Ok(Staged {
+            site: r.site.clone(),
+            dir: staging,
+        })
+    }
 
+    /// Puts a staged site folder at `<out>/<site>`, replacing any earlier
+    /// render of that site.
+    pub fn commit(&self, staged: Staged) -> Result<()> {
+        crash_point("staged");
+        let Staged { site, dir: staging } = staged;
+        let target = self.path.join(&site);
         let moved = || {
             format!(
                 "cannot move the new site folder into `{}`",
@@ -155,7 +171,7 @@ impl OutputDir {
                 Ok(())
             }
             Err(e) if exchange_unsupported(&e) => {
-                self.replace_in_two_steps(&r.site, staging, &target)
+                self.replace_in_two_steps(&site, staging, &target)
             }
             Err(e) => Err(e).with_context(moved),
         }
@@ -189,6 +205,12 @@ impl OutputDir {
         let _ = aside.close();
         Ok(())
     }
+}
+
+/// A site folder written complete under a temporary name.
+pub struct Staged {
+    site: String,
+    dir: tempfile::TempDir,
 }
 
 /// An empty folder `.<site>.<kind>-XXXXXX` in `out`, removed when dropped.
@@ -236,7 +258,9 @@ fn leftover(name: &str) -> Option<(&str, Leftover)> {
 #[cfg(any(target_os = "linux", target_os = "android"))]
 fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
     if std::env::var_os("NATBAKE_TEST_NO_EXCHANGE").is_some() {
-        return Err(std::io::Error::from_raw_os_error(rustix::io::Errno::INVAL.raw_os_error()));
+        return Err(std::io::Error::from_raw_os_error(
+            rustix::io::Errno::INVAL.raw_os_error(),
+        ));
     }
     rustix::fs::renameat_with(
         rustix::fs::CWD,
