@@ -31,11 +31,11 @@ cd "$(dirname "$0")/.."
 # botocore checks security-group.json as the AWS CLI would),
 # the network tests (iproute2, iptables, socat, curl) and the boot tests
 # (debootstrap, systemd-nspawn, and nftables and conntrack to reset the
-# namespace between boots).
+# namespace between boots); time measures the peak memory of a build.
 packages=(
   shellcheck packer cloud-init systemd iptables iproute2 procps util-linux
   socat curl python3 python3-yaml python3-botocore debootstrap
-  systemd-container coreutils nftables conntrack
+  systemd-container coreutils nftables conntrack time
 )
 missing=()
 for p in "${packages[@]}"; do

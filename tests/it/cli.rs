@@ -751,3 +751,45 @@ fn the_test_script_runs_itself_through_sudo_when_not_root() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `build` keeps no site in memory once written: its peak memory for 500
+/// sites is within a few hundred bytes per site of that for 50 (keeping
+/// every parsed site, as a validate-everything-first pass might, costs
+/// about 10 KB per site of 50 forwards).
+#[test]
+fn build_memory_does_not_grow_with_the_number_of_sites() {
+    let dir = tempfile::tempdir().unwrap();
+    let peak_kb = |sites: usize| {
+        let specs = dir.path().join(format!("specs-{sites}"));
+        run(Command::new("python3")
+            .arg(repo().join("bench/gen-specs.py"))
+            .args([
+                "specs",
+                "--forwards",
+                "50",
+                "--specs",
+                &sites.to_string(),
+                "--out",
+            ])
+            .arg(&specs));
+        let report = dir.path().join(format!("time-{sites}"));
+        run(Command::new("/usr/bin/time")
+            .args(["-f", "%M", "-o"])
+            .arg(&report)
+            .arg(env!("CARGO_BIN_EXE_natbake"))
+            .arg("build")
+            .arg(&specs)
+            .arg("-o")
+            .arg(dir.path().join(format!("out-{sites}"))));
+        let text = std::fs::read_to_string(&report).unwrap();
+        text.trim()
+            .parse::<u64>()
+            .unwrap_or_else(|_| panic!("{text}"))
+    };
+    let few = peak_kb(50);
+    let many = peak_kb(500);
+    assert!(
+        many < few + 2_500,
+        "peak RSS grew from {few} kB at 50 sites to {many} kB at 500"
+    );
+}
