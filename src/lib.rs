@@ -34,8 +34,14 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Ok(cli) => cli,
         Err(e) => {
             let code = if e.use_stderr() { EXIT_USAGE } else { EXIT_OK };
-            let _ = e.print();
-            return ExitCode::from(code);
+            // `--help` or `--version` that cannot be written is a failure,
+            // unless the reader just went away.
+            return match e.print() {
+                Err(e) if code == EXIT_OK && e.kind() != io::ErrorKind::BrokenPipe => {
+                    ExitCode::from(error::EXIT_FAILURE)
+                }
+                _ => ExitCode::from(code),
+            };
         }
     };
     match run(cli) {

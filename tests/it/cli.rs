@@ -453,6 +453,11 @@ fn a_closed_or_full_output_stream_is_no_panic() {
     );
     assert_eq!(c, 1, "{err}");
 
+    assert_eq!(code(natbake().arg("--help").stdout(full())).0, 1);
+    let out = natbake().arg("--help").stdout(closed()).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(out.stderr.is_empty());
+
     let out = natbake()
         .args(["check", "tests/fixtures/invalid/port-22.yaml"])
         .stderr(full())
