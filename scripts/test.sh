@@ -1,25 +1,41 @@
 #!/bin/bash
 # Installs every tool the tests use, then runs every test: formatting,
 # clippy, unit tests, snapshots, the real validators, the network-namespace
-# tests and the boot tests. Run as root on Debian 12 (apt, network
-# namespaces, systemd-nspawn). CI runs exactly this script.
+# tests and the boot tests. Needs root on Debian 12 (apt, network
+# namespaces, systemd-nspawn): run it as root, or as a user who may use
+# sudo, and it runs itself again through sudo. CI runs exactly this script.
 set -euo pipefail
-cd "$(dirname "$0")/.."
 
 if [ "$(id -u)" -ne 0 ]; then
-  echo "scripts/test.sh installs packages and creates network namespaces: run it as root." >&2
-  exit 1
+  if ! command -v sudo >/dev/null 2>&1; then
+    echo "scripts/test.sh installs packages and creates network namespaces: run it as root (there is no sudo here)." >&2
+    exit 1
+  fi
+  # sudo resets the environment: pass on the Rust toolchain of the user
+  # (cargo and rustup find it through PATH, CARGO_HOME and RUSTUP_HOME) and
+  # the boot tests' image cache.
+  keep=(
+    "PATH=$PATH"
+    "CARGO_HOME=${CARGO_HOME:-$HOME/.cargo}"
+    "RUSTUP_HOME=${RUSTUP_HOME:-$HOME/.rustup}"
+  )
+  if [ -n "${NATBAKE_CACHE_DIR:-}" ]; then
+    keep+=("NATBAKE_CACHE_DIR=$NATBAKE_CACHE_DIR")
+  fi
+  exec sudo env "${keep[@]}" bash "$0" "$@"
 fi
+
+cd "$(dirname "$0")/.."
 
 # Debian packages: validators (shellcheck, packer, cloud-init, systemd;
 # botocore checks security-group.json as the AWS CLI would),
 # the network tests (iproute2, iptables, socat, curl) and the boot tests
 # (debootstrap, systemd-nspawn, and nftables and conntrack to reset the
-# namespace between boots).
+# namespace between boots); time measures the peak memory of a build.
 packages=(
   shellcheck packer cloud-init systemd iptables iproute2 procps util-linux
   socat curl python3 python3-yaml python3-botocore debootstrap
-  systemd-container coreutils nftables conntrack
+  systemd-container coreutils nftables conntrack time
 )
 missing=()
 for p in "${packages[@]}"; do

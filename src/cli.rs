@@ -22,7 +22,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Validate site specs without writing anything.
+    /// Validate site specs and render them in memory (with --templates, if
+    /// given), writing nothing.
     Check {
         /// Site spec files.
         #[arg(required = true, value_name = "SPEC")]
@@ -37,8 +38,9 @@ pub enum Command {
         #[arg(short, long, value_name = "OUT")]
         output: PathBuf,
     },
-    /// Render every *.yaml under a folder, in sorted order. If any spec is
-    /// invalid, all problems are reported and nothing is written.
+    /// Render every *.yaml under a folder (following symbolic links, skipping
+    /// the output folder), in sorted order. If any spec is invalid, all
+    /// problems are reported and nothing is written.
     Build {
         /// Folder of site specs.
         #[arg(default_value = "images", value_name = "DIR")]

@@ -5,8 +5,9 @@
 //! together. Everything else is an `anyhow` error with context naming the
 //! file it concerns.
 
+use std::borrow::Cow;
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Exit code for success.
 pub const EXIT_OK: u8 = 0;
@@ -34,7 +35,7 @@ pub struct Diagnostic {
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
     /// The file could not be read.
-    #[error("cannot read site spec `{}`", file.display())]
+    #[error("cannot read site spec `{}`", printable_path(file))]
     Read {
         file: PathBuf,
         #[source]
@@ -46,8 +47,13 @@ pub enum SpecError {
         file: PathBuf,
         diagnostics: Vec<Diagnostic>,
     },
-    /// Several specs of one command failed; each is listed.
-    #[error("{} of {total} site specs are invalid; nothing was written{}", errors.len(), list(errors))]
+    /// Several specs of one command failed; each is listed with its causes.
+    #[error(
+        "{} of {total} site specs {}; nothing was written{}",
+        errors.len(),
+        if all_invalid(errors) { "are invalid" } else { "failed" },
+        list(errors)
+    )]
     Several {
         errors: Vec<SpecError>,
         total: usize,
@@ -55,8 +61,8 @@ pub enum SpecError {
     /// Two specs of one build name the same site.
     #[error(
         "site `{site}` is defined twice: in `{}` and in `{}`; every site needs its own name",
-        first.display(),
-        second.display()
+        printable_path(first),
+        printable_path(second)
     )]
     DuplicateSite {
         site: String,
@@ -65,8 +71,58 @@ pub enum SpecError {
     },
 }
 
+/// Each error, then its causes: an unreadable file keeps the reason the
+/// system gave.
 fn list(errors: &[SpecError]) -> String {
-    errors.iter().map(|e| format!("\n{e}")).collect()
+    let mut out = String::new();
+    for e in errors {
+        out.push_str(&format!("\n{e}"));
+        let mut cause = std::error::Error::source(e);
+        while let Some(c) = cause {
+            out.push_str(&format!("\n  caused by: {c}"));
+            cause = c.source();
+        }
+    }
+    out
+}
+
+/// Whether every failure is a problem of the spec's content, so that the
+/// whole may be called invalid (exit 3) rather than failed (exit 1).
+fn all_invalid(errors: &[SpecError]) -> bool {
+    errors.iter().all(SpecError::is_invalid)
+}
+
+/// Text from a spec or a file name as a message may show it: control
+/// characters (a newline in a sysctl key, an escape sequence in a file
+/// name), the invisible characters that reorder or split lines, and `\`
+/// itself are written as Rust escapes (`\n`, `\u{1b}`, `\\`), so each
+/// message stays on its line and shows what is really there.
+pub fn printable(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(needs_escape) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if needs_escape(c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// [`printable`] for a path.
+pub fn printable_path(path: &Path) -> String {
+    printable(&path.to_string_lossy()).into_owned()
+}
+
+fn needs_escape(c: char) -> bool {
+    c.is_control()
+        || c == '\\'
+        // Line and paragraph separators, and the bidirectional controls
+        // that can make a message read differently from its bytes.
+        || matches!(c, '\u{2028}' | '\u{2029}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
 /// Displays an invalid spec as one line per problem: `FILE:LINE:COL: PATH: MESSAGE`.
@@ -78,23 +134,25 @@ struct Invalid<'a> {
 impl fmt::Display for Invalid<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.diagnostics.len();
+        let file = printable_path(self.file);
         write!(
             f,
-            "`{}` is not a valid site spec ({n} problem{})",
-            self.file.display(),
+            "`{file}` is not a valid site spec ({n} problem{})",
             if n == 1 { "" } else { "s" }
         )?;
+        // Paths and messages quote the spec's own text, which may hold any
+        // character; escaping keeps every problem on its own line.
         for d in self.diagnostics {
             if d.line == 0 {
                 // A problem of the whole file, such as its size.
-                write!(f, "\n  {}: ", self.file.display())?;
+                write!(f, "\n  {file}: ")?;
             } else {
-                write!(f, "\n  {}:{}:{}: ", self.file.display(), d.line, d.column)?;
+                write!(f, "\n  {file}:{}:{}: ", d.line, d.column)?;
             }
             if !d.path.is_empty() {
-                write!(f, "{}: ", d.path)?;
+                write!(f, "{}: ", printable(&d.path))?;
             }
-            f.write_str(&d.message)?;
+            f.write_str(&printable(&d.message))?;
         }
         Ok(())
     }
@@ -108,20 +166,25 @@ impl SpecError {
             _ => &[],
         }
     }
+
+    /// Whether this is a problem of the spec's content (exit 3), as
+    /// opposed to a file that could not be read (exit 1).
+    fn is_invalid(&self) -> bool {
+        match self {
+            SpecError::Read { .. } => false,
+            SpecError::Invalid { .. } | SpecError::DuplicateSite { .. } => true,
+            SpecError::Several { errors, .. } => all_invalid(errors),
+        }
+    }
 }
 
-/// Picks the exit code for an error chain: an invalid spec (not an unreadable one) anywhere in it gives
+/// Picks the exit code for an error chain: invalid specs (not unreadable
+/// ones; with several, only when every one of them is invalid) give
 /// [`EXIT_INVALID_SPEC`], anything else [`EXIT_FAILURE`].
 pub fn exit_code_for(err: &anyhow::Error) -> u8 {
     let invalid = err.chain().any(|e| {
-        matches!(
-            e.downcast_ref::<SpecError>(),
-            Some(
-                SpecError::Invalid { .. }
-                    | SpecError::DuplicateSite { .. }
-                    | SpecError::Several { .. }
-            )
-        )
+        e.downcast_ref::<SpecError>()
+            .is_some_and(SpecError::is_invalid)
     });
     if invalid {
         EXIT_INVALID_SPEC

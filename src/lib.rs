@@ -3,7 +3,7 @@
 //!
 //! The pipeline is: [`validate::load`] reads and checks a spec into a
 //! [`site::Site`]; [`render::render_site`] turns it into artifacts (pure,
-//! bytes in memory); [`output::write_site`] puts them on disk atomically.
+//! bytes in memory); [`output::OutputDir`] puts them on disk atomically.
 
 pub mod cidr;
 pub mod cli;
@@ -17,10 +17,12 @@ pub mod validate;
 use anyhow::{Context, Result};
 use clap::Parser;
 use cli::{Cli, Command, TemplatesAction};
-use error::{EXIT_OK, EXIT_USAGE, SpecError};
+use error::{EXIT_OK, EXIT_USAGE, SpecError, printable_path};
+use output::OutputDir;
 use render::Templates;
-use site::Site;
 use std::ffi::OsString;
+use std::fmt::Display;
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,14 +34,21 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Ok(cli) => cli,
         Err(e) => {
             let code = if e.use_stderr() { EXIT_USAGE } else { EXIT_OK };
-            let _ = e.print();
-            return ExitCode::from(code);
+            // `--help` or `--version` that cannot be written is a failure,
+            // unless the reader just went away.
+            return match e.print() {
+                Err(e) if code == EXIT_OK && e.kind() != io::ErrorKind::BrokenPipe => {
+                    ExitCode::from(error::EXIT_FAILURE)
+                }
+                _ => ExitCode::from(code),
+            };
         }
     };
     match run(cli) {
         Ok(()) => ExitCode::from(EXIT_OK),
         Err(err) => {
-            eprintln!("{}", format_error(&err));
+            // Nowhere is left to report a failure to write this.
+            let _ = writeln!(io::stderr(), "{}", format_error(&err));
             ExitCode::from(error::exit_code_for(&err))
         }
     }
@@ -54,6 +63,30 @@ pub fn format_error(err: &anyhow::Error) -> String {
     out
 }
 
+/// Writes one line of the report to stdout.
+///
+/// A reader that went away (`natbake check … | head -1`) is not an error:
+/// the rest of the report is dropped quietly, as other Unix tools do, and
+/// the command still finishes its work and exits with its own code. Any
+/// other failure to write (`> /dev/full`) is an error, exit 1.
+pub(crate) fn say(line: impl Display) -> Result<()> {
+    write_line(io::stdout().lock(), "standard output", line)
+}
+
+/// [`say`] for notes on stderr.
+pub(crate) fn note(line: impl Display) -> Result<()> {
+    write_line(io::stderr().lock(), "standard error", line)
+}
+
+fn write_line(mut w: impl Write, name: &str, line: impl Display) -> Result<()> {
+    match writeln!(w, "{line}").and_then(|()| w.flush()) {
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => {
+            Err(e).with_context(|| format!("cannot write to {name}"))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
@@ -61,43 +94,60 @@ pub fn run(cli: Cli) -> Result<()> {
             action: TemplatesAction::Dump { dir },
         } => render::dump_templates(&dir),
         Command::Check { specs } => {
-            let sites = load_all(&specs)?;
-            for (path, site) in specs.iter().zip(&sites) {
-                println!(
-                    "ok: {} (site {}, {} forward{})",
-                    path.display(),
-                    site.name,
-                    site.forwards.len(),
-                    if site.forwards.len() == 1 { "" } else { "s" }
-                );
-                for note in render::json::security_group_notes(site) {
-                    eprintln!("note: {}: {note}", site.name);
-                }
-            }
-            Ok(())
+            let templates = Templates::load(cli.templates.as_deref())?;
+            check_all(&templates, &specs)
         }
         Command::Render { specs, output } => {
             let templates = Templates::load(cli.templates.as_deref())?;
-            let sites = load_all(&specs)?;
-            render_all(&templates, &sites, &output)
+            render_all(&templates, &specs, &output)
         }
         Command::Build { dir, output } => {
             let templates = Templates::load(cli.templates.as_deref())?;
-            let specs = find_specs(&dir)?;
+            let specs = find_specs(&dir, &output)?;
             if specs.is_empty() {
-                anyhow::bail!("no *.yaml site specs found under `{}`", dir.display());
+                anyhow::bail!(
+                    "no *.yaml site specs found under `{}`",
+                    printable_path(&dir)
+                );
             }
-            let sites = load_all(&specs)?;
-            render_all(&templates, &sites, &output)
+            render_all(&templates, &specs, &output)
         }
     }
 }
 
-/// Every `*.yaml` file under `dir`, sorted by path.
-pub fn find_specs(dir: &Path) -> Result<Vec<PathBuf>> {
+/// Every `*.yaml` file under `dir`, sorted by path, following symbolic
+/// links. The output folder is skipped where it lies inside `dir`: what
+/// natbake wrote there (`user-data.yaml`) is not a spec.
+pub fn find_specs(dir: &Path, output: &Path) -> Result<Vec<PathBuf>> {
+    use std::os::unix::fs::MetadataExt;
+    let id = |m: std::fs::Metadata| (m.dev(), m.ino());
+    let output_id = std::fs::metadata(output).ok().map(id);
+    if output_id.is_some() && std::fs::metadata(dir).ok().map(id) == output_id {
+        anyhow::bail!(
+            "the output folder `{}` is the spec folder; write the output elsewhere, such as `-o build`",
+            printable_path(output)
+        );
+    }
+    let is_output = |e: &walkdir::DirEntry| {
+        output_id.is_some() && e.file_type().is_dir() && e.metadata().ok().map(id) == output_id
+    };
     let mut specs = Vec::new();
-    for entry in walkdir::WalkDir::new(dir).sort_by_file_name() {
-        let entry = entry.with_context(|| format!("cannot list `{}`", dir.display()))?;
+    let walk = walkdir::WalkDir::new(dir)
+        .follow_links(true)
+        .sort_by_file_name()
+        .into_iter()
+        .filter_entry(|e| {
+            let skip = is_output(e);
+            if skip {
+                let _ = note(format_args!(
+                    "note: not reading specs from `{}`: it is the output folder",
+                    printable_path(e.path())
+                ));
+            }
+            !skip
+        });
+    for entry in walk {
+        let entry = entry.with_context(|| format!("cannot list `{}`", printable_path(dir)))?;
         if entry.file_type().is_file() && entry.path().extension().is_some_and(|e| e == "yaml") {
             specs.push(entry.into_path());
         }
@@ -105,24 +155,60 @@ pub fn find_specs(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(specs)
 }
 
-/// Loads every spec; if any fails, all failures are returned together and
-/// nothing is rendered.
-fn load_all(specs: &[PathBuf]) -> Result<Vec<Site>> {
-    let results = parallel_map(specs, |p| validate::load(p));
-    let mut sites = Vec::with_capacity(specs.len());
+/// Validates every spec and renders it in memory with `templates`, writing
+/// nothing, so that a template override that breaks fails `check` as it
+/// would fail `render`.
+fn check_all(templates: &Templates, specs: &[PathBuf]) -> Result<()> {
+    let results = parallel_map(specs, |p| {
+        validate::load(p).map(|site| {
+            let rendered = render::render_site(templates, &site).map(|r| r.notes);
+            (site.name, site.forwards.len(), rendered)
+        })
+    });
+    let mut checked = Vec::with_capacity(specs.len());
+    let names = spec_errors(
+        specs,
+        results.into_iter().map(|r| {
+            r.map(|(name, forwards, rendered)| {
+                checked.push((forwards, rendered));
+                name
+            })
+        }),
+    )?;
+    for ((path, name), (forwards, rendered)) in specs.iter().zip(names).zip(checked) {
+        for n in rendered? {
+            note(format_args!("note: {name}: {n}"))?;
+        }
+        say(format_args!(
+            "ok: {} (site {name}, {forwards} forward{})",
+            printable_path(path),
+            if forwards == 1 { "" } else { "s" }
+        ))?;
+    }
+    Ok(())
+}
+
+/// Collects the outcome of loading every spec: the site names in order, or
+/// every failure at once (and two specs naming one site), so that nothing
+/// is written unless all are valid.
+fn spec_errors(
+    specs: &[PathBuf],
+    results: impl Iterator<Item = Result<String, SpecError>>,
+) -> Result<Vec<String>> {
+    let mut names = Vec::with_capacity(specs.len());
     let mut errors: Vec<SpecError> = Vec::new();
     for r in results {
         match r {
-            Ok(site) => sites.push(site),
+            Ok(name) => names.push(name),
             Err(e) => errors.push(e),
         }
     }
     if errors.is_empty() {
         let mut seen: std::collections::HashMap<&str, &PathBuf> = std::collections::HashMap::new();
-        for (site, path) in sites.iter().zip(specs) {
-            if let Some(first) = seen.insert(&site.name, path) {
+        for (name, path) in names.iter().zip(specs) {
+            if let Some(first) = seen.insert(name, path) {
                 errors.push(SpecError::DuplicateSite {
-                    site: site.name.clone(),
+                    site: name.clone(),
                     first: first.clone(),
                     second: path.clone(),
                 });
@@ -130,7 +216,7 @@ fn load_all(specs: &[PathBuf]) -> Result<Vec<Site>> {
         }
     }
     match errors.len() {
-        0 => Ok(sites),
+        0 => Ok(names),
         1 => Err(errors.remove(0).into()),
         _ => Err(SpecError::Several {
             errors,
@@ -140,41 +226,114 @@ fn load_all(specs: &[PathBuf]) -> Result<Vec<Site>> {
     }
 }
 
-fn render_all(templates: &Templates, sites: &[Site], output: &Path) -> Result<()> {
-    std::fs::create_dir_all(output)
-        .with_context(|| format!("cannot create output folder `{}`", output.display()))?;
-    // Every spec is valid and every template parsed by now. Each site is
-    // rendered and written in one step, so memory stays that of a few sites
-    // however many there are. A template override that fails only at render
-    // time stops the build at that site; every folder written is complete.
-    let failed = AtomicBool::new(false);
-    let results = parallel_map(sites, |site| {
-        if failed.load(Ordering::Relaxed) {
-            return None;
-        }
-        let result = render::render_site(templates, site)
-            .and_then(|r| output::write_site(output, &r).map(|()| r.notes));
-        if result.is_err() {
-            failed.store(true, Ordering::Relaxed);
-        }
-        Some(result)
-    });
-    let mut first_error = None;
-    for (site, result) in sites.iter().zip(results) {
-        match result {
-            Some(Ok(notes)) => {
-                for note in notes {
-                    eprintln!("note: {}: {note}", site.name);
-                }
-                println!("rendered {}", output.join(&site.name).display());
-            }
-            Some(Err(e)) => {
-                first_error.get_or_insert(e);
-            }
-            None => {}
-        }
+/// Validates, renders and stages every spec, site by site on every core,
+/// then puts the staged folders in place only if every spec was valid and
+/// every site was staged.
+///
+/// Each site is on disk under a temporary name once rendered, so memory
+/// stays that of a few sites however many there are, and each spec is read
+/// once. What was staged is removed again when anything failed.
+fn render_all(templates: &Templates, specs: &[PathBuf], output: &Path) -> Result<()> {
+    let created = !output.exists();
+    let out = OutputDir::open(output)?;
+    let result = stage_and_commit(templates, specs, &out);
+    if result.is_err() && created {
+        // A run that wrote nothing leaves no empty output folder behind.
+        drop(out);
+        let _ = std::fs::remove_dir(output);
     }
-    first_error.map_or(Ok(()), Err)
+    let notes = result?;
+    for (name, notes) in notes {
+        for n in notes {
+            note(format_args!("note: {name}: {n}"))?;
+        }
+        say(format_args!(
+            "rendered {}",
+            printable_path(&output.join(name))
+        ))?;
+    }
+    Ok(())
+}
+
+/// The outcome of one spec in [`stage_and_commit`].
+enum Outcome {
+    Invalid(SpecError),
+    Failed(String, anyhow::Error),
+    /// Not rendered because another spec already failed.
+    Skipped(String),
+    Staged(output::Staged, String, Vec<String>),
+}
+
+/// Returns each site's name and notes, in the order of `specs`.
+fn stage_and_commit(
+    templates: &Templates,
+    specs: &[PathBuf],
+    out: &OutputDir,
+) -> Result<Vec<(String, Vec<String>)>> {
+    // After the first failure the remaining specs are still validated, so
+    // that every problem is reported, but no longer rendered.
+    let failed = AtomicBool::new(false);
+    let outcomes = parallel_map(specs, |path| {
+        let site = match validate::load(path) {
+            Ok(site) => site,
+            Err(e) => {
+                failed.store(true, Ordering::Relaxed);
+                return Outcome::Invalid(e);
+            }
+        };
+        if failed.load(Ordering::Relaxed) {
+            return Outcome::Skipped(site.name);
+        }
+        let staged = render::render_site(templates, &site)
+            .and_then(|r| out.stage(&r).map(|staged| (staged, r.notes)));
+        match staged {
+            Ok((staged, notes)) => Outcome::Staged(staged, site.name, notes),
+            Err(e) => {
+                failed.store(true, Ordering::Relaxed);
+                Outcome::Failed(site.name, e)
+            }
+        }
+    });
+    let mut staged = Vec::with_capacity(specs.len());
+    let mut first_failure = None;
+    let names = spec_errors(
+        specs,
+        outcomes.into_iter().map(|o| match o {
+            Outcome::Invalid(e) => Err(e),
+            Outcome::Failed(name, e) => {
+                first_failure.get_or_insert(e);
+                Ok(name)
+            }
+            Outcome::Skipped(name) => Ok(name),
+            Outcome::Staged(s, name, notes) => {
+                staged.push((s, notes));
+                Ok(name)
+            }
+        }),
+    );
+    // Spec problems come first: they are what the user is to fix.
+    let names = names?;
+    if let Some(e) = first_failure {
+        return Err(e);
+    }
+    let results = parallel_map_owned(staged, |(s, notes)| out.commit(s).map(|()| notes));
+    let mut done = Vec::with_capacity(names.len());
+    for (name, result) in names.into_iter().zip(results) {
+        done.push((name, result?));
+    }
+    Ok(done)
+}
+
+/// [`parallel_map`] for items that are consumed.
+fn parallel_map_owned<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R> {
+    let cells: Vec<std::sync::Mutex<Option<T>>> = items
+        .into_iter()
+        .map(|t| std::sync::Mutex::new(Some(t)))
+        .collect();
+    parallel_map(&cells, |cell| {
+        let item = cell.lock().unwrap_or_else(|e| e.into_inner()).take();
+        f(item.expect("each item is taken once"))
+    })
 }
 
 /// Maps `f` over `items` on all cores, keeping the order.

@@ -12,6 +12,7 @@ pub mod json;
 pub mod rules;
 pub mod view;
 
+use crate::error::printable_path;
 use crate::site::Site;
 use anyhow::{Context, Result, bail};
 use handlebars::{Handlebars, handlebars_helper};
@@ -71,12 +72,13 @@ impl Templates {
                 })?;
         }
         if let Some(dir) = overrides {
+            let shown = printable_path(dir);
             let entries = std::fs::read_dir(dir)
-                .with_context(|| format!("cannot read template folder `{}`", dir.display()))?;
+                .with_context(|| format!("cannot read template folder `{shown}`"))?;
             let mut paths: Vec<_> = entries
                 .map(|e| e.map(|e| e.path()))
                 .collect::<std::io::Result<_>>()
-                .with_context(|| format!("cannot read template folder `{}`", dir.display()))?;
+                .with_context(|| format!("cannot read template folder `{shown}`"))?;
             paths.sort();
             for path in paths {
                 let file = path
@@ -94,15 +96,24 @@ impl Templates {
                         .collect();
                     bail!(
                         "`{}` is not a natbake template; the folder may only hold {}",
-                        path.display(),
+                        printable_path(&path),
                         known.join(", ")
                     );
                 };
+                let shown = printable_path(&path);
                 let text = std::fs::read_to_string(&path)
-                    .with_context(|| format!("cannot read template `{}`", path.display()))?;
+                    .with_context(|| format!("cannot read template `{shown}`"))?;
                 hb.register_template_string(t.artifact, text)
-                    .with_context(|| format!("template `{}` does not parse", path.display()))?;
+                    .with_context(|| format!("template `{shown}` does not parse"))?;
+                refuse_partials(&hb, t.artifact, &format!("template `{shown}`"))?;
             }
+        }
+        for t in EMBEDDED {
+            refuse_partials(
+                &hb,
+                t.artifact,
+                &format!("embedded template `{}.hbs`", t.artifact),
+            )?;
         }
         Ok(Templates { hb })
     }
@@ -114,13 +125,50 @@ impl Templates {
     }
 }
 
+/// Refuses partials (`{{> name}}`, `{{#> name}}`) and decorators such as
+/// `{{#*inline}}`, which define them: a template that includes itself,
+/// directly or through another, recurses until the stack overflows, and
+/// every artifact's template stands alone, so none is needed.
+fn refuse_partials(hb: &Handlebars<'static>, artifact: &str, shown: &str) -> Result<()> {
+    use handlebars::template::{Template, TemplateElement as E};
+    fn find(t: &Template) -> Option<(usize, usize)> {
+        for (i, e) in t.elements.iter().enumerate() {
+            let at = || t.mapping.get(i).map_or((0, 0), |m| (m.0, m.1));
+            let inner: Vec<&Template> = match e {
+                E::PartialExpression(_)
+                | E::PartialBlock(_)
+                | E::DecoratorExpression(_)
+                | E::DecoratorBlock(_) => return Some(at()),
+                E::HelperBlock(h) => h.template.iter().chain(&h.inverse).collect(),
+                _ => Vec::new(),
+            };
+            if let Some(found) = inner.into_iter().find_map(find) {
+                return Some(found);
+            }
+        }
+        None
+    }
+    let Some(t) = hb.get_template(artifact) else {
+        return Ok(());
+    };
+    match find(t) {
+        None => Ok(()),
+        Some((line, column)) => bail!(
+            "{shown}, line {line}, column {column}: partials and decorators (`{{{{> name}}}}`, \
+             `{{{{#> name}}}}`, `{{{{#*inline}}}}`) are not supported; a template may \
+             include itself through them and never end. Write the text into the template instead"
+        ),
+    }
+}
+
 handlebars_helper!(sh: |s: str| escape::sh(s));
 handlebars_helper!(yaml: |s: str| escape::yaml(s));
 handlebars_helper!(hcl: |s: str| escape::hcl(s));
 
 /// Writes the embedded templates into `dir`, refusing to overwrite.
 pub fn dump_templates(dir: &Path) -> Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create `{}`", dir.display()))?;
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create `{}`", printable_path(dir)))?;
     for t in EMBEDDED {
         let path = dir.join(format!("{}.hbs", t.artifact));
         let mut f = std::fs::OpenOptions::new()
@@ -130,12 +178,12 @@ pub fn dump_templates(dir: &Path) -> Result<()> {
             .with_context(|| {
                 format!(
                     "cannot create `{}` (an existing file is never overwritten)",
-                    path.display()
+                    printable_path(&path)
                 )
             })?;
         f.write_all(t.text.as_bytes())
-            .with_context(|| format!("cannot write `{}`", path.display()))?;
-        println!("wrote {}", path.display());
+            .with_context(|| format!("cannot write `{}`", printable_path(&path)))?;
+        crate::say(format_args!("wrote {}", printable_path(&path)))?;
     }
     Ok(())
 }

@@ -380,3 +380,421 @@ fn oversized_and_deeply_nested_files_are_refused() {
         "{err}"
     );
 }
+
+/// A reader that goes away ends the report quietly and the work still gets
+/// done; a full disk behind stdout or stderr is a failure (exit 1) or keeps
+/// the command's own code, never a panic.
+#[test]
+fn a_closed_or_full_output_stream_is_no_panic() {
+    let closed = || {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        writer
+    };
+    let full = || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap()
+    };
+    let images = [
+        "images/corp-prod.yaml",
+        "images/legacy-nat.yaml",
+        "images/media-edge.yaml",
+        "images/ops-bastion.yaml",
+    ];
+
+    let out = natbake()
+        .arg("check")
+        .args(images)
+        .stdout(closed())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let built = dir.path().join("out");
+    let out = natbake()
+        .args(["build", "images", "-o"])
+        .arg(&built)
+        .stdout(closed())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(entries(&built).len(), 4, "the work is done all the same");
+
+    let (c, err) = code(natbake().arg("check").args(images).stdout(full()));
+    assert_eq!(c, 1, "{err}");
+    assert!(
+        err.starts_with("error: cannot write to standard output\ncaused by: "),
+        "{err}"
+    );
+
+    let (c, err) = code(
+        natbake()
+            .args(["templates", "dump"])
+            .arg(dir.path().join("t"))
+            .stdout(full()),
+    );
+    assert_eq!(c, 1, "{err}");
+
+    assert_eq!(code(natbake().arg("--help").stdout(full())).0, 1);
+    let out = natbake().arg("--help").stdout(closed()).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(out.stderr.is_empty());
+
+    let out = natbake()
+        .args(["check", "tests/fixtures/invalid/port-22.yaml"])
+        .stderr(full())
+        .status()
+        .unwrap();
+    assert_eq!(out.code(), Some(3));
+    let out = natbake()
+        .args(["check", "tests/fixtures/invalid/port-22.yaml"])
+        .stderr(closed())
+        .status()
+        .unwrap();
+    assert_eq!(out.code(), Some(3));
+}
+
+/// Templates that include templates could include themselves and recurse
+/// until the stack overflows; they are refused with a message instead.
+#[test]
+fn templates_that_include_templates_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    for (label, files) in [
+        (
+            "itself",
+            vec![(
+                "sysctl.conf.hbs",
+                "a\n{{#if site}}{{> sysctl.conf}}{{/if}}\n",
+            )],
+        ),
+        (
+            "each other",
+            vec![
+                ("sysctl.conf.hbs", "{{> rules.v4}}\n"),
+                (
+                    "rules.v4.hbs",
+                    "{{#each forwards}}{{/each}}{{> sysctl.conf}}\n",
+                ),
+            ],
+        ),
+        (
+            "an inline partial",
+            vec![(
+                "sysctl.conf.hbs",
+                "{{#*inline \"x\"}}{{> x}}{{/inline}}{{> x}}\n",
+            )],
+        ),
+    ] {
+        let custom = dir.path().join(label);
+        std::fs::create_dir(&custom).unwrap();
+        for (file, text) in files {
+            std::fs::write(custom.join(file), text).unwrap();
+        }
+        let out = dir.path().join("out");
+        for command in [&["check"][..], &["render", "-o", out.to_str().unwrap()]] {
+            let (c, err) = code(
+                natbake()
+                    .arg("--templates")
+                    .arg(&custom)
+                    .args(command)
+                    .arg("images/corp-prod.yaml"),
+            );
+            assert_eq!(c, 1, "{label}, {command:?}: {err}");
+            assert!(
+                err.starts_with("error: template `") && err.contains("partials and decorators"),
+                "{label}: {err}"
+            );
+        }
+        assert!(!out.exists());
+    }
+}
+
+/// A spec that is a symbolic link is a spec like any other.
+#[test]
+fn build_follows_symlinked_specs() {
+    let dir = tempfile::tempdir().unwrap();
+    let specs = dir.path().join("specs");
+    std::fs::create_dir(&specs).unwrap();
+    std::os::unix::fs::symlink(repo().join("images/corp-prod.yaml"), specs.join("a.yaml")).unwrap();
+    std::fs::copy(repo().join("images/media-edge.yaml"), specs.join("b.yaml")).unwrap();
+    let out = dir.path().join("out");
+    let run = natbake()
+        .arg("build")
+        .arg(&specs)
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_success(&run, "build");
+    assert_eq!(entries(&out), ["corp-prod", "media-edge"]);
+}
+
+/// An output folder inside the spec folder holds artifacts, not specs
+/// (`user-data.yaml`), however often the build runs.
+#[test]
+fn build_does_not_read_its_own_output() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        repo().join("images/corp-prod.yaml"),
+        dir.path().join("corp-prod.yaml"),
+    )
+    .unwrap();
+    let out = dir.path().join("build");
+    for _ in 0..2 {
+        let run = natbake()
+            .arg("build")
+            .arg(dir.path())
+            .arg("-o")
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert_success(&run, "build into a folder inside the specs");
+        assert_eq!(String::from_utf8_lossy(&run.stdout).lines().count(), 1);
+    }
+    assert_eq!(entries(&out), ["corp-prod"]);
+    let (c, err) = code(
+        natbake()
+            .arg("build")
+            .arg(dir.path())
+            .arg("-o")
+            .arg(dir.path()),
+    );
+    assert_eq!(c, 1, "{err}");
+    assert!(err.contains("is the spec folder"), "{err}");
+}
+
+/// `check` renders with the overrides in memory: an override that would
+/// fail `render` fails `check`, and check writes nothing.
+#[test]
+fn check_renders_with_the_template_overrides() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("rules.v4.hbs"), "{{no_such_field}}\n").unwrap();
+    let (c, err) = code(
+        natbake()
+            .arg("--templates")
+            .arg(dir.path())
+            .arg("check")
+            .arg(repo().join("images/corp-prod.yaml"))
+            .current_dir(dir.path()),
+    );
+    assert_eq!(c, 1, "{err}");
+    assert!(err.contains("cannot render `rules.v4` for site `"), "{err}");
+    assert_eq!(
+        entries(dir.path()),
+        ["rules.v4.hbs"],
+        "check writes nothing"
+    );
+}
+
+/// With several specs, exit 3 means every one is invalid; an unreadable
+/// file among them makes it a failure (exit 1), and each keeps its cause.
+#[test]
+fn several_failures_keep_their_causes_and_the_right_code() {
+    let (c, err) = code(natbake().args([
+        "check",
+        "images/corp-prod.yaml",
+        "no/such/spec.yaml",
+        "tests/fixtures/invalid/port-22.yaml",
+    ]));
+    assert_eq!(c, 1, "{err}");
+    assert!(
+        err.contains(
+            "cannot read site spec `no/such/spec.yaml`\n  caused by: No such file or directory"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("tests/fixtures/invalid/port-22.yaml:"),
+        "{err}"
+    );
+
+    let (c, err) = code(natbake().args([
+        "check",
+        "tests/fixtures/invalid/port-22.yaml",
+        "tests/fixtures/invalid/port-22.yaml",
+    ]));
+    assert_eq!(c, 3, "{err}");
+    assert!(
+        err.starts_with("error: 2 of 2 site specs are invalid"),
+        "{err}"
+    );
+}
+
+/// Spec text and file names quoted in messages are escaped, so each
+/// problem stays one `FILE:LINE:COL: path: message` line.
+#[test]
+fn messages_escape_control_characters() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("a\nb.yaml");
+    std::fs::write(
+        &spec,
+        "version: 1\nsite: ctl\nvpc_cidrs: [10.0.0.0/16]\nsysctl:\n  \"net.ipv4.x\\nbad\": 1\n  net.ipv4.y: \"a\\e[31mb\"\n",
+    )
+    .unwrap();
+    let (c, err) = code(
+        natbake()
+            .arg("check")
+            .arg(&spec)
+            .arg(dir.path().join("no\rsuch.yaml")),
+    );
+    assert_eq!(c, 1, "{err}");
+    let shown = format!("{}/a\\nb.yaml", dir.path().display());
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 6, "{err}");
+    assert_eq!(
+        lines[1],
+        format!("`{shown}` is not a valid site spec (2 problems)")
+    );
+    assert!(
+        lines[2].starts_with(&format!(
+            "  {shown}:5:3: sysctl.net.ipv4.x\\nbad: `net.ipv4.x\\nbad` is not"
+        )),
+        "{err}"
+    );
+    assert!(
+        lines[3].starts_with(&format!(
+            "  {shown}:6:15: sysctl.net.ipv4.y: `a\\u{{1b}}[31mb` is not"
+        )),
+        "{err}"
+    );
+    assert!(lines[4].ends_with("no\\rsuch.yaml`"), "{err}");
+}
+
+/// The README's test command works as root without sudo, and as another
+/// user through sudo, which it calls itself.
+#[test]
+fn the_test_script_runs_itself_through_sudo_when_not_root() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    assert!(
+        readme.contains("```sh\nscripts/test.sh\n```"),
+        "the README shows the command"
+    );
+    assert!(!readme.contains("sudo scripts/test.sh"));
+    let ci = std::fs::read_to_string(repo().join(".ci/run")).unwrap();
+    assert!(ci.lines().any(|l| l == "exec scripts/test.sh"), "{ci}");
+    if !crate::support::require_root("switching to another user") {
+        return;
+    }
+    // A copy of the script that user `nobody` can read, and a stand-in for
+    // sudo that shows how it was called.
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("scripts")).unwrap();
+    std::fs::copy(repo().join("scripts/test.sh"), root.join("scripts/test.sh")).unwrap();
+    let with_sudo = root.join("with-sudo");
+    let without_sudo = root.join("without-sudo");
+    for bin in [&with_sudo, &without_sudo] {
+        std::fs::create_dir(bin).unwrap();
+        for tool in ["bash", "id", "dirname", "env", "cat", "printf"] {
+            let path = crate::support::run_stdout(
+                Command::new("bash").args(["-c", &format!("command -v {tool}")]),
+            );
+            std::os::unix::fs::symlink(path.trim(), bin.join(tool)).unwrap();
+        }
+    }
+    std::fs::write(
+        with_sudo.join("sudo"),
+        "#!/bin/bash\nprintf '%s\\n' \"$@\"\n",
+    )
+    .unwrap();
+    run(Command::new("chmod").args(["-R", "a+rX"]).arg(root));
+    run(Command::new("chmod").arg("a+x").arg(with_sudo.join("sudo")));
+    let setpriv =
+        crate::support::run_stdout(Command::new("bash").args(["-c", "command -v setpriv"]));
+    let as_nobody = |path: &Path| {
+        // The child's PATH is where Command looks for the program: give it whole.
+        let mut cmd = Command::new(setpriv.trim());
+        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(path.join("bash"))
+            .arg("scripts/test.sh")
+            .current_dir(root)
+            .env_clear()
+            .env("PATH", path)
+            .env("HOME", "/nonexistent")
+            .env("NATBAKE_CACHE_DIR", "/cache");
+        cmd.output().unwrap()
+    };
+    let out = as_nobody(&with_sudo);
+    assert_success(&out, "scripts/test.sh as nobody, with sudo");
+    let args = String::from_utf8(out.stdout).unwrap();
+    let args: Vec<&str> = args.lines().collect();
+    assert_eq!(
+        args,
+        [
+            "env",
+            &format!("PATH={}", with_sudo.display()),
+            "CARGO_HOME=/nonexistent/.cargo",
+            "RUSTUP_HOME=/nonexistent/.rustup",
+            "NATBAKE_CACHE_DIR=/cache",
+            "bash",
+            "scripts/test.sh",
+        ]
+    );
+    let out = as_nobody(&without_sudo);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("run it as root"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `build` keeps no site in memory once written: its peak memory for 500
+/// sites is within a few hundred bytes per site of that for 50 (keeping
+/// every parsed site, as a validate-everything-first pass might, costs
+/// about 10 KB per site of 50 forwards).
+#[test]
+fn build_memory_does_not_grow_with_the_number_of_sites() {
+    let dir = tempfile::tempdir().unwrap();
+    let peak_kb = |sites: usize| {
+        let specs = dir.path().join(format!("specs-{sites}"));
+        run(Command::new("python3")
+            .arg(repo().join("bench/gen-specs.py"))
+            .args([
+                "specs",
+                "--forwards",
+                "50",
+                "--specs",
+                &sites.to_string(),
+                "--out",
+            ])
+            .arg(&specs));
+        let report = dir.path().join(format!("time-{sites}"));
+        run(Command::new("/usr/bin/time")
+            .args(["-f", "%M", "-o"])
+            .arg(&report)
+            .arg(env!("CARGO_BIN_EXE_natbake"))
+            .arg("build")
+            .arg(&specs)
+            .arg("-o")
+            .arg(dir.path().join(format!("out-{sites}"))));
+        let text = std::fs::read_to_string(&report).unwrap();
+        text.trim()
+            .parse::<u64>()
+            .unwrap_or_else(|_| panic!("{text}"))
+    };
+    let few = peak_kb(50);
+    let many = peak_kb(500);
+    assert!(
+        many < few + 2_500,
+        "peak RSS grew from {few} kB at 50 sites to {many} kB at 500"
+    );
+}

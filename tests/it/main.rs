@@ -10,6 +10,7 @@ mod fixtures;
 mod image;
 mod net;
 mod netlab;
+mod output;
 mod robustness;
 mod snapshots;
 mod support;
