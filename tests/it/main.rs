@@ -8,6 +8,7 @@ mod boot;
 mod cli;
 mod fixtures;
 mod image;
+mod legacy;
 mod net;
 mod netlab;
 mod robustness;
