@@ -144,6 +144,12 @@ exec chroot "$root" /bin/sh -c "$script"
 /// SSH is), then `cd /tmp/natbake && sudo bash ./provision.sh`. Returns the
 /// run for the caller to judge: the failure test expects a refusal.
 pub fn provision(root: &RootFs, site: &Path) -> Finished {
+    provision_with(root, site, "")
+}
+
+/// [`provision`] with `env` (`NAME=value ...`, may be empty) in front of
+/// the command, as `sudo NAME=value bash ./provision.sh` would pass it.
+pub fn provision_with(root: &RootFs, site: &Path, env: &str) -> Finished {
     let upload = root.join(SITE_IN_IMAGE);
     if upload.exists() {
         fs::remove_dir_all(&upload)
@@ -155,7 +161,7 @@ pub fn provision(root: &RootFs, site: &Path) -> Finished {
     support::run(Command::new("chown").args(["-R", "1000:1000"]).arg(&upload));
     in_chroot(
         root.path(),
-        &format!("cd {SITE_IN_IMAGE} && exec bash ./provision.sh"),
+        &format!("cd {SITE_IN_IMAGE} && exec env {env} bash ./provision.sh"),
         PROVISION_LIMIT,
     )
 }

@@ -11,6 +11,7 @@ mod image;
 mod legacy;
 mod net;
 mod netlab;
+mod packages;
 mod robustness;
 mod snapshots;
 mod support;
