@@ -956,3 +956,59 @@ fn resum(site: &Path, file: &str) {
         .collect();
     fs::write(&sums_path, updated.join("\n") + "\n").expect("write SHA256SUMS");
 }
+
+/// The launch-template path when the first boot has no package mirror: a
+/// stock image that lacks curl fails natbake.service at that boot (forwarding
+/// off), and a later boot with a mirror installs curl before the unit runs
+/// and is the NAT instance, with no failed unit.
+#[test]
+fn user_data_installs_a_missing_tool_at_a_later_boot_with_a_mirror() {
+    if !support::require_root("boot test: a later boot installs what the first could not") {
+        return;
+    }
+    let out = ScratchDir::new("boot-no-mirror");
+    let site = render_site(&fixture_spec(FIXTURE), out.path());
+    let manifest = Manifest::load(&site);
+    let root = image::fresh_root(Flavor::CloudInit);
+    crate::packages::remove_package(&root, "curl");
+    seed_nocloud(&root, &site.join("user-data.yaml"), "i-0natbake0no0mirror");
+    let lab = Lab::start(&manifest, LabOptions::matching(&manifest));
+    let namespaces = lab_namespaces(&lab);
+
+    // The image's apt source is a mirror the lab cannot reach.
+    let (guest, state) = boot_and_inspect(&root, &lab.ns.nat, "first boot, no mirror");
+    let problems: Vec<&str> = [
+        (
+            state.natbake == "active",
+            "natbake.service is active without curl",
+        ),
+        (state.ip_forward != "0", "IP forwarding is on"),
+        (
+            !state.journal.contains("curl is not installed"),
+            "the journal does not say that curl is missing",
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(bad, what)| bad.then_some(what))
+    .collect();
+    assert!(
+        problems.is_empty(),
+        "first boot without a mirror: {}\n{}",
+        problems.join("; "),
+        state.report()
+    );
+    let first = guest.init_process();
+    let status = guest.shutdown();
+    assert!(
+        status.success(),
+        "systemd-nspawn ended with {}",
+        support::status_text(&status)
+    );
+
+    reboot_state(&lab, &site);
+    crate::packages::use_local_repo(&root, &["curl"]);
+    let second = boot_as_nat_instance(&root, &lab, "later boot with a mirror");
+
+    drop(lab);
+    assert_host_clean(&root, &[first, second], &namespaces);
+}
