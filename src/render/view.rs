@@ -33,6 +33,11 @@ pub struct View {
     pub install_script: String,
     /// The same as a YAML block scalar for the user data.
     pub install_script_yaml: String,
+    /// Shell lines that take NAT over from the AWS NAT AMI's own boot
+    /// pieces, shared by provision.sh and the user data (legacy os only).
+    pub legacy_takeover: String,
+    /// The same as a YAML block scalar for the user data.
+    pub legacy_takeover_yaml: String,
     /// Files the user data writes (filled after they are rendered).
     pub files: Vec<FileView>,
 }
@@ -144,6 +149,8 @@ impl View {
             ami: ami_view(site),
             install_script_yaml: yaml_block(&install, 6),
             install_script: install,
+            legacy_takeover: LEGACY_TAKEOVER.to_string(),
+            legacy_takeover_yaml: yaml_block(LEGACY_TAKEOVER, 6),
             files: Vec::new(),
         }
     }
@@ -287,6 +294,54 @@ fn yaml_block(text: &str, indent: usize) -> String {
     }
 }
 
+/// Takes NAT over from the AWS NAT AMI (package `aws-vpc-nat`). Left
+/// alone, its `/etc/sysctl.d/10-nat-settings.conf` switches forwarding on
+/// early in boot, before any ruleset, and its upstart job
+/// `/etc/init/nat.conf` runs `/usr/sbin/configure-pat.sh`, which adds a
+/// MASQUERADE rule for everything leaving eth0 ahead of natbake's chains,
+/// hiding every forwarded client's address from the private host. So: the
+/// AMI's job stays the one boot path but runs natbake's script, forwarding
+/// stays off until that script turns it on, rc.local runs neither script,
+/// and yum leaves the package alone so that an update cannot bring its
+/// files back. Every step writes a fixed result, so a second run changes
+/// nothing.
+const LEGACY_TAKEOVER: &str = r#"AMI_JOB=/etc/init/nat.conf
+if ! grep -Eqs '^exec[[:space:]]+/usr/sbin/configure-pat\.sh[[:space:]]*$' "$AMI_JOB"; then
+  echo "natbake: $AMI_JOB does not run /usr/sbin/configure-pat.sh; this is not the AWS NAT AMI (amzn-ami-vpc-nat) that the spec names." >&2
+  exit 1
+fi
+cat >/usr/sbin/configure-pat.sh <<'EOF'
+#!/bin/bash
+# natbake: the AWS NAT AMI's boot job (/etc/init/nat.conf) runs this file;
+# natbake's script configures NAT and port forwarding in its place.
+exec /usr/local/sbin/configure-pat.sh "$@"
+EOF
+chmod 0755 /usr/sbin/configure-pat.sh
+cat >/etc/sysctl.d/10-nat-settings.conf <<'EOF'
+# natbake: the AWS NAT AMI's settings, but IP forwarding stays off here;
+# /usr/local/sbin/configure-pat.sh switches it on once its ruleset is loaded.
+net.ipv4.ip_forward = 0
+net.ipv4.conf.eth0.send_redirects = 0
+EOF
+if [ -f /etc/rc.d/rc.local ]; then
+  sed -i -E '\#^[[:space:]]*(/usr/local/sbin|/usr/sbin)/configure-pat\.sh[[:space:]]*$#d' /etc/rc.d/rc.local
+fi
+if [ -f /etc/yum.conf ]; then
+  awk '
+    function add() { if (!added) print "exclude=aws-vpc-nat"; added = 1 }
+    /^\[/ { if (main) add(); main = ($0 == "[main]") }
+    main && /^exclude[[:space:]]*=/ {
+      if ($0 !~ /[=[:space:],]aws-vpc-nat([[:space:],]|$)/) $0 = $0 " aws-vpc-nat"
+      added = 1
+    }
+    { print }
+    END { if (main) add() }
+  ' /etc/yum.conf >/etc/yum.conf.natbake
+  cat /etc/yum.conf.natbake >/etc/yum.conf
+  rm -f /etc/yum.conf.natbake
+fi
+"#;
+
 /// The shell lines that install whatever the boot step misses.
 fn install_script(p: &Packages) -> String {
     let mut s = String::from("missing=()\n");
@@ -297,9 +352,11 @@ fn install_script(p: &Packages) -> String {
             escape::sh(&kv.value)
         ));
     }
+    // The status of the whole is that of the install, so that the caller
+    // can tell a failure from success (set -e does not reach into here).
     s.push_str("if [ \"${#missing[@]}\" -gt 0 ]; then\n");
     if !p.refresh.is_empty() {
-        s.push_str(&format!("  {}\n", p.refresh));
+        s.push_str(&format!("  {} &&\n", p.refresh));
     }
     s.push_str(&format!("  {} \"${{missing[@]}}\"\nfi\n", p.install));
     s
@@ -326,8 +383,10 @@ fn packages(os: Os) -> Packages {
                 kv("curl", "curl"),
                 kv("logger", "bsdutils"),
             ],
-            install: "DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends",
-            refresh: "apt-get update -q",
+            // Another package manager (cloud-init, unattended-upgrades)
+            // may hold the dpkg lock: wait for it, but not for ever.
+            install: "DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=\"${NATBAKE_WAIT_TIMEOUT:-120}\" install -y -q --no-install-recommends",
+            refresh: "apt-get -o DPkg::Lock::Timeout=\"${NATBAKE_WAIT_TIMEOUT:-120}\" update -q",
         },
         Os::AmznAmiVpcNat => Packages {
             needs: vec![

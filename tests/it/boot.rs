@@ -144,6 +144,12 @@ exec chroot "$root" /bin/sh -c "$script"
 /// SSH is), then `cd /tmp/natbake && sudo bash ./provision.sh`. Returns the
 /// run for the caller to judge: the failure test expects a refusal.
 pub fn provision(root: &RootFs, site: &Path) -> Finished {
+    provision_with(root, site, "")
+}
+
+/// [`provision`] with `env` (`NAME=value ...`, may be empty) in front of
+/// the command, as `sudo NAME=value bash ./provision.sh` would pass it.
+pub fn provision_with(root: &RootFs, site: &Path, env: &str) -> Finished {
     let upload = root.join(SITE_IN_IMAGE);
     if upload.exists() {
         fs::remove_dir_all(&upload)
@@ -155,7 +161,7 @@ pub fn provision(root: &RootFs, site: &Path) -> Finished {
     support::run(Command::new("chown").args(["-R", "1000:1000"]).arg(&upload));
     in_chroot(
         root.path(),
-        &format!("cd {SITE_IN_IMAGE} && exec bash ./provision.sh"),
+        &format!("cd {SITE_IN_IMAGE} && exec env {env} bash ./provision.sh"),
         PROVISION_LIMIT,
     )
 }
@@ -1102,6 +1108,62 @@ fn natbake_rules_survive_an_enabled_nftables_service() {
     );
     assert!(reenable.success(), "{}", reenable.explain());
     let second = boot_with_nftables(&root, &lab, "nftables.service starting late");
+
+    drop(lab);
+    assert_host_clean(&root, &[first, second], &namespaces);
+}
+
+/// The launch-template path when the first boot has no package mirror: a
+/// stock image that lacks curl fails natbake.service at that boot (forwarding
+/// off), and a later boot with a mirror installs curl before the unit runs
+/// and is the NAT instance, with no failed unit.
+#[test]
+fn user_data_installs_a_missing_tool_at_a_later_boot_with_a_mirror() {
+    if !support::require_root("boot test: a later boot installs what the first could not") {
+        return;
+    }
+    let out = ScratchDir::new("boot-no-mirror");
+    let site = render_site(&fixture_spec(FIXTURE), out.path());
+    let manifest = Manifest::load(&site);
+    let root = image::fresh_root(Flavor::CloudInit);
+    crate::packages::remove_package(&root, "curl");
+    seed_nocloud(&root, &site.join("user-data.yaml"), "i-0natbake0no0mirror");
+    let lab = Lab::start(&manifest, LabOptions::matching(&manifest));
+    let namespaces = lab_namespaces(&lab);
+
+    // The image's apt source is a mirror the lab cannot reach.
+    let (guest, state) = boot_and_inspect(&root, &lab.ns.nat, "first boot, no mirror");
+    let problems: Vec<&str> = [
+        (
+            state.natbake == "active",
+            "natbake.service is active without curl",
+        ),
+        (state.ip_forward != "0", "IP forwarding is on"),
+        (
+            !state.journal.contains("curl is not installed"),
+            "the journal does not say that curl is missing",
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(bad, what)| bad.then_some(what))
+    .collect();
+    assert!(
+        problems.is_empty(),
+        "first boot without a mirror: {}\n{}",
+        problems.join("; "),
+        state.report()
+    );
+    let first = guest.init_process();
+    let status = guest.shutdown();
+    assert!(
+        status.success(),
+        "systemd-nspawn ended with {}",
+        support::status_text(&status)
+    );
+
+    reboot_state(&lab, &site);
+    crate::packages::use_local_repo(&root, &["curl"]);
+    let second = boot_as_nat_instance(&root, &lab, "later boot with a mirror");
 
     drop(lab);
     assert_host_clean(&root, &[first, second], &namespaces);

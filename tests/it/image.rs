@@ -410,6 +410,14 @@ pub fn base_root(flavor: Flavor) -> PathBuf {
     root
 }
 
+/// The cached package download behind `flavor`'s root: every .deb the
+/// image was built from, under `var/cache/apt/archives/`.
+pub fn package_tarball(flavor: Flavor) -> PathBuf {
+    base_root(flavor);
+    let name = format!("{}-{}", flavor.name(), cache_key(flavor, &debian_mirror()));
+    cache_dir().join(format!("debs-{name}.tgz"))
+}
+
 /// Shell run inside a freshly unpacked root (in a chroot, in an empty
 /// network namespace) to make it a test image. Part of the cache key.
 fn prepare_script(flavor: Flavor) -> String {
