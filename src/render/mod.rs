@@ -252,9 +252,7 @@ pub fn render_site(templates: &Templates, site: &Site) -> Result<Rendered> {
             bytes: text.into_bytes(),
         });
     }
-    view.add_files(&artifacts);
-    let user_data = templates.render("user-data.yaml", &view)?;
-    match fit_user_data(user_data.into_bytes()) {
+    match fit_user_data(templates, &mut view, &artifacts)? {
         Ok((name, bytes)) => artifacts.push(Artifact {
             name,
             install_path: None,
@@ -320,20 +318,39 @@ pub fn render_site(templates: &Templates, site: &Site) -> Result<Rendered> {
     })
 }
 
-/// The user data as EC2 will take it: plain when it fits, gzip-compressed
-/// (which cloud-init reads) when only that fits, or an explanation.
-fn fit_user_data(plain: Vec<u8>) -> std::result::Result<(String, Vec<u8>), String> {
+/// The user data as EC2 will take it: plain YAML when it fits; else YAML
+/// carrying each file gzip-compressed (still text, so it can be read and
+/// embedded in other templates); else the plain YAML gzip-compressed whole
+/// (which cloud-init also reads); else an explanation. Every form writes the
+/// same files byte for byte.
+fn fit_user_data(
+    templates: &Templates,
+    view: &mut view::View,
+    installed: &[Artifact],
+) -> Result<std::result::Result<(String, Vec<u8>), String>> {
+    view.add_files(installed, false);
+    let plain = templates.render("user-data.yaml", view)?.into_bytes();
     if plain.len() <= USER_DATA_LIMIT {
-        return Ok(("user-data.yaml".into(), plain));
+        return Ok(Ok(("user-data.yaml".into(), plain)));
     }
-    match gzip_within(&plain, USER_DATA_LIMIT) {
+    view.add_files(installed, true);
+    let compressed_files = templates.render("user-data.yaml", view)?.into_bytes();
+    if compressed_files.len() <= USER_DATA_LIMIT {
+        return Ok(Ok(("user-data.yaml".into(), compressed_files)));
+    }
+    Ok(match gzip_within(&plain, USER_DATA_LIMIT) {
         Some(gz) => Ok(("user-data.yaml.gz".into(), gz)),
         None => Err(format!(
             "no user data written: it is {} bytes, and more than {USER_DATA_LIMIT} even gzip-compressed, \
              over EC2's limit; use the AMI (nat-ami.pkr.hcl), which has no such limit",
             plain.len()
         )),
-    }
+    })
+}
+
+/// Deterministic gzip of all of `bytes` (see [`gzip_within`]).
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    gzip_within(bytes, usize::MAX).expect("gzip into memory does not fail")
 }
 
 /// Deterministic gzip (no file name, modification time 0), given up as

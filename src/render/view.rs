@@ -155,8 +155,12 @@ impl View {
         }
     }
 
-    /// Records the installed files for the user data template.
-    pub fn add_files(&mut self, artifacts: &[Artifact]) {
+    /// Records the installed files for the user data template: as text
+    /// where a YAML literal block carries them exactly, else base64; with
+    /// `compress`, every file gzip-compressed and base64-encoded (cloud-init's
+    /// `gz+b64`), which keeps the user data readable YAML when the plain form
+    /// is over EC2's size limit.
+    pub fn add_files(&mut self, artifacts: &[Artifact], compress: bool) {
         const INDENT: usize = 6;
         self.files = artifacts
             .iter()
@@ -165,6 +169,10 @@ impl View {
                 let text = std::str::from_utf8(&a.bytes).ok();
                 let content = match text.filter(|t| escape::yaml_literal_body(t, INDENT).is_some())
                 {
+                    _ if compress => format!(
+                        "encoding: gz+b64\n    content: {}",
+                        base64(&super::gzip(&a.bytes))
+                    ),
                     Some(t) => format!("content: {}", yaml_block(t, INDENT)),
                     None => format!("encoding: b64\n    content: {}", base64(&a.bytes)),
                 };

@@ -139,6 +139,7 @@ fn user_data_writes_the_standalone_files_byte_for_byte() {
             let got = match wf.encoding.as_deref() {
                 None => wf.content.clone().into_bytes(),
                 Some("b64") => decode_base64(&wf.content),
+                Some("gz+b64") => gunzip(&decode_base64(&wf.content)),
                 Some(other) => panic!("unexpected encoding {other}"),
             };
             assert!(
@@ -149,6 +150,13 @@ fn user_data_writes_the_standalone_files_byte_for_byte() {
             );
         }
     });
+}
+
+fn gunzip(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(bytes), &mut out)
+        .expect("gz+b64 content is gzip");
+    out
 }
 
 fn decode_base64(text: &str) -> Vec<u8> {
