@@ -12,5 +12,6 @@ mod net;
 mod netlab;
 mod robustness;
 mod snapshots;
+mod specgen;
 mod support;
 mod validators;
