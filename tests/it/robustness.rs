@@ -230,29 +230,22 @@ fn big_spec(forwards: usize, sources: usize) -> String {
     y
 }
 
-/// Checking lists costs the same per entry however the entries are
-/// grouped: 100 forwards of 1,000 sources (the most one forward may have)
-/// check about as fast as 1,000 forwards of 100. Pairwise comparison within
-/// each list would make the first ten times slower.
+/// A spec at the caps (50 VPC blocks, forwards with 1,000 sources each,
+/// about 5 MB) validates in seconds, also in a debug build on a busy
+/// machine; the bound is ten times what that takes.
 #[test]
-fn list_checks_cost_the_same_per_entry_at_any_list_length() {
-    let long = big_spec(100, natbake::validate::MAX_SOURCES);
-    let short = big_spec(1_000, natbake::validate::MAX_SOURCES / 10);
-    let check = |yaml: &str| {
+fn a_spec_at_the_caps_validates_quickly() {
+    let yaml = big_spec(300, natbake::validate::MAX_SOURCES);
+    let took = best_of_three(|| {
         let site = natbake::validate::parse(Path::new("big.yaml"), yaml.as_bytes()).unwrap();
+        assert_eq!(site.vpc_cidrs.len(), natbake::validate::MAX_VPC_CIDRS);
         assert_eq!(
             site.forwards.iter().map(|f| f.from.len()).sum::<usize>(),
-            100_000
+            300_000
         );
-    };
-    let (t_long, t_short) = (
-        best_of_three(|| check(&long)),
-        best_of_three(|| check(&short)),
-    );
-    assert!(
-        t_long < t_short * 3,
-        "1,000-source lists took {t_long:?}, 100-source lists {t_short:?}"
-    );
+    });
+    eprintln!("{} bytes validated in {took:?}", yaml.len());
+    assert!(took < Duration::from_secs(30), "took {took:?}");
 }
 
 /// A spec far past the caps (the fuzzer's 13 MB spec, one forward with a
