@@ -106,8 +106,9 @@ fn mutated_specs_never_panic() {
 /// Random valid specs, rendered, and every artifact whose text depends on
 /// the spec's free text through its consumer: the user data through PyYAML
 /// as cloud-init loads it, the scripts through shellcheck and `bash -n`,
-/// the security group rules through botocore, and (as root) the rulesets
-/// through a real `iptables-restore`. The consumers run once over all
+/// the security group rules through botocore, the Packer templates through
+/// `packer fmt -check`, and (as root) the rulesets through a real
+/// `iptables-restore`. The consumers run once over all
 /// cases, so 200 cases take seconds (shellcheck, at about 0.1 s a
 /// script, is most of it).
 #[test]
@@ -175,6 +176,23 @@ fn random_valid_specs_render_what_every_consumer_accepts() {
     run(Command::new("sh")
         .args(["-c", "for f; do bash -n \"$f\" || exit 1; done", "sh"])
         .args(&scripts));
+
+    // The Packer template, gathered in one folder so that one `packer fmt`
+    // parses them all (HCL quoting, `${`, `%{` and Go's `{{`).
+    let hcl = out.path().join("all-hcl");
+    std::fs::create_dir(&hcl).unwrap();
+    for site in &sites {
+        let name = site.file_name().unwrap().to_string_lossy();
+        std::fs::copy(
+            site.join("nat-ami.pkr.hcl"),
+            hcl.join(format!("{name}.pkr.hcl")),
+        )
+        .unwrap();
+    }
+    run(Command::new("packer")
+        .env("CHECKPOINT_DISABLE", "1")
+        .args(["fmt", "-check"])
+        .arg(&hcl));
 
     if require_root("loading the random rulesets with iptables-restore in a network namespace") {
         run(Command::new("unshare")
