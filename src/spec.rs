@@ -25,7 +25,8 @@ pub struct RawSpec {
     pub arch: Option<At<String>>,
     pub vpc_cidrs: At<Vec<At<String>>>,
     pub egress: Option<At<bool>>,
-    #[serde(default)]
+    /// `forwards:` with nothing after it means no forwards, as an empty list does.
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub forwards: Vec<At<RawForward>>,
     pub sysctl: Option<At<SpannedMap<At<ScalarText>>>>,
     pub ami: Option<At<RawAmi>>,
@@ -52,12 +53,17 @@ pub struct RawAmi {
     pub region: Option<At<String>>,
     pub instance_type: Option<At<String>>,
     pub name_prefix: Option<At<String>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub copy_to: Vec<At<String>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub share_with: Vec<At<ScalarText>>,
     pub subnet_id: Option<At<String>>,
     pub tags: Option<At<SpannedMap<At<ScalarText>>>>,
+}
+
+/// A list that may also be written as nothing at all (YAML null).
+fn null_as_empty<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Vec<T>, D::Error> {
+    Ok(Option::<Vec<T>>::deserialize(d)?.unwrap_or_default())
 }
 
 /// A scalar kept as text, whether YAML typed it as a string or a number.

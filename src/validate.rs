@@ -6,7 +6,7 @@
 //! each with its line, column and YAML path. Nothing is rendered unless the
 //! list comes back empty.
 
-use crate::cidr::{Cidr, addr_or_none};
+use crate::cidr::{Cidr, addr_or_none, overlaps_earlier};
 use crate::error::{Diagnostic, SpecError};
 use crate::site::{Ami, Arch, Forward, Os, Partition, Ports, Proto, Site};
 use crate::spec::{At, RawAmi, RawForward, RawSpec, ScalarText};
@@ -25,6 +25,33 @@ const MAX_TEXT_CHARS: usize = 200;
 /// AWS allows 50 tags per resource; natbake sets four itself.
 const MAX_TAGS: usize = 46;
 const MAX_SYSCTL: usize = 256;
+/// A VPC holds 5 IPv4 CIDR blocks unless AWS raises the quota, and 50 at
+/// most (Amazon VPC quotas, "IPv4 CIDR blocks per VPC").
+pub const MAX_VPC_CIDRS: usize = 50;
+/// Sources of one forward. Each becomes one inbound security group rule,
+/// and a network interface carries at most 1,000 of them (rules per group
+/// times groups per interface cannot exceed 1,000), so a longer list could
+/// never be opened in AWS.
+pub const MAX_SOURCES: usize = 1_000;
+/// VPC sizes AWS allows, as prefix lengths: /16 (65,536 addresses) to /28 (16).
+const VPC_PREFIXES: std::ops::RangeInclusive<u8> = 16..=28;
+/// Ranges AWS never gives a VPC: they mean something else to every host,
+/// so a target there would not be a host in a private subnet.
+/// 100.64.0.0/10 (shared address space) is allowed: AWS accepts it for VPC
+/// blocks, and it is commonly used for secondary blocks.
+const NOT_VPC_RANGES: &[(Cidr, &str)] = &[
+    (Cidr::new(0, 0, 0, 0, 8), "\"this network\" addresses"),
+    (Cidr::new(127, 0, 0, 0, 8), "loopback"),
+    (
+        Cidr::new(169, 254, 0, 0, 16),
+        "link-local, where instance metadata and the Amazon DNS server answer",
+    ),
+    (Cidr::new(224, 0, 0, 0, 4), "multicast"),
+    (
+        Cidr::new(240, 0, 0, 0, 4),
+        "reserved, with the broadcast address",
+    ),
+];
 
 /// Reads, parses and validates the spec at `path`.
 pub fn load(path: &Path) -> Result<Site, SpecError> {
@@ -122,6 +149,9 @@ fn yaml_options() -> serde_saphyr::Options {
     serde_saphyr::options! {
         with_snippet: false,
         strict_booleans: true,
+        // `port: 080` stays the text `080`, so that validation can say what
+        // is wrong with it instead of the parser reading it as a decimal.
+        leading_zero_numbers_as_strings: true,
         budget: serde_saphyr::budget! {
             max_events: 2_000_000,
             max_aliases: 1_000,
@@ -171,6 +201,10 @@ fn explain(message: &str, at_root: bool) -> String {
             .into()
     } else if message == "expected mapping start" && at_root {
         "a site spec is a mapping of keys such as `version: 1`, not a list or a single value".into()
+    } else if message == "expected sequence start" {
+        "expected a list, such as `[10.0.0.0/16]` or lines starting with `- `; an empty value is not a list".into()
+    } else if message == "expected mapping start" {
+        "expected a mapping of `key: value` lines".into()
     } else if message.starts_with("unknown field") {
         format!(
             "{message}; check the spelling (unknown keys are refused so that typos cannot hide)"
@@ -284,7 +318,8 @@ impl Validator {
 
     /// Free text: at most 200 characters, no control characters, no
     /// invisible direction or line-separator characters that could make an
-    /// artifact read differently from what it does.
+    /// artifact read differently from what it does, and nothing outside the
+    /// characters YAML can carry (cloud-init drops user data that has one).
     fn free_text(&mut self, at: &At<String>, path: &str) -> String {
         let s = &at.value;
         let count = s.chars().count();
@@ -296,14 +331,18 @@ impl Validator {
             );
         }
         if let Some(c) = s.chars().find(|&c| forbidden_in_text(c)) {
-            self.err(
-                at,
-                path,
+            let message = if is_noncharacter(c) {
+                format!(
+                    "text contains U+{:04X}, a Unicode noncharacter that YAML cannot carry (cloud-init would ignore the whole user data); remove it",
+                    c as u32
+                )
+            } else {
                 format!(
                     "text contains the control or formatting character U+{:04X}; write it on one line without control characters",
                     c as u32
-                ),
-            );
+                )
+            };
+            self.err(at, path, message);
         }
         s.clone()
     }
@@ -345,26 +384,36 @@ impl Validator {
                 "at least one VPC CIDR block is needed, such as `[10.0.0.0/16]`",
             );
         }
-        let mut out: Vec<Cidr> = Vec::new();
-        for (i, at) in list.value.iter().enumerate() {
+        if let Some(extra) = list.value.get(MAX_VPC_CIDRS) {
+            self.err(
+                extra,
+                format!("vpc_cidrs[{MAX_VPC_CIDRS}]"),
+                format!("a VPC has at most {MAX_VPC_CIDRS} IPv4 CIDR blocks (5 unless AWS raised the quota); list the VPC's own blocks"),
+            );
+        }
+        let mut listed: Vec<(usize, Cidr)> = Vec::new();
+        for (i, at) in list.value.iter().enumerate().take(MAX_VPC_CIDRS) {
             let path = format!("vpc_cidrs[{i}]");
             let Some(c) = self.cidr(at, &path) else {
                 continue;
             };
-            if c.prefix() < 8 {
-                self.err(
-                    at,
-                    &path,
-                    format!("`{c}` is wider than any VPC (AWS allows /16 to /28 blocks)"),
-                );
-            } else if let Some(other) = out.iter().find(|o| o.overlaps(&c)) {
-                self.err(
-                    at,
-                    &path,
-                    format!("`{c}` overlaps `{other}`, listed before it"),
-                );
+            if let Some(problem) = not_a_vpc_block(c) {
+                self.err(at, &path, problem);
             } else {
-                out.push(c);
+                listed.push((i, c));
+            }
+        }
+        let nets: Vec<Cidr> = listed.iter().map(|&(_, c)| c).collect();
+        let mut out = Vec::new();
+        for (k, earlier) in overlaps_earlier(&nets).into_iter().enumerate() {
+            let (i, c) = listed[k];
+            match earlier {
+                Some(e) => self.err(
+                    &list.value[i],
+                    format!("vpc_cidrs[{i}]"),
+                    format!("`{c}` overlaps `{}`, listed before it", nets[e]),
+                ),
+                None => out.push(c),
             }
         }
         out
@@ -400,14 +449,24 @@ impl Validator {
                 out.push((i, fwd));
             }
         }
-        // Overlap check: per protocol, sorted by first port, each must end
-        // before the next begins.
+        // Overlap check: per protocol, sorted by first port, each forward is
+        // compared with the one that reaches furthest among those before it.
+        // Every overlapping forward meets it, so all are reported at once in
+        // one sweep.
         let mut sorted: Vec<&(usize, Forward)> = out.iter().collect();
         sorted.sort_by_key(|(i, f)| (f.proto, f.ports, *i));
-        for pair in sorted.windows(2) {
-            let (a, b) = (&pair[0], &pair[1]);
-            if a.1.proto == b.1.proto && a.1.ports.overlaps(&b.1.ports) {
-                let (earlier, later) = if a.0 < b.0 { (a, b) } else { (b, a) };
+        let mut furthest: Option<&(usize, Forward)> = None;
+        for &cur in &sorted {
+            let Some(reach) = furthest.filter(|r| r.1.proto == cur.1.proto) else {
+                furthest = Some(cur);
+                continue;
+            };
+            if reach.1.ports.overlaps(&cur.1.ports) {
+                let (earlier, later) = if reach.0 < cur.0 {
+                    (reach, cur)
+                } else {
+                    (cur, reach)
+                };
                 let at = &raw[later.0].value.port;
                 self.err(
                     at,
@@ -417,6 +476,9 @@ impl Validator {
                         later.1.proto.name(), later.1.ports, earlier.1.ports, earlier.1.name, earlier.0
                     ),
                 );
+            }
+            if cur.1.ports.last > reach.1.ports.last {
+                furthest = Some(cur);
             }
         }
         out.into_iter().map(|(_, f)| f).collect()
@@ -459,11 +521,13 @@ impl Validator {
             None => port_number(text).map(Ports::single),
         };
         let Some(ports) = parsed else {
-            self.err(
-                at,
-                path,
-                format!("`{text}` is not a port (1-65535) or a range such as `60000-60010`"),
-            );
+            let message = match leading_zero_advice(text) {
+                Some(advice) => advice,
+                None => {
+                    format!("`{text}` is not a port (1-65535) or a range such as `60000-60010`")
+                }
+            };
+            self.err(at, path, message);
             return None;
         };
         if ports.first > ports.last {
@@ -508,11 +572,11 @@ impl Validator {
             (Some(pt), _) => match port_number(pt) {
                 Some(n) => Ports::single(n),
                 None => {
-                    self.err(
-                        at,
-                        path,
-                        format!("`{pt}` in `{text}` is not a port (1-65535)"),
-                    );
+                    let message = match leading_zero_advice(pt) {
+                        Some(advice) => format!("{advice} (in `{text}`)"),
+                        None => format!("`{pt}` in `{text}` is not a port (1-65535)"),
+                    };
+                    self.err(at, path, message);
                     return None;
                 }
             },
@@ -553,9 +617,14 @@ impl Validator {
             self.err(list, path, "at least one source is needed, such as `[203.0.113.110/32]`; for any source write `[0.0.0.0/0]` with `public: true`");
             return None;
         }
-        let mut out: Vec<Cidr> = Vec::new();
         let mut ok = true;
-        for (j, at) in list.value.iter().enumerate() {
+        if let Some(extra) = list.value.get(MAX_SOURCES) {
+            self.err(extra, format!("{path}[{MAX_SOURCES}]"), format!("a forward may have at most {MAX_SOURCES} sources: each is one security group rule, and AWS allows at most 1,000 inbound rules on an instance's interface; use wider networks or split the forward"));
+            ok = false;
+        }
+        let mut out: Vec<Cidr> = Vec::new();
+        let mut seen: std::collections::HashSet<Cidr> = std::collections::HashSet::new();
+        for (j, at) in list.value.iter().enumerate().take(MAX_SOURCES) {
             let p = format!("{path}[{j}]");
             let Some(c) = self.cidr(at, &p) else {
                 ok = false;
@@ -564,7 +633,7 @@ impl Validator {
             if c.is_any() && !public {
                 self.err(at, &p, "`0.0.0.0/0` lets the whole Internet in; add `public: true` to the forward if that is meant");
                 ok = false;
-            } else if out.contains(&c) {
+            } else if !seen.insert(c) {
                 self.err(at, &p, format!("`{c}` is listed twice"));
                 ok = false;
             } else {
@@ -609,7 +678,11 @@ impl Validator {
                 continue;
             }
             if is_managed_sysctl(k) {
-                self.err(key, &path, format!("`{k}` is managed by natbake: configure-pat.sh switches forwarding on only after the ruleset is loaded, and switches redirects off; remove this key"));
+                self.err(key, &path, format!("`{k}` switches packet forwarding or ICMP redirects, which natbake manages: configure-pat.sh switches IPv4 forwarding on only after the ruleset is loaded, keeps redirects off, and forwards no IPv6; remove this key"));
+                continue;
+            }
+            if let Some(problem) = sysctl_key_problem(k) {
+                self.err(key, &path, problem);
                 continue;
             }
             let v = value.value.0.as_str();
@@ -621,6 +694,10 @@ impl Validator {
                 });
             if !words_ok {
                 self.err(value, &path, format!("`{v}` is not a sysctl value: use a number or words of letters, digits, `_.:-` separated by single spaces"));
+                continue;
+            }
+            if let Some(word) = v.split(' ').find(|w| leading_zero_advice(w).is_some()) {
+                self.err(value, &path, format!("`{word}` has a leading zero, which the kernel reads as an octal number; write the number without it"));
                 continue;
             }
             out.push((k.clone(), v.to_owned()));
@@ -796,6 +873,28 @@ impl Validator {
     }
 }
 
+/// Advice for a number written with leading zeros (`080`, `0443-0450`),
+/// which some tools read as octal and natbake therefore refuses.
+fn leading_zero_advice(text: &str) -> Option<String> {
+    let parts: Vec<&str> = text.split('-').collect();
+    let padded =
+        |p: &&str| p.len() > 1 && p.starts_with('0') && p.bytes().all(|b| b.is_ascii_digit());
+    if parts.len() > 2 || !parts.iter().any(padded) {
+        return None;
+    }
+    let fixed: Vec<&str> = parts
+        .iter()
+        .map(|p| match p.trim_start_matches('0') {
+            "" => "0",
+            t => t,
+        })
+        .collect();
+    let fixed = fixed.join("-");
+    Some(format!(
+        "`{text}` has a leading zero, which some tools read as an octal number; write `{fixed}`"
+    ))
+}
+
 fn port_number(text: &str) -> Option<u16> {
     if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) || text.starts_with('0') {
         return None;
@@ -812,19 +911,87 @@ fn tag_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || " +-=._:/@".contains(c)
 }
 
+/// Control characters (C0, DEL and C1, NEL among them, which YAML 1.1
+/// reads as a line break), direction and line-separator marks, and the
+/// noncharacters, of which U+FFFE and U+FFFF are outside YAML's printable
+/// set. Surrogates cannot occur in a Rust string.
 fn forbidden_in_text(c: char) -> bool {
     c.is_control()
+        || is_noncharacter(c)
         || matches!(c, '\u{2028}' | '\u{2029}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
 }
 
-/// Kernel settings that natbake's boot script owns. Forwarding in
-/// particular must not come from sysctl.d: systemd-sysctl applies that
-/// folder early at boot, before the ruleset is loaded.
+/// The 66 code points Unicode reserves as never meaning a character:
+/// U+FDD0..U+FDEF and the last two of every plane.
+fn is_noncharacter(c: char) -> bool {
+    let n = c as u32;
+    (0xfdd0..=0xfdef).contains(&n) || n & 0xfffe == 0xfffe
+}
+
+/// Why `c` cannot be a VPC's CIDR block, if it cannot.
+fn not_a_vpc_block(c: Cidr) -> Option<String> {
+    if let Some((range, what)) = NOT_VPC_RANGES.iter().find(|(r, _)| r.overlaps(&c)) {
+        return Some(format!(
+            "`{c}` lies in {range} ({what}), which AWS never assigns to a VPC; use a range from RFC 1918 (10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16) or the VPC's own public block"
+        ));
+    }
+    if !VPC_PREFIXES.contains(&c.prefix()) {
+        return Some(format!(
+            "`{c}` is a /{} block; AWS allows VPC CIDR blocks from /{} (65,536 addresses) to /{} (16 addresses)",
+            c.prefix(),
+            VPC_PREFIXES.start(),
+            VPC_PREFIXES.end()
+        ));
+    }
+    None
+}
+
+/// Kernel settings that natbake's boot script owns or that would undo what
+/// it guarantees: forwarding of any address family and ICMP redirects.
+/// IPv4 forwarding in particular must not come from sysctl.d:
+/// systemd-sysctl applies that folder early at boot, before the ruleset is
+/// loaded. IPv6 forwarding would route IPv6 with no natbake rule at all.
 fn is_managed_sysctl(key: &str) -> bool {
-    let k = key.replace('/', ".");
-    k == "net.ipv4.ip_forward"
-        || (k.starts_with("net.ipv4.conf.")
-            && (k.ends_with(".forwarding") || k.ends_with(".send_redirects")))
+    let last = key.rsplit('.').next().unwrap_or(key);
+    key == "net.ipv4.ip_forward"
+        || (key.starts_with("net.")
+            && matches!(
+                last,
+                "forwarding"
+                    | "mc_forwarding"
+                    | "send_redirects"
+                    | "accept_redirects"
+                    | "secure_redirects"
+            ))
+}
+
+/// The folders of `/proc/sys` on Linux: a key outside them exists on no
+/// kernel.
+const SYSCTL_ROOTS: &[&str] = &[
+    "abi", "crypto", "debug", "dev", "fs", "kernel", "net", "sunrpc", "user", "vm",
+];
+
+/// Why `key` would not exist on an instance, when that can be known here.
+/// configure-pat.sh applies the settings with `sysctl -p` and fails the
+/// boot (forwarding off) on a key the kernel lacks.
+fn sysctl_key_problem(key: &str) -> Option<String> {
+    let parts: Vec<&str> = key.split('.').collect();
+    if !SYSCTL_ROOTS.contains(&parts[0]) {
+        let roots: Vec<String> = SYSCTL_ROOTS.iter().map(|r| format!("`{r}.`")).collect();
+        return Some(format!(
+            "`{key}` is not a kernel setting: keys start with one of {}; a key the instance's kernel lacks fails configure-pat.sh at every boot",
+            roots.join(", ")
+        ));
+    }
+    // net.ipv4.conf.eth0.rp_filter, net.ipv6.neigh.ens5.…: per-interface keys.
+    if let ["net", "ipv4" | "ipv6", "conf" | "neigh", iface, _, ..] = parts.as_slice()
+        && !matches!(*iface, "all" | "default" | "lo")
+    {
+        return Some(format!(
+            "`{key}` names the interface `{iface}`; interface names differ between images (eth0, ens5, enX0) and a key for an interface the instance lacks fails configure-pat.sh at every boot; use `all` or `default` instead of `{iface}`"
+        ));
+    }
+    None
 }
 
 #[cfg(test)]
@@ -899,6 +1066,259 @@ mod tests {
     #[test]
     fn forwarding_cannot_be_set_through_sysctl() {
         let diags = check(&format!("{SEED}sysctl:\n  net.ipv4.ip_forward: 0\n")).unwrap_err();
-        assert!(diags[0].message.contains("managed by natbake"));
+        assert!(diags[0].message.contains("which natbake manages"));
+    }
+
+    fn messages(yaml: &str) -> Vec<String> {
+        check(yaml)
+            .unwrap_err()
+            .iter()
+            .map(|d| format!("{}:{}: {}: {}", d.line, d.column, d.path, d.message))
+            .collect()
+    }
+
+    #[test]
+    fn text_outside_what_yaml_can_carry_is_refused() {
+        for escaped in [
+            r"\uFFFE",
+            r"\uFFFF",
+            r"\uFDD0",
+            r"\uFDEF",
+            r"\U0001FFFE",
+            r"\U0010FFFF",
+            r"\x85",
+            r"\x9f",
+            r"\x7f",
+            r"\x00",
+        ] {
+            let yaml = SEED.replace(
+                "    from:",
+                &format!("    description: \"C:\\\\temp\\\\ {escaped} x\"\n    from:"),
+            );
+            let m = messages(&yaml);
+            assert_eq!(m.len(), 1, "{escaped}: {m:?}");
+            assert!(
+                m[0].starts_with("8:18: forwards[0].description: text contains"),
+                "{m:?}"
+            );
+        }
+        let m = messages(&SEED.replace(
+            "site: corp-prod\n",
+            "site: corp-prod\ndescription: \"a\\uFFFEb\"\n",
+        ));
+        assert!(
+            m[0].contains("U+FFFE, a Unicode noncharacter that YAML cannot carry"),
+            "{m:?}"
+        );
+        // Printable characters at the edges of YAML's ranges stay allowed.
+        for ok in [
+            r"\uFFFD",
+            r"\uE000",
+            r"\uD7FF",
+            r"\u00A0",
+            r"\U00010000",
+            r"\U0001F600",
+            r"\\",
+        ] {
+            let yaml = SEED.replace(
+                "site: corp-prod\n",
+                &format!("site: corp-prod\ndescription: \"a{ok}b\"\n"),
+            );
+            assert!(check(&yaml).is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn vpc_cidrs_are_blocks_a_vpc_can_have() {
+        let vpc = |c: &str| SEED.replace("[10.0.0.0/16]", &format!("[{c}]"));
+        for bad in [
+            "0.0.0.0/16",
+            "127.0.0.0/16",
+            "169.254.0.0/16",
+            "224.0.0.0/16",
+            "239.255.255.0/24",
+            "240.0.0.0/16",
+            "255.255.255.240/28",
+        ] {
+            let m = messages(&vpc(bad).replace("10.0.1.25", bad.split('/').next().unwrap()));
+            assert!(
+                m.iter()
+                    .any(|m| m.contains("which AWS never assigns to a VPC")),
+                "{bad}: {m:?}"
+            );
+        }
+        for (bad, size) in [
+            ("10.0.0.0/8", "/8"),
+            ("10.0.0.0/15", "/15"),
+            ("10.0.1.0/29", "/29"),
+        ] {
+            let m = messages(&vpc(bad));
+            assert!(
+                m[0].contains(&format!(
+                    "is a {size} block; AWS allows VPC CIDR blocks from /16"
+                )),
+                "{m:?}"
+            );
+        }
+        for ok in [
+            "100.64.0.0/16",
+            "172.31.0.0/16",
+            "192.168.0.0/28",
+            "198.19.0.0/16",
+            "203.0.113.0/24",
+        ] {
+            let yaml = vpc(ok).replace("10.0.1.25:1532", &format!("{}:1532", host_in(ok)));
+            let m = check(&yaml).map(|_| ()).map_err(|d| d[0].message.clone());
+            assert_eq!(m, Ok(()), "{ok}");
+        }
+        // The metadata service and loopback cannot become targets.
+        let m = messages(&vpc("169.254.169.0/24").replace("10.0.1.25:1532", "169.254.169.254:80"));
+        assert!(m.len() == 1 && m[0].starts_with("3:"), "{m:?}");
+        let m = messages(&vpc("127.0.0.0/16").replace("10.0.1.25:1532", "127.0.0.1:22"));
+        assert!(m.len() == 1 && m[0].starts_with("3:"), "{m:?}");
+    }
+
+    /// The first host of a network given as text.
+    fn host_in(cidr: &str) -> String {
+        let c = Cidr::parse(cidr).unwrap();
+        Ipv4Addr::from(u32::from(c.network()) + 1).to_string()
+    }
+
+    #[test]
+    fn list_lengths_are_capped_at_what_aws_can_carry() {
+        let blocks = |n: usize| -> String {
+            (0..n)
+                .map(|i| format!("10.{i}.0.0/16"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let at_cap = SEED.replace("[10.0.0.0/16]", &format!("[{}]", blocks(MAX_VPC_CIDRS)));
+        assert!(check(&at_cap).is_ok());
+        let over = SEED.replace("[10.0.0.0/16]", &format!("[{}]", blocks(MAX_VPC_CIDRS + 1)));
+        let m = messages(&over);
+        assert!(
+            m.len() == 1 && m[0].contains("vpc_cidrs[50]: a VPC has at most 50 IPv4 CIDR blocks"),
+            "{m:?}"
+        );
+
+        let sources = |n: usize| -> String {
+            (0..n)
+                .map(|i| format!("203.0.{}.{}/32", i / 256, i % 256))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let at_cap = SEED.replace("[203.0.113.110/32]", &format!("[{}]", sources(MAX_SOURCES)));
+        assert_eq!(check(&at_cap).unwrap().forwards[0].from.len(), MAX_SOURCES);
+        let over = SEED.replace(
+            "[203.0.113.110/32]",
+            &format!("[{}]", sources(MAX_SOURCES + 1)),
+        );
+        let m = messages(&over);
+        assert!(
+            m.len() == 1
+                && m[0].contains("forwards[0].from[1000]: a forward may have at most 1000 sources"),
+            "{m:?}"
+        );
+    }
+
+    #[test]
+    fn every_overlapping_forward_is_reported_at_once() {
+        let yaml = "version: 1\nsite: s\nvpc_cidrs: [10.0.0.0/16]\nforwards:\n  - {name: wide, port: 1000-2000, to: 10.0.0.9, from: [192.0.2.0/24]}\n  - {name: low, port: 1001, to: 10.0.0.9:80, from: [192.0.2.0/24]}\n  - {name: high, port: 1500-1600, to: 10.0.0.9, from: [192.0.2.0/24]}\n  - {name: apart, port: 3000, to: 10.0.0.9, from: [192.0.2.0/24]}\n";
+        let m = messages(yaml);
+        assert_eq!(m.len(), 2, "{m:?}");
+        assert!(
+            m[0].contains(
+                "forwards[1].port: tcp port 1001 overlaps port 1000-2000 of forward `wide`"
+            ),
+            "{m:?}"
+        );
+        assert!(
+            m[1].contains(
+                "forwards[2].port: tcp port 1500-1600 overlaps port 1000-2000 of forward `wide`"
+            ),
+            "{m:?}"
+        );
+    }
+
+    #[test]
+    fn sysctl_cannot_touch_forwarding_or_redirects_of_any_family() {
+        for key in [
+            "net.ipv4.ip_forward",
+            "net.ipv4.conf.all.forwarding",
+            "net.ipv4.conf.default.mc_forwarding",
+            "net.ipv6.conf.all.forwarding",
+            "net.ipv6.conf.default.forwarding",
+            "net.ipv4.conf.all.send_redirects",
+            "net.ipv4.conf.all.accept_redirects",
+            "net.ipv6.conf.all.accept_redirects",
+            "net.ipv4.conf.default.secure_redirects",
+        ] {
+            let m = messages(&format!("{SEED}sysctl:\n  {key}: 1\n"));
+            assert!(
+                m.len() == 1 && m[0].contains("which natbake manages"),
+                "{key}: {m:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn sysctl_keys_that_cannot_exist_on_the_instance_are_refused() {
+        for (key, says) in [
+            ("nte.ipv4.tcp_syncookies", "is not a kernel setting"),
+            ("netfilter.nf_conntrack_max", "is not a kernel setting"),
+            ("net.ipv4.conf.eth0.rp_filter", "names the interface `eth0`"),
+            (
+                "net.ipv6.neigh.ens5.base_reachable_time_ms",
+                "names the interface `ens5`",
+            ),
+        ] {
+            let m = messages(&format!("{SEED}sysctl:\n  {key}: 1\n"));
+            assert!(m.len() == 1 && m[0].contains(says), "{key}: {m:?}");
+        }
+        let ok = format!(
+            "{SEED}sysctl:\n  net.netfilter.nf_conntrack_max: 262144\n  net.ipv4.conf.all.rp_filter: 2\n  net.ipv4.neigh.default.gc_thresh3: 4096\n  net.ipv4.conf.lo.rp_filter: 0\n  vm.swappiness: 10\n"
+        );
+        assert_eq!(check(&ok).unwrap().sysctl.len(), 5);
+        let m = messages(&format!("{SEED}sysctl:\n  net.core.somaxconn: 01024\n"));
+        assert!(
+            m[0].contains("`01024` has a leading zero, which the kernel reads as an octal number"),
+            "{m:?}"
+        );
+    }
+
+    #[test]
+    fn empty_forwards_mean_none() {
+        let base = "version: 1\nsite: s\nvpc_cidrs: [10.0.0.0/16]\n";
+        for empty in ["forwards:\n", "forwards: ~\n", "forwards: []\n", ""] {
+            assert!(
+                check(&format!("{base}{empty}"))
+                    .unwrap()
+                    .forwards
+                    .is_empty(),
+                "{empty:?}"
+            );
+        }
+        let m = messages(&format!(
+            "{base}forwards:\n  - name: x\n    port: 80\n    to: 10.0.0.9\n    from:\n"
+        ));
+        assert!(m[0].contains("forwards[0].from: expected a list"), "{m:?}");
+    }
+
+    #[test]
+    fn ports_with_leading_zeros_say_so() {
+        let m = messages(&SEED.replace("port: 51532", "port: 080"));
+        assert_eq!(
+            m,
+            [
+                "6:11: forwards[0].port: `080` has a leading zero, which some tools read as an octal number; write `80`"
+            ]
+        );
+        let m = messages(&SEED.replace("port: 51532", "port: \"08000-08010\""));
+        assert!(m[0].ends_with("write `8000-8010`"), "{m:?}");
+        let m = messages(&SEED.replace("10.0.1.25:1532", "10.0.1.25:01532"));
+        assert!(
+            m[0].contains("`01532` has a leading zero") && m[0].ends_with("(in `10.0.1.25:01532`)"),
+            "{m:?}"
+        );
     }
 }

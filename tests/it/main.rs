@@ -15,5 +15,6 @@ mod output;
 mod packages;
 mod robustness;
 mod snapshots;
+mod specgen;
 mod support;
 mod validators;
