@@ -8,6 +8,7 @@
 //! so a broken one fails before anything is written.
 
 pub mod escape;
+mod gzip;
 pub mod json;
 pub mod rules;
 pub mod view;
@@ -226,11 +227,6 @@ pub const INSTALLED: &[(&str, &str, u32)] = &[
     ),
 ];
 
-/// What each forward needs on the private side, which natbake cannot do.
-const PRIVATE_SIDE_NOTE: &str = "targets see the clients' own addresses: each target's security group \
-must allow its forwards' sources (target-security-groups.json, or manifest.json `targets` per target), \
-and each target subnet's default route must point at the NAT instance";
-
 /// Renders every artifact of `site`.
 pub fn render_site(templates: &Templates, site: &Site) -> Result<Rendered> {
     let mut view = view::View::new(site);
@@ -291,9 +287,6 @@ pub fn render_site(templates: &Templates, site: &Site) -> Result<Rendered> {
         }
     }
     notes.extend(json::security_group_notes(site));
-    if !site.forwards.is_empty() {
-        notes.push(PRIVATE_SIDE_NOTE.into());
-    }
     let manifest = json::manifest(site, &artifacts);
     artifacts.push(Artifact {
         name: "manifest.json".into(),
@@ -338,7 +331,7 @@ fn fit_user_data(
     if compressed_files.len() <= USER_DATA_LIMIT {
         return Ok(Ok(("user-data.yaml".into(), compressed_files)));
     }
-    Ok(match gzip_within(&plain, USER_DATA_LIMIT) {
+    Ok(match gzip::within(&plain, USER_DATA_LIMIT) {
         Some(gz) => Ok(("user-data.yaml.gz".into(), gz)),
         None => Err(format!(
             "no user data written: it is {} bytes, and more than {USER_DATA_LIMIT} even gzip-compressed, \
@@ -346,28 +339,6 @@ fn fit_user_data(
             plain.len()
         )),
     })
-}
-
-/// Deterministic gzip of all of `bytes` (see [`gzip_within`]).
-fn gzip(bytes: &[u8]) -> Vec<u8> {
-    gzip_within(bytes, usize::MAX).expect("gzip into memory does not fail")
-}
-
-/// Deterministic gzip (no file name, modification time 0), given up as
-/// soon as the output passes `limit`: a ruleset of thousands of forwards
-/// need not be compressed whole to learn that it does not fit.
-fn gzip_within(bytes: &[u8], limit: usize) -> Option<Vec<u8>> {
-    let mut enc = flate2::GzBuilder::new()
-        .mtime(0)
-        .write(Vec::new(), flate2::Compression::default());
-    for chunk in bytes.chunks(64 * 1024) {
-        enc.write_all(chunk).ok()?;
-        if enc.get_ref().len() > limit {
-            return None;
-        }
-    }
-    let gz = enc.finish().ok()?;
-    (gz.len() <= limit).then_some(gz)
 }
 
 /// SHA-256 in lower-case hex.

@@ -171,7 +171,7 @@ impl View {
                 {
                     _ if compress => format!(
                         "encoding: gz+b64\n    content: {}",
-                        base64(&super::gzip(&a.bytes))
+                        base64(&super::gzip::all(&a.bytes))
                     ),
                     Some(t) => format!("content: {}", yaml_block(t, INDENT)),
                     None => format!("encoding: b64\n    content: {}", base64(&a.bytes)),

@@ -49,7 +49,13 @@ for site in sys.argv[1:]:
         continue
     for w in written:
         content = w["content"]
-        got = base64.b64decode(content) if w.get("encoding") == "b64" else content.encode("utf-8")
+        encoding = w.get("encoding")
+        if encoding == "b64":
+            got = base64.b64decode(content)
+        elif encoding == "gz+b64":
+            got = gzip.decompress(base64.b64decode(content))
+        else:
+            got = content.encode("utf-8")
         with open(os.path.join(site, by_install[w["path"]]), "rb") as f:
             want = f.read()
         if got != want:
