@@ -38,7 +38,7 @@ THREADS=${BENCH_THREADS:-2}
 APPLY_REPS=${BENCH_APPLY_REPS:-5}
 PERCALL_REPS=${BENCH_PERCALL_REPS:-3}
 
-# The goals of the issue.
+# The scaling goals; each limit is one PASS/FAIL line of the report.
 LIMIT_BUILD_S=2.0           # natbake build, 1,000 specs x 50 forwards, wall
 LIMIT_BUILD_BYTES=200000000 # ... peak RSS, 200 MB
 LIMIT_BIG_S=0.5             # natbake render, one spec x 10,000 forwards

@@ -5,7 +5,7 @@
 //! rendered user data through the NoCloud datasource) and the failure path
 //! (a broken ruleset is refused at bake time and fails visibly at boot).
 //!
-//! How the machine is used (see shared/notes/machine-facts.md):
+//! How the machine is used, and why (a Debian 12 host, root, PID 1 not systemd):
 //! - Everything that runs inside an image runs in namespaces this test
 //!   made: provisioning in a chroot under `unshare --net --mount --pid`, so
 //!   the host's firewall, sysctls and mounts are never touched; the guest
@@ -770,7 +770,7 @@ fn lab_namespaces(lab: &Lab) -> Vec<String> {
     lab.ns.all().into_iter().cloned().collect()
 }
 
-/// Issue items 1 and 2: the Packer path. A minimal Debian 12 image, the
+/// The Packer path, persistent across a restart. A minimal Debian 12 image, the
 /// rendered site baked in by provision.sh exactly as the Packer step runs
 /// it, booted as the NAT instance of the lab; then a reboot with fresh
 /// firewall state and forwarding off, and the same checks again.
@@ -795,7 +795,7 @@ fn baked_image_is_the_nat_instance_at_first_boot_and_after_a_reboot() {
     eprintln!("boot: baked image test took {:.1?}", started.elapsed());
 }
 
-/// Issue item 3: the launch-template path. A stock Debian 12 image with
+/// The launch-template path. A stock Debian 12 image with
 /// cloud-init, given the rendered user-data.yaml through the NoCloud
 /// datasource, is the NAT instance at first boot and after a reboot (when
 /// cloud-init, seeing the same instance, leaves it to natbake.service).
@@ -825,7 +825,7 @@ fn stock_image_with_the_user_data_is_the_nat_instance_at_first_boot_and_after_a_
     eprintln!("boot: cloud-init test took {:.1?}", started.elapsed());
 }
 
-/// Issue item 4, at boot: an image whose installed ruleset is broken boots
+/// A broken ruleset fails visibly at boot: an image whose installed ruleset is broken boots
 /// with natbake.service failed and listed by `systemctl --failed`,
 /// forwarding off (nothing gets through), and iptables-restore's reason in
 /// the journal.
@@ -901,7 +901,7 @@ fn broken_ruleset_fails_visibly_at_boot() {
     assert_host_clean(&root, &[init], &namespaces);
 }
 
-/// Issue item 4, at bake time: provision.sh refuses a broken ruleset, both
+/// A broken ruleset fails the bake: provision.sh refuses a broken ruleset, both
 /// one that `iptables-restore --test` rejects and one that only a real load
 /// rejects.
 #[test]

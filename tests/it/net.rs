@@ -301,7 +301,7 @@ fn lab_premises_hold() {
     f.assert_clean(&lab);
 }
 
-/// Issue items 1 and 2: for every fixture with forwards, the rendered files.
+/// Forwards and egress through the rendered files, for every fixture with forwards.
 #[test]
 fn rendered_sites_work_on_a_real_network() {
     if !support::require_root("rendered_sites_work_on_a_real_network (network namespaces)") {
@@ -318,7 +318,7 @@ fn rendered_sites_work_on_a_real_network() {
     });
 }
 
-/// Issue item 4: the files that user-data.yaml would write, taken out of it,
+/// The launch-template path: the files that user-data.yaml would write, taken out of it,
 /// are the rendered files byte for byte and give the same results.
 #[test]
 fn user_data_files_work_on_a_real_network() {
@@ -369,7 +369,7 @@ fn user_data_files_work_on_a_real_network() {
     });
 }
 
-/// Issue item 3: a VPC whose CIDR blocks do not include the spec's. The
+/// Metadata that disagrees: a VPC whose CIDR blocks do not include the spec's. The
 /// script must fail, forwarding must stay off, and the log must say why.
 #[test]
 fn metadata_mismatch_keeps_forwarding_off() {
@@ -427,7 +427,7 @@ fn metadata_mismatch_keeps_forwarding_off() {
     }
 }
 
-/// Issue item 3: no metadata service at all (packets to it vanish). The
+/// No metadata service at all (packets to it vanish). The
 /// documented behaviour: a warning, and the NAT comes up, within seconds.
 #[test]
 fn metadata_absent_warns_and_carries_on() {

@@ -241,7 +241,7 @@ fn version(text: &str) -> (u32, u32, u32) {
     (n[0], n[1], n[2])
 }
 
-fn packer() -> Command {
+pub(crate) fn packer() -> Command {
     let mut cmd = Command::new("packer");
     // No update check: the network is closed, and tests do not phone home.
     cmd.env("CHECKPOINT_DISABLE", "1");
@@ -250,7 +250,7 @@ fn packer() -> Command {
 
 /// Removes the attributes and blocks in [`PACKER_166_UNKNOWN`], and
 /// returns which it removed.
-fn strip_unknown_to_packer_166(text: &str) -> (String, Vec<&'static str>) {
+pub(crate) fn strip_unknown_to_packer_166(text: &str) -> (String, Vec<&'static str>) {
     let mut out = String::new();
     let mut in_block = false;
     let mut removed = Vec::new();
