@@ -153,7 +153,7 @@ impl View {
         let takeover = site.os.legacy_takeover(paths.script).unwrap_or_default();
         let installed = ARTIFACTS
             .iter()
-            .filter(|a| a.os.includes(site.os))
+            .filter(|a| a.install_path.is_some() && a.applies(site))
             .filter_map(|a| {
                 Some(InstalledView {
                     name: a.name,
