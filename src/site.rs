@@ -7,40 +7,7 @@
 use crate::cidr::Cidr;
 use std::net::Ipv4Addr;
 
-/// Operating system of the image the artifacts are for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Os {
-    AmazonLinux2023,
-    Ubuntu2404,
-    Debian12,
-    /// The legacy AWS NAT AMI (`amzn-ami-vpc-nat`): Amazon Linux 1, no systemd.
-    AmznAmiVpcNat,
-}
-
-impl Os {
-    /// Every accepted spelling, in the order the docs list them.
-    pub const ALL: [Os; 4] = [
-        Os::AmazonLinux2023,
-        Os::Ubuntu2404,
-        Os::Debian12,
-        Os::AmznAmiVpcNat,
-    ];
-
-    /// The name used in the spec.
-    pub fn name(self) -> &'static str {
-        match self {
-            Os::AmazonLinux2023 => "amazon-linux-2023",
-            Os::Ubuntu2404 => "ubuntu-24.04",
-            Os::Debian12 => "debian-12",
-            Os::AmznAmiVpcNat => "amzn-ami-vpc-nat",
-        }
-    }
-
-    /// Whether the image boots with systemd (all but the legacy NAT AMI).
-    pub fn has_systemd(self) -> bool {
-        self != Os::AmznAmiVpcNat
-    }
-}
+pub use crate::os::Os;
 
 /// CPU architecture of the image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

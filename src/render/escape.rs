@@ -92,6 +92,21 @@ pub fn yaml_literal_body(text: &str, indent: usize) -> Option<String> {
     Some(out)
 }
 
+/// A POSIX extended regular expression (grep -E, sed -E) that matches
+/// just `text`. natbake's file names and install paths hold letters,
+/// digits, `/`, `.`, `-` and `_`; anything else special is escaped all the
+/// same, `#` too, which sed commands here use as their delimiter.
+pub fn ere_literal(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if r".[]()*+?{}|^$\#".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,5 +143,18 @@ mod tests {
         assert_eq!(yaml_literal_body("a\n\n", 2), None);
         assert_eq!(yaml_literal_body("a \n", 2), None);
         assert_eq!(yaml_literal_body("a\tb\n", 2), None);
+    }
+
+    #[test]
+    fn ere_literals_match_only_themselves() {
+        assert_eq!(ere_literal("rules.v4"), r"rules\.v4");
+        assert_eq!(
+            ere_literal("/usr/local/sbin/configure-pat.sh"),
+            r"/usr/local/sbin/configure-pat\.sh"
+        );
+        assert_eq!(
+            ere_literal("a+b(c)#[d]|$^*?{}"),
+            r"a\+b\(c\)\#\[d\]\|\$\^\*\?\{\}"
+        );
     }
 }

@@ -9,6 +9,7 @@
 //! their sources kept once. Descriptions use only the site and forward
 //! names, which fit the characters AWS allows in rule descriptions.
 
+use super::artifact::{SECURITY_GROUP, TARGET_SECURITY_GROUPS, USER_DATA};
 use super::{Artifact, sha256_hex};
 use crate::cidr::Cidr;
 use crate::site::{Forward, Ports, Proto, Site};
@@ -129,20 +130,29 @@ fn host(addr: Ipv4Addr) -> Cidr {
     Cidr::parse(&format!("{addr}/32")).expect("a host is a valid CIDR")
 }
 
-/// `security-group.json`, the NAT instance's inbound rules; `None` when
-/// there are none (no forwards, no egress): EC2 refuses an empty request.
-pub fn security_group(site: &Site) -> Option<Vec<u8>> {
-    let p = nat_ingress(site);
-    (p.rules() > 0).then(|| pretty(&Value::Array(p.to_json())))
+/// How many inbound rules the NAT instance has (none without forwards and
+/// egress, and then no `security-group.json`: EC2 refuses an empty request).
+pub fn nat_inbound_rules(site: &Site) -> usize {
+    nat_ingress(site).rules()
+}
+
+/// How many inbound rules the targets need (none without forwards).
+pub fn target_inbound_rules(site: &Site) -> usize {
+    target_ingress(site, site.forwards.iter()).rules()
+}
+
+/// `security-group.json`, the NAT instance's inbound rules.
+pub fn security_group(site: &Site) -> Vec<u8> {
+    pretty(&Value::Array(nat_ingress(site).to_json()))
 }
 
 /// `target-security-groups.json`: every forward's rule for its target, for
-/// a security group that the targets share; `None` without forwards.
-/// Targets with groups of their own take their entry in the manifest's
-/// `targets` instead.
-pub fn target_security_groups(site: &Site) -> Option<Vec<u8>> {
-    let p = target_ingress(site, site.forwards.iter());
-    (p.rules() > 0).then(|| pretty(&Value::Array(p.to_json())))
+/// a security group that the targets share. Targets with groups of their
+/// own take their entry in the manifest's `targets` instead.
+pub fn target_security_groups(site: &Site) -> Vec<u8> {
+    pretty(&Value::Array(
+        target_ingress(site, site.forwards.iter()).to_json(),
+    ))
 }
 
 /// Warnings about EC2's rule quotas, for render and check to print and
@@ -150,11 +160,8 @@ pub fn target_security_groups(site: &Site) -> Option<Vec<u8>> {
 pub fn security_group_notes(site: &Site) -> Vec<String> {
     let mut notes = Vec::new();
     for (file, rules) in [
-        ("security-group.json", nat_ingress(site).rules()),
-        (
-            "target-security-groups.json",
-            target_ingress(site, site.forwards.iter()).rules(),
-        ),
+        (SECURITY_GROUP, nat_inbound_rules(site)),
+        (TARGET_SECURITY_GROUPS, target_inbound_rules(site)),
     ] {
         if rules > SG_RULES_PER_INTERFACE {
             notes.push(format!(
@@ -215,7 +222,7 @@ pub fn manifest(site: &Site, artifacts: &[Artifact]) -> Vec<u8> {
         .collect();
     let user_data = artifacts
         .iter()
-        .find(|a| a.name.starts_with("user-data.yaml"))
+        .find(|a| a.name.starts_with(USER_DATA))
         .map(|a| json!({"file": a.name, "gzip": a.name.ends_with(".gz"), "bytes": a.bytes.len()}));
     let files: Vec<Value> = artifacts
         .iter()
@@ -241,12 +248,12 @@ pub fn manifest(site: &Site, artifacts: &[Artifact]) -> Vec<u8> {
         "forwards": forwards,
         "security_groups": {
             "nat": {
-                "ingress_file": artifacts.iter().any(|a| a.name == "security-group.json").then_some("security-group.json"),
-                "inbound_rules": nat_ingress(site).rules(),
+                "ingress_file": artifacts.iter().any(|a| a.name == SECURITY_GROUP).then_some(SECURITY_GROUP),
+                "inbound_rules": nat_inbound_rules(site),
                 "egress": nat_egress(site).to_json(),
             },
-            "targets_file": artifacts.iter().any(|a| a.name == "target-security-groups.json").then_some("target-security-groups.json"),
-            "target_inbound_rules": target_ingress(site, site.forwards.iter()).rules(),
+            "targets_file": artifacts.iter().any(|a| a.name == TARGET_SECURITY_GROUPS).then_some(TARGET_SECURITY_GROUPS),
+            "target_inbound_rules": target_inbound_rules(site),
             "notes": security_group_notes(site),
         },
         "targets": targets(site),

@@ -6,12 +6,19 @@
 //! artifacts are written with serde_json. HTML escaping is off (nothing
 //! here is HTML), strict mode is on, and every template is parsed at start
 //! so a broken one fails before anything is written.
+//!
+//! Which files there are, and where they go, is the table in [`artifact`].
 
+pub mod artifact;
 pub mod escape;
 mod gzip;
 pub mod json;
 pub mod rules;
+mod user_data;
 pub mod view;
+
+pub use artifact::{ARTIFACTS, ArtifactDef, artifact, install_path};
+pub use user_data::USER_DATA_LIMIT;
 
 use crate::error::printable_path;
 use crate::site::Site;
@@ -21,34 +28,21 @@ use sha2::{Digest, Sha256};
 use std::io::Write;
 use std::path::Path;
 
-/// EC2 refuses user data larger than this, counted before base64.
-pub const USER_DATA_LIMIT: usize = 16 * 1024;
-
 /// An embedded template: the artifact it renders and its text.
 struct Embedded {
     artifact: &'static str,
     text: &'static str,
 }
 
-macro_rules! embedded {
-    ($($name:literal),* $(,)?) => {
-        &[$(Embedded {
-            artifact: $name,
-            text: include_str!(concat!("../../templates/", $name, ".hbs")),
-        }),*]
-    };
+/// The artifacts made from templates, in the table's order.
+fn embedded() -> impl Iterator<Item = Embedded> {
+    ARTIFACTS.iter().filter_map(|a| {
+        a.template.map(|text| Embedded {
+            artifact: a.name,
+            text,
+        })
+    })
 }
-
-const EMBEDDED: &[Embedded] = embedded![
-    "rules.v4",
-    "sysctl.conf",
-    "configure-pat.sh",
-    "natbake.service",
-    "provision.sh",
-    "user-data.yaml",
-    "plugins.pkr.hcl",
-    "nat-ami.pkr.hcl",
-];
 
 /// The parsed templates, embedded ones replaced by any overrides.
 pub struct Templates {
@@ -66,7 +60,7 @@ impl Templates {
         hb.register_helper("sh", Box::new(sh));
         hb.register_helper("yaml", Box::new(yaml));
         hb.register_helper("hcl", Box::new(hcl));
-        for t in EMBEDDED {
+        for t in embedded() {
             hb.register_template_string(t.artifact, t.text)
                 .with_context(|| {
                     format!("embedded template `{}.hbs` does not parse", t.artifact)
@@ -87,14 +81,9 @@ impl Templates {
                     .unwrap_or_default()
                     .to_string_lossy()
                     .into_owned();
-                let Some(t) = EMBEDDED
-                    .iter()
-                    .find(|t| format!("{}.hbs", t.artifact) == file)
-                else {
-                    let known: Vec<String> = EMBEDDED
-                        .iter()
-                        .map(|t| format!("{}.hbs", t.artifact))
-                        .collect();
+                let Some(t) = embedded().find(|t| format!("{}.hbs", t.artifact) == file) else {
+                    let known: Vec<String> =
+                        embedded().map(|t| format!("{}.hbs", t.artifact)).collect();
                     bail!(
                         "`{}` is not a natbake template; the folder may only hold {}",
                         printable_path(&path),
@@ -109,7 +98,7 @@ impl Templates {
                 refuse_partials(&hb, t.artifact, &format!("template `{shown}`"))?;
             }
         }
-        for t in EMBEDDED {
+        for t in embedded() {
             refuse_partials(
                 &hb,
                 t.artifact,
@@ -119,7 +108,7 @@ impl Templates {
         Ok(Templates { hb })
     }
 
-    fn render(&self, artifact: &str, view: &view::View) -> Result<String> {
+    pub(crate) fn render(&self, artifact: &str, view: &view::View) -> Result<String> {
         self.hb
             .render(artifact, view)
             .with_context(|| format!("cannot render `{artifact}` for site `{}`", view.site))
@@ -170,7 +159,7 @@ handlebars_helper!(hcl: |s: str| escape::hcl(s));
 pub fn dump_templates(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create `{}`", printable_path(dir)))?;
-    for t in EMBEDDED {
+    for t in embedded() {
         let path = dir.join(format!("{}.hbs", t.artifact));
         let mut f = std::fs::OpenOptions::new()
             .write(true)
@@ -210,100 +199,30 @@ pub struct Rendered {
     pub notes: Vec<String>,
 }
 
-/// Files installed on the instance, with their places and modes. The
-/// provisioning script and the user data install exactly these.
-pub const INSTALLED: &[(&str, &str, u32)] = &[
-    ("rules.v4", "/etc/natbake/rules.v4", 0o644),
-    ("sysctl.conf", "/etc/sysctl.d/90-natbake.conf", 0o644),
-    (
-        "configure-pat.sh",
-        "/usr/local/sbin/configure-pat.sh",
-        0o755,
-    ),
-    (
-        "natbake.service",
-        "/etc/systemd/system/natbake.service",
-        0o644,
-    ),
-];
-
-/// Renders every artifact of `site`.
+/// Renders every artifact of `site`, in the order of [`ARTIFACTS`].
 pub fn render_site(templates: &Templates, site: &Site) -> Result<Rendered> {
     let mut view = view::View::new(site);
-    let mut artifacts = Vec::new();
+    let mut artifacts: Vec<Artifact> = Vec::new();
     let mut notes = Vec::new();
-    for &(name, install, mode) in INSTALLED {
-        if name == "natbake.service" && !site.os.has_systemd() {
-            continue;
-        }
-        let text = templates.render(name, &view)?;
-        // INSTALLED lists rules.v4 first: the boot script embeds its digest.
-        if name == "rules.v4" {
-            view.rules_sha256 = sha256_hex(text.as_bytes());
-        }
-        artifacts.push(Artifact {
-            name: name.into(),
-            install_path: Some(install),
-            mode,
-            bytes: text.into_bytes(),
-        });
-    }
-    match fit_user_data(templates, &mut view, &artifacts)? {
-        Ok((name, bytes)) => artifacts.push(Artifact {
-            name,
-            install_path: None,
-            mode: 0o644,
-            bytes,
-        }),
-        Err(note) => notes.push(note),
-    }
-    for (name, mode) in [
-        ("provision.sh", 0o755),
-        ("plugins.pkr.hcl", 0o644),
-        ("nat-ami.pkr.hcl", 0o644),
-    ] {
-        let text = templates.render(name, &view)?;
-        artifacts.push(Artifact {
-            name: name.into(),
-            install_path: None,
-            mode,
-            bytes: text.into_bytes(),
-        });
-    }
-    for (name, bytes) in [
-        ("security-group.json", json::security_group(site)),
-        (
-            "target-security-groups.json",
-            json::target_security_groups(site),
-        ),
-    ] {
-        if let Some(bytes) = bytes {
+    for def in ARTIFACTS.iter().filter(|a| a.applies(site)) {
+        let mut input = artifact::Input {
+            def,
+            site,
+            templates,
+            view: &mut view,
+            done: &artifacts,
+            notes: &mut notes,
+        };
+        if let Some(out) = (def.render)(&mut input)? {
             artifacts.push(Artifact {
-                name: name.into(),
-                install_path: None,
-                mode: 0o644,
-                bytes,
+                name: out.name,
+                install_path: def.install_path,
+                mode: def.mode,
+                bytes: out.bytes,
             });
         }
     }
     notes.extend(json::security_group_notes(site));
-    let manifest = json::manifest(site, &artifacts);
-    artifacts.push(Artifact {
-        name: "manifest.json".into(),
-        install_path: None,
-        mode: 0o644,
-        bytes: manifest,
-    });
-    let sums: String = artifacts
-        .iter()
-        .map(|a| format!("{}  {}\n", sha256_hex(&a.bytes), a.name))
-        .collect();
-    artifacts.push(Artifact {
-        name: "SHA256SUMS".into(),
-        install_path: None,
-        mode: 0o644,
-        bytes: sums.into_bytes(),
-    });
     Ok(Rendered {
         site: site.name.clone(),
         artifacts,
@@ -311,37 +230,10 @@ pub fn render_site(templates: &Templates, site: &Site) -> Result<Rendered> {
     })
 }
 
-/// The user data as EC2 will take it: plain YAML when it fits; else YAML
-/// carrying each file gzip-compressed (still text, so it can be read and
-/// embedded in other templates); else the plain YAML gzip-compressed whole
-/// (which cloud-init also reads); else an explanation. Every form writes the
-/// same files byte for byte.
-fn fit_user_data(
-    templates: &Templates,
-    view: &mut view::View,
-    installed: &[Artifact],
-) -> Result<std::result::Result<(String, Vec<u8>), String>> {
-    view.add_files(installed, false);
-    let plain = templates.render("user-data.yaml", view)?.into_bytes();
-    if plain.len() <= USER_DATA_LIMIT {
-        return Ok(Ok(("user-data.yaml".into(), plain)));
-    }
-    view.add_files(installed, true);
-    let compressed_files = templates.render("user-data.yaml", view)?.into_bytes();
-    if compressed_files.len() <= USER_DATA_LIMIT {
-        return Ok(Ok(("user-data.yaml".into(), compressed_files)));
-    }
-    Ok(match gzip::within(&plain, USER_DATA_LIMIT) {
-        Some(gz) => Ok(("user-data.yaml.gz".into(), gz)),
-        None => Err(format!(
-            "no user data written: it is {} bytes, and more than {USER_DATA_LIMIT} even gzip-compressed, \
-             over EC2's limit; use the AMI (nat-ami.pkr.hcl), which has no such limit",
-            plain.len()
-        )),
-    })
-}
-
 /// SHA-256 in lower-case hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    crate::validate::hex(&Sha256::digest(bytes))
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }

@@ -5,8 +5,10 @@
 //! templates should need as little logic as possible. Text from the spec
 //! stays raw here; templates escape it with the helper for their format.
 
+use super::artifact::{self, ARTIFACTS, install_path};
 use super::{Artifact, escape, rules};
-use crate::site::{Arch, Os, Partition, Site};
+use crate::os::{Boot, Packages};
+use crate::site::{Partition, Site};
 use serde::Serialize;
 
 #[derive(Debug, Serialize)]
@@ -38,8 +40,37 @@ pub struct View {
     pub legacy_takeover: String,
     /// The same as a YAML block scalar for the user data.
     pub legacy_takeover_yaml: String,
+    /// Where the installed artifacts go, for templates that name them.
+    pub paths: Paths,
+    /// The systemd unit's name.
+    pub unit: &'static str,
+    /// The files this os gets installed, in the artifact table's order.
+    pub installed: Vec<InstalledView>,
+    /// An extended regular expression matching the file name of any
+    /// artifact that is ever installed, for picking their SHA256SUMS lines.
+    pub installed_names_ere: String,
     /// Files the user data writes (filled after they are rendered).
     pub files: Vec<FileView>,
+}
+
+/// Install paths of the artifacts that templates name, from the artifact
+/// table.
+#[derive(Debug, Serialize)]
+pub struct Paths {
+    pub rules: &'static str,
+    pub sysctl: &'static str,
+    pub script: &'static str,
+    pub unit: &'static str,
+}
+
+/// One installed artifact.
+#[derive(Debug, Serialize)]
+pub struct InstalledView {
+    /// File name in the site folder.
+    pub name: &'static str,
+    pub path: &'static str,
+    /// `0644`, as `install -m` and cloud-init take it.
+    pub mode: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -72,17 +103,6 @@ pub struct AmiView {
     /// legacy NAT AMI, which AWS deprecated and no longer updates.
     pub include_deprecated: bool,
     pub ssh_username: &'static str,
-}
-
-/// The tools the boot script needs and how this OS installs them.
-#[derive(Debug)]
-pub struct Packages {
-    /// `command package` pairs: the command checked, the package providing it.
-    pub needs: Vec<KeyValue>,
-    /// The install command, to which the missing package names are appended.
-    pub install: &'static str,
-    /// Run once before the first install (refreshing package lists); may be empty.
-    pub refresh: &'static str,
 }
 
 #[derive(Debug, Serialize)]
@@ -123,7 +143,31 @@ impl View {
                 }
             })
             .collect();
-        let install = install_script(&packages(site.os));
+        let install = install_script(&site.os.packages());
+        let paths = Paths {
+            rules: install_path(artifact::RULES),
+            sysctl: install_path(artifact::SYSCTL),
+            script: install_path(artifact::SCRIPT),
+            unit: install_path(artifact::UNIT),
+        };
+        let takeover = site.os.legacy_takeover(paths.script).unwrap_or_default();
+        let installed = ARTIFACTS
+            .iter()
+            .filter(|a| a.install_path.is_some() && a.applies(site))
+            .filter_map(|a| {
+                Some(InstalledView {
+                    name: a.name,
+                    path: a.install_path?,
+                    mode: format!("{:04o}", a.mode),
+                })
+            })
+            .collect();
+        let installed_names_ere = ARTIFACTS
+            .iter()
+            .filter(|a| a.install_path.is_some())
+            .map(|a| escape::ere_literal(a.name))
+            .collect::<Vec<_>>()
+            .join("|");
         View {
             version: env!("CARGO_PKG_VERSION"),
             site: site.name.clone(),
@@ -133,7 +177,7 @@ impl View {
             os: site.os.name(),
             arch: site.arch.name(),
             systemd: site.os.has_systemd(),
-            legacy: site.os == Os::AmznAmiVpcNat,
+            legacy: site.os.boot() == Boot::AmiNatJob,
             vpc_cidrs: site.vpc_cidrs.iter().map(|c| c.to_string()).collect(),
             egress: site.egress,
             forwards,
@@ -149,8 +193,12 @@ impl View {
             ami: ami_view(site),
             install_script_yaml: yaml_block(&install, 6),
             install_script: install,
-            legacy_takeover: LEGACY_TAKEOVER.to_string(),
-            legacy_takeover_yaml: yaml_block(LEGACY_TAKEOVER, 6),
+            legacy_takeover_yaml: yaml_block(&takeover, 6),
+            legacy_takeover: takeover,
+            paths,
+            unit: artifact::UNIT,
+            installed,
+            installed_names_ere,
             files: Vec::new(),
         }
     }
@@ -188,40 +236,7 @@ impl View {
 
 fn ami_view(site: &Site) -> AmiView {
     let a = &site.ami;
-    let partition = site_partition(site);
-    // Amazon-owned images are found through the owner alias `amazon`, which
-    // names Amazon's publishing account in every partition. Canonical
-    // publishes from one account per partition; validation refuses Debian
-    // outside the standard partition, where its account is not known here.
-    let canonical = match partition {
-        Partition::Aws => "099720109477",
-        Partition::China => "837727238323",
-        Partition::GovCloud => "513442679011",
-    };
-    // AL2023 is published for several kernel lines at once (6.1, 6.12, ...),
-    // on the same days: a `kernel-*` pattern would pick one by chance.
-    let (source_name, source_owner, ssh_username) = match (site.os, site.arch) {
-        (Os::AmazonLinux2023, Arch::X86_64) => {
-            ("al2023-ami-2023.*-kernel-6.1-x86_64", "amazon", "ec2-user")
-        }
-        (Os::AmazonLinux2023, Arch::Arm64) => {
-            ("al2023-ami-2023.*-kernel-6.1-arm64", "amazon", "ec2-user")
-        }
-        (Os::Ubuntu2404, Arch::X86_64) => (
-            "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-*",
-            canonical,
-            "ubuntu",
-        ),
-        (Os::Ubuntu2404, Arch::Arm64) => (
-            "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-arm64-server-*",
-            canonical,
-            "ubuntu",
-        ),
-        (Os::Debian12, Arch::X86_64) => ("debian-12-amd64-*", "136693071363", "admin"),
-        (Os::Debian12, Arch::Arm64) => ("debian-12-arm64-*", "136693071363", "admin"),
-        // Validation refuses arm64 for the legacy AMI, which never had one.
-        (Os::AmznAmiVpcNat, _) => ("amzn-ami-vpc-nat-*-x86_64-ebs", "amazon", "ec2-user"),
-    };
+    let image = site.os.source_image(site.arch, site_partition(site));
     let mut tags = vec![
         ("Name".to_string(), format!("{}-nat", site.name)),
         ("natbake:site".to_string(), site.name.clone()),
@@ -241,10 +256,10 @@ fn ami_view(site: &Site) -> AmiView {
         subnet_id: a.subnet_id.clone().unwrap_or_default(),
         tag_lines: hcl_map_lines(&tags),
         description: ami_description(&site.name, site.description.as_deref()),
-        source_name,
-        source_owner,
-        include_deprecated: site.os == Os::AmznAmiVpcNat,
-        ssh_username,
+        source_name: image.name,
+        source_owner: image.owner,
+        include_deprecated: site.os.image_is_deprecated(),
+        ssh_username: site.os.ssh_user(),
     }
 }
 
@@ -302,110 +317,24 @@ fn yaml_block(text: &str, indent: usize) -> String {
     }
 }
 
-/// Takes NAT over from the AWS NAT AMI (package `aws-vpc-nat`). Left
-/// alone, its `/etc/sysctl.d/10-nat-settings.conf` switches forwarding on
-/// early in boot, before any ruleset, and its upstart job
-/// `/etc/init/nat.conf` runs `/usr/sbin/configure-pat.sh`, which adds a
-/// MASQUERADE rule for everything leaving eth0 ahead of natbake's chains,
-/// hiding every forwarded client's address from the private host. So: the
-/// AMI's job stays the one boot path but runs natbake's script, forwarding
-/// stays off until that script turns it on, rc.local runs neither script,
-/// and yum leaves the package alone so that an update cannot bring its
-/// files back. Every step writes a fixed result, so a second run changes
-/// nothing.
-const LEGACY_TAKEOVER: &str = r#"AMI_JOB=/etc/init/nat.conf
-if ! grep -Eqs '^exec[[:space:]]+/usr/sbin/configure-pat\.sh[[:space:]]*$' "$AMI_JOB"; then
-  echo "natbake: $AMI_JOB does not run /usr/sbin/configure-pat.sh; this is not the AWS NAT AMI (amzn-ami-vpc-nat) that the spec names." >&2
-  exit 1
-fi
-cat >/usr/sbin/configure-pat.sh <<'EOF'
-#!/bin/bash
-# natbake: the AWS NAT AMI's boot job (/etc/init/nat.conf) runs this file;
-# natbake's script configures NAT and port forwarding in its place.
-exec /usr/local/sbin/configure-pat.sh "$@"
-EOF
-chmod 0755 /usr/sbin/configure-pat.sh
-cat >/etc/sysctl.d/10-nat-settings.conf <<'EOF'
-# natbake: the AWS NAT AMI's settings, but IP forwarding stays off here;
-# /usr/local/sbin/configure-pat.sh switches it on once its ruleset is loaded.
-net.ipv4.ip_forward = 0
-net.ipv4.conf.eth0.send_redirects = 0
-EOF
-if [ -f /etc/rc.d/rc.local ]; then
-  sed -i -E '\#^[[:space:]]*(/usr/local/sbin|/usr/sbin)/configure-pat\.sh[[:space:]]*$#d' /etc/rc.d/rc.local
-fi
-if [ -f /etc/yum.conf ]; then
-  awk '
-    function add() { if (!added) print "exclude=aws-vpc-nat"; added = 1 }
-    /^\[/ { if (main) add(); main = ($0 == "[main]") }
-    main && /^exclude[[:space:]]*=/ {
-      if ($0 !~ /[=[:space:],]aws-vpc-nat([[:space:],]|$)/) $0 = $0 " aws-vpc-nat"
-      added = 1
-    }
-    { print }
-    END { if (main) add() }
-  ' /etc/yum.conf >/etc/yum.conf.natbake
-  cat /etc/yum.conf.natbake >/etc/yum.conf
-  rm -f /etc/yum.conf.natbake
-fi
-"#;
-
 /// The shell lines that install whatever the boot step misses.
 fn install_script(p: &Packages) -> String {
     let mut s = String::from("missing=()\n");
-    for kv in &p.needs {
+    for need in p.needs {
         s.push_str(&format!(
             "command -v {} >/dev/null 2>&1 || missing+=({})\n",
-            escape::sh(&kv.key),
-            escape::sh(&kv.value)
+            escape::sh(need.command),
+            escape::sh(need.package)
         ));
     }
     // The status of the whole is that of the install, so that the caller
     // can tell a failure from success (set -e does not reach into here).
     s.push_str("if [ \"${#missing[@]}\" -gt 0 ]; then\n");
-    if !p.refresh.is_empty() {
-        s.push_str(&format!("  {} &&\n", p.refresh));
+    if let Some(refresh) = p.refresh {
+        s.push_str(&format!("  {refresh} &&\n"));
     }
     s.push_str(&format!("  {} \"${{missing[@]}}\"\nfi\n", p.install));
     s
-}
-
-fn packages(os: Os) -> Packages {
-    let kv = |k: &str, v: &str| KeyValue {
-        key: k.into(),
-        value: v.into(),
-    };
-    match os {
-        Os::AmazonLinux2023 => Packages {
-            needs: vec![
-                kv("iptables-restore", "iptables-nft"),
-                kv("curl", "curl-minimal"),
-                kv("logger", "util-linux"),
-            ],
-            install: "dnf install -y",
-            refresh: "",
-        },
-        Os::Ubuntu2404 | Os::Debian12 => Packages {
-            needs: vec![
-                kv("iptables-restore", "iptables"),
-                kv("curl", "curl"),
-                kv("logger", "bsdutils"),
-            ],
-            // Another package manager (cloud-init, unattended-upgrades)
-            // may hold the dpkg lock: wait for it, but not for ever.
-            install: "DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=\"${NATBAKE_WAIT_TIMEOUT:-120}\" install -y -q --no-install-recommends",
-            refresh: "apt-get -o DPkg::Lock::Timeout=\"${NATBAKE_WAIT_TIMEOUT:-120}\" update -q",
-        },
-        Os::AmznAmiVpcNat => Packages {
-            needs: vec![
-                kv("iptables-restore", "iptables"),
-                kv("curl", "curl"),
-                kv("logger", "util-linux"),
-            ],
-            install: "yum install -y",
-            refresh: "",
-        },
-    }
 }
 
 /// Standard base64 with padding, as cloud-init's `b64` encoding expects.

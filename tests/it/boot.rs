@@ -29,6 +29,7 @@ use crate::netlab::{
     Findings, Lab, LabOptions, Manifest, check_all_up, check_forwarding_off, check_imds_v2_used,
 };
 use crate::support::{self, Finished, ScratchDir};
+use natbake::render::{artifact, install_path};
 
 /// Where the Packer template's file provisioner uploads the site folder;
 /// provision.sh runs from inside it (`cd /tmp/natbake && sudo bash ./provision.sh`).
@@ -439,7 +440,7 @@ exec setpriv --pdeathsig TERM -- systemd-nspawn "$@"
         };
         GuestState {
             system: text(&["systemctl", "is-system-running"]),
-            natbake: text(&["systemctl", "is-active", "natbake.service"]),
+            natbake: text(&["systemctl", "is-active", artifact::UNIT]),
             failed,
             ip_forward: text(&["sysctl", "-n", "net.ipv4.ip_forward"]),
             iptables: text(&["iptables-save"]),
@@ -448,7 +449,7 @@ exec setpriv --pdeathsig TERM -- systemd-nspawn "$@"
             // the unit of a logger process that has already exited.
             journal: format!(
                 "{}\n{}",
-                text(&["journalctl", "-b", "--no-pager", "-u", "natbake.service"]),
+                text(&["journalctl", "-b", "--no-pager", "-u", artifact::UNIT]),
                 text(&["journalctl", "-b", "--no-pager", "-t", "natbake"])
             ),
             cloud_init,
@@ -839,14 +840,14 @@ fn broken_ruleset_fails_visibly_at_boot() {
     // Damage the installed ruleset after baking, as a bad edit would. A jump
     // to a missing chain gets past `iptables-restore --test`, so it is what
     // a check short of a real load would let through.
-    let installed = root.join("etc/natbake/rules.v4");
+    let installed = root.join(install_path(artifact::RULES).trim_start_matches('/'));
     let rules = fs::read_to_string(&installed).expect("read installed rules");
     let (broken, line_no) = break_ruleset(&rules, "-A FORWARD -j NATBAKE-NO-SUCH-CHAIN");
     fs::write(&installed, broken).expect("write broken rules");
     // The boot script refuses a ruleset other than the one it was rendered
     // with; a broken template renders both, so the digest it carries is
     // that of the broken file.
-    let script = root.join("usr/local/sbin/configure-pat.sh");
+    let script = root.join(install_path(artifact::SCRIPT).trim_start_matches('/'));
     let digest = support::run_stdout(Command::new("sha256sum").arg(&installed));
     let digest = digest.split_whitespace().next().expect("a digest");
     let text = fs::read_to_string(&script).expect("read installed script");
@@ -866,7 +867,7 @@ fn broken_ruleset_fails_visibly_at_boot() {
     let problems: Vec<&str> = [
         (state.natbake != "failed", "natbake.service is not failed"),
         (
-            !state.failed.iter().any(|u| u == "natbake.service"),
+            !state.failed.iter().any(|u| u == artifact::UNIT),
             "systemctl --failed does not list natbake.service",
         ),
         (state.ip_forward != "0", "IP forwarding is on"),
@@ -1017,11 +1018,11 @@ fn boot_with_nftables(root: &RootFs, lab: &Lab, label: &str) -> ProcessMark {
         run.stdout.trim().to_string()
     };
     let nft_state = show("nftables.service", "ActiveState");
-    let after = show("natbake.service", "After");
+    let after = show(artifact::UNIT, "After");
     let nft_done: u64 = show("nftables.service", "ExecMainExitTimestampMonotonic")
         .parse()
         .unwrap_or(0);
-    let natbake_began: u64 = show("natbake.service", "ExecMainStartTimestampMonotonic")
+    let natbake_began: u64 = show(artifact::UNIT, "ExecMainStartTimestampMonotonic")
         .parse()
         .unwrap_or(0);
     let nft_rules = guest

@@ -154,8 +154,7 @@ fn scripts_are_executable_and_the_rest_is_not() {
                 .unwrap()
                 .permissions(),
         ) & 0o777;
-        let want = if name.ends_with(".sh") { 0o755 } else { 0o644 };
-        assert_eq!(mode, want, "{name}");
+        assert_eq!(mode, natbake::render::artifact(&name).mode, "{name}");
     }
 }
 
@@ -264,6 +263,44 @@ fn the_readme_examples_validate() {
     assert_eq!(
         blocks[0],
         std::fs::read_to_string(repo().join("images/corp-prod.yaml")).unwrap()
+    );
+}
+
+/// The README's artifact table says what the code's table says: the same
+/// files in the same order, each made from, installed at, with the mode,
+/// for the operating systems and at the times the code has.
+#[test]
+fn the_readme_artifact_table_is_the_codes() {
+    use natbake::render::ARTIFACTS;
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let header = "| file | made from | installed at | mode | os | written | what it is |";
+    let table = readme
+        .split_once(&format!("\n{header}\n"))
+        .expect("the README has the artifact table")
+        .1;
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .skip(1)
+        .take_while(|l| l.starts_with('|'))
+        .map(|l| l.trim_matches('|').split('|').map(str::trim).collect())
+        .collect();
+    let code: Vec<Vec<String>> = ARTIFACTS
+        .iter()
+        .map(|a| {
+            vec![
+                format!("`{}`", a.name),
+                a.made_from(),
+                a.install_path.map_or("—".into(), |p| format!("`{p}`")),
+                format!("{:04o}", a.mode),
+                a.os.describe().into(),
+                a.when.describe().into(),
+            ]
+        })
+        .collect();
+    let readme_cells: Vec<Vec<&str>> = rows.iter().map(|r| r[..6.min(r.len())].to_vec()).collect();
+    assert_eq!(
+        readme_cells, code,
+        "README.md's artifact table differs from ARTIFACTS"
     );
 }
 

@@ -22,6 +22,8 @@ use crate::netlab::{
     check_sysctl_file, check_sysctls, egress_probes, forward_probes, in_ns, lab_premises,
 };
 use crate::support::{self, Finished, ScratchDir};
+use natbake::render::artifact::RULES;
+use natbake::render::install_path;
 
 /// "Within a few seconds": how long configure-pat.sh may take when no
 /// metadata service answers at all.
@@ -483,9 +485,6 @@ fn join(cidrs: &[Cidr]) -> String {
 // A ruleset that is not the rendered one
 // ---------------------------------------------------------------------------
 
-/// Where the ruleset is installed.
-const RULES_PATH: &str = "/etc/natbake/rules.v4";
-
 /// Ways a ruleset file ends up empty or partial, each of which
 /// `iptables-restore --noflush` loads "successfully": empty, comments
 /// only (the rendered file's header), and cut after the nat table's
@@ -553,7 +552,7 @@ fn installed_ruleset_other_than_the_rendered_one_is_refused() {
         let file = scratch.path().join(format!("rules-{i}.v4"));
         fs::write(&file, &text).expect("write the damaged ruleset");
         let mut f = Findings::new(format!("{}: installed rules.v4 is {case}", label(&site)));
-        let run = lab.run_configure_pat(&install.with_source(RULES_PATH, &file));
+        let run = lab.run_configure_pat(&install.with_source(install_path(RULES), &file));
         check_refused(
             &lab,
             &run,

@@ -57,6 +57,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use natbake::render::{artifact, install_path};
 use serde_json::Value;
 
 use crate::support::{self, Finished, ScratchDir};
@@ -1875,9 +1876,6 @@ pub struct InstallSet {
     pub files: Vec<InstallFile>,
 }
 
-/// Where configure-pat.sh is installed unless the artifacts say otherwise.
-pub const SCRIPT_INSTALL_PATH: &str = "/usr/local/sbin/configure-pat.sh";
-
 impl InstallSet {
     /// Every artifact the manifest gives an install path.
     pub fn from_site_dir(site_dir: &Path, m: &Manifest) -> InstallSet {
@@ -1959,28 +1957,17 @@ impl InstallSet {
 
     /// The installed configure-pat.sh.
     pub fn script_path(&self) -> &str {
-        self.files
-            .iter()
-            .map(|f| f.install_path.as_str())
-            .find(|p| p.ends_with("/configure-pat.sh"))
-            .unwrap_or(SCRIPT_INSTALL_PATH)
+        install_path(artifact::SCRIPT)
     }
 
     fn assert_complete(&self) {
-        for needed in ["/etc/natbake/rules.v4", "/etc/sysctl.d/90-natbake.conf"] {
+        for needed in [artifact::RULES, artifact::SYSCTL, artifact::SCRIPT] {
             assert!(
-                self.get(needed).is_some(),
+                self.get(install_path(needed)).is_some(),
                 "{}: nothing installs {needed}",
                 self.origin
             );
         }
-        assert!(
-            self.files
-                .iter()
-                .any(|f| f.install_path.ends_with("/configure-pat.sh")),
-            "{}: nothing installs configure-pat.sh",
-            self.origin
-        );
     }
 }
 
@@ -2089,7 +2076,7 @@ pub fn check_sysctls(lab: &Lab, f: &mut Findings) {
 /// `net.ipv4.*` and `net.ipv6.*` key in it has its value there. Other keys
 /// are not per-namespace (or read-only in a namespace) and are left alone.
 pub fn check_sysctl_file(lab: &Lab, files: &InstallSet, f: &mut Findings) {
-    let Some(file) = files.get("/etc/sysctl.d/90-natbake.conf") else {
+    let Some(file) = files.get(install_path(artifact::SYSCTL)) else {
         f.check(false, format!("{}: no sysctl file", files.origin));
         return;
     };

@@ -4,6 +4,8 @@
 
 use crate::fixtures::{Spec, files, render, user_data_text, valid_specs};
 use crate::support::{require_root, run, run_stdout};
+use natbake::render::artifact::{SCRIPT, UNIT};
+use natbake::render::install_path;
 use serde::Deserialize;
 use std::path::Path;
 use std::process::Command;
@@ -277,10 +279,10 @@ pub(crate) fn strip_unknown_to_packer_166(text: &str) -> (String, Vec<&'static s
 #[test]
 fn units_pass_systemd_analyze_verify() {
     each_site(|spec, dir| {
-        if !dir.join("natbake.service").exists() {
+        if !dir.join(UNIT).exists() {
             assert!(
                 spec.label.contains("legacy"),
-                "{} has no natbake.service",
+                "{} has no {UNIT}",
                 spec.label
             );
             return;
@@ -289,26 +291,19 @@ fn units_pass_systemd_analyze_verify() {
         // a staged root with the host's system units and the script.
         let root = tempfile::tempdir().unwrap();
         let r = root.path();
-        std::fs::create_dir_all(r.join("etc/systemd/system")).unwrap();
-        std::fs::create_dir_all(r.join("usr/local/sbin")).unwrap();
         std::fs::create_dir_all(r.join("usr/lib/systemd")).unwrap();
         run(Command::new("cp")
             .args(["-r", "/usr/lib/systemd/system"])
             .arg(r.join("usr/lib/systemd/")));
-        std::fs::copy(
-            dir.join("natbake.service"),
-            r.join("etc/systemd/system/natbake.service"),
-        )
-        .unwrap();
-        std::fs::copy(
-            dir.join("configure-pat.sh"),
-            r.join("usr/local/sbin/configure-pat.sh"),
-        )
-        .unwrap();
+        for name in [UNIT, SCRIPT] {
+            let installed = r.join(install_path(name).trim_start_matches('/'));
+            std::fs::create_dir_all(installed.parent().unwrap()).unwrap();
+            std::fs::copy(dir.join(name), installed).unwrap();
+        }
         let out = run(Command::new("systemd-analyze")
             .args(["verify", "--man=no"])
             .arg(format!("--root={}", r.display()))
-            .arg("natbake.service"));
+            .arg(UNIT));
         // Unknown keys and bad values only warn, with exit 0.
         assert!(
             out.stderr.is_empty(),

@@ -1,0 +1,415 @@
+//! The artifact table: every file natbake writes for a site, in one place.
+//!
+//! Each entry says what the file is called, how it is made (a template,
+//! a Rust function, or a function that finishes the view model and then
+//! renders a template), where it is installed on the instance and with
+//! which mode, which operating systems get it, and when it is written at
+//! all. The renderer, the view model (and so every template), the manifest
+//! and the tests all read this table; adding an artifact is one entry here
+//! plus one template or one function.
+//!
+//! The table's order is the order of rendering, and of the manifest and
+//! SHA256SUMS: an artifact may use any artifact above it. configure-pat.sh
+//! carries the digest of rules.v4, the user data carries every installed
+//! file, the manifest lists every file above it, and SHA256SUMS comes last.
+
+use super::{Artifact, Templates, json, sha256_hex, user_data, view::View};
+use crate::os::Os;
+use crate::site::Site;
+use anyhow::{Result, anyhow};
+
+/// The iptables-restore ruleset.
+pub const RULES: &str = "rules.v4";
+/// The kernel settings.
+pub const SYSCTL: &str = "sysctl.conf";
+/// The boot step.
+pub const SCRIPT: &str = "configure-pat.sh";
+/// The systemd unit that runs the boot step.
+pub const UNIT: &str = "natbake.service";
+/// The launch template's user data (`.gz` when it had to be compressed whole).
+pub const USER_DATA: &str = "user-data.yaml";
+/// What Packer runs on the build instance.
+pub const PROVISION: &str = "provision.sh";
+/// The Packer plugins block.
+pub const PACKER_PLUGINS: &str = "plugins.pkr.hcl";
+/// The Packer build.
+pub const PACKER_BUILD: &str = "nat-ami.pkr.hcl";
+/// The NAT instance's inbound security-group rules.
+pub const SECURITY_GROUP: &str = "security-group.json";
+/// What the targets' security group must allow.
+pub const TARGET_SECURITY_GROUPS: &str = "target-security-groups.json";
+/// What was rendered from what.
+pub const MANIFEST: &str = "manifest.json";
+/// Digests of every file above.
+pub const SUMS: &str = "SHA256SUMS";
+
+/// One kind of file natbake writes.
+#[derive(Debug)]
+pub struct ArtifactDef {
+    /// File name inside the site folder, and the template's name.
+    pub name: &'static str,
+    /// The embedded template `templates/<name>.hbs`, if it has one.
+    pub template: Option<&'static str>,
+    /// Makes the file's bytes; `None` writes nothing (a note says why).
+    pub render: fn(&mut Input<'_>) -> Result<Option<Output>>,
+    /// Where the file goes on the instance; `None` for a file that stays
+    /// in the site folder.
+    pub install_path: Option<&'static str>,
+    /// Unix permission bits, in the site folder and on the instance.
+    pub mode: u32,
+    /// Which operating systems get it.
+    pub os: ForOs,
+    /// When it is written at all.
+    pub when: When,
+}
+
+/// Which operating systems get an artifact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForOs {
+    All,
+    /// Those that boot with systemd.
+    Systemd,
+}
+
+/// When an artifact is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum When {
+    Always,
+    /// When the NAT instance has an inbound rule (a forward, or egress):
+    /// EC2 refuses an empty request.
+    NatInboundRules,
+    /// When the site has forwards, which the targets must allow.
+    Forwards,
+    /// When it fits EC2's user data limit, compressed if need be; a note
+    /// says so when it does not.
+    FitsUserDataLimit,
+}
+
+impl ForOs {
+    pub fn includes(self, os: Os) -> bool {
+        match self {
+            ForOs::All => true,
+            ForOs::Systemd => os.has_systemd(),
+        }
+    }
+
+    /// The README's words for it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            ForOs::All => "all",
+            ForOs::Systemd => "with systemd",
+        }
+    }
+}
+
+impl When {
+    /// Whether the artifact is rendered for `site`. An artifact that
+    /// learns only while rendering that it does not fit returns `None`.
+    pub fn holds(self, site: &Site) -> bool {
+        match self {
+            When::Always | When::FitsUserDataLimit => true,
+            When::NatInboundRules => json::nat_inbound_rules(site) > 0,
+            When::Forwards => json::target_inbound_rules(site) > 0,
+        }
+    }
+
+    /// The README's words for it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            When::Always => "always",
+            When::NatInboundRules => "with an inbound rule",
+            When::Forwards => "with forwards",
+            When::FitsUserDataLimit => "if it fits 16 KiB",
+        }
+    }
+}
+
+impl ArtifactDef {
+    /// Whether `site` gets this artifact (before it is rendered).
+    pub fn applies(&self, site: &Site) -> bool {
+        self.os.includes(site.os) && self.when.holds(site)
+    }
+
+    /// The README's words for how it is made.
+    pub fn made_from(&self) -> String {
+        match self.template {
+            Some(_) => format!("`templates/{}.hbs`", self.name),
+            None => "code".into(),
+        }
+    }
+}
+
+/// Everything an artifact's function may read: the site, the view model
+/// (which it may complete for its template), and the artifacts above it.
+pub struct Input<'a> {
+    pub def: &'static ArtifactDef,
+    pub site: &'a Site,
+    pub templates: &'a Templates,
+    pub view: &'a mut View,
+    /// Every artifact rendered so far, in the table's order.
+    pub done: &'a [Artifact],
+    /// Notes for the user, such as why a file was not written.
+    pub notes: &'a mut Vec<String>,
+}
+
+/// A rendered file's name and bytes.
+pub struct Output {
+    /// The table's name, or a variant of it (`user-data.yaml.gz`).
+    pub name: String,
+    pub bytes: Vec<u8>,
+}
+
+impl Input<'_> {
+    /// `bytes` under the artifact's own name.
+    pub fn output(&self, bytes: Vec<u8>) -> Output {
+        Output {
+            name: self.def.name.into(),
+            bytes,
+        }
+    }
+
+    /// The artifact's template rendered with the view model as it is.
+    pub fn template(&self) -> Result<Output> {
+        let text = self.templates.render(self.def.name, self.view)?;
+        Ok(self.output(text.into_bytes()))
+    }
+
+    /// An artifact above this one, by name.
+    pub fn rendered(&self, name: &str) -> Result<&Artifact> {
+        self.done.iter().find(|a| a.name == name).ok_or_else(|| {
+            anyhow!(
+                "`{}` needs `{name}`, which is not rendered before it",
+                self.def.name
+            )
+        })
+    }
+}
+
+/// Embeds `templates/<name>.hbs`.
+macro_rules! template {
+    ($name:literal) => {
+        Some(include_str!(concat!("../../templates/", $name, ".hbs")))
+    };
+}
+
+/// Every artifact, in the order it is rendered.
+pub const ARTIFACTS: &[ArtifactDef] = &[
+    ArtifactDef {
+        name: RULES,
+        template: template!("rules.v4"),
+        render: just_the_template,
+        install_path: Some("/etc/natbake/rules.v4"),
+        mode: 0o644,
+        os: ForOs::All,
+        when: When::Always,
+    },
+    ArtifactDef {
+        name: SYSCTL,
+        template: template!("sysctl.conf"),
+        render: just_the_template,
+        install_path: Some("/etc/sysctl.d/90-natbake.conf"),
+        mode: 0o644,
+        os: ForOs::All,
+        when: When::Always,
+    },
+    ArtifactDef {
+        name: SCRIPT,
+        template: template!("configure-pat.sh"),
+        render: configure_pat,
+        install_path: Some("/usr/local/sbin/configure-pat.sh"),
+        mode: 0o755,
+        os: ForOs::All,
+        when: When::Always,
+    },
+    ArtifactDef {
+        name: UNIT,
+        template: template!("natbake.service"),
+        render: just_the_template,
+        install_path: Some("/etc/systemd/system/natbake.service"),
+        mode: 0o644,
+        os: ForOs::Systemd,
+        when: When::Always,
+    },
+    ArtifactDef {
+        name: USER_DATA,
+        template: template!("user-data.yaml"),
+        render: user_data::render,
+        install_path: None,
+        mode: 0o644,
+        os: ForOs::All,
+        when: When::FitsUserDataLimit,
+    },
+    ArtifactDef {
+        name: PROVISION,
+        template: template!("provision.sh"),
+        render: just_the_template,
+        install_path: None,
+        mode: 0o755,
+        os: ForOs::All,
+        when: When::Always,
+    },
+    ArtifactDef {
+        name: PACKER_PLUGINS,
+        template: template!("plugins.pkr.hcl"),
+        render: just_the_template,
+        install_path: None,
+        mode: 0o644,
+        os: ForOs::All,
+        when: When::Always,
+    },
+    ArtifactDef {
+        name: PACKER_BUILD,
+        template: template!("nat-ami.pkr.hcl"),
+        render: just_the_template,
+        install_path: None,
+        mode: 0o644,
+        os: ForOs::All,
+        when: When::Always,
+    },
+    ArtifactDef {
+        name: SECURITY_GROUP,
+        template: None,
+        render: |i| Ok(Some(i.output(json::security_group(i.site)))),
+        install_path: None,
+        mode: 0o644,
+        os: ForOs::All,
+        when: When::NatInboundRules,
+    },
+    ArtifactDef {
+        name: TARGET_SECURITY_GROUPS,
+        template: None,
+        render: |i| Ok(Some(i.output(json::target_security_groups(i.site)))),
+        install_path: None,
+        mode: 0o644,
+        os: ForOs::All,
+        when: When::Forwards,
+    },
+    ArtifactDef {
+        name: MANIFEST,
+        template: None,
+        render: |i| Ok(Some(i.output(json::manifest(i.site, i.done)))),
+        install_path: None,
+        mode: 0o644,
+        os: ForOs::All,
+        when: When::Always,
+    },
+    ArtifactDef {
+        name: SUMS,
+        template: None,
+        render: sums,
+        install_path: None,
+        mode: 0o644,
+        os: ForOs::All,
+        when: When::Always,
+    },
+];
+
+/// The table's entry for `name`.
+///
+/// # Panics
+///
+/// If no artifact has that name: names are the constants above.
+pub fn artifact(name: &str) -> &'static ArtifactDef {
+    ARTIFACTS
+        .iter()
+        .find(|a| a.name == name)
+        .unwrap_or_else(|| panic!("natbake has no artifact `{name}`"))
+}
+
+/// Where the artifact `name` is installed on the instance.
+///
+/// # Panics
+///
+/// If no artifact has that name, or it is not installed.
+pub fn install_path(name: &str) -> &'static str {
+    artifact(name)
+        .install_path
+        .unwrap_or_else(|| panic!("natbake does not install `{name}`"))
+}
+
+fn just_the_template(i: &mut Input<'_>) -> Result<Option<Output>> {
+    i.template().map(Some)
+}
+
+/// The boot script refuses any ruleset but the one rendered with it.
+fn configure_pat(i: &mut Input<'_>) -> Result<Option<Output>> {
+    i.view.rules_sha256 = sha256_hex(&i.rendered(RULES)?.bytes);
+    just_the_template(i)
+}
+
+/// `sha256sum --check` input for every file above it.
+fn sums(i: &mut Input<'_>) -> Result<Option<Output>> {
+    let sums: String = i
+        .done
+        .iter()
+        .map(|a| format!("{}  {}\n", sha256_hex(&a.bytes), a.name))
+        .collect();
+    Ok(Some(i.output(sums.into_bytes())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_the_sums_come_last() {
+        for (n, a) in ARTIFACTS.iter().enumerate() {
+            assert!(
+                ARTIFACTS[n + 1..].iter().all(|b| b.name != a.name),
+                "{}",
+                a.name
+            );
+        }
+        assert_eq!(ARTIFACTS.last().map(|a| a.name), Some(SUMS));
+        assert_eq!(ARTIFACTS[ARTIFACTS.len() - 2].name, MANIFEST);
+    }
+
+    #[test]
+    fn each_embedded_template_is_the_file_of_its_artifacts_name() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
+        let mut files: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| name.ends_with(".hbs"))
+            .collect();
+        files.sort();
+        let mut names = Vec::new();
+        for a in ARTIFACTS {
+            if let Some(text) = a.template {
+                let file = format!("{}.hbs", a.name);
+                let on_disk = std::fs::read_to_string(dir.join(&file)).unwrap();
+                assert!(
+                    text == on_disk,
+                    "{} embeds another file than {file}",
+                    a.name
+                );
+                names.push(file);
+            }
+        }
+        names.sort();
+        assert_eq!(names, files, "every template belongs to one artifact");
+    }
+
+    #[test]
+    fn installed_files_are_above_the_user_data_that_carries_them() {
+        let user_data = ARTIFACTS.iter().position(|a| a.name == USER_DATA).unwrap();
+        for (n, a) in ARTIFACTS.iter().enumerate() {
+            if let Some(path) = a.install_path {
+                assert!(
+                    n < user_data,
+                    "{} is installed but rendered after the user data",
+                    a.name
+                );
+                assert!(path.starts_with('/'), "{path}");
+            }
+        }
+    }
+
+    #[test]
+    fn executables_are_the_scripts() {
+        for a in ARTIFACTS {
+            let script = a.name.ends_with(".sh");
+            assert_eq!(a.mode, if script { 0o755 } else { 0o644 }, "{}", a.name);
+        }
+    }
+}
