@@ -9,8 +9,8 @@
 //! they were written, fills in defaults, and checks what needs more than
 //! one field: caps on list lengths, duplicates, overlapping ports and
 //! networks, targets inside the VPC, regions of one partition. Each
-//! section of the spec has one method on [`Validator`], called from
-//! [`Validator::site`] with the section's path.
+//! section of the spec has one method on `Validator`, called from
+//! `Validator::site` with the section's path.
 
 use crate::cidr::{Cidr, overlaps_earlier};
 use crate::error::{Diagnostic, SpecError};

@@ -18,7 +18,7 @@ pub use aws::{
     TagKeyProblem, TagValueProblem, VpcBlockProblem, account_id, ami_name_prefix,
     default_instance_type, instance_type, subnet_id, tag_key, tag_value, vpc_block,
 };
-pub use ports::{PortsProblem, Target, TargetProblem, listen_ports, port, ports};
+pub use ports::{PortsProblem, Target, TargetProblem, listen_ports, ports};
 pub use sysctl::{SysctlKeyProblem, SysctlValueProblem, sysctl_key, sysctl_value};
 pub use text::{
     FORWARD_NAME_MAX, MAX_TEXT_CHARS, NameProblem, NotOneOf, SITE_NAME_MAX, TextProblem, choice,

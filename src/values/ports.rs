@@ -23,7 +23,7 @@ pub enum PortsProblem {
 }
 
 /// A port from 1 to 65535, in decimal without a sign or leading zeros.
-pub fn port(text: &str) -> Option<u16> {
+fn port(text: &str) -> Option<u16> {
     if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) || text.starts_with('0') {
         return None;
     }
