@@ -14,6 +14,8 @@ pub mod render;
 pub mod site;
 pub mod spec;
 pub mod validate;
+pub mod values;
+pub mod yaml;
 
 use anyhow::{Context, Result};
 use clap::Parser;

@@ -1,27 +1,35 @@
-//! From YAML text to a validated [`Site`].
+//! From a parsed spec to a validated [`Site`].
 //!
-//! Parsing stops at the first problem of shape (bad YAML, an unknown key, a
-//! wrong type), since nothing after it can be trusted. Validation of
-//! meaning then looks at the whole spec and reports every problem it finds,
-//! each with its line, column and YAML path. Nothing is rendered unless the
-//! list comes back empty.
+//! [`crate::yaml`] parses the bytes and stops at the first problem of shape.
+//! Validation of meaning then looks at the whole spec and reports every
+//! problem it finds, each with its line, column and YAML path. Nothing is
+//! rendered unless the list comes back empty.
+//!
+//! Single values are parsed by [`crate::values`]; this module adds where
+//! they were written, fills in defaults, and checks what needs more than
+//! one field: caps on list lengths, duplicates, overlapping ports and
+//! networks, targets inside the VPC, regions of one partition. Each
+//! section of the spec has one method on `Validator`, called from
+//! `Validator::site` with the section's path.
 
-use crate::cidr::{Cidr, addr_or_none, overlaps_earlier};
+use crate::cidr::{Cidr, overlaps_earlier};
 use crate::error::{Diagnostic, SpecError};
 use crate::site::{Ami, Arch, Forward, Os, Partition, Ports, Proto, Site};
-use crate::spec::{At, RawAmi, RawForward, RawSpec, ScalarText};
+use crate::spec::{At, RawAmi, RawForward, RawSpec, ScalarText, SpannedMap};
+use crate::values::{self, Region, Target};
+use crate::yaml::{self, YamlPath};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
+use std::fmt::Display;
 use std::io::Read;
 use std::net::Ipv4Addr;
 use std::path::Path;
 
-/// Largest spec file accepted. A spec with 10,000 forwards is about 1.5 MB.
-pub const MAX_SPEC_BYTES: u64 = 16 * 1024 * 1024;
+pub use crate::yaml::MAX_SPEC_BYTES;
+
 /// Most forwards one spec may hold; more would not fit one NAT instance's
 /// conntrack table sensibly and would make user data and rulesets unwieldy.
 pub const MAX_FORWARDS: usize = 20_000;
-const MAX_TEXT_CHARS: usize = 200;
 /// AWS allows 50 tags per resource; natbake sets four itself.
 const MAX_TAGS: usize = 46;
 const MAX_SYSCTL: usize = 256;
@@ -33,25 +41,6 @@ pub const MAX_VPC_CIDRS: usize = 50;
 /// times groups per interface cannot exceed 1,000), so a longer list could
 /// never be opened in AWS.
 pub const MAX_SOURCES: usize = 1_000;
-/// VPC sizes AWS allows, as prefix lengths: /16 (65,536 addresses) to /28 (16).
-const VPC_PREFIXES: std::ops::RangeInclusive<u8> = 16..=28;
-/// Ranges AWS never gives a VPC: they mean something else to every host,
-/// so a target there would not be a host in a private subnet.
-/// 100.64.0.0/10 (shared address space) is allowed: AWS accepts it for VPC
-/// blocks, and it is commonly used for secondary blocks.
-const NOT_VPC_RANGES: &[(Cidr, &str)] = &[
-    (Cidr::new(0, 0, 0, 0, 8), "\"this network\" addresses"),
-    (Cidr::new(127, 0, 0, 0, 8), "loopback"),
-    (
-        Cidr::new(169, 254, 0, 0, 16),
-        "link-local, where instance metadata and the Amazon DNS server answer",
-    ),
-    (Cidr::new(224, 0, 0, 0, 4), "multicast"),
-    (
-        Cidr::new(240, 0, 0, 0, 4),
-        "reserved, with the broadcast address",
-    ),
-];
 
 /// Reads, parses and validates the spec at `path`.
 pub fn load(path: &Path) -> Result<Site, SpecError> {
@@ -75,27 +64,7 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Site, SpecError> {
         file: path.to_owned(),
         diagnostics,
     };
-    if bytes.len() as u64 > MAX_SPEC_BYTES {
-        return Err(invalid(vec![Diagnostic {
-            line: 0,
-            column: 0,
-            path: String::new(),
-            message: format!(
-                "the file is larger than {} MiB; a site spec is a few kilobytes",
-                MAX_SPEC_BYTES / 1024 / 1024
-            ),
-        }]));
-    }
-    let text = std::str::from_utf8(bytes).map_err(|e| {
-        let (line, column) = line_col(bytes, e.valid_up_to());
-        invalid(vec![Diagnostic {
-            line,
-            column,
-            path: String::new(),
-            message: "the file is not valid UTF-8".into(),
-        }])
-    })?;
-    let raw = parse_yaml(text).map_err(|d| invalid(vec![d]))?;
+    let raw = yaml::parse_spec(bytes).map_err(|d| invalid(vec![d]))?;
     let spec_sha256 = hex(&Sha256::digest(bytes));
     let mut v = Validator::default();
     let site = v.site(raw, spec_sha256);
@@ -112,169 +81,90 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn line_col(bytes: &[u8], offset: usize) -> (u64, u64) {
-    let before = &bytes[..offset];
-    let line = before.iter().filter(|&&b| b == b'\n').count() as u64 + 1;
-    let column = (offset
-        - before
-            .iter()
-            .rposition(|&b| b == b'\n')
-            .map_or(0, |p| p + 1)) as u64
-        + 1;
-    (line, column)
-}
-
-/// Parses the YAML within [`yaml_options`]'s limits.
-fn parse_yaml(text: &str) -> Result<RawSpec, Diagnostic> {
-    // Tracking the YAML path doubles the cost of a parse; it is only needed
-    // to describe a failure, so a failed parse runs again with it.
-    serde_saphyr::from_str_with_options(text, yaml_options()).or_else(|_| {
-        // serde_path_to_error knows the path but must hand back
-        // serde-saphyr's error type from the closure; the path waits
-        // outside until then.
-        let mut path = None;
-        serde_saphyr::with_deserializer_from_str_with_options(text, yaml_options(), |de| {
-            serde_path_to_error::deserialize(de).map_err(|e| {
-                path = Some(e.path().to_string());
-                e.into_inner()
-            })
-        })
-        .map_err(|e| diagnostic_of(path.unwrap_or_default(), &e))
-    })
-}
-
-/// Limits that keep hostile input (alias bombs, deep nesting, huge
-/// documents) cheap to refuse.
-fn yaml_options() -> serde_saphyr::Options {
-    serde_saphyr::options! {
-        with_snippet: false,
-        strict_booleans: true,
-        // `port: 080` stays the text `080`, so that validation can say what
-        // is wrong with it instead of the parser reading it as a decimal.
-        leading_zero_numbers_as_strings: true,
-        budget: serde_saphyr::budget! {
-            max_events: 2_000_000,
-            max_aliases: 1_000,
-            max_anchors: 1_000,
-            max_depth: 32,
-            max_documents: 1,
-            max_nodes: 1_000_000,
-            max_total_scalar_bytes: MAX_SPEC_BYTES as usize,
-            max_merge_keys: 100,
-        },
-        alias_limits: serde_saphyr::alias_limits! {
-            max_total_replayed_events: 100_000,
-            max_replay_stack_depth: 16,
-        },
-    }
-}
-
-fn diagnostic_of(path: String, err: &serde_saphyr::Error) -> Diagnostic {
-    let (line, column) = err.location().map_or((0, 0), |l| (l.line(), l.column()));
-    let mut message = err.without_snippet().to_string();
-    // The location is reported in its own fields.
-    if let Some(cut) = message.rfind(" at line ") {
-        message.truncate(cut);
-    }
-    let message = explain(&message, path.is_empty() || path == "." || path == "?");
-    // serde_path_to_error shows the root as "." and Spanned adds a `.value` step.
-    let path = path.replace(".value", "");
-    let path = if path == "." || path == "?" {
-        String::new()
-    } else {
-        path
-    };
-    Diagnostic {
-        line,
-        column,
-        path,
-        message,
-    }
-}
-
-/// Adds the advice a person needs to the parser's terse messages.
-fn explain(message: &str, at_root: bool) -> String {
-    if let Some(dup) = message.strip_suffix(", set DuplicateKeyPolicy in Options if acceptable") {
-        format!("{dup}; each key may appear once")
-    } else if message == "unexpected end of input" && at_root {
-        "the file holds no spec; a site spec needs at least `version: 1`, `site` and `vpc_cidrs`"
-            .into()
-    } else if message == "expected mapping start" && at_root {
-        "a site spec is a mapping of keys such as `version: 1`, not a list or a single value".into()
-    } else if message == "expected sequence start" {
-        "expected a list, such as `[10.0.0.0/16]` or lines starting with `- `; an empty value is not a list".into()
-    } else if message == "expected mapping start" {
-        "expected a mapping of `key: value` lines".into()
-    } else if message.starts_with("unknown field") {
-        format!(
-            "{message}; check the spelling (unknown keys are refused so that typos cannot hide)"
-        )
-    } else if message.contains("budget")
-        || message.contains("limit")
-        || message.contains("exceeded")
-    {
-        format!(
-            "{message}; the spec is too large or too deeply nested (anchors and aliases are limited)"
-        )
-    } else {
-        message.to_owned()
-    }
-}
-
+/// Collects every problem of one spec while building its [`Site`].
 #[derive(Default)]
 struct Validator {
     diags: Vec<Diagnostic>,
 }
 
 impl Validator {
-    fn err<T>(&mut self, at: &At<T>, path: impl Into<String>, message: impl Into<String>) {
+    fn err<T>(&mut self, at: &At<T>, path: &YamlPath, message: impl Display) {
         self.diags.push(Diagnostic {
             line: at.referenced.line(),
             column: at.referenced.column(),
-            path: path.into(),
-            message: message.into(),
+            path: path.to_string(),
+            message: message.to_string(),
         });
     }
 
+    /// The parsed value, or `None` once its problem is reported at `at`.
+    fn check<T, V>(
+        &mut self,
+        at: &At<T>,
+        path: &YamlPath,
+        parsed: Result<V, impl Display>,
+    ) -> Option<V> {
+        parsed.map_err(|problem| self.err(at, path, problem)).ok()
+    }
+
     fn site(&mut self, raw: RawSpec, spec_sha256: String) -> Site {
+        let root = YamlPath::root();
         if raw.version.value.0 != "1" {
             self.err(
                 &raw.version,
-                "version",
+                &root.key("version"),
                 format!(
                     "version `{}` is not supported; this natbake reads version 1",
                     raw.version.value.0
                 ),
             );
         }
-        self.name(&raw.site, "site", 40);
+        self.check(
+            &raw.site,
+            &root.key("site"),
+            values::site_name(&raw.site.value),
+        );
         let description = raw
             .description
             .as_ref()
-            .map(|d| self.free_text(d, "description"));
+            .map(|d| self.free_text(d, &root.key("description")));
         let os = match &raw.os {
             None => Os::AmazonLinux2023,
             Some(at) => self
-                .choice(at, "os", &Os::ALL, |o| o.name())
+                .check(
+                    at,
+                    &root.key("os"),
+                    values::choice(&at.value, &Os::ALL, Os::name),
+                )
                 .unwrap_or(Os::AmazonLinux2023),
         };
         let arch = match &raw.arch {
             None => Arch::X86_64,
             Some(at) => self
-                .choice(at, "arch", &Arch::ALL, |a| a.name())
+                .check(
+                    at,
+                    &root.key("arch"),
+                    values::choice(&at.value, &Arch::ALL, Arch::name),
+                )
                 .unwrap_or(Arch::X86_64),
         };
         if let (Os::AmznAmiVpcNat, Arch::Arm64, Some(at)) = (os, arch, &raw.arch) {
-            self.err(at, "arch", "the legacy AWS NAT AMI (`amzn-ami-vpc-nat`) exists for x86_64 only; use `os: amazon-linux-2023` for arm64");
+            self.err(at, &root.key("arch"), "the legacy AWS NAT AMI (`amzn-ami-vpc-nat`) exists for x86_64 only; use `os: amazon-linux-2023` for arm64");
         }
-        let vpc_cidrs = self.vpc_cidrs(&raw.vpc_cidrs);
-        let forwards = self.forwards(&raw.forwards, &vpc_cidrs);
+        let vpc_cidrs = self.vpc_cidrs(&raw.vpc_cidrs, &root.key("vpc_cidrs"));
+        let forwards = self.forwards(&raw.forwards, &root.key("forwards"), &vpc_cidrs);
         let sysctl = raw
             .sysctl
             .as_ref()
-            .map(|s| self.sysctl(s))
+            .map(|s| self.sysctl(s, &root.key("sysctl")))
             .unwrap_or_default();
-        let ami = self.ami(raw.ami.as_ref(), &raw.site.value, os, arch);
+        let ami = self.ami(
+            raw.ami.as_ref(),
+            &root.key("ami"),
+            &raw.site.value,
+            os,
+            arch,
+        );
         Site {
             name: raw.site.value,
             description,
@@ -289,117 +179,34 @@ impl Validator {
         }
     }
 
-    /// A name that ends up in file names, chain comments, tags and log
-    /// prefixes: `^[a-z][a-z0-9-]{0,max-1}$`.
-    fn name(&mut self, at: &At<String>, path: &str, max: usize) {
-        let s = &at.value;
-        let ok = s.len() <= max
-            && s.starts_with(|c: char| c.is_ascii_lowercase())
-            && s.chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-        if !ok {
-            let suggestion: String = s
-                .to_ascii_lowercase()
-                .chars()
-                .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-                .skip_while(|c| !c.is_ascii_lowercase())
-                .take(max)
-                .collect();
-            let mut msg = format!(
-                "`{s}` is not a valid name: use a lower-case letter, then up to {} lower-case letters, digits or `-`",
-                max - 1
-            );
-            if !suggestion.is_empty() && suggestion != *s {
-                msg.push_str(&format!("; for example `{suggestion}`"));
-            }
-            self.err(at, path, msg);
-        }
-    }
-
-    /// Free text: at most 200 characters, no control characters, no
-    /// invisible direction or line-separator characters that could make an
-    /// artifact read differently from what it does, and nothing outside the
-    /// characters YAML can carry (cloud-init drops user data that has one).
-    fn free_text(&mut self, at: &At<String>, path: &str) -> String {
-        let s = &at.value;
-        let count = s.chars().count();
-        if count > MAX_TEXT_CHARS {
-            self.err(
-                at,
-                path,
-                format!("text is {count} characters long; the limit is {MAX_TEXT_CHARS}"),
-            );
-        }
-        if let Some(c) = s.chars().find(|&c| forbidden_in_text(c)) {
-            let message = if is_noncharacter(c) {
-                format!(
-                    "text contains U+{:04X}, a Unicode noncharacter that YAML cannot carry (cloud-init would ignore the whole user data); remove it",
-                    c as u32
-                )
-            } else {
-                format!(
-                    "text contains the control or formatting character U+{:04X}; write it on one line without control characters",
-                    c as u32
-                )
-            };
-            self.err(at, path, message);
-        }
-        s.clone()
-    }
-
-    fn choice<T: Copy>(
-        &mut self,
-        at: &At<String>,
-        path: &str,
-        all: &[T],
-        name: impl Fn(T) -> &'static str,
-    ) -> Option<T> {
-        if let Some(&found) = all.iter().find(|&&t| name(t) == at.value) {
-            return Some(found);
-        }
-        let names: Vec<String> = all.iter().map(|&t| format!("`{}`", name(t))).collect();
-        self.err(
-            at,
-            path,
-            format!("`{}` is not one of {}", at.value, names.join(", ")),
-        );
-        None
-    }
-
-    fn cidr(&mut self, at: &At<String>, path: &str) -> Option<Cidr> {
-        match Cidr::parse(&at.value) {
-            Ok(c) => Some(c),
-            Err(msg) => {
-                self.err(at, path, msg);
-                None
+    /// Free text as written; every problem with it is reported.
+    fn free_text(&mut self, at: &At<String>, path: &YamlPath) -> String {
+        if let Err(problems) = values::free_text(&at.value) {
+            for problem in problems {
+                self.err(at, path, problem);
             }
         }
+        at.value.clone()
     }
 
-    fn vpc_cidrs(&mut self, list: &At<Vec<At<String>>>) -> Vec<Cidr> {
+    fn vpc_cidrs(&mut self, list: &At<Vec<At<String>>>, path: &YamlPath) -> Vec<Cidr> {
         if list.value.is_empty() {
             self.err(
                 list,
-                "vpc_cidrs",
+                path,
                 "at least one VPC CIDR block is needed, such as `[10.0.0.0/16]`",
             );
         }
         if let Some(extra) = list.value.get(MAX_VPC_CIDRS) {
             self.err(
                 extra,
-                format!("vpc_cidrs[{MAX_VPC_CIDRS}]"),
+                &path.index(MAX_VPC_CIDRS),
                 format!("a VPC has at most {MAX_VPC_CIDRS} IPv4 CIDR blocks (5 unless AWS raised the quota); list the VPC's own blocks"),
             );
         }
         let mut listed: Vec<(usize, Cidr)> = Vec::new();
         for (i, at) in list.value.iter().enumerate().take(MAX_VPC_CIDRS) {
-            let path = format!("vpc_cidrs[{i}]");
-            let Some(c) = self.cidr(at, &path) else {
-                continue;
-            };
-            if let Some(problem) = not_a_vpc_block(c) {
-                self.err(at, &path, problem);
-            } else {
+            if let Some(c) = self.check(at, &path.index(i), values::vpc_block(&at.value)) {
                 listed.push((i, c));
             }
         }
@@ -410,7 +217,7 @@ impl Validator {
             match earlier {
                 Some(e) => self.err(
                     &list.value[i],
-                    format!("vpc_cidrs[{i}]"),
+                    &path.index(i),
                     format!("`{c}` overlaps `{}`, listed before it", nets[e]),
                 ),
                 None => out.push(c),
@@ -419,11 +226,11 @@ impl Validator {
         out
     }
 
-    fn forwards(&mut self, raw: &[At<RawForward>], vpc: &[Cidr]) -> Vec<Forward> {
+    fn forwards(&mut self, raw: &[At<RawForward>], path: &YamlPath, vpc: &[Cidr]) -> Vec<Forward> {
         if raw.len() > MAX_FORWARDS {
             self.err(
                 &raw[MAX_FORWARDS],
-                format!("forwards[{MAX_FORWARDS}]"),
+                &path.index(MAX_FORWARDS),
                 format!("a spec may hold at most {MAX_FORWARDS} forwards"),
             );
         }
@@ -431,21 +238,22 @@ impl Validator {
         let mut names: BTreeMap<&str, usize> = BTreeMap::new();
         for (i, at) in raw.iter().enumerate() {
             let f = &at.value;
-            let p = |field: &str| format!("forwards[{i}].{field}");
-            self.name(&f.name, &p("name"), 24);
+            let name_path = path.index(i).key("name");
+            self.check(&f.name, &name_path, values::forward_name(&f.name.value));
             if let Some(&first) = names.get(f.name.value.as_str()) {
                 self.err(
                     &f.name,
-                    p("name"),
+                    &name_path,
                     format!(
-                        "the name `{}` is already used by forwards[{first}]",
-                        f.name.value
+                        "the name `{}` is already used by {}",
+                        f.name.value,
+                        path.index(first)
                     ),
                 );
             } else {
                 names.insert(&f.name.value, i);
             }
-            if let Some(fwd) = self.forward(f, i, vpc) {
+            if let Some(fwd) = self.forward(f, &path.index(i), vpc) {
                 out.push((i, fwd));
             }
         }
@@ -470,10 +278,10 @@ impl Validator {
                 let at = &raw[later.0].value.port;
                 self.err(
                     at,
-                    format!("forwards[{}].port", later.0),
+                    &path.index(later.0).key("port"),
                     format!(
-                        "{} port {} overlaps port {} of forward `{}` (forwards[{}]); every port may be forwarded once",
-                        later.1.proto.name(), later.1.ports, earlier.1.ports, earlier.1.name, earlier.0
+                        "{} port {} overlaps port {} of forward `{}` ({}); every port may be forwarded once",
+                        later.1.proto.name(), later.1.ports, earlier.1.ports, earlier.1.name, path.index(earlier.0)
                     ),
                 );
             }
@@ -484,20 +292,27 @@ impl Validator {
         out.into_iter().map(|(_, f)| f).collect()
     }
 
-    fn forward(&mut self, f: &RawForward, i: usize, vpc: &[Cidr]) -> Option<Forward> {
-        let p = |field: &str| format!("forwards[{i}].{field}");
+    fn forward(&mut self, f: &RawForward, path: &YamlPath, vpc: &[Cidr]) -> Option<Forward> {
         let proto = match &f.proto {
             None => Some(Proto::Tcp),
-            Some(at) => self.choice(at, &p("proto"), &[Proto::Tcp, Proto::Udp], |x| x.name()),
+            Some(at) => self.check(
+                at,
+                &path.key("proto"),
+                values::choice(&at.value, &[Proto::Tcp, Proto::Udp], Proto::name),
+            ),
         };
-        let ports = self.ports(&f.port, &p("port"));
-        let target = self.target(&f.to, &p("to"), ports, vpc);
+        let ports = self.check(
+            &f.port,
+            &path.key("port"),
+            values::listen_ports(&f.port.value.0),
+        );
+        let target = self.target(&f.to, &path.key("to"), ports, vpc);
         let public = f.public.as_ref().is_some_and(|b| b.value);
-        let from = self.sources(&f.from, &p("from"), public, f.public.as_ref());
+        let from = self.sources(&f.from, path, public, f.public.as_ref());
         let description = f
             .description
             .as_ref()
-            .map(|d| self.free_text(d, &p("description")));
+            .map(|d| self.free_text(d, &path.key("description")));
         let (ports, (target, target_ports)) = (ports?, target?);
         Some(Forward {
             name: f.name.value.clone(),
@@ -512,77 +327,25 @@ impl Validator {
         })
     }
 
-    fn ports(&mut self, at: &At<ScalarText>, path: &str) -> Option<Ports> {
-        let text = at.value.0.trim();
-        let parsed = match text.split_once('-') {
-            Some((a, b)) => port_number(a)
-                .zip(port_number(b))
-                .map(|(first, last)| Ports { first, last }),
-            None => port_number(text).map(Ports::single),
-        };
-        let Some(ports) = parsed else {
-            let message = match leading_zero_advice(text) {
-                Some(advice) => advice,
-                None => {
-                    format!("`{text}` is not a port (1-65535) or a range such as `60000-60010`")
-                }
-            };
-            self.err(at, path, message);
-            return None;
-        };
-        if ports.first > ports.last {
-            self.err(
-                at,
-                path,
-                format!(
-                    "the range `{text}` runs backwards; did you mean `{}-{}`?",
-                    ports.last, ports.first
-                ),
-            );
-            return None;
-        }
-        if ports.overlaps(&Ports::single(22)) {
-            self.err(at, path, "port 22 cannot be forwarded: it would take SSH to the NAT instance itself away from these sources; pick another listen port and forward it to the target's port 22");
-            return None;
-        }
-        Some(ports)
-    }
-
+    /// The target host and its ports: a host inside the VPC, not the
+    /// network or broadcast address of the block it is in. `None` without
+    /// a report when the listen ports were invalid and the target gave
+    /// none of its own, since that problem is already reported.
     fn target(
         &mut self,
         at: &At<String>,
-        path: &str,
+        path: &YamlPath,
         ports: Option<Ports>,
         vpc: &[Cidr],
     ) -> Option<(Ipv4Addr, Ports)> {
-        let text = at.value.trim();
-        let (addr_text, port_text) = match text.rsplit_once(':') {
-            Some((a, p)) => (a, Some(p)),
-            None => (text, None),
-        };
-        let Some(addr) = addr_or_none(addr_text) else {
-            self.err(at, path, format!("`{text}` is not a target such as `10.0.1.25:1532` (an IPv4 address, then optionally `:port`)"));
-            return None;
-        };
-        let target_ports = match (port_text, ports) {
-            (Some(pt), Some(ports)) if ports.is_range() => {
-                self.err(at, path, format!("a port range is forwarded to the same ports; write `to: {addr}` without `:{pt}`"));
-                return None;
-            }
-            (Some(pt), _) => match port_number(pt) {
-                Some(n) => Ports::single(n),
-                None => {
-                    let message = match leading_zero_advice(pt) {
-                        Some(advice) => format!("{advice} (in `{text}`)"),
-                        None => format!("`{pt}` in `{text}` is not a port (1-65535)"),
-                    };
-                    self.err(at, path, message);
-                    return None;
-                }
-            },
+        let listen_is_range = ports.is_some_and(|p| p.is_range());
+        let target = self.check(at, path, Target::parse(&at.value, listen_is_range))?;
+        let target_ports = match (target.port, ports) {
+            (Some(n), _) => Ports::single(n),
             (None, Some(ports)) => ports,
             (None, None) => return None,
         };
+        let addr = target.addr;
         match vpc.iter().find(|c| c.contains(addr)) {
             None if !vpc.is_empty() => {
                 let list: Vec<String> = vpc.iter().map(|c| format!("`{c}`")).collect();
@@ -606,27 +369,30 @@ impl Validator {
         }
     }
 
+    /// The `from` list of the forward at `forward`, checked against its
+    /// `public` flag.
     fn sources(
         &mut self,
         list: &At<Vec<At<String>>>,
-        path: &str,
+        forward: &YamlPath,
         public: bool,
         public_at: Option<&At<bool>>,
     ) -> Option<Vec<Cidr>> {
+        let path = forward.key("from");
         if list.value.is_empty() {
-            self.err(list, path, "at least one source is needed, such as `[203.0.113.110/32]`; for any source write `[0.0.0.0/0]` with `public: true`");
+            self.err(list, &path, "at least one source is needed, such as `[203.0.113.110/32]`; for any source write `[0.0.0.0/0]` with `public: true`");
             return None;
         }
         let mut ok = true;
         if let Some(extra) = list.value.get(MAX_SOURCES) {
-            self.err(extra, format!("{path}[{MAX_SOURCES}]"), format!("a forward may have at most {MAX_SOURCES} sources: each is one security group rule, and AWS allows at most 1,000 inbound rules on an instance's interface; use wider networks or split the forward"));
+            self.err(extra, &path.index(MAX_SOURCES), format!("a forward may have at most {MAX_SOURCES} sources: each is one security group rule, and AWS allows at most 1,000 inbound rules on an instance's interface; use wider networks or split the forward"));
             ok = false;
         }
         let mut out: Vec<Cidr> = Vec::new();
         let mut seen: std::collections::HashSet<Cidr> = std::collections::HashSet::new();
         for (j, at) in list.value.iter().enumerate().take(MAX_SOURCES) {
-            let p = format!("{path}[{j}]");
-            let Some(c) = self.cidr(at, &p) else {
+            let p = path.index(j);
+            let Some(c) = self.check(at, &p, Cidr::parse(&at.value)) else {
                 ok = false;
                 continue;
             };
@@ -642,7 +408,7 @@ impl Validator {
         }
         if public && ok && !(out.len() == 1 && out[0].is_any()) {
             if let Some(at) = public_at {
-                self.err(at, path.replace(".from", ".public"), "`public: true` means any source; set `from: [0.0.0.0/0]`, or drop `public` to keep the listed sources");
+                self.err(at, &forward.key("public"), "`public: true` means any source; set `from: [0.0.0.0/0]`, or drop `public` to keep the listed sources");
             }
             ok = false;
         }
@@ -651,68 +417,42 @@ impl Validator {
 
     fn sysctl(
         &mut self,
-        map: &At<crate::spec::SpannedMap<At<ScalarText>>>,
+        map: &At<SpannedMap<At<ScalarText>>>,
+        path: &YamlPath,
     ) -> Vec<(String, String)> {
         let mut out = Vec::new();
         if map.value.0.len() > MAX_SYSCTL {
             let n = map.value.0.len();
             self.err(
                 map,
-                "sysctl",
+                path,
                 format!("{n} settings are more than the {MAX_SYSCTL} natbake accepts"),
             );
             return out;
         }
         for (key, value) in &map.value.0 {
-            let path = format!("sysctl.{}", key.value);
-            let k = &key.value;
-            if k.is_empty()
-                || !k
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '.')
-                || k.starts_with('.')
-                || k.ends_with('.')
-                || k.contains("..")
-            {
-                self.err(key, &path, format!("`{k}` is not a sysctl key; keys use lower-case letters, digits, `_` and `.`, such as `net.netfilter.nf_conntrack_max`"));
+            let path = path.key(&key.value);
+            let Some(k) = self.check(key, &path, values::sysctl_key(&key.value)) else {
                 continue;
+            };
+            if let Some(v) = self.check(value, &path, values::sysctl_value(&value.value.0)) {
+                out.push((k, v));
             }
-            if is_managed_sysctl(k) {
-                self.err(key, &path, format!("`{k}` switches packet forwarding or ICMP redirects, which natbake manages: configure-pat.sh switches IPv4 forwarding on only after the ruleset is loaded, keeps redirects off, and forwards no IPv6; remove this key"));
-                continue;
-            }
-            if let Some(problem) = sysctl_key_problem(k) {
-                self.err(key, &path, problem);
-                continue;
-            }
-            let v = value.value.0.as_str();
-            let words_ok = !v.is_empty()
-                && v.split(' ').all(|w| {
-                    !w.is_empty()
-                        && w.chars()
-                            .all(|c| c.is_ascii_alphanumeric() || "_.:-".contains(c))
-                });
-            if !words_ok {
-                self.err(value, &path, format!("`{v}` is not a sysctl value: use a number or words of letters, digits, `_.:-` separated by single spaces"));
-                continue;
-            }
-            if let Some(word) = v.split(' ').find(|w| leading_zero_advice(w).is_some()) {
-                self.err(value, &path, format!("`{word}` has a leading zero, which the kernel reads as an octal number; write the number without it"));
-                continue;
-            }
-            out.push((k.clone(), v.to_owned()));
         }
         out
     }
 
-    fn ami(&mut self, raw: Option<&At<RawAmi>>, site: &str, os: Os, arch: Arch) -> Ami {
-        let default_type = match arch {
-            Arch::X86_64 => "t3.micro",
-            Arch::Arm64 => "t4g.micro",
-        };
+    fn ami(
+        &mut self,
+        raw: Option<&At<RawAmi>>,
+        path: &YamlPath,
+        site: &str,
+        os: Os,
+        arch: Arch,
+    ) -> Ami {
         let mut ami = Ami {
             region: None,
-            instance_type: default_type.into(),
+            instance_type: values::default_instance_type(arch).into(),
             name_prefix: format!("natbake-{site}"),
             copy_to: Vec::new(),
             share_with: Vec::new(),
@@ -721,144 +461,95 @@ impl Validator {
         };
         let Some(raw) = raw else { return ami };
         let raw = &raw.value;
-        if let Some(at) = &raw.region
-            && self.region(at, "ami.region", os, None)
+        if let Some(at) = &raw.region {
+            ami.region = self
+                .region(at, &path.key("region"), os, None)
+                .map(|r| r.name);
+        }
+        if let Some(at) = &raw.instance_type
+            && let Some(t) = self.check(
+                at,
+                &path.key("instance_type"),
+                values::instance_type(&at.value, arch),
+            )
         {
-            ami.region = Some(at.value.clone());
+            ami.instance_type = t;
         }
-        if let Some(at) = &raw.instance_type {
-            let ok = at.value.split_once('.').is_some_and(|(family, size)| {
-                word(family, 1, 16, |c| {
-                    c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'
-                }) && word(size, 1, 16, |c| {
-                    c.is_ascii_lowercase() || c.is_ascii_digit()
-                })
-            });
-            if ok {
-                ami.instance_type = at.value.clone();
-            } else {
-                self.err(
-                    at,
-                    "ami.instance_type",
-                    format!(
-                        "`{}` is not an EC2 instance type such as `{default_type}`",
-                        at.value
-                    ),
-                );
-            }
-        }
-        if let Some(at) = &raw.name_prefix {
-            if word(&at.value, 1, 100, |c| {
-                c.is_ascii_alphanumeric() || "._-".contains(c)
-            }) {
-                ami.name_prefix = at.value.clone();
-            } else {
-                self.err(at, "ami.name_prefix", "an AMI name prefix is 1 to 100 letters, digits, `.`, `_` or `-` (natbake appends `-` and a timestamp)");
-            }
+        if let Some(at) = &raw.name_prefix
+            && let Some(p) = self.check(
+                at,
+                &path.key("name_prefix"),
+                values::ami_name_prefix(&at.value),
+            )
+        {
+            ami.name_prefix = p;
         }
         for (i, at) in raw.copy_to.iter().enumerate() {
-            let path = format!("ami.copy_to[{i}]");
+            let path = path.key("copy_to").index(i);
             let first = ami
                 .region
                 .as_deref()
                 .or(ami.copy_to.first().map(String::as_str));
-            if self.region(at, &path, os, first) {
-                if ami.copy_to.contains(&at.value) || ami.region.as_ref() == Some(&at.value) {
-                    self.err(
-                        at,
-                        path,
-                        format!("`{}` is listed twice (or is the build region)", at.value),
-                    );
-                } else {
-                    ami.copy_to.push(at.value.clone());
-                }
+            let Some(region) = self.region(at, &path, os, first) else {
+                continue;
+            };
+            if ami.copy_to.contains(&region.name) || ami.region.as_ref() == Some(&region.name) {
+                self.err(
+                    at,
+                    &path,
+                    format!("`{}` is listed twice (or is the build region)", at.value),
+                );
+            } else {
+                ami.copy_to.push(region.name);
             }
         }
         for (i, at) in raw.share_with.iter().enumerate() {
-            let id = &at.value.0;
-            if word(id, 12, 12, |c| c.is_ascii_digit()) {
-                if !ami.share_with.contains(id) {
-                    ami.share_with.push(id.clone());
-                }
-            } else {
-                self.err(at, format!("ami.share_with[{i}]"), format!("`{id}` is not an AWS account id: 12 digits, written in quotes so that leading zeros survive"));
+            let path = path.key("share_with").index(i);
+            if let Some(id) = self.check(at, &path, values::account_id(&at.value.0))
+                && !ami.share_with.contains(&id)
+            {
+                ami.share_with.push(id);
             }
         }
         if let Some(at) = &raw.subnet_id {
-            let ok = at.value.strip_prefix("subnet-").is_some_and(|h| {
-                word(h, 1, 17, |c| {
-                    c.is_ascii_hexdigit() && !c.is_ascii_uppercase()
-                })
-            });
-            if ok {
-                ami.subnet_id = Some(at.value.clone());
-            } else {
-                self.err(
-                    at,
-                    "ami.subnet_id",
-                    format!(
-                        "`{}` is not a subnet id such as `subnet-0abc1234`",
-                        at.value
-                    ),
-                );
-            }
+            ami.subnet_id = self.check(at, &path.key("subnet_id"), values::subnet_id(&at.value));
         }
         if let Some(tags) = &raw.tags {
+            let path = path.key("tags");
             if tags.value.0.len() > MAX_TAGS {
-                self.err(tags, "ami.tags", format!("{} tags are too many: AWS allows 50 per resource, and natbake sets 4 of them", tags.value.0.len()));
+                self.err(tags, &path, format!("{} tags are too many: AWS allows 50 per resource, and natbake sets 4 of them", tags.value.0.len()));
             }
             for (key, value) in &tags.value.0 {
-                let path = format!("ami.tags.{}", key.value);
-                let k = &key.value;
-                if !word(k, 1, 128, tag_char) || k.to_ascii_lowercase().starts_with("aws:") {
-                    self.err(key, &path, format!("`{k}` is not a usable tag key: 1-128 letters, digits, spaces or `+-=._:/@`, not starting with `aws:`"));
-                } else if k == "Name" || k.starts_with("natbake:") {
-                    self.err(
-                        key,
-                        &path,
-                        format!("the tag `{k}` is set by natbake itself"),
-                    );
-                } else if !word(&value.value.0, 0, 256, tag_char) {
-                    self.err(
-                        value,
-                        &path,
-                        "a tag value is up to 256 letters, digits, spaces or `+-=._:/@`",
-                    );
-                } else {
-                    ami.tags.push((k.clone(), value.value.0.clone()));
+                let path = path.key(&key.value);
+                let Some(k) = self.check(key, &path, values::tag_key(&key.value)) else {
+                    continue;
+                };
+                if let Some(v) = self.check(value, &path, values::tag_value(&value.value.0)) {
+                    ami.tags.push((k, v));
                 }
             }
         }
         ami
     }
 
-    /// A region name, in a partition where `os` has a known image owner,
-    /// and in the same partition as `first` (the build region, or the
-    /// first region listed): AMIs cannot be copied across partitions.
-    fn region(&mut self, at: &At<String>, path: &str, os: Os, first: Option<&str>) -> bool {
-        // us-east-1, eu-central-2, us-gov-west-1, ap-southeast-5
-        let parts: Vec<&str> = at.value.split('-').collect();
-        let ok = parts.len() >= 3
-            && word(parts[0], 2, 2, |c| c.is_ascii_lowercase())
-            && parts[1..parts.len() - 1]
-                .iter()
-                .all(|p| word(p, 1, 16, |c| c.is_ascii_lowercase()))
-            && word(parts[parts.len() - 1], 1, 2, |c| c.is_ascii_digit());
-        if !ok {
-            self.err(
-                at,
-                path,
-                format!("`{}` is not an AWS region such as `us-east-1`", at.value),
-            );
-            return false;
-        }
-        let partition = Partition::of(&at.value);
+    /// A region in a partition where `os` has a known image owner, and in
+    /// the same partition as `first` (the build region, or the first
+    /// region listed): AMIs cannot be copied across partitions.
+    fn region(
+        &mut self,
+        at: &At<String>,
+        path: &YamlPath,
+        os: Os,
+        first: Option<&str>,
+    ) -> Option<Region> {
+        let region = self.check(at, path, Region::parse(&at.value))?;
+        let partition = region.partition;
         if os == Os::Debian12 && partition != Partition::Aws {
             self.err(at, path, format!(
                 "`{}` is in the `{}` partition, where natbake does not know the account that publishes Debian's images; build `debian-12` in a standard region, or use `os: ubuntu-24.04` or `amazon-linux-2023`",
                 at.value, partition.name()
             ));
-            return false;
+            return None;
         }
         if let Some(first) = first
             && Partition::of(first) != partition
@@ -867,131 +558,10 @@ impl Validator {
                 "`{}` is in the `{}` partition and `{first}` in `{}`: an AMI cannot be copied between partitions; build a separate image in each",
                 at.value, partition.name(), Partition::of(first).name()
             ));
-            return false;
+            return None;
         }
-        true
+        Some(region)
     }
-}
-
-/// Advice for a number written with leading zeros (`080`, `0443-0450`),
-/// which some tools read as octal and natbake therefore refuses.
-fn leading_zero_advice(text: &str) -> Option<String> {
-    let parts: Vec<&str> = text.split('-').collect();
-    let padded =
-        |p: &&str| p.len() > 1 && p.starts_with('0') && p.bytes().all(|b| b.is_ascii_digit());
-    if parts.len() > 2 || !parts.iter().any(padded) {
-        return None;
-    }
-    let fixed: Vec<&str> = parts
-        .iter()
-        .map(|p| match p.trim_start_matches('0') {
-            "" => "0",
-            t => t,
-        })
-        .collect();
-    let fixed = fixed.join("-");
-    Some(format!(
-        "`{text}` has a leading zero, which some tools read as an octal number; write `{fixed}`"
-    ))
-}
-
-fn port_number(text: &str) -> Option<u16> {
-    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) || text.starts_with('0') {
-        return None;
-    }
-    text.parse().ok().filter(|&n| n >= 1)
-}
-
-fn word(s: &str, min: usize, max: usize, ok: impl Fn(char) -> bool) -> bool {
-    let n = s.chars().count();
-    n >= min && n <= max && s.chars().all(ok)
-}
-
-fn tag_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || " +-=._:/@".contains(c)
-}
-
-/// Control characters (C0, DEL and C1, NEL among them, which YAML 1.1
-/// reads as a line break), direction and line-separator marks, and the
-/// noncharacters, of which U+FFFE and U+FFFF are outside YAML's printable
-/// set. Surrogates cannot occur in a Rust string.
-fn forbidden_in_text(c: char) -> bool {
-    c.is_control()
-        || is_noncharacter(c)
-        || matches!(c, '\u{2028}' | '\u{2029}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
-}
-
-/// The 66 code points Unicode reserves as never meaning a character:
-/// U+FDD0..U+FDEF and the last two of every plane.
-fn is_noncharacter(c: char) -> bool {
-    let n = c as u32;
-    (0xfdd0..=0xfdef).contains(&n) || n & 0xfffe == 0xfffe
-}
-
-/// Why `c` cannot be a VPC's CIDR block, if it cannot.
-fn not_a_vpc_block(c: Cidr) -> Option<String> {
-    if let Some((range, what)) = NOT_VPC_RANGES.iter().find(|(r, _)| r.overlaps(&c)) {
-        return Some(format!(
-            "`{c}` lies in {range} ({what}), which AWS never assigns to a VPC; use a range from RFC 1918 (10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16) or the VPC's own public block"
-        ));
-    }
-    if !VPC_PREFIXES.contains(&c.prefix()) {
-        return Some(format!(
-            "`{c}` is a /{} block; AWS allows VPC CIDR blocks from /{} (65,536 addresses) to /{} (16 addresses)",
-            c.prefix(),
-            VPC_PREFIXES.start(),
-            VPC_PREFIXES.end()
-        ));
-    }
-    None
-}
-
-/// Kernel settings that natbake's boot script owns or that would undo what
-/// it guarantees: forwarding of any address family and ICMP redirects.
-/// IPv4 forwarding in particular must not come from sysctl.d:
-/// systemd-sysctl applies that folder early at boot, before the ruleset is
-/// loaded. IPv6 forwarding would route IPv6 with no natbake rule at all.
-fn is_managed_sysctl(key: &str) -> bool {
-    let last = key.rsplit('.').next().unwrap_or(key);
-    key == "net.ipv4.ip_forward"
-        || (key.starts_with("net.")
-            && matches!(
-                last,
-                "forwarding"
-                    | "mc_forwarding"
-                    | "send_redirects"
-                    | "accept_redirects"
-                    | "secure_redirects"
-            ))
-}
-
-/// The folders of `/proc/sys` on Linux: a key outside them exists on no
-/// kernel.
-const SYSCTL_ROOTS: &[&str] = &[
-    "abi", "crypto", "debug", "dev", "fs", "kernel", "net", "sunrpc", "user", "vm",
-];
-
-/// Why `key` would not exist on an instance, when that can be known here.
-/// configure-pat.sh applies the settings with `sysctl -p` and fails the
-/// boot (forwarding off) on a key the kernel lacks.
-fn sysctl_key_problem(key: &str) -> Option<String> {
-    let parts: Vec<&str> = key.split('.').collect();
-    if !SYSCTL_ROOTS.contains(&parts[0]) {
-        let roots: Vec<String> = SYSCTL_ROOTS.iter().map(|r| format!("`{r}.`")).collect();
-        return Some(format!(
-            "`{key}` is not a kernel setting: keys start with one of {}; a key the instance's kernel lacks fails configure-pat.sh at every boot",
-            roots.join(", ")
-        ));
-    }
-    // net.ipv4.conf.eth0.rp_filter, net.ipv6.neigh.ens5.…: per-interface keys.
-    if let ["net", "ipv4" | "ipv6", "conf" | "neigh", iface, _, ..] = parts.as_slice()
-        && !matches!(*iface, "all" | "default" | "lo")
-    {
-        return Some(format!(
-            "`{key}` names the interface `{iface}`; interface names differ between images (eth0, ens5, enX0) and a key for an interface the instance lacks fails configure-pat.sh at every boot; use `all` or `default` instead of `{iface}`"
-        ));
-    }
-    None
 }
 
 #[cfg(test)]
