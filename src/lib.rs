@@ -7,6 +7,7 @@
 
 pub mod cidr;
 pub mod cli;
+pub mod digest;
 pub mod error;
 pub mod os;
 pub mod output;

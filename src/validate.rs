@@ -18,7 +18,6 @@ use crate::site::{Ami, Arch, Forward, Os, Partition, Ports, Proto, Site};
 use crate::spec::{At, RawAmi, RawForward, RawSpec, ScalarText, SpannedMap};
 use crate::values::{self, Region, Target};
 use crate::yaml::{self, YamlPath};
-use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::fmt::Display;
 use std::io::Read;
@@ -65,7 +64,7 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Site, SpecError> {
         diagnostics,
     };
     let raw = yaml::parse_spec(bytes).map_err(|d| invalid(vec![d]))?;
-    let spec_sha256 = hex(&Sha256::digest(bytes));
+    let spec_sha256 = crate::digest::sha256_hex(bytes);
     let mut v = Validator::default();
     let site = v.site(raw, spec_sha256);
     if v.diags.is_empty() {
@@ -74,11 +73,6 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Site, SpecError> {
         v.diags.sort_by_key(|d| (d.line, d.column));
         Err(invalid(v.diags))
     }
-}
-
-/// Lower-case hex of a digest.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Collects every problem of one spec while building its [`Site`].

@@ -17,6 +17,7 @@ pub mod rules;
 mod user_data;
 pub mod view;
 
+pub use crate::digest::sha256_hex;
 pub use artifact::{ARTIFACTS, ArtifactDef, artifact, install_path};
 pub use user_data::USER_DATA_LIMIT;
 
@@ -24,7 +25,6 @@ use crate::error::printable_path;
 use crate::site::Site;
 use anyhow::{Context, Result, bail};
 use handlebars::{Handlebars, handlebars_helper};
-use sha2::{Digest, Sha256};
 use std::io::Write;
 use std::path::Path;
 
@@ -228,12 +228,4 @@ pub fn render_site(templates: &Templates, site: &Site) -> Result<Rendered> {
         artifacts,
         notes,
     })
-}
-
-/// SHA-256 in lower-case hex.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
