@@ -850,7 +850,7 @@ fn provision_refuses_a_broken_ruleset() {
             fs::remove_dir_all(&bad_site).expect("clear broken site");
         }
         fs::create_dir_all(bad_site.parent().expect("parent")).expect("mkdir");
-        support::run(Command::new("cp").arg("-r").arg(&site).arg(&bad_site));
+        support::run(Command::new("cp").arg("-r").arg(site).arg(&bad_site));
         fs::write(bad_site.join("rules.v4"), &broken).expect("write broken rules");
         // A broken template or override, not a damaged upload: the digests
         // match the broken file, so only the ruleset check can stop it.

@@ -102,8 +102,6 @@ pub fn trace(what: &str) {
     }
 }
 
-/// Which namespace a service or probe runs in.
-
 /// A process the lab started; killed (with its process group, which holds
 /// socat's forked children) when dropped.
 struct Background {
