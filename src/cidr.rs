@@ -91,6 +91,19 @@ impl Cidr {
         let shorter = self.prefix.min(other.prefix);
         self.base & mask(shorter) == other.base & mask(shorter)
     }
+
+    /// The addresses a host can have, in order: all but the network and
+    /// broadcast addresses, except in a /31 or /32, which have no such
+    /// addresses to spare (RFC 3021).
+    pub fn hosts(self) -> impl Iterator<Item = Ipv4Addr> {
+        let last = self.base | !mask(self.prefix);
+        let (first, last) = if self.prefix >= 31 {
+            (self.base, last)
+        } else {
+            (self.base + 1, last - 1)
+        };
+        (first..=last).map(Ipv4Addr::from)
+    }
 }
 
 impl fmt::Display for Cidr {
@@ -274,6 +287,22 @@ mod tests {
         let took = start.elapsed();
         assert!((999..nets.len()).step_by(1000).all(|i| found[i].is_some()));
         assert!(took < std::time::Duration::from_secs(10), "took {took:?}");
+    }
+
+    #[test]
+    fn hosts_leave_out_network_and_broadcast_except_in_tiny_networks() {
+        let hosts = |text: &str| -> Vec<String> {
+            let cidr = Cidr::parse(text).unwrap();
+            cidr.hosts().map(|a| a.to_string()).collect()
+        };
+        assert_eq!(hosts("10.0.0.0/30"), ["10.0.0.1", "10.0.0.2"]);
+        assert_eq!(hosts("10.0.0.4/31"), ["10.0.0.4", "10.0.0.5"]);
+        assert_eq!(hosts("10.0.0.7/32"), ["10.0.0.7"]);
+        let all = Cidr::parse("0.0.0.0/0").unwrap();
+        assert_eq!(all.hosts().next(), Some(Ipv4Addr::new(0, 0, 0, 1)));
+        let net = Cidr::parse("10.0.0.0/16").unwrap();
+        assert_eq!(net.hosts().count(), 65534);
+        assert_eq!(net.hosts().last(), Some(Ipv4Addr::new(10, 0, 255, 254)));
     }
 
     #[test]

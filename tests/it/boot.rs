@@ -5,7 +5,7 @@
 //! rendered user data through the NoCloud datasource) and the failure path
 //! (a broken ruleset is refused at bake time and fails visibly at boot).
 //!
-//! How the machine is used, and why (a Debian 12 host, root, PID 1 not systemd):
+//! How the machine is used:
 //! - Everything that runs inside an image runs in namespaces this test
 //!   made: provisioning in a chroot under `unshare --net --mount --pid`, so
 //!   the host's firewall, sysctls and mounts are never touched; the guest
@@ -24,9 +24,10 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::fixtures::{RenderedSite, fixture_spec, render};
 use crate::image::{self, Flavor, RootFs};
 use crate::netlab::{
-    Findings, Lab, LabOptions, Manifest, check_all_up, check_forwarding_off, check_imds_v2_used,
+    Findings, Lab, LabOptions, check_all_up, check_forwarding_off, check_imds_v2_used,
 };
 use crate::support::{self, Finished, ScratchDir};
 use natbake::render::{artifact, install_path};
@@ -56,37 +57,6 @@ const GUEST_COMMAND_LIMIT: Duration = Duration::from_secs(30);
 // Rendering and baking
 // ---------------------------------------------------------------------------
 
-/// Path of a valid fixture spec by name.
-pub fn fixture_spec(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/valid")
-        .join(format!("{name}.yaml"))
-}
-
-/// Renders `spec` with the real binary into `out` and returns the site
-/// folder (`out/<site>/`).
-pub fn render_site(spec: &Path, out: &Path) -> PathBuf {
-    support::run(
-        Command::new(env!("CARGO_BIN_EXE_natbake"))
-            .arg("render")
-            .arg(spec)
-            .arg("-o")
-            .arg(out),
-    );
-    let mut sites: Vec<PathBuf> = fs::read_dir(out)
-        .unwrap_or_else(|err| panic!("cannot list {}: {err}", out.display()))
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_dir())
-        .collect();
-    assert_eq!(
-        sites.len(),
-        1,
-        "natbake render {} wrote {sites:?}, expected one site folder",
-        spec.display()
-    );
-    sites.pop().expect("one site folder")
-}
-
 /// Runs `script` with `/bin/sh` in a chroot of `root`, as root, the way a
 /// provisioner's shell does, in namespaces of its own:
 /// - `--net`: an empty network namespace, so a firewall or sysctl change
@@ -100,32 +70,11 @@ pub fn render_site(spec: &Path, out: &Path) -> PathBuf {
 /// the new network namespace: keys outside `net.` are the host kernel's
 /// even inside a namespace, and a provisioning script must not change them.
 pub fn in_chroot(root: &Path, script: &str, limit: Duration) -> Finished {
-    const SETUP: &str = r#"
-root=$1
-script=$2
-mount -t proc proc "$root/proc"
-mount --bind "$root/proc/sys" "$root/proc/sys"
-mount -o remount,bind,ro "$root/proc/sys"
-# The reader's network namespace decides what /proc/sys/net shows: here
-# the new, empty one.
-mount --bind /proc/sys/net "$root/proc/sys/net"
-# An empty /run, as before boot: provision.sh looks at /run/systemd/system
-# to tell a running system from an image.
-mount -t tmpfs -o mode=0755 tmpfs "$root/run"
-exec chroot "$root" /bin/sh -c "$script"
-"#;
     support::run_bounded(
         Command::new("unshare")
             .args(["--mount", "--net", "--pid", "--fork", "--kill-child"])
-            .args([
-                "--propagation",
-                "private",
-                "--",
-                "/bin/sh",
-                "-euc",
-                SETUP,
-                "sh",
-            ])
+            .args(["--propagation", "private", "--", "/bin/sh"])
+            .arg(helper_script("in_chroot.sh"))
             .arg(root)
             .arg(script)
             // What sudo gives a root shell on a Debian build instance.
@@ -167,16 +116,23 @@ pub fn provision_with(root: &RootFs, site: &Path, env: &str) -> Finished {
     )
 }
 
+/// A shell helper of these tests, run by path from the source tree.
+fn helper_script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/it")
+        .join(name)
+}
+
 /// Renders the boot fixture and bakes it into a fresh plain image; panics
 /// (with provision.sh's output) if baking fails.
-pub fn baked_image(out: &Path) -> (RootFs, PathBuf) {
-    let site = render_site(&fixture_spec(FIXTURE), out);
+pub fn baked_image() -> (RootFs, RenderedSite) {
+    let site = render(&fixture_spec(FIXTURE));
     let root = image::fresh_root(Flavor::Plain);
-    let baked = provision(&root, &site);
+    let baked = provision(&root, &site.site_dir);
     assert!(baked.success(), "provision.sh failed\n{}", baked.explain());
     eprintln!(
         "boot: provision.sh baked {} in {:.1?}",
-        site.display(),
+        site.site_dir.display(),
         baked.elapsed
     );
     (root, site)
@@ -236,6 +192,28 @@ pub struct Guest<'r> {
     init: ProcessMark,
     console: PathBuf,
     status: Option<ExitStatus>,
+    /// Held while the guest exists; see [`one_guest_at_a_time`].
+    _turn: File,
+}
+
+/// Guests take turns, across the threads of this test binary and across
+/// test processes on the machine. With `--keep-unit` every guest's systemd
+/// takes the cgroup it was started in as its own root; two at once create
+/// and remove the same `init.scope` and `system.slice/*` cgroups, and a
+/// unit of one fails with "Failed at step CGROUP" when the other cleans up.
+fn one_guest_at_a_time() -> File {
+    let dir = Path::new("/run/lock");
+    let dir = if dir.is_dir() {
+        dir.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    };
+    let path = dir.join("natbake-test-nspawn.lock");
+    let file = File::create(&path)
+        .unwrap_or_else(|err| panic!("cannot create lock file {}: {err}", path.display()));
+    file.lock()
+        .unwrap_or_else(|err| panic!("cannot lock {}: {err}", path.display()));
+    file
 }
 
 impl<'r> Guest<'r> {
@@ -245,15 +223,7 @@ impl<'r> Guest<'r> {
     /// waits for the end of boot. `label` names the console log in the
     /// root's scratch directory (one per boot).
     pub fn start(root: &'r RootFs, netns: &str, label: &str) -> Guest<'r> {
-        // In a mount namespace of our own: a tmpfs on /run/systemd, where
-        // nspawn keeps its state (the host's /run is no tmpfs and its PID 1
-        // no systemd), then nspawn, which gets SIGTERM should this test
-        // process die. Every exec keeps the pid, so the child we hold is
-        // systemd-nspawn itself.
-        const LAUNCH: &str = r#"
-mount -t tmpfs -o mode=0755 tmpfs /run/systemd
-exec setpriv --pdeathsig TERM -- systemd-nspawn "$@"
-"#;
+        // In a mount namespace of our own, see nspawn_launch.sh.
         assert!(
             Path::new("/run/systemd").is_dir(),
             "/run/systemd is missing on this host; systemd-nspawn needs it as a mount point"
@@ -265,38 +235,31 @@ exec setpriv --pdeathsig TERM -- systemd-nspawn "$@"
         let console = root.scratch().join(format!("console-{file_label}.log"));
         let log = File::create(&console)
             .unwrap_or_else(|err| panic!("cannot create {}: {err}", console.display()));
+        let turn = one_guest_at_a_time();
         let mut cmd = Command::new("unshare");
-        cmd.args([
-            "--mount",
-            "--propagation",
-            "private",
-            "--",
-            "/bin/sh",
-            "-euc",
-            LAUNCH,
-            "sh",
-        ])
-        .arg("--boot")
-        .arg(format!("--directory={}", root.path().display()))
-        .arg(format!("--machine=natbake-{}", support::unique_id()))
-        .args(["--register=no", "--keep-unit"])
-        // The guest's console (boot messages) goes to the log.
-        .arg("--console=read-only")
-        // Leave the image's own resolver, time zone and journal alone,
-        // and the host's /var/log/journal too.
-        .args(["--resolv-conf=off", "--timezone=off", "--link-journal=no"])
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().expect("dup log"))
-        .stderr(log)
-        // An existing namespace gives the guest neither CAP_NET_ADMIN nor a
-        // writable /proc/sys/net by default; a NAT instance needs both to
-        // load rules and forward.
-        .arg(format!("--network-namespace-path=/run/netns/{netns}"))
-        .arg("--capability=CAP_NET_ADMIN")
-        .env("SYSTEMD_NSPAWN_API_VFS_WRITABLE", "network")
-        // No colour codes in the console log.
-        .env("TERM", "dumb")
-        .env("SYSTEMD_COLORS", "0");
+        cmd.args(["--mount", "--propagation", "private", "--", "/bin/sh"])
+            .arg(helper_script("nspawn_launch.sh"))
+            .arg("--boot")
+            .arg(format!("--directory={}", root.path().display()))
+            .arg(format!("--machine=natbake-{}", support::unique_id()))
+            .args(["--register=no", "--keep-unit"])
+            // The guest's console (boot messages) goes to the log.
+            .arg("--console=read-only")
+            // Leave the image's own resolver, time zone and journal alone,
+            // and the host's /var/log/journal too.
+            .args(["--resolv-conf=off", "--timezone=off", "--link-journal=no"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup log"))
+            .stderr(log)
+            // An existing namespace gives the guest neither CAP_NET_ADMIN nor a
+            // writable /proc/sys/net by default; a NAT instance needs both to
+            // load rules and forward.
+            .arg(format!("--network-namespace-path=/run/netns/{netns}"))
+            .arg("--capability=CAP_NET_ADMIN")
+            .env("SYSTEMD_NSPAWN_API_VFS_WRITABLE", "network")
+            // No colour codes in the console log.
+            .env("TERM", "dumb")
+            .env("SYSTEMD_COLORS", "0");
         let nspawn = cmd
             .spawn()
             .unwrap_or_else(|err| panic!("cannot start `{}`: {err}", support::describe(&cmd)));
@@ -307,6 +270,7 @@ exec setpriv --pdeathsig TERM -- systemd-nspawn "$@"
             init: ProcessMark { pid: 0, start: 0 },
             console,
             status: None,
+            _turn: turn,
         };
         let pid = guest.find_init();
         guest.init = ProcessMark::of(pid)
@@ -644,50 +608,6 @@ impl GuestState {
     }
 }
 
-/// Gives a lab namespace the firewall and forwarding state of a freshly
-/// booted instance, as a reboot would: the namespace outlives the guest, a
-/// real instance's kernel does not. Forwarding off first, then no rules, no
-/// connection tracking entries, and every `net.` key of the site's sysctl
-/// file back to its value in a brand-new namespace.
-pub fn reset_namespace(name: &str, sysctl_conf: &Path) {
-    let netns = format!("--net=/run/netns/{name}");
-    let in_ns = |args: &[&str]| {
-        support::run(Command::new("nsenter").arg(&netns).arg("--").args(args));
-    };
-    in_ns(&["sysctl", "-q", "-w", "net.ipv4.ip_forward=0"]);
-    in_ns(&["nft", "flush", "ruleset"]);
-    in_ns(&["conntrack", "-F"]);
-
-    let conf = fs::read_to_string(sysctl_conf)
-        .unwrap_or_else(|err| panic!("cannot read {}: {err}", sysctl_conf.display()));
-    for line in conf.lines() {
-        let line = line.trim();
-        let Some((key, _)) = line.split_once('=') else {
-            continue;
-        };
-        let key = key.trim();
-        if line.starts_with('#') || line.starts_with(';') || !key.starts_with("net.") {
-            continue;
-        }
-        // A key a new namespace lacks (an interface's) has no fresh value;
-        // one the guest could not change needs no reset.
-        let fresh =
-            support::output_of(Command::new("unshare").args(["--net", "sysctl", "-n", key]));
-        if !fresh.status.success() {
-            continue;
-        }
-        let fresh = String::from_utf8_lossy(&fresh.stdout).trim().to_string();
-        let now = support::output_of(
-            Command::new("nsenter")
-                .arg(&netns)
-                .args(["--", "sysctl", "-n", key]),
-        );
-        if String::from_utf8_lossy(&now.stdout).trim() != fresh {
-            in_ns(&["sysctl", "-q", "-w", &format!("{key}={fresh}")]);
-        }
-    }
-}
-
 /// Panics if anything of this test is left on the host: a mount under its
 /// image's directory, a process of its guests, or one of the namespaces
 /// (call it after the lab is gone).
@@ -751,82 +671,100 @@ fn boot_as_nat_instance(root: &RootFs, lab: &Lab, label: &str) -> ProcessMark {
     init
 }
 
-/// A reboot of the NAT instance, as far as the lab's namespace is concerned:
-/// the guest is down; its kernel state (rules, connection tracking,
-/// forwarding, the site's sysctls) must not survive into the next boot,
-/// since a real instance's would not.
-fn reboot_state(lab: &Lab, site: &Path) {
-    lab.reset_nat();
-    reset_namespace(&lab.ns.nat, &site.join("sysctl.conf"));
-    let forward = lab.nat_sysctl("net.ipv4.ip_forward");
-    let rules = lab.iptables_save();
-    assert!(
-        forward == "0" && !rules.contains("NATBAKE"),
-        "the NAT namespace is not fresh after the reset: ip_forward {forward}\n{rules}"
-    );
-}
-
 /// All namespace names of a lab, to check afterwards that they are gone.
 fn lab_namespaces(lab: &Lab) -> Vec<String> {
     lab.ns.all().into_iter().cloned().collect()
 }
 
-/// The Packer path, persistent across a restart. A minimal Debian 12 image, the
-/// rendered site baked in by provision.sh exactly as the Packer step runs
-/// it, booted as the NAT instance of the lab; then a reboot with fresh
-/// firewall state and forwarding off, and the same checks again.
+/// One boot in [`boot_twice`]: boots the image as the lab's NAT instance
+/// with the given label, checks it, shuts it down cleanly and returns its
+/// PID 1.
+type Boot<'a> = &'a dyn Fn(&RootFs, &Lab, &str) -> ProcessMark;
+
+/// A first boot and a reboot of `root` as the NAT instance of a lab for
+/// `site`: boot, checks and clean shutdown (each of `boots` does these);
+/// the lab's NAT namespace reset to a fresh kernel's state, since a real
+/// instance's rules, connection tracking, forwarding and sysctls do not
+/// survive a reboot; `between`, for what changes in the image while it is
+/// down; the second boot; and, once the lab is gone, nothing of either
+/// boot left on the host.
+fn boot_twice(
+    root: &RootFs,
+    site: &RenderedSite,
+    boots: [(&str, Boot); 2],
+    between: impl FnOnce(),
+) {
+    let lab = Lab::start(&site.manifest, LabOptions::matching(&site.manifest));
+    let namespaces = lab_namespaces(&lab);
+    let [(first_label, first_boot), (second_label, second_boot)] = boots;
+    let first = first_boot(root, &lab, first_label);
+    lab.reset_nat(&site.site_dir.join("sysctl.conf"));
+    between();
+    let second = second_boot(root, &lab, second_label);
+    drop(lab);
+    assert_host_clean(root, &[first, second], &namespaces);
+}
+
+/// The Packer path. A minimal Debian 12 image, the rendered site baked in
+/// by provision.sh exactly as the Packer step runs it, booted as the NAT
+/// instance of the lab; then a reboot with fresh firewall state and
+/// forwarding off, and the same checks again.
 #[test]
 fn baked_image_is_the_nat_instance_at_first_boot_and_after_a_reboot() {
     if !support::require_root("boot test: the baked Debian 12 image as the NAT instance") {
         return;
     }
     let started = Instant::now();
-    let out = ScratchDir::new("boot-baked");
-    let (root, site) = baked_image(out.path());
-    let manifest = Manifest::load(&site);
-    let lab = Lab::start(&manifest, LabOptions::matching(&manifest));
-    let namespaces = lab_namespaces(&lab);
-
-    let first = boot_as_nat_instance(&root, &lab, "baked image, first boot");
-    reboot_state(&lab, &site);
-    let second = boot_as_nat_instance(&root, &lab, "baked image, after a reboot");
-
-    drop(lab);
-    assert_host_clean(&root, &[first, second], &namespaces);
+    let (root, site) = baked_image();
+    boot_twice(
+        &root,
+        &site,
+        [
+            ("baked image, first boot", &boot_as_nat_instance),
+            ("baked image, after a reboot", &boot_as_nat_instance),
+        ],
+        || {},
+    );
     eprintln!("boot: baked image test took {:.1?}", started.elapsed());
 }
 
-/// The launch-template path. A stock Debian 12 image with
-/// cloud-init, given the rendered user-data.yaml through the NoCloud
-/// datasource, is the NAT instance at first boot and after a reboot (when
-/// cloud-init, seeing the same instance, leaves it to natbake.service).
+/// The launch-template path. A stock Debian 12 image with cloud-init,
+/// given the rendered user-data.yaml through the NoCloud datasource, is the
+/// NAT instance at first boot and after a reboot (when cloud-init, seeing
+/// the same instance, leaves it to natbake.service).
 #[test]
 fn stock_image_with_the_user_data_is_the_nat_instance_at_first_boot_and_after_a_reboot() {
     if !support::require_root("boot test: cloud-init user data on a stock Debian 12 image") {
         return;
     }
     let started = Instant::now();
-    let out = ScratchDir::new("boot-cloud-init");
-    let site = render_site(&fixture_spec(FIXTURE), out.path());
-    let manifest = Manifest::load(&site);
+    let site = render(&fixture_spec(FIXTURE));
     let root = image::fresh_root(Flavor::CloudInit);
     // The file the manifest names: plain, or gzip-compressed when the
     // plain file is over EC2's limit.
-    let (user_data, _) = manifest.user_data.clone().expect("the site has user data");
-    seed_nocloud(&root, &site.join(user_data), "i-0natbake0boot0test");
-    let lab = Lab::start(&manifest, LabOptions::matching(&manifest));
-    let namespaces = lab_namespaces(&lab);
-
-    let first = boot_as_nat_instance(&root, &lab, "user data, first boot");
-    reboot_state(&lab, &site);
-    let second = boot_as_nat_instance(&root, &lab, "user data, after a reboot");
-
-    drop(lab);
-    assert_host_clean(&root, &[first, second], &namespaces);
+    let user_data = site
+        .manifest
+        .user_data
+        .as_ref()
+        .expect("the site has user data");
+    seed_nocloud(
+        &root,
+        &site.site_dir.join(&user_data.file),
+        "i-0natbake0boot0test",
+    );
+    boot_twice(
+        &root,
+        &site,
+        [
+            ("user data, first boot", &boot_as_nat_instance),
+            ("user data, after a reboot", &boot_as_nat_instance),
+        ],
+        || {},
+    );
     eprintln!("boot: cloud-init test took {:.1?}", started.elapsed());
 }
 
-/// A broken ruleset fails visibly at boot: an image whose installed ruleset is broken boots
+/// An image whose installed ruleset is broken boots
 /// with natbake.service failed and listed by `systemctl --failed`,
 /// forwarding off (nothing gets through), and iptables-restore's reason in
 /// the journal.
@@ -835,8 +773,7 @@ fn broken_ruleset_fails_visibly_at_boot() {
     if !support::require_root("boot test: a broken ruleset fails visibly at boot") {
         return;
     }
-    let out = ScratchDir::new("boot-broken");
-    let (root, site) = baked_image(out.path());
+    let (root, site) = baked_image();
     // Damage the installed ruleset after baking, as a bad edit would. A jump
     // to a missing chain gets past `iptables-restore --test`, so it is what
     // a check short of a real load would let through.
@@ -860,8 +797,7 @@ fn broken_ruleset_fails_visibly_at_boot() {
         .collect();
     fs::write(&script, text).expect("write installed script");
 
-    let manifest = Manifest::load(&site);
-    let lab = Lab::start(&manifest, LabOptions::matching(&manifest));
+    let lab = Lab::start(&site.manifest, LabOptions::matching(&site.manifest));
     let namespaces = lab_namespaces(&lab);
     let (guest, state) = boot_and_inspect(&root, &lab.ns.nat, "broken ruleset");
     let problems: Vec<&str> = [
@@ -902,7 +838,7 @@ fn broken_ruleset_fails_visibly_at_boot() {
     assert_host_clean(&root, &[init], &namespaces);
 }
 
-/// A broken ruleset fails the bake: provision.sh refuses a broken ruleset, both
+/// At bake time, provision.sh refuses a broken ruleset, both
 /// one that `iptables-restore --test` rejects and one that only a real load
 /// rejects.
 #[test]
@@ -911,7 +847,8 @@ fn provision_refuses_a_broken_ruleset() {
         return;
     }
     let out = ScratchDir::new("boot-refuse");
-    let site = render_site(&fixture_spec(FIXTURE), out.path());
+    let rendered = render(&fixture_spec(FIXTURE));
+    let site = &rendered.site_dir;
     let rules = fs::read_to_string(site.join("rules.v4")).expect("read rules.v4");
     let root = image::fresh_root(Flavor::Plain);
 
@@ -938,7 +875,7 @@ fn provision_refuses_a_broken_ruleset() {
             fs::remove_dir_all(&bad_site).expect("clear broken site");
         }
         fs::create_dir_all(bad_site.parent().expect("parent")).expect("mkdir");
-        support::run(Command::new("cp").arg("-r").arg(&site).arg(&bad_site));
+        support::run(Command::new("cp").arg("-r").arg(site).arg(&bad_site));
         fs::write(bad_site.join("rules.v4"), &broken).expect("write broken rules");
         // A broken template or override, not a damaged upload: the digests
         // match the broken file, so only the ruleset check can stop it.
@@ -1080,38 +1017,37 @@ fn natbake_rules_survive_an_enabled_nftables_service() {
     if !support::require_root("boot test: natbake's rules survive nftables.service") {
         return;
     }
-    let out = ScratchDir::new("boot-nftables");
-    let (root, site) = baked_image(out.path());
+    let (root, site) = baked_image();
     let enable = in_chroot(
         root.path(),
         "systemctl enable nftables.service",
         GUEST_COMMAND_LIMIT,
     );
     assert!(enable.success(), "{}", enable.explain());
-    let manifest = Manifest::load(&site);
-    let lab = Lab::start(&manifest, LabOptions::matching(&manifest));
-    let namespaces = lab_namespaces(&lab);
-
-    let first = boot_with_nftables(&root, &lab, "nftables.service as shipped");
-    reboot_state(&lab, &site);
-
-    let stock = fs::read_to_string(root.join("lib/systemd/system/nftables.service"))
-        .expect("Debian's nftables.service");
-    fs::write(
-        root.join("etc/systemd/system/nftables.service"),
-        late_nftables_unit(&stock),
-    )
-    .expect("write the late nftables.service");
-    let reenable = in_chroot(
-        root.path(),
-        "systemctl disable nftables.service && systemctl enable nftables.service",
-        GUEST_COMMAND_LIMIT,
+    let start_late = || {
+        let stock = fs::read_to_string(root.join("lib/systemd/system/nftables.service"))
+            .expect("Debian's nftables.service");
+        fs::write(
+            root.join("etc/systemd/system/nftables.service"),
+            late_nftables_unit(&stock),
+        )
+        .expect("write the late nftables.service");
+        let reenable = in_chroot(
+            root.path(),
+            "systemctl disable nftables.service && systemctl enable nftables.service",
+            GUEST_COMMAND_LIMIT,
+        );
+        assert!(reenable.success(), "{}", reenable.explain());
+    };
+    boot_twice(
+        &root,
+        &site,
+        [
+            ("nftables.service as shipped", &boot_with_nftables),
+            ("nftables.service starting late", &boot_with_nftables),
+        ],
+        start_late,
     );
-    assert!(reenable.success(), "{}", reenable.explain());
-    let second = boot_with_nftables(&root, &lab, "nftables.service starting late");
-
-    drop(lab);
-    assert_host_clean(&root, &[first, second], &namespaces);
 }
 
 /// The launch-template path when the first boot has no package mirror: a
@@ -1123,17 +1059,31 @@ fn user_data_installs_a_missing_tool_at_a_later_boot_with_a_mirror() {
     if !support::require_root("boot test: a later boot installs what the first could not") {
         return;
     }
-    let out = ScratchDir::new("boot-no-mirror");
-    let site = render_site(&fixture_spec(FIXTURE), out.path());
-    let manifest = Manifest::load(&site);
+    let site = render(&fixture_spec(FIXTURE));
     let root = image::fresh_root(Flavor::CloudInit);
     crate::packages::remove_package(&root, "curl");
-    seed_nocloud(&root, &site.join("user-data.yaml"), "i-0natbake0no0mirror");
-    let lab = Lab::start(&manifest, LabOptions::matching(&manifest));
-    let namespaces = lab_namespaces(&lab);
+    seed_nocloud(
+        &root,
+        &site.site_dir.join("user-data.yaml"),
+        "i-0natbake0no0mirror",
+    );
+    boot_twice(
+        &root,
+        &site,
+        [
+            ("first boot, no mirror", &boot_without_curl),
+            ("later boot with a mirror", &boot_as_nat_instance),
+        ],
+        || crate::packages::use_local_repo(&root, &["curl"]),
+    );
+}
 
-    // The image's apt source is a mirror the lab cannot reach.
-    let (guest, state) = boot_and_inspect(&root, &lab.ns.nat, "first boot, no mirror");
+/// Boots `root`, whose apt source is a mirror the lab cannot reach and
+/// which lacks curl: natbake.service must not be active, forwarding must
+/// stay off, and the journal must say that curl is missing. Then shuts it
+/// down cleanly.
+fn boot_without_curl(root: &RootFs, lab: &Lab, label: &str) -> ProcessMark {
+    let (guest, state) = boot_and_inspect(root, &lab.ns.nat, label);
     let problems: Vec<&str> = [
         (
             state.natbake == "active",
@@ -1150,22 +1100,16 @@ fn user_data_installs_a_missing_tool_at_a_later_boot_with_a_mirror() {
     .collect();
     assert!(
         problems.is_empty(),
-        "first boot without a mirror: {}\n{}",
+        "{label}: {}\n{}",
         problems.join("; "),
         state.report()
     );
-    let first = guest.init_process();
+    let init = guest.init_process();
     let status = guest.shutdown();
     assert!(
         status.success(),
-        "systemd-nspawn ended with {}",
+        "{label}: systemd-nspawn ended with {}",
         support::status_text(&status)
     );
-
-    reboot_state(&lab, &site);
-    crate::packages::use_local_repo(&root, &["curl"]);
-    let second = boot_as_nat_instance(&root, &lab, "later boot with a mirror");
-
-    drop(lab);
-    assert_host_clean(&root, &[first, second], &namespaces);
+    init
 }

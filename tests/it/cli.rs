@@ -373,10 +373,7 @@ fn hostile_text_stays_text_in_the_packer_template() {
         .env("CHECKPOINT_DISABLE", "1")
         .current_dir(work.path()));
     let decoded = String::from_utf8(out.stdout).unwrap();
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(site.site_dir.join("manifest.json")).unwrap())
-            .unwrap();
-    let description = manifest["description"].as_str().unwrap();
+    let description = site.manifest.description.as_deref().unwrap();
     assert!(description.contains("${jndi:x} %{if true}") && description.contains("{{ .Vars }}"));
     let expected = format!(
         "natbake hostile-text: {}",

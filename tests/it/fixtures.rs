@@ -3,6 +3,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use crate::manifest::Manifest;
+use crate::support::{self, ScratchDir};
+
 /// The repository root.
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -40,9 +43,21 @@ fn specs_in(dir: &str, prefix: &str) -> Vec<Spec> {
     out
 }
 
+/// The valid test fixture named `name`.
+pub fn fixture_spec(name: &str) -> PathBuf {
+    repo()
+        .join("tests/fixtures/valid")
+        .join(format!("{name}.yaml"))
+}
+
+/// The valid test fixtures, without the examples in `images/`.
+pub fn fixture_specs() -> Vec<Spec> {
+    specs_in("tests/fixtures/valid", "")
+}
+
 /// Every valid spec: the test fixtures, then the examples in `images/`.
 pub fn valid_specs() -> Vec<Spec> {
-    let mut v = specs_in("tests/fixtures/valid", "");
+    let mut v = fixture_specs();
     v.extend(specs_in("images", "images-"));
     v
 }
@@ -52,32 +67,57 @@ pub fn invalid_specs() -> Vec<Spec> {
     specs_in("tests/fixtures/invalid", "invalid-")
 }
 
-/// A rendered site in a temporary folder that is removed on drop.
+/// A rendered site in a scratch folder that is removed on drop.
 pub struct RenderedSite {
-    _dir: tempfile::TempDir,
+    /// The spec it was rendered from.
+    pub spec: PathBuf,
     pub site_dir: PathBuf,
+    pub manifest: Manifest,
+    // Owns the output folder.
+    _out: ScratchDir,
 }
 
-/// Renders `spec` and returns the site folder; panics with natbake's own
-/// message if rendering fails.
+/// Renders `spec` with the natbake binary into a scratch folder; panics
+/// with natbake's own message if rendering fails.
 pub fn render(spec: &Path) -> RenderedSite {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let out = natbake()
-        .arg("render")
-        .arg(spec)
-        .arg("-o")
-        .arg(dir.path())
-        .output()
-        .expect("run natbake");
-    assert_success(&out, &format!("natbake render {}", spec.display()));
-    let site = std::fs::read_dir(dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.is_dir())
-        .expect("a site folder");
+    render_with_templates(spec, None)
+}
+
+/// [`render`], with the templates in `templates` overriding the embedded
+/// ones when given.
+pub fn render_with_templates(spec: &Path, templates: Option<&Path>) -> RenderedSite {
+    let out = ScratchDir::new("render");
+    let mut cmd = natbake();
+    cmd.arg("render").arg(spec).arg("-o").arg(out.path());
+    if let Some(dir) = templates {
+        cmd.arg("--templates").arg(dir);
+    }
+    support::run(&mut cmd);
+    // `render` writes DIR/<site>/, named after the site.
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(out.path())
+        .unwrap_or_else(|e| panic!("cannot list {}: {e}", out.path().display()))
+        .map(|e| e.expect("readable dir entry").path())
+        .filter(|p| p.is_dir())
+        .collect();
+    assert_eq!(
+        dirs.len(),
+        1,
+        "natbake render {} wrote {dirs:?}, expected one site folder",
+        spec.display()
+    );
+    let site_dir = dirs.pop().expect("one site folder");
+    let manifest = Manifest::load(&site_dir);
+    assert_eq!(
+        site_dir.file_name().and_then(|n| n.to_str()),
+        Some(manifest.site.as_str()),
+        "{}: the site folder is not named after the site",
+        spec.display()
+    );
     RenderedSite {
-        site_dir: site,
-        _dir: dir,
+        spec: spec.to_owned(),
+        site_dir,
+        manifest,
+        _out: out,
     }
 }
 

@@ -19,9 +19,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::boot::{fixture_spec, in_chroot, provision, render_site};
+use crate::boot::{in_chroot, provision};
+use crate::fixtures::{fixture_spec, render};
 use crate::image::{self, Flavor, RootFs};
-use crate::support::{self, ScratchDir};
+use crate::support;
 
 /// The legacy fixture: one inbound forward, no outbound NAT, so any
 /// MASQUERADE rule in the booted image can only be the AMI's.
@@ -95,14 +96,14 @@ fn legacy_ami_boots_with_natbake_alone_in_charge_of_nat() {
     if !support::require_root("legacy AMI: provision.sh takes over the AMI's NAT setup") {
         return;
     }
-    let out = ScratchDir::new("legacy-ami");
-    let site = render_site(&fixture_spec(SPEC), out.path());
+    let rendered = render(&fixture_spec(SPEC));
+    let site = &rendered.site_dir;
     let root = ami_root();
 
-    let baked = provision(&root, &site);
+    let baked = provision(&root, site);
     assert!(baked.success(), "provision.sh failed\n{}", baked.explain());
     let after_first: Vec<String> = AMI_FILES.iter().map(|f| read(&root, f)).collect();
-    let again = provision(&root, &site);
+    let again = provision(&root, site);
     assert!(
         again.success(),
         "provision.sh failed the second time\n{}",

@@ -9,6 +9,7 @@ mod cli;
 mod fixtures;
 mod image;
 mod legacy;
+mod manifest;
 mod net;
 mod netlab;
 mod output;

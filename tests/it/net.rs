@@ -11,15 +11,18 @@
 //! (`support::require_root`), or fail when NATBAKE_REQUIRE_ROOT_TESTS=1.
 
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::thread;
 use std::time::Duration;
 
+use natbake::cidr::Cidr;
+use natbake::site::Proto;
+
+use crate::fixtures::{RenderedSite, fixture_specs, render, render_with_templates};
+use crate::manifest::Manifest;
 use crate::netlab::{
-    Cidr, Expect, Findings, INTERNET_SERVER_PORT, Imds, InstallSet, Lab, LabOptions, Manifest,
-    Proto, Role, check_all_up, check_forward_policy, check_forwarding_off, check_imds_v2_used,
-    check_sysctl_file, check_sysctls, egress_probes, forward_probes, in_ns, lab_premises,
+    Expect, Findings, INTERNET_SERVER_PORT, Imds, InstallSet, Lab, LabOptions, Role, check_all_up,
+    check_forward_policy, check_forwarding_off, check_imds_v2_used, check_sysctl_file,
+    check_sysctls, egress_probes, forward_probes, in_ns, lab_premises,
 };
 use crate::support::{self, Finished, ScratchDir};
 use natbake::render::artifact::RULES;
@@ -32,83 +35,24 @@ const NO_METADATA_LIMIT: Duration = Duration::from_secs(10);
 /// Fixtures run side by side, at most this many at once (a 2-core machine).
 const FIXTURE_PARALLELISM: usize = 2;
 
-/// A fixture spec rendered into a scratch directory.
-struct Rendered {
-    spec: PathBuf,
-    site_dir: PathBuf,
-    manifest: Manifest,
-    // Owns the output directory; removed when the test is done.
-    _out: ScratchDir,
-}
-
-fn render(spec: &Path) -> Rendered {
-    render_with(spec, None)
-}
-
-/// Renders `spec`, with the templates in `templates` overriding the
-/// embedded ones when given.
-fn render_with(spec: &Path, templates: Option<&Path>) -> Rendered {
-    let out = ScratchDir::new("render");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_natbake"));
-    cmd.arg("render").arg(spec).arg("-o").arg(out.path());
-    if let Some(dir) = templates {
-        cmd.arg("--templates").arg(dir);
-    }
-    support::run(&mut cmd);
-    // `render` writes DIR/<site>/; the site name comes from the manifest.
-    let dirs: Vec<PathBuf> = fs::read_dir(out.path())
-        .expect("read render output")
-        .map(|e| e.expect("dir entry").path())
-        .filter(|p| p.is_dir())
-        .collect();
-    assert_eq!(
-        dirs.len(),
-        1,
-        "{}: expected one site folder, found {dirs:?}",
-        spec.display()
-    );
-    let site_dir = dirs.into_iter().next().unwrap();
-    let manifest = Manifest::load(&site_dir);
-    assert_eq!(
-        site_dir.file_name().and_then(|n| n.to_str()),
-        Some(manifest.site.as_str()),
-        "{}: the site folder is not named after the site",
-        spec.display()
-    );
-    Rendered {
-        spec: spec.to_owned(),
-        site_dir,
-        manifest,
-        _out: out,
-    }
-}
-
 /// Every valid fixture spec that has forwards, rendered. Fails when there is
 /// none: these tests must never pass by exercising nothing.
-fn sites_with_forwards() -> Vec<Rendered> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/valid");
-    let mut specs: Vec<PathBuf> = fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
-        .map(|e| e.expect("dir entry").path())
-        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
-        .collect();
-    specs.sort();
-    let sites: Vec<Rendered> = specs
+fn sites_with_forwards() -> Vec<RenderedSite> {
+    let sites: Vec<RenderedSite> = fixture_specs()
         .iter()
-        .map(|s| render(s))
+        .map(|s| render(&s.path))
         .filter(|r| !r.manifest.forwards.is_empty())
         .collect();
     assert!(
         !sites.is_empty(),
-        "no fixture spec in {} has forwards",
-        dir.display()
+        "no fixture spec in tests/fixtures/valid has forwards"
     );
     sites
 }
 
 /// The fixture the metadata tests use: the first with a TCP forward
 /// (file-name order), else the first.
-fn metadata_fixture(sites: Vec<Rendered>) -> Rendered {
+fn metadata_fixture(sites: Vec<RenderedSite>) -> RenderedSite {
     let pos = sites
         .iter()
         .position(|s| s.manifest.forwards.iter().any(|f| f.proto == Proto::Tcp))
@@ -116,7 +60,7 @@ fn metadata_fixture(sites: Vec<Rendered>) -> Rendered {
     sites.into_iter().nth(pos).unwrap()
 }
 
-fn label(site: &Rendered) -> String {
+fn label(site: &RenderedSite) -> String {
     let name = site
         .spec
         .file_name()
@@ -128,7 +72,7 @@ fn label(site: &Rendered) -> String {
 /// Runs `test` for every site, a few at a time; each site's failure is
 /// reported and the others still run. Labs are dropped (cleaned up) inside
 /// each run, also on panic.
-fn for_each_site(sites: &[Rendered], test: impl Fn(&Rendered) + Sync) {
+fn for_each_site(sites: &[RenderedSite], test: impl Fn(&RenderedSite) + Sync) {
     let mut failed = Vec::new();
     for chunk in sites.chunks(FIXTURE_PARALLELISM) {
         thread::scope(|scope| {
@@ -294,7 +238,11 @@ fn lab_premises_hold() {
             "forwards": [{"name": "oracle", "proto": "tcp", "listen_ports": [51532, 51532],
                           "target_address": "10.0.1.25", "target_ports": [1532, 1532],
                           "from": ["203.0.113.110/32"], "public": false, "log": false}],
-            "user_data": null, "artifacts": []}"#,
+            "user_data": null, "artifacts": [],
+            "security_groups": {"nat": {"ingress_file": "security-group.json",
+                                        "inbound_rules": 1, "egress": []},
+                                "notes": []},
+            "targets": []}"#,
     )
     .expect("built-in manifest");
     let lab = Lab::start(&manifest, LabOptions::matching(&manifest));
@@ -328,7 +276,7 @@ fn user_data_files_work_on_a_real_network() {
         return;
     }
     // A spec too big for user data renders none; the manifest says so.
-    let sites: Vec<Rendered> = sites_with_forwards()
+    let sites: Vec<RenderedSite> = sites_with_forwards()
         .into_iter()
         .filter(|s| s.manifest.user_data.is_some())
         .collect();
@@ -548,7 +496,7 @@ fn installed_ruleset_other_than_the_rendered_one_is_refused() {
     let scratch = ScratchDir::new("damaged-rules");
     let lab = Lab::start(&site.manifest, LabOptions::matching(&site.manifest));
     for (i, (case, text)) in damaged_rulesets(&rules).into_iter().enumerate() {
-        lab.reset_nat();
+        lab.reset_nat(&site.site_dir.join("sysctl.conf"));
         let file = scratch.path().join(format!("rules-{i}.v4"));
         fs::write(&file, &text).expect("write the damaged ruleset");
         let mut f = Findings::new(format!("{}: installed rules.v4 is {case}", label(&site)));
@@ -579,10 +527,10 @@ fn rendered_partial_ruleset_is_refused_once_loaded() {
     );
     let lab = Lab::start(&site.manifest, LabOptions::matching(&site.manifest));
     for (case, text) in damaged_rulesets(&rules) {
-        lab.reset_nat();
+        lab.reset_nat(&site.site_dir.join("sysctl.conf"));
         let templates = ScratchDir::new("partial-rules-template");
         fs::write(templates.path().join("rules.v4.hbs"), &text).expect("write the override");
-        let partial = render_with(&site.spec, Some(templates.path()));
+        let partial = render_with_templates(&site.spec, Some(templates.path()));
         let install = InstallSet::from_site_dir(&partial.site_dir, &partial.manifest);
         let mut f = Findings::new(format!("{}: rendered rules.v4 is {case}", label(&site)));
         let run = lab.run_configure_pat(&install);

@@ -10,9 +10,10 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::boot::{FIXTURE, fixture_spec, in_chroot, provision_with, render_site};
+use crate::boot::{FIXTURE, in_chroot, provision_with};
+use crate::fixtures::{fixture_spec, render};
 use crate::image::{self, Flavor, RootFs};
-use crate::support::{self, ScratchDir};
+use crate::support;
 
 /// Where the local repository lives inside the image.
 const REPO_IN_IMAGE: &str = "srv/natbake-test-repo";
@@ -125,8 +126,8 @@ fn provision_waits_for_the_dpkg_lock_and_gives_up_clearly() {
     if !support::require_root("provision.sh waits for the dpkg lock") {
         return;
     }
-    let out = ScratchDir::new("dpkg-lock");
-    let site = render_site(&fixture_spec(FIXTURE), out.path());
+    let rendered = render(&fixture_spec(FIXTURE));
+    let site = &rendered.site_dir;
     let root = image::fresh_root(Flavor::Plain);
     remove_package(&root, "curl");
     use_local_repo(&root, &["curl"]);
@@ -134,7 +135,7 @@ fn provision_waits_for_the_dpkg_lock_and_gives_up_clearly() {
     // Held longer than the wait allows: a clear failure, in about that time.
     let holder = LockHolder::hold(&root, 60);
     let started = Instant::now();
-    let run = provision_with(&root, &site, "NATBAKE_WAIT_TIMEOUT=3");
+    let run = provision_with(&root, site, "NATBAKE_WAIT_TIMEOUT=3");
     let took = started.elapsed();
     drop(holder);
     let said = format!("{}{}", run.stdout, run.stderr);
@@ -157,7 +158,7 @@ fn provision_waits_for_the_dpkg_lock_and_gives_up_clearly() {
     // Let go after a few seconds: provision.sh waits, then succeeds.
     let holder = LockHolder::hold(&root, 5);
     let started = Instant::now();
-    let run = provision_with(&root, &site, "NATBAKE_WAIT_TIMEOUT=60");
+    let run = provision_with(&root, site, "NATBAKE_WAIT_TIMEOUT=60");
     let took = started.elapsed();
     drop(holder);
     assert!(

@@ -3,9 +3,6 @@
 //! commands that might hang, and scratch directories that clean up after
 //! themselves.
 
-// Shared by every test module; not every helper is used by every build.
-#![allow(dead_code)]
-
 use std::fs;
 use std::io::{Read, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -261,13 +258,8 @@ impl ScratchDir {
         &self.path
     }
 
-    /// Keeps the directory after the test, for a post-mortem, and returns
-    /// where it is.
-    pub fn keep(mut self) -> PathBuf {
-        std::mem::take(&mut self.path)
-    }
-
-    /// Like `keep`, for a directory owned by a struct being dropped.
+    /// Keeps the directory after the test, for a post-mortem: for a
+    /// directory owned by a struct being dropped.
     pub fn disarm(&mut self) {
         self.path = PathBuf::new();
     }

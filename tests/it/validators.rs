@@ -3,10 +3,13 @@
 //! command installs them all.
 
 use crate::fixtures::{Spec, files, render, user_data_text, valid_specs};
+use crate::manifest::Manifest;
 use crate::support::{require_root, run, run_stdout};
+use natbake::cidr::Cidr;
 use natbake::render::artifact::{SCRIPT, UNIT};
 use natbake::render::install_path;
 use serde::Deserialize;
+use std::net::Ipv4Addr;
 use std::path::Path;
 use std::process::Command;
 
@@ -115,29 +118,17 @@ fn user_data_writes_the_standalone_files_byte_for_byte() {
             return;
         };
         let config: CloudConfig = serde_saphyr::from_str(&text).unwrap();
-        let manifest: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
-        let installed: Vec<&serde_json::Value> = manifest["artifacts"]
-            .as_array()
-            .unwrap()
+        let manifest = Manifest::load(dir);
+        let installed: Vec<_> = manifest
+            .artifacts
             .iter()
-            .filter(|a| !a["install_path"].is_null())
+            .filter_map(|a| Some((a, a.install_path.as_deref()?)))
             .collect();
         assert_eq!(config.write_files.len(), installed.len(), "{}", spec.label);
-        for (wf, art) in config.write_files.iter().zip(installed) {
-            assert_eq!(
-                wf.path,
-                art["install_path"].as_str().unwrap(),
-                "{}",
-                spec.label
-            );
-            assert_eq!(
-                wf.permissions,
-                art["mode"].as_str().unwrap(),
-                "{}",
-                spec.label
-            );
-            let want = std::fs::read(dir.join(art["path"].as_str().unwrap())).unwrap();
+        for (wf, (art, install_path)) in config.write_files.iter().zip(installed) {
+            assert_eq!(wf.path, install_path, "{}", spec.label);
+            assert_eq!(wf.permissions, art.mode, "{}", spec.label);
+            let want = std::fs::read(dir.join(&art.path)).unwrap();
             let got = match wf.encoding.as_deref() {
                 None => wf.content.clone().into_bytes(),
                 Some("b64") => decode_base64(&wf.content),
@@ -384,7 +375,7 @@ fn spec_file(yaml: &str) -> tempfile::TempDir {
 #[test]
 fn nat_group_admits_the_vpc_for_egress_and_is_never_empty() {
     each_site(|spec, dir| {
-        let manifest = json(&dir.join("manifest.json"));
+        let manifest = Manifest::load(dir);
         let rules = json(&dir.join("security-group.json"));
         let from_vpc: Vec<&str> = rules
             .as_array()
@@ -394,13 +385,8 @@ fn nat_group_admits_the_vpc_for_egress_and_is_never_empty() {
             .flat_map(|p| p["IpRanges"].as_array().unwrap())
             .map(|r| r["CidrIp"].as_str().unwrap())
             .collect();
-        let vpc: Vec<&str> = manifest["vpc_cidrs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|c| c.as_str().unwrap())
-            .collect();
-        if manifest["egress"] == true {
+        let vpc: Vec<String> = manifest.vpc_cidrs.iter().map(Cidr::to_string).collect();
+        if manifest.egress {
             assert_eq!(from_vpc, vpc, "{}", spec.label);
         } else {
             assert!(from_vpc.is_empty(), "{}", spec.label);
@@ -410,12 +396,9 @@ fn nat_group_admits_the_vpc_for_egress_and_is_never_empty() {
     let site = render(&dir.path().join("spec.yaml"));
     assert!(!site.site_dir.join("security-group.json").exists());
     assert!(!site.site_dir.join("target-security-groups.json").exists());
-    let manifest = json(&site.site_dir.join("manifest.json"));
-    assert!(manifest["security_groups"]["nat"]["ingress_file"].is_null());
-    assert_eq!(
-        manifest["security_groups"]["nat"]["egress"],
-        serde_json::json!([])
-    );
+    let nat = &site.manifest.security_groups.nat;
+    assert!(nat.ingress_file.is_none());
+    assert_eq!(nat.egress, Vec::<serde_json::Value>::new());
 }
 
 /// Two forwards to the same port of one target, from one source, are one
@@ -441,19 +424,19 @@ fn target_rules_are_merged_and_pass_the_parameter_check() {
             ],
         }])
     );
-    let manifest = json(&site.site_dir.join("manifest.json"));
-    let per_target: Vec<(&str, usize)> = manifest["targets"]
-        .as_array()
-        .unwrap()
+    let per_target: Vec<(Ipv4Addr, usize)> = site
+        .manifest
+        .targets
         .iter()
-        .map(|t| {
-            let ranges = t["security_group_ingress"][0]["IpRanges"]
-                .as_array()
-                .unwrap();
-            (t["address"].as_str().unwrap(), ranges.len())
-        })
+        .map(|t| (t.address, t.security_group_ingress[0].ip_ranges.len()))
         .collect();
-    assert_eq!(per_target, [("10.0.1.5", 2), ("10.0.1.6", 1)]);
+    assert_eq!(
+        per_target,
+        [
+            (Ipv4Addr::new(10, 0, 1, 5), 2),
+            (Ipv4Addr::new(10, 0, 1, 6), 1)
+        ]
+    );
 }
 
 /// A spec with `n` sources, spread over forwards of at most 500 (a forward
@@ -500,8 +483,8 @@ fn rule_quotas_are_reported() {
             .arg("-o")
             .arg(out.path()));
         let check = run(crate::fixtures::natbake().arg("check").arg(&spec));
-        let manifest = json(&out.path().join("wide/manifest.json"));
-        let notes = manifest["security_groups"]["notes"].to_string();
+        let manifest = Manifest::load(&out.path().join("wide"));
+        let notes = manifest.security_groups.notes.join("\n");
         for stderr in [&render.stderr, &check.stderr] {
             let stderr = String::from_utf8_lossy(stderr);
             match expected {
@@ -516,7 +499,7 @@ fn rule_quotas_are_reported() {
                 None => assert!(!stderr.contains("inbound rules"), "{stderr}"),
             }
         }
-        assert_eq!(manifest["security_groups"]["nat"]["inbound_rules"], n);
+        assert_eq!(manifest.security_groups.nat.inbound_rules, n as usize);
     }
 }
 
@@ -526,14 +509,8 @@ fn digests_match_sha256sum_and_the_manifest() {
         run(Command::new("sha256sum")
             .args(["--check", "--strict", "SHA256SUMS"])
             .current_dir(dir));
-        let manifest: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
-        let listed: Vec<&str> = manifest["artifacts"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|a| a["path"].as_str().unwrap())
-            .collect();
+        let manifest = Manifest::load(dir);
+        let listed: Vec<&str> = manifest.artifacts.iter().map(|a| a.path.as_str()).collect();
         let on_disk: Vec<String> = files(dir)
             .into_iter()
             .map(|(n, _)| n)
@@ -542,11 +519,11 @@ fn digests_match_sha256sum_and_the_manifest() {
         let mut listed_sorted = listed.clone();
         listed_sorted.sort();
         assert_eq!(listed_sorted, on_disk, "{}", spec.label);
-        for a in manifest["artifacts"].as_array().unwrap() {
-            let path = dir.join(a["path"].as_str().unwrap());
+        for a in &manifest.artifacts {
+            let path = dir.join(&a.path);
             let digest = run_stdout(Command::new("sha256sum").arg(&path));
             assert!(
-                digest.starts_with(a["sha256"].as_str().unwrap()),
+                digest.starts_with(&a.sha256),
                 "{}: {}",
                 spec.label,
                 path.display()
@@ -556,7 +533,7 @@ fn digests_match_sha256sum_and_the_manifest() {
             ) & 0o777;
             assert_eq!(
                 format!("{mode:04o}"),
-                a["mode"].as_str().unwrap(),
+                a.mode,
                 "{}: {}",
                 spec.label,
                 path.display()
