@@ -54,4 +54,4 @@ export INSTA_UPDATE=no
 
 cargo fmt --check
 cargo clippy --locked --all-targets -- -D warnings
-cargo test --locked
+cargo test --locked --all-targets
