@@ -8,6 +8,7 @@
 pub mod cidr;
 pub mod cli;
 pub mod error;
+pub mod failover;
 pub mod output;
 pub mod render;
 pub mod site;

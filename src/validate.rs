@@ -8,8 +8,8 @@
 
 use crate::cidr::{Cidr, addr_or_none, overlaps_earlier};
 use crate::error::{Diagnostic, SpecError};
-use crate::site::{Ami, Arch, Forward, Os, Partition, Ports, Proto, Site};
-use crate::spec::{At, RawAmi, RawForward, RawSpec, ScalarText};
+use crate::site::{Ami, Arch, Failover, Forward, Os, Partition, Ports, Proto, Site};
+use crate::spec::{At, RawAmi, RawFailover, RawForward, RawSpec, ScalarText};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -33,6 +33,9 @@ pub const MAX_VPC_CIDRS: usize = 50;
 /// times groups per interface cannot exceed 1,000), so a longer list could
 /// never be opened in AWS.
 pub const MAX_SOURCES: usize = 1_000;
+/// Seconds a booting instance may wait for the floating interface.
+const ATTACH_TIMEOUT: std::ops::RangeInclusive<u32> = 30..=900;
+const DEFAULT_ATTACH_TIMEOUT: u32 = 180;
 /// VPC sizes AWS allows, as prefix lengths: /16 (65,536 addresses) to /28 (16).
 const VPC_PREFIXES: std::ops::RangeInclusive<u8> = 16..=28;
 /// Ranges AWS never gives a VPC: they mean something else to every host,
@@ -275,6 +278,7 @@ impl Validator {
             .map(|s| self.sysctl(s))
             .unwrap_or_default();
         let ami = self.ami(raw.ami.as_ref(), &raw.site.value, os, arch);
+        let failover = raw.failover.as_ref().and_then(|f| self.failover(f, os));
         Site {
             name: raw.site.value,
             description,
@@ -285,8 +289,49 @@ impl Validator {
             forwards,
             sysctl,
             ami,
+            failover,
             spec_sha256,
         }
+    }
+
+    /// `failover:`; `None` unless `floating_eni` is true. The timeout is
+    /// checked either way, so a typo does not wait until it is switched on.
+    fn failover(&mut self, raw: &At<RawFailover>, os: Os) -> Option<Failover> {
+        let f = &raw.value;
+        let mut attach_timeout = Some(DEFAULT_ATTACH_TIMEOUT);
+        if let Some(at) = &f.attach_timeout {
+            let text = at.value.0.trim();
+            attach_timeout = text
+                .parse::<u32>()
+                .ok()
+                .filter(|n| ATTACH_TIMEOUT.contains(n) && !text.starts_with('0'));
+            if attach_timeout.is_none() {
+                self.err(
+                    at,
+                    "failover.attach_timeout",
+                    format!(
+                        "`{text}` is not a number of seconds from {} to {}: long enough for EC2 to detach the interface from an instance that is shutting down, short enough that a stuck boot is replaced",
+                        ATTACH_TIMEOUT.start(),
+                        ATTACH_TIMEOUT.end()
+                    ),
+                );
+            }
+        }
+        let on = f.floating_eni.as_ref().filter(|b| b.value)?;
+        if !os.has_systemd() {
+            self.err(
+                on,
+                "failover.floating_eni",
+                format!(
+                    "a floating interface needs an image with systemd and curl 7.75 or later (for `--aws-sigv4`); the legacy AWS NAT AMI (`{}`) has neither; use `os: amazon-linux-2023`, `ubuntu-24.04` or `debian-12`",
+                    os.name()
+                ),
+            );
+            return None;
+        }
+        Some(Failover {
+            attach_timeout: attach_timeout?,
+        })
     }
 
     /// A name that ends up in file names, chain comments, tags and log

@@ -43,6 +43,7 @@ const EMBEDDED: &[Embedded] = embedded![
     "sysctl.conf",
     "configure-pat.sh",
     "natbake.service",
+    "natbake-aws.sh",
     "provision.sh",
     "user-data.yaml",
     "plugins.pkr.hcl",
@@ -226,6 +227,14 @@ pub const INSTALLED: &[(&str, &str, u32)] = &[
     ),
 ];
 
+/// Installed only with `failover.floating_eni`: the AWS helpers that
+/// configure-pat.sh sources (and later natbake scripts can reuse).
+pub const FAILOVER_INSTALLED: &[(&str, &str, u32)] = &[(
+    "natbake-aws.sh",
+    "/usr/local/lib/natbake/natbake-aws.sh",
+    0o644,
+)];
+
 /// What each forward needs on the private side, which natbake cannot do.
 const PRIVATE_SIDE_NOTE: &str = "targets see the clients' own addresses: each target's security group \
 must allow its forwards' sources (target-security-groups.json, or manifest.json `targets` per target), \
@@ -236,7 +245,11 @@ pub fn render_site(templates: &Templates, site: &Site) -> Result<Rendered> {
     let mut view = view::View::new(site);
     let mut artifacts = Vec::new();
     let mut notes = Vec::new();
-    for &(name, install, mode) in INSTALLED {
+    let failover: &[(&str, &str, u32)] = match site.failover {
+        Some(_) => FAILOVER_INSTALLED,
+        None => &[],
+    };
+    for &(name, install, mode) in INSTALLED.iter().chain(failover) {
         if name == "natbake.service" && !site.os.has_systemd() {
             continue;
         }

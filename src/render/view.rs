@@ -22,6 +22,8 @@ pub struct View {
     pub arch: &'static str,
     pub systemd: bool,
     pub legacy: bool,
+    /// Set only with `failover.floating_eni`.
+    pub failover: Option<FailoverView>,
     pub vpc_cidrs: Vec<String>,
     pub egress: bool,
     pub forwards: Vec<ForwardView>,
@@ -40,6 +42,14 @@ pub struct View {
     pub legacy_takeover_yaml: String,
     /// Files the user data writes (filled after they are rendered).
     pub files: Vec<FileView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct FailoverView {
+    pub attach_timeout: u32,
+    /// The unit's start timeout: the wait for the interface, plus room for
+    /// the API calls, metadata and the ruleset around it.
+    pub unit_timeout: u32,
 }
 
 #[derive(Debug, Serialize)]
@@ -134,6 +144,10 @@ impl View {
             arch: site.arch.name(),
             systemd: site.os.has_systemd(),
             legacy: site.os == Os::AmznAmiVpcNat,
+            failover: site.failover.map(|f| FailoverView {
+                attach_timeout: f.attach_timeout,
+                unit_timeout: f.attach_timeout + 120,
+            }),
             vpc_cidrs: site.vpc_cidrs.iter().map(|c| c.to_string()).collect(),
             egress: site.egress,
             forwards,
