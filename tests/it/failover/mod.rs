@@ -383,3 +383,95 @@ fn scripts_call_exactly_the_granted_actions() {
         );
     }
 }
+
+/// Seconds since the Unix epoch, comparable with the proxy's and the
+/// fabric's log stamps.
+fn now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+/// The first stamp of a log line of `file` that contains `needle`, after `since`.
+fn stamp(fl: &FailoverLab, file: &str, needle: &str, since: f64) -> Option<f64> {
+    std::fs::read_to_string(fl.lab.dir().join(file))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains(needle))
+        .filter_map(|l| l.split_whitespace().next()?.parse::<f64>().ok())
+        .find(|&t| t >= since)
+}
+
+/// Benchmark (bench/failover.sh runs it): a replacement boots while the
+/// interface is free; from the start of its boot script to the first
+/// connection forwarded through the elastic IP, split into the API's own
+/// attach time (the attach call until the device appears in the instance,
+/// which in the lab is the fabric's reaction) and the script's overhead
+/// (everything else). NATBAKE_FAILOVER_BENCH_ROUNDS rounds (default 20).
+#[test]
+#[ignore = "benchmark: bench/failover.sh runs it"]
+fn takeover_timing() {
+    assert!(support::require_root("failover benchmark"));
+    let rounds: usize = std::env::var("NATBAKE_FAILOVER_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    let (_site, mut fl) = start();
+    let probe = forward_probes(&fl.lab)
+        .into_iter()
+        .find(|p| {
+            p.proto == crate::netlab::Proto::Tcp && p.expect != crate::netlab::Expect::Nothing
+        })
+        .expect("a TCP forward");
+    let target = format!(
+        "TCP4:{}:{},bind={},connect-timeout=0.2",
+        probe.dst, probe.port, probe.src
+    );
+    for round in 0..rounds {
+        if round > 0 {
+            fl.launch(Host::A);
+        }
+        fl.give_to(Host::A);
+        fl.release();
+        fl.wait_device(None);
+        fl.launch(Host::B);
+        let started = now();
+        let first = thread::scope(|s| {
+            let boot = s.spawn(|| fl.boot(Host::B));
+            let deadline = Instant::now() + Duration::from_secs(60);
+            let mut first = None;
+            while first.is_none() && Instant::now() < deadline {
+                let out = crate::netlab::in_ns(&fl.lab.ns.internet, "socat")
+                    .args(["-T", "1", "-", &target])
+                    .stdin(std::process::Stdio::piped())
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::null())
+                    .spawn()
+                    .and_then(|mut c| {
+                        use std::io::Write;
+                        let _ = c.stdin.take().unwrap().write_all(b"bench\n");
+                        c.wait_with_output()
+                    })
+                    .expect("socat");
+                if !out.stdout.is_empty() {
+                    first = Some(now());
+                }
+            }
+            let run = boot.join().expect("boot");
+            assert_ok(&fl, &run, "bench boot of B");
+            first.expect("a forwarded connection within 60 s")
+        });
+        let attach =
+            stamp(&fl, "api.log", "AttachNetworkInterface 200", started).expect("an attach call");
+        let moved = stamp(&fl, "fabric.log", &format!("-> {}", fl.ns_b), started)
+            .expect("the device moved");
+        let total = first - started;
+        let api = moved - attach;
+        eprintln!(
+            "failover bench: round {round} total {total:.3} api_attach {api:.3} script {:.3}",
+            total - api
+        );
+        fl.fresh(Host::B);
+    }
+}
