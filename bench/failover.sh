@@ -25,7 +25,7 @@ out=$WORK/failover-timing.txt
 cargo test --quiet --test it failover::takeover_timing -- --ignored --nocapture >"$out" 2>&1 ||
     die "the timing run failed: $(tail -n 30 "$out")"
 totals=() scripts=() apis=()
-while read -r _ _ _ _ total _ api _ script; do
+while read -r _ _ _ _ _ total _ api _ script; do
     totals+=("$total") apis+=("$api") scripts+=("$script")
 done < <(grep '^failover bench: round' "$out")
 [ "${#totals[@]}" -eq 20 ] || die "expected 20 timed boots, got ${#totals[@]}"
