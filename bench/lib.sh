@@ -46,6 +46,7 @@ LIMIT_RESTORE_S=0.5         # iptables-restore of the 10,000-forward ruleset
 LIMIT_PERCALL_X=50          # restore vs one call per rule at 1,000 forwards
 LIMIT_DATAPLANE=0.8         # rate to the last of 10,000 forwards / single forward
 LIMIT_EGRESS=0.95           # iperf3 through natbake / MASQUERADE-only
+LIMIT_FAILOVER_S=5.0        # replacement boot to first forward, beyond the API's attach time
 
 # Addresses of the test topology (all inside our namespaces).
 NAT_PUB=203.0.113.1         # the NAT instance's address, as clients see it
@@ -57,7 +58,7 @@ TARGET_PORT=8080            # gen-specs.py: every target's port
 IPERF_PORT=5201
 
 # The parts, in the order run.sh runs them.
-BENCH_PARTS=(build render restore percall dataplane egress)
+BENCH_PARTS=(build render restore percall dataplane egress failover)
 
 # ---------------------------------------------------------------- logging
 

@@ -22,6 +22,9 @@ if [ "$(id -u)" -ne 0 ]; then
   if [ -n "${NATBAKE_CACHE_DIR:-}" ]; then
     keep+=("NATBAKE_CACHE_DIR=$NATBAKE_CACHE_DIR")
   fi
+  if [ -n "${NATBAKE_MOTO_VENV:-}" ]; then
+    keep+=("NATBAKE_MOTO_VENV=$NATBAKE_MOTO_VENV")
+  fi
   exec sudo env "${keep[@]}" bash "$0" "$@"
 fi
 
@@ -35,7 +38,7 @@ cd "$(dirname "$0")/.."
 packages=(
   shellcheck packer cloud-init systemd iptables iproute2 procps util-linux
   socat curl python3 python3-yaml python3-botocore debootstrap
-  systemd-container coreutils nftables conntrack time
+  systemd-container coreutils nftables conntrack time python3-venv
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -46,6 +49,18 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt-get update -q
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
+
+# The failover tests talk to a real EC2 and Auto Scaling API: moto's
+# server, pinned, in a virtual environment of its own (python3-venv), kept
+# with the boot tests' cache when there is one.
+moto_venv=${NATBAKE_MOTO_VENV:-${NATBAKE_CACHE_DIR:-$PWD/target}/moto-5.2.5-venv}
+if ! "$moto_venv/bin/python3" -c 'import moto, boto3' 2>/dev/null ||
+  [ "$("$moto_venv/bin/python3" -c 'import moto; print(moto.__version__)')" != 5.2.5 ]; then
+  echo "Installing moto 5.2.5 into $moto_venv..."
+  python3 -m venv "$moto_venv"
+  "$moto_venv/bin/pip" install -q "moto[server,ec2,autoscaling]==5.2.5"
+fi
+export NATBAKE_MOTO_VENV=$moto_venv
 
 # Tests that need root must run, never skip, here.
 export NATBAKE_REQUIRE_ROOT_TESTS=1

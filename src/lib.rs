@@ -9,6 +9,7 @@ pub mod cidr;
 pub mod cli;
 pub mod digest;
 pub mod error;
+pub mod failover;
 pub mod os;
 pub mod output;
 pub mod render;

@@ -152,6 +152,13 @@ pub struct Ami {
     pub tags: Vec<(String, String)>,
 }
 
+/// Taking over a floating network interface at boot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Failover {
+    /// Seconds to wait for the interface to become free before failing.
+    pub attach_timeout: u32,
+}
+
 /// A validated site spec.
 #[derive(Debug, Clone)]
 pub struct Site {
@@ -165,6 +172,9 @@ pub struct Site {
     /// Extra kernel settings, in the order written.
     pub sysctl: Vec<(String, String)>,
     pub ami: Ami,
+    /// Set when `failover.floating_eni` is true; `None` leaves every
+    /// artifact exactly as without the `failover` key.
+    pub failover: Option<Failover>,
     /// SHA-256 of the spec file's bytes, in hex.
     pub spec_sha256: String,
 }

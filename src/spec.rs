@@ -31,6 +31,7 @@ pub struct RawSpec {
     pub forwards: Vec<At<RawForward>>,
     pub sysctl: Option<At<SpannedMap<At<ScalarText>>>>,
     pub ami: Option<At<RawAmi>>,
+    pub failover: Option<At<RawFailover>>,
 }
 
 /// One port forward.
@@ -60,6 +61,14 @@ pub struct RawAmi {
     pub share_with: Vec<At<ScalarText>>,
     pub subnet_id: Option<At<String>>,
     pub tags: Option<At<SpannedMap<At<ScalarText>>>>,
+}
+
+/// A replaceable instance that takes over a floating network interface.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFailover {
+    pub floating_eni: Option<At<bool>>,
+    pub attach_timeout: Option<At<ScalarText>>,
 }
 
 /// A list that may also be written as nothing at all (YAML null).

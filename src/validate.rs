@@ -14,8 +14,8 @@
 
 use crate::cidr::{Cidr, overlaps_earlier};
 use crate::error::{Diagnostic, SpecError};
-use crate::site::{Ami, Arch, Forward, Os, Partition, Ports, Proto, Site};
-use crate::spec::{At, RawAmi, RawForward, RawSpec, ScalarText, SpannedMap};
+use crate::site::{Ami, Arch, Failover, Forward, Os, Partition, Ports, Proto, Site};
+use crate::spec::{At, RawAmi, RawFailover, RawForward, RawSpec, ScalarText, SpannedMap};
 use crate::values::{self, Region, Target};
 use crate::yaml::{self, YamlPath};
 use std::collections::BTreeMap;
@@ -159,6 +159,10 @@ impl Validator {
             os,
             arch,
         );
+        let failover = raw
+            .failover
+            .as_ref()
+            .and_then(|f| self.failover(f, &root.key("failover"), os));
         Site {
             name: raw.site.value,
             description,
@@ -169,8 +173,38 @@ impl Validator {
             forwards,
             sysctl,
             ami,
+            failover,
             spec_sha256,
         }
+    }
+
+    /// `failover:`; `None` unless `floating_eni` is true. The timeout is
+    /// checked either way, so a typo does not wait until it is switched on.
+    fn failover(&mut self, raw: &At<RawFailover>, path: &YamlPath, os: Os) -> Option<Failover> {
+        let f = &raw.value;
+        let attach_timeout = match &f.attach_timeout {
+            Some(at) => self.check(
+                at,
+                &path.key("attach_timeout"),
+                values::attach_timeout(&at.value.0),
+            ),
+            None => Some(values::DEFAULT_ATTACH_TIMEOUT),
+        };
+        let on = f.floating_eni.as_ref().filter(|b| b.value)?;
+        if !os.has_systemd() {
+            self.err(
+                on,
+                &path.key("floating_eni"),
+                format!(
+                    "a floating interface needs an image with systemd and curl 7.75 or later (for `--aws-sigv4`); the legacy AWS NAT AMI (`{}`) has neither; use `os: amazon-linux-2023`, `ubuntu-24.04` or `debian-12`",
+                    os.name()
+                ),
+            );
+            return None;
+        }
+        Some(Failover {
+            attach_timeout: attach_timeout?,
+        })
     }
 
     /// Free text as written; every problem with it is reported.

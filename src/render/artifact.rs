@@ -26,6 +26,8 @@ pub const SYSCTL: &str = "sysctl.conf";
 pub const SCRIPT: &str = "configure-pat.sh";
 /// The systemd unit that runs the boot step.
 pub const UNIT: &str = "natbake.service";
+/// The AWS API helpers that configure-pat.sh sources (floating interface).
+pub const AWS_LIB: &str = "natbake-aws.sh";
 /// The launch template's user data (`.gz` when it had to be compressed whole).
 pub const USER_DATA: &str = "user-data.yaml";
 /// What Packer runs on the build instance.
@@ -80,6 +82,8 @@ pub enum When {
     NatInboundRules,
     /// When the site has forwards, which the targets must allow.
     Forwards,
+    /// With `failover.floating_eni`.
+    Failover,
     /// When it fits EC2's user data limit, compressed if need be; a note
     /// says so when it does not.
     FitsUserDataLimit,
@@ -110,6 +114,7 @@ impl When {
             When::Always | When::FitsUserDataLimit => true,
             When::NatInboundRules => json::nat_inbound_rules(site) > 0,
             When::Forwards => json::target_inbound_rules(site) > 0,
+            When::Failover => site.failover.is_some(),
         }
     }
 
@@ -119,6 +124,7 @@ impl When {
             When::Always => "always",
             When::NatInboundRules => "with an inbound rule",
             When::Forwards => "with forwards",
+            When::Failover => "with failover",
             When::FitsUserDataLimit => "if it fits 16 KiB",
         }
     }
@@ -229,6 +235,15 @@ pub const ARTIFACTS: &[ArtifactDef] = &[
         mode: 0o644,
         os: ForOs::Systemd,
         when: When::Always,
+    },
+    ArtifactDef {
+        name: AWS_LIB,
+        template: template!("natbake-aws.sh"),
+        render: just_the_template,
+        install_path: Some("/usr/local/lib/natbake/natbake-aws.sh"),
+        mode: 0o644,
+        os: ForOs::Systemd,
+        when: When::Failover,
     },
     ArtifactDef {
         name: USER_DATA,
@@ -408,7 +423,11 @@ mod tests {
     #[test]
     fn executables_are_the_scripts() {
         for a in ARTIFACTS {
-            let script = a.name.ends_with(".sh");
+            // A library under /usr/local/lib is sourced, never run.
+            let library = a
+                .install_path
+                .is_some_and(|p| p.starts_with("/usr/local/lib/"));
+            let script = a.name.ends_with(".sh") && !library;
             assert_eq!(a.mode, if script { 0o755 } else { 0o644 }, "{}", a.name);
         }
     }

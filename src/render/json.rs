@@ -236,7 +236,7 @@ pub fn manifest(site: &Site, artifacts: &[Artifact]) -> Vec<u8> {
             })
         })
         .collect();
-    pretty(&json!({
+    let mut manifest = json!({
         "natbake_version": env!("CARGO_PKG_VERSION"),
         "site": site.name,
         "description": site.description,
@@ -259,7 +259,21 @@ pub fn manifest(site: &Site, artifacts: &[Artifact]) -> Vec<u8> {
         "targets": targets(site),
         "user_data": user_data,
         "artifacts": files,
-    }))
+    });
+    // Only with a floating interface: a spec without `failover` gets
+    // neither the key nor any permission.
+    if let (Some(f), Some(map)) = (site.failover, manifest.as_object_mut()) {
+        map.insert(
+            "failover".into(),
+            json!({
+                "floating_eni": true,
+                "attach_timeout": f.attach_timeout,
+                "interface_tag": {"key": "natbake:site", "value": site.name},
+                "iam_policy": crate::failover::iam_policy(site),
+            }),
+        );
+    }
+    pretty(&manifest)
 }
 
 fn pretty(v: &Value) -> Vec<u8> {

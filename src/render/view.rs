@@ -24,6 +24,8 @@ pub struct View {
     pub arch: &'static str,
     pub systemd: bool,
     pub legacy: bool,
+    /// Set only with `failover.floating_eni`.
+    pub failover: Option<FailoverView>,
     pub vpc_cidrs: Vec<String>,
     pub egress: bool,
     pub forwards: Vec<ForwardView>,
@@ -46,8 +48,8 @@ pub struct View {
     pub unit: &'static str,
     /// The files this os gets installed, in the artifact table's order.
     pub installed: Vec<InstalledView>,
-    /// An extended regular expression matching the file name of any
-    /// artifact that is ever installed, for picking their SHA256SUMS lines.
+    /// An extended regular expression matching the file name of each
+    /// installed artifact, for picking their SHA256SUMS lines.
     pub installed_names_ere: String,
     /// Files the user data writes (filled after they are rendered).
     pub files: Vec<FileView>,
@@ -61,6 +63,7 @@ pub struct Paths {
     pub sysctl: &'static str,
     pub script: &'static str,
     pub unit: &'static str,
+    pub aws_lib: &'static str,
 }
 
 /// One installed artifact.
@@ -71,6 +74,14 @@ pub struct InstalledView {
     pub path: &'static str,
     /// `0644`, as `install -m` and cloud-init take it.
     pub mode: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct FailoverView {
+    pub attach_timeout: u32,
+    /// The unit's start timeout: the wait for the interface, plus room for
+    /// the API calls, metadata and the ruleset around it.
+    pub unit_timeout: u32,
 }
 
 #[derive(Debug, Serialize)]
@@ -149,9 +160,10 @@ impl View {
             sysctl: install_path(artifact::SYSCTL),
             script: install_path(artifact::SCRIPT),
             unit: install_path(artifact::UNIT),
+            aws_lib: install_path(artifact::AWS_LIB),
         };
         let takeover = site.os.legacy_takeover(paths.script).unwrap_or_default();
-        let installed = ARTIFACTS
+        let installed: Vec<InstalledView> = ARTIFACTS
             .iter()
             .filter(|a| a.install_path.is_some() && a.applies(site))
             .filter_map(|a| {
@@ -162,9 +174,8 @@ impl View {
                 })
             })
             .collect();
-        let installed_names_ere = ARTIFACTS
+        let installed_names_ere = installed
             .iter()
-            .filter(|a| a.install_path.is_some())
             .map(|a| escape::ere_literal(a.name))
             .collect::<Vec<_>>()
             .join("|");
@@ -178,6 +189,10 @@ impl View {
             arch: site.arch.name(),
             systemd: site.os.has_systemd(),
             legacy: site.os.boot() == Boot::AmiNatJob,
+            failover: site.failover.map(|f| FailoverView {
+                attach_timeout: f.attach_timeout,
+                unit_timeout: f.attach_timeout + 120,
+            }),
             vpc_cidrs: site.vpc_cidrs.iter().map(|c| c.to_string()).collect(),
             egress: site.egress,
             forwards,

@@ -9,6 +9,7 @@
 //! checks that need more than one field.
 
 mod aws;
+mod failover;
 mod ports;
 mod sysctl;
 mod text;
@@ -18,6 +19,7 @@ pub use aws::{
     TagKeyProblem, TagValueProblem, VpcBlockProblem, account_id, ami_name_prefix,
     default_instance_type, instance_type, subnet_id, tag_key, tag_value, vpc_block,
 };
+pub use failover::{ATTACH_TIMEOUT, AttachTimeoutProblem, DEFAULT_ATTACH_TIMEOUT, attach_timeout};
 pub use ports::{PortsProblem, Target, TargetProblem, listen_ports, ports};
 pub use sysctl::{SysctlKeyProblem, SysctlValueProblem, sysctl_key, sysctl_value};
 pub use text::{

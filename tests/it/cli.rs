@@ -170,7 +170,7 @@ fn templates_can_be_dumped_and_overridden_file_by_file() {
             .unwrap(),
         "dump",
     );
-    assert_eq!(entries(&t).len(), 8);
+    assert_eq!(entries(&t).len(), 9);
     let (c, err) = code(natbake().args(["templates", "dump"]).arg(&t));
     assert_eq!(c, 1, "dump never overwrites: {err}");
 

@@ -6,6 +6,7 @@
 
 mod boot;
 mod cli;
+mod failover;
 mod fixtures;
 mod image;
 mod legacy;

@@ -38,6 +38,11 @@ impl Findings {
         ok
     }
 
+    /// Whether no check has failed so far.
+    pub fn is_clean(&self) -> bool {
+        self.failures.is_empty()
+    }
+
     /// Panics listing every failure, with the lab's state, if any failed.
     pub fn assert_clean(&self, lab: &Lab) {
         if self.failures.is_empty() {

@@ -15,12 +15,21 @@ the MAC address), KIND being an HTTP status (500,
 the path answers normally. Faults are logged like answers, with the
 status or `drop`.
 
+For instances that call AWS APIs, it also answers for the instance's
+identity (`--instance-id`), placement (`--region`, `--az`), the partition's
+domain (`services/domain`), the credentials of its role (`--role`; pretty-
+printed JSON as EC2 writes it, with fixed lab keys) and, per `--interface
+MAC=CIDR`, the subnet of another interface (what EC2 shows once an
+interface is attached).
+
 Usage: imds_stub.py --bind ADDR --port N --mac MAC --log FILE [--cidr CIDR]...
-                    [--fault PATH=N:KIND]...
+                    [--fault PATH=N:KIND]... [--instance-id ID --region R
+                    --az AZ --role NAME] [--interface MAC=CIDR]...
 """
 
 import argparse
 import http.server
+import json
 import secrets
 import socketserver
 
@@ -39,6 +48,12 @@ def main():
     # The VPC's CIDR blocks, primary first, as AWS lists them.
     parser.add_argument("--cidr", action="append", default=[])
     parser.add_argument("--fault", action="append", default=[])
+    parser.add_argument("--instance-id")
+    parser.add_argument("--region")
+    parser.add_argument("--az")
+    parser.add_argument("--domain", default="amazonaws.com")
+    parser.add_argument("--role")
+    parser.add_argument("--interface", action="append", default=[])
     args = parser.parse_args()
 
     # path -> [failures left, kind]
@@ -60,6 +75,30 @@ def main():
         mac_prefix + "vpc-ipv4-cidr-block": args.cidr[0] if args.cidr else "",
         mac_prefix + "vpc-id": "vpc-0natbake0lab0000",
     }
+    if args.instance_id:
+        md = "/latest/meta-data/"
+        answers[md + "instance-id"] = args.instance_id
+        answers[md + "placement/region"] = args.region
+        answers[md + "placement/availability-zone"] = args.az
+        answers[md + "services/domain"] = args.domain
+    if args.role:
+        creds = md + "iam/security-credentials/"
+        answers[creds] = args.role
+        answers[creds + args.role] = json.dumps(
+            {
+                "Code": "Success",
+                "LastUpdated": "2026-01-01T00:00:00Z",
+                "Type": "AWS-HMAC",
+                "AccessKeyId": "ASIALAB0000000000000",
+                "SecretAccessKey": "lab0secret0lab0secret0lab0secret0lab0sec",
+                "Token": "labSessionToken0" + args.instance_id.replace("-", ""),
+                "Expiration": "2099-01-01T00:00:00Z",
+            },
+            indent=2,
+        )
+    for interface in args.interface:
+        mac, _, cidr = interface.partition("=")
+        answers["/latest/meta-data/network/interfaces/macs/%s/subnet-ipv4-cidr-block" % mac] = cidr
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def fault(self):

@@ -77,10 +77,10 @@ pub use checks::{
     check_sysctl_file, check_sysctls, egress_probes, forward_probes, lab_premises,
 };
 pub use imds::{Imds, LabOptions};
-pub use install::InstallSet;
+pub use install::{InstallFile, InstallSet};
 pub use plan::{Plan, Role};
 pub use topology::Namespaces;
-pub use traffic::Expect;
+pub use traffic::{Expect, Probe};
 
 use crate::manifest::{Forward, Manifest};
 use crate::support::{self, ScratchDir};

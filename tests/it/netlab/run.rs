@@ -93,6 +93,16 @@ impl Lab {
     /// Installs `files` as [`Lab::run_configure_pat`] does and runs
     /// `command` there.
     fn run_installed(&self, files: &InstallSet, command: &[&str]) -> Finished {
+        self.run_installed_in(&self.ns.nat, files, command)
+    }
+
+    /// [`Lab::run_configure_pat`] in namespace `ns`: another instance on
+    /// the lab's VPC segment (the failover tests have two).
+    pub fn run_configure_pat_in(&self, ns: &str, files: &InstallSet) -> Finished {
+        self.run_installed_in(ns, files, &[files.script_path()])
+    }
+
+    fn run_installed_in(&self, ns: &str, files: &InstallSet, command: &[&str]) -> Finished {
         let run = self.runs.fetch_add(1, Ordering::Relaxed);
         let stage = self.dir().join(format!("run-{run}"));
         fs::create_dir_all(stage.join("ovl")).expect("create stage dir");
@@ -120,7 +130,7 @@ impl Lab {
         }
         fs::write(stage.join("install.list"), list).expect("write install list");
 
-        let mut cmd = in_ns(&self.ns.nat, "unshare");
+        let mut cmd = in_ns(ns, "unshare");
         cmd.args(["-m", "--propagation", "private", "sh"])
             .arg(script("installed_run.sh"))
             .arg(&stage)
