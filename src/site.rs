@@ -165,6 +165,8 @@ pub struct Site {
     /// Extra kernel settings, in the order written.
     pub sysctl: Vec<(String, String)>,
     pub ami: Ami,
+    /// Seconds between two runs of the health check.
+    pub health_interval: u32,
     /// SHA-256 of the spec file's bytes, in hex.
     pub spec_sha256: String,
 }

@@ -31,6 +31,7 @@ pub struct RawSpec {
     pub forwards: Vec<At<RawForward>>,
     pub sysctl: Option<At<SpannedMap<At<ScalarText>>>>,
     pub ami: Option<At<RawAmi>>,
+    pub health: Option<At<RawHealth>>,
 }
 
 /// One port forward.
@@ -60,6 +61,13 @@ pub struct RawAmi {
     pub share_with: Vec<At<ScalarText>>,
     pub subnet_id: Option<At<String>>,
     pub tags: Option<At<SpannedMap<At<ScalarText>>>>,
+}
+
+/// Settings of the health check.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHealth {
+    pub interval: Option<At<ScalarText>>,
 }
 
 /// A list that may also be written as nothing at all (YAML null).

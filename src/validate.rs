@@ -159,6 +159,15 @@ impl Validator {
             os,
             arch,
         );
+        let health_interval = raw
+            .health
+            .as_ref()
+            .and_then(|h| h.value.interval.as_ref())
+            .and_then(|at| {
+                let path = root.key("health").key("interval");
+                self.check(at, &path, values::health_interval(&at.value.0))
+            })
+            .unwrap_or(values::HEALTH_INTERVAL_DEFAULT);
         Site {
             name: raw.site.value,
             description,
@@ -169,6 +178,7 @@ impl Validator {
             forwards,
             sysctl,
             ami,
+            health_interval,
             spec_sha256,
         }
     }

@@ -5,11 +5,15 @@
 //! templates should need as little logic as possible. Text from the spec
 //! stays raw here; templates escape it with the helper for their format.
 
-use super::artifact::{self, ARTIFACTS, install_path};
+use super::artifact::{self, ARTIFACTS, STATE_DIR, install_path};
 use super::{Artifact, escape, rules};
 use crate::os::{Boot, Packages};
 use crate::site::{Partition, Site};
 use serde::Serialize;
+
+/// Conntrack fill at which the health check fails: well before full, when
+/// the kernel starts dropping new connections.
+const CONNTRACK_LIMIT_PERCENT: u32 = 90;
 
 #[derive(Debug, Serialize)]
 pub struct View {
@@ -44,6 +48,17 @@ pub struct View {
     pub paths: Paths,
     /// The systemd unit's name.
     pub unit: &'static str,
+    /// The health check's systemd unit and timer names.
+    pub health_unit: &'static str,
+    pub health_timer: &'static str,
+    /// Seconds between two health checks.
+    pub health_interval: u32,
+    /// Conntrack fill, in percent of its maximum, that the health check
+    /// reports as a failure.
+    pub conntrack_limit_percent: u32,
+    /// Comments of the rules counting forwarded bytes, each way.
+    pub forwarded_in: &'static str,
+    pub forwarded_out: &'static str,
     /// The files this os gets installed, in the artifact table's order.
     pub installed: Vec<InstalledView>,
     /// An extended regular expression matching the file name of any
@@ -61,6 +76,13 @@ pub struct Paths {
     pub sysctl: &'static str,
     pub script: &'static str,
     pub unit: &'static str,
+    pub lib: &'static str,
+    pub health: &'static str,
+    pub status: &'static str,
+    pub health_unit: &'static str,
+    pub health_timer: &'static str,
+    /// Where the scripts keep volatile state (a tmpfs, emptied at boot).
+    pub state: &'static str,
 }
 
 /// One installed artifact.
@@ -149,6 +171,12 @@ impl View {
             sysctl: install_path(artifact::SYSCTL),
             script: install_path(artifact::SCRIPT),
             unit: install_path(artifact::UNIT),
+            lib: install_path(artifact::LIB),
+            health: install_path(artifact::HEALTH),
+            status: install_path(artifact::STATUS),
+            health_unit: install_path(artifact::HEALTH_UNIT),
+            health_timer: install_path(artifact::HEALTH_TIMER),
+            state: STATE_DIR,
         };
         let takeover = site.os.legacy_takeover(paths.script).unwrap_or_default();
         let installed = ARTIFACTS
@@ -197,6 +225,12 @@ impl View {
             legacy_takeover: takeover,
             paths,
             unit: artifact::UNIT,
+            health_unit: artifact::HEALTH_UNIT,
+            health_timer: artifact::HEALTH_TIMER,
+            health_interval: site.health_interval,
+            conntrack_limit_percent: CONNTRACK_LIMIT_PERCENT,
+            forwarded_in: rules::FORWARDED_IN,
+            forwarded_out: rules::FORWARDED_OUT,
             installed,
             installed_names_ere,
             files: Vec::new(),

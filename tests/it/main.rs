@@ -7,6 +7,7 @@
 mod boot;
 mod cli;
 mod fixtures;
+mod health;
 mod image;
 mod legacy;
 mod manifest;
