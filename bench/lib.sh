@@ -19,7 +19,7 @@
 # 30), BENCH_EGRESS_SECONDS (seconds per iperf3 run, default 1),
 # BENCH_THREADS (connrate client threads, default 2), BENCH_APPLY_REPS
 # (iptables-restore repetitions, default 5), BENCH_PERCALL_REPS (per-call
-# rounds, default 3).
+# rounds, default 3), BENCH_HEALTH_REPS (health checks timed, default 20).
 #
 # Set by run.sh for the parts it runs, not by hand: BENCH_SHARED (a folder
 # where the rendered rulesets are made once for all parts) and BENCH_COLLECT
@@ -37,6 +37,7 @@ EGRESS_SECONDS=${BENCH_EGRESS_SECONDS:-1}
 THREADS=${BENCH_THREADS:-2}
 APPLY_REPS=${BENCH_APPLY_REPS:-5}
 PERCALL_REPS=${BENCH_PERCALL_REPS:-3}
+HEALTH_REPS=${BENCH_HEALTH_REPS:-20}
 
 # The scaling goals; each limit is one PASS/FAIL line of the report.
 LIMIT_BUILD_S=2.0           # natbake build, 1,000 specs x 50 forwards, wall
@@ -47,6 +48,7 @@ LIMIT_PERCALL_X=50          # restore vs one call per rule at 1,000 forwards
 LIMIT_DATAPLANE=0.8         # rate to the last of 10,000 forwards / single forward
 LIMIT_EGRESS=0.95           # iperf3 through natbake / MASQUERADE-only
 LIMIT_FAILOVER_S=5.0        # replacement boot to first forward, beyond the API's attach time
+LIMIT_HEALTH_CPU_S=0.1      # CPU time of one health check, 10,000 forwards
 
 # Addresses of the test topology (all inside our namespaces).
 NAT_PUB=203.0.113.1         # the NAT instance's address, as clients see it
@@ -58,7 +60,7 @@ TARGET_PORT=8080            # gen-specs.py: every target's port
 IPERF_PORT=5201
 
 # The parts, in the order run.sh runs them.
-BENCH_PARTS=(build render restore percall dataplane egress failover)
+BENCH_PARTS=(build render restore percall dataplane egress failover health)
 
 # ---------------------------------------------------------------- logging
 

@@ -175,6 +175,9 @@ pub struct Site {
     /// Set when `failover.floating_eni` is true; `None` leaves every
     /// artifact exactly as without the `failover` key.
     pub failover: Option<Failover>,
+    /// Seconds between two runs of the health check; `None` without a
+    /// `health:` section, which leaves the check out.
+    pub health_interval: Option<u32>,
     /// SHA-256 of the spec file's bytes, in hex.
     pub spec_sha256: String,
 }

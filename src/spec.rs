@@ -32,6 +32,7 @@ pub struct RawSpec {
     pub sysctl: Option<At<SpannedMap<At<ScalarText>>>>,
     pub ami: Option<At<RawAmi>>,
     pub failover: Option<At<RawFailover>>,
+    pub health: Option<At<RawHealth>>,
 }
 
 /// One port forward.
@@ -69,6 +70,13 @@ pub struct RawAmi {
 pub struct RawFailover {
     pub floating_eni: Option<At<bool>>,
     pub attach_timeout: Option<At<ScalarText>>,
+}
+
+/// Settings of the health check.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHealth {
+    pub interval: Option<At<ScalarText>>,
 }
 
 /// A list that may also be written as nothing at all (YAML null).

@@ -163,6 +163,17 @@ impl Validator {
             .failover
             .as_ref()
             .and_then(|f| self.failover(f, &root.key("failover"), os));
+        // The health check is on when the spec has a `health:` section.
+        let health_interval = raw.health.as_ref().map(|h| {
+            h.value
+                .interval
+                .as_ref()
+                .and_then(|at| {
+                    let path = root.key("health").key("interval");
+                    self.check(at, &path, values::health_interval(&at.value.0))
+                })
+                .unwrap_or(values::HEALTH_INTERVAL_DEFAULT)
+        });
         Site {
             name: raw.site.value,
             description,
@@ -174,6 +185,7 @@ impl Validator {
             sysctl,
             ami,
             failover,
+            health_interval,
             spec_sha256,
         }
     }

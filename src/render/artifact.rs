@@ -24,10 +24,20 @@ pub const RULES: &str = "rules.v4";
 pub const SYSCTL: &str = "sysctl.conf";
 /// The boot step.
 pub const SCRIPT: &str = "configure-pat.sh";
+/// Shell functions the scripts share (logging, the ruleset checks, counters).
+pub const LIB: &str = "natbake-lib.sh";
 /// The systemd unit that runs the boot step.
 pub const UNIT: &str = "natbake.service";
 /// The AWS API helpers that configure-pat.sh sources (floating interface).
 pub const AWS_LIB: &str = "natbake-aws.sh";
+/// The periodic check that repairs drift.
+pub const HEALTH: &str = "natbake-health.sh";
+/// The table of counters and health on the instance.
+pub const STATUS: &str = "natbake-status.sh";
+/// The systemd unit that runs the health check once.
+pub const HEALTH_UNIT: &str = "natbake-health.service";
+/// The systemd timer that starts the health check every interval.
+pub const HEALTH_TIMER: &str = "natbake-health.timer";
 /// The launch template's user data (`.gz` when it had to be compressed whole).
 pub const USER_DATA: &str = "user-data.yaml";
 /// What Packer runs on the build instance.
@@ -44,6 +54,11 @@ pub const TARGET_SECURITY_GROUPS: &str = "target-security-groups.json";
 pub const MANIFEST: &str = "manifest.json";
 /// Digests of every file above.
 pub const SUMS: &str = "SHA256SUMS";
+
+/// Where the installed scripts keep volatile state: the expected view of
+/// the ruleset, the health check's findings, when each forward was last
+/// seen. On a tmpfs, so a reboot starts afresh, as the boot step does.
+pub const STATE_DIR: &str = "/run/natbake";
 
 /// One kind of file natbake writes.
 #[derive(Debug)]
@@ -84,6 +99,8 @@ pub enum When {
     Forwards,
     /// With `failover.floating_eni`.
     Failover,
+    /// With a `health:` section.
+    Health,
     /// When it fits EC2's user data limit, compressed if need be; a note
     /// says so when it does not.
     FitsUserDataLimit,
@@ -115,6 +132,7 @@ impl When {
             When::NatInboundRules => json::nat_inbound_rules(site) > 0,
             When::Forwards => json::target_inbound_rules(site) > 0,
             When::Failover => site.failover.is_some(),
+            When::Health => site.health_interval.is_some(),
         }
     }
 
@@ -125,6 +143,7 @@ impl When {
             When::NatInboundRules => "with an inbound rule",
             When::Forwards => "with forwards",
             When::Failover => "with failover",
+            When::Health => "with health",
             When::FitsUserDataLimit => "if it fits 16 KiB",
         }
     }
@@ -228,6 +247,15 @@ pub const ARTIFACTS: &[ArtifactDef] = &[
         when: When::Always,
     },
     ArtifactDef {
+        name: LIB,
+        template: template!("natbake-lib.sh"),
+        render: just_the_template,
+        install_path: Some("/usr/local/lib/natbake/natbake-lib.sh"),
+        mode: 0o644,
+        os: ForOs::All,
+        when: When::Always,
+    },
+    ArtifactDef {
         name: UNIT,
         template: template!("natbake.service"),
         render: just_the_template,
@@ -244,6 +272,42 @@ pub const ARTIFACTS: &[ArtifactDef] = &[
         mode: 0o644,
         os: ForOs::Systemd,
         when: When::Failover,
+    },
+    ArtifactDef {
+        name: HEALTH,
+        template: template!("natbake-health.sh"),
+        render: just_the_template,
+        install_path: Some("/usr/local/sbin/natbake-health"),
+        mode: 0o755,
+        os: ForOs::All,
+        when: When::Health,
+    },
+    ArtifactDef {
+        name: STATUS,
+        template: template!("natbake-status.sh"),
+        render: just_the_template,
+        install_path: Some("/usr/local/sbin/natbake-status"),
+        mode: 0o755,
+        os: ForOs::All,
+        when: When::Health,
+    },
+    ArtifactDef {
+        name: HEALTH_UNIT,
+        template: template!("natbake-health.service"),
+        render: just_the_template,
+        install_path: Some("/etc/systemd/system/natbake-health.service"),
+        mode: 0o644,
+        os: ForOs::Systemd,
+        when: When::Health,
+    },
+    ArtifactDef {
+        name: HEALTH_TIMER,
+        template: template!("natbake-health.timer"),
+        render: just_the_template,
+        install_path: Some("/etc/systemd/system/natbake-health.timer"),
+        mode: 0o644,
+        os: ForOs::Systemd,
+        when: When::Health,
     },
     ArtifactDef {
         name: USER_DATA,

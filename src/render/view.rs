@@ -5,11 +5,15 @@
 //! templates should need as little logic as possible. Text from the spec
 //! stays raw here; templates escape it with the helper for their format.
 
-use super::artifact::{self, ARTIFACTS, install_path};
+use super::artifact::{self, ARTIFACTS, STATE_DIR, install_path};
 use super::{Artifact, escape, rules};
 use crate::os::{Boot, Packages};
 use crate::site::{Partition, Site};
 use serde::Serialize;
+
+/// Conntrack fill at which the health check fails: well before full, when
+/// the kernel starts dropping new connections.
+const CONNTRACK_LIMIT_PERCENT: u32 = 90;
 
 #[derive(Debug, Serialize)]
 pub struct View {
@@ -46,6 +50,19 @@ pub struct View {
     pub paths: Paths,
     /// The systemd unit's name.
     pub unit: &'static str,
+    /// The health check's systemd unit and timer names.
+    pub health_unit: &'static str,
+    pub health_timer: &'static str,
+    /// Whether the site gets the health check (a `health:` section).
+    pub health: bool,
+    /// Seconds between two health checks.
+    pub health_interval: u32,
+    /// Conntrack fill, in percent of its maximum, that the health check
+    /// reports as a failure.
+    pub conntrack_limit_percent: u32,
+    /// Comments of the rules counting forwarded bytes, each way.
+    pub forwarded_in: &'static str,
+    pub forwarded_out: &'static str,
     /// The files this os gets installed, in the artifact table's order.
     pub installed: Vec<InstalledView>,
     /// An extended regular expression matching the file name of each
@@ -64,6 +81,13 @@ pub struct Paths {
     pub script: &'static str,
     pub unit: &'static str,
     pub aws_lib: &'static str,
+    pub lib: &'static str,
+    pub health: &'static str,
+    pub status: &'static str,
+    pub health_unit: &'static str,
+    pub health_timer: &'static str,
+    /// Where the scripts keep volatile state (a tmpfs, emptied at boot).
+    pub state: &'static str,
 }
 
 /// One installed artifact.
@@ -161,6 +185,12 @@ impl View {
             script: install_path(artifact::SCRIPT),
             unit: install_path(artifact::UNIT),
             aws_lib: install_path(artifact::AWS_LIB),
+            lib: install_path(artifact::LIB),
+            health: install_path(artifact::HEALTH),
+            status: install_path(artifact::STATUS),
+            health_unit: install_path(artifact::HEALTH_UNIT),
+            health_timer: install_path(artifact::HEALTH_TIMER),
+            state: STATE_DIR,
         };
         let takeover = site.os.legacy_takeover(paths.script).unwrap_or_default();
         let installed: Vec<InstalledView> = ARTIFACTS
@@ -212,6 +242,15 @@ impl View {
             legacy_takeover: takeover,
             paths,
             unit: artifact::UNIT,
+            health_unit: artifact::HEALTH_UNIT,
+            health_timer: artifact::HEALTH_TIMER,
+            health: site.health_interval.is_some(),
+            health_interval: site
+                .health_interval
+                .unwrap_or(crate::values::HEALTH_INTERVAL_DEFAULT),
+            conntrack_limit_percent: CONNTRACK_LIMIT_PERCENT,
+            forwarded_in: rules::FORWARDED_IN,
+            forwarded_out: rules::FORWARDED_OUT,
             installed,
             installed_names_ere,
             files: Vec::new(),

@@ -1,5 +1,5 @@
 //! Parsers for the single values a spec holds: ports, targets, names, AWS
-//! identifiers, kernel settings and free text.
+//! identifiers, kernel settings, the health-check interval and free text.
 //!
 //! Each takes the text as written and returns the typed value or a typed
 //! problem whose message says what to write instead. None of them knows
@@ -10,6 +10,7 @@
 
 mod aws;
 mod failover;
+mod health;
 mod ports;
 mod sysctl;
 mod text;
@@ -20,6 +21,10 @@ pub use aws::{
     default_instance_type, instance_type, subnet_id, tag_key, tag_value, vpc_block,
 };
 pub use failover::{ATTACH_TIMEOUT, AttachTimeoutProblem, DEFAULT_ATTACH_TIMEOUT, attach_timeout};
+pub use health::{
+    HEALTH_INTERVAL_DEFAULT, HEALTH_INTERVAL_MAX, HEALTH_INTERVAL_MIN, IntervalProblem,
+    health_interval,
+};
 pub use ports::{PortsProblem, Target, TargetProblem, listen_ports, ports};
 pub use sysctl::{SysctlKeyProblem, SysctlValueProblem, sysctl_key, sysctl_value};
 pub use text::{

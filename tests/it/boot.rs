@@ -405,6 +405,7 @@ impl<'r> Guest<'r> {
         GuestState {
             system: text(&["systemctl", "is-system-running"]),
             natbake: text(&["systemctl", "is-active", artifact::UNIT]),
+            timers: text(&["systemctl", "list-timers", "--all", "--no-pager"]),
             failed,
             ip_forward: text(&["sysctl", "-n", "net.ipv4.ip_forward"]),
             iptables: text(&["iptables-save"]),
@@ -540,6 +541,8 @@ pub struct GuestState {
     pub system: String,
     /// `systemctl is-active natbake.service`.
     pub natbake: String,
+    /// `systemctl list-timers --all`.
+    pub timers: String,
     /// Units listed by `systemctl --failed`.
     pub failed: Vec<String>,
     /// `sysctl -n net.ipv4.ip_forward`.
@@ -558,11 +561,12 @@ impl GuestState {
     /// Everything, for a failure message.
     pub fn report(&self) -> String {
         format!(
-            "system: {}\nnatbake.service: {}\nfailed units: {:?}\nip_forward: {}\n\
+            "system: {}\nnatbake.service: {}\ntimers:\n{}\nfailed units: {:?}\nip_forward: {}\n\
              --- iptables-save ---\n{}\n--- natbake journal ---\n{}\n\
              --- cloud-init ---\n{}\n--- warnings of this boot ---\n{}",
             self.system,
             self.natbake,
+            self.timers,
             self.failed,
             self.ip_forward,
             self.iptables,
@@ -584,6 +588,10 @@ impl GuestState {
             ),
             (!self.failed.is_empty(), "a unit failed"),
             (self.natbake != "active", "natbake.service is not active"),
+            (
+                !self.timers.contains(artifact::HEALTH_TIMER),
+                "the health check's timer is not listed by systemctl list-timers",
+            ),
             (self.ip_forward != "1", "IP forwarding is off"),
             (
                 !self.iptables.contains(":NATBAKE-"),
@@ -1062,9 +1070,14 @@ fn user_data_installs_a_missing_tool_at_a_later_boot_with_a_mirror() {
     let site = render(&fixture_spec(FIXTURE));
     let root = image::fresh_root(Flavor::CloudInit);
     crate::packages::remove_package(&root, "curl");
+    let user_data = site
+        .manifest
+        .user_data
+        .as_ref()
+        .expect("the boot fixture has user data");
     seed_nocloud(
         &root,
-        &site.site_dir.join("user-data.yaml"),
+        &site.site_dir.join(&user_data.file),
         "i-0natbake0no0mirror",
     );
     boot_twice(

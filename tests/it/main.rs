@@ -8,6 +8,7 @@ mod boot;
 mod cli;
 mod failover;
 mod fixtures;
+mod health;
 mod image;
 mod legacy;
 mod manifest;

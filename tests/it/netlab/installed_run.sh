@@ -2,7 +2,8 @@
 # Runs a command in a private view of the file system, with files
 # installed as on a NAT instance. Run inside `unshare -m` by the network
 # lab (see run.rs); never on the host's own mount namespace.
-# Arguments: stage directory (with install.list and an empty ovl/), the
+# Arguments: stage directory (with install.list, an empty ovl/ and
+# optionally keep.list), the
 # lab's syslog socket, then the command to exec.
 set -u
 fail() { echo "natbake-lab setup: $*" >&2; exit 97; }
@@ -23,4 +24,10 @@ mount --bind /proc/sys /proc/sys \
 while read -r mode src dst; do
     mkdir -p "${dst%/*}" && install -m "$mode" "$src" "$dst" || fail "install $dst"
 done < "$stage/install.list"
+# Folders that outlive this run (an instance's /run/natbake across checks).
+if [ -f "$stage/keep.list" ]; then
+    while read -r src dst; do
+        mkdir -p "$dst" && mount --bind "$src" "$dst" || fail "bind $dst"
+    done < "$stage/keep.list"
+fi
 exec env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 "$@"

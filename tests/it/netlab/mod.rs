@@ -50,9 +50,12 @@
 //!   the lab's syslog receiver (`devlog_sink.py`) on /dev/log
 //!   (`installed_run.sh`, `concurrent_runs.sh`);
 //! - `nat`: looking at and resetting the NAT instance's kernel state;
-//! - `checks`: [`Findings`] and the checks every NAT instance must pass.
+//! - `checks`: [`Findings`] and the checks every NAT instance must pass;
+//! - `health`: natbake-health and natbake-status run as installed, with
+//!   /run/natbake kept between runs, and faults injected into the NAT.
 
 mod checks;
+mod health;
 mod imds;
 mod install;
 mod nat;

@@ -11,6 +11,7 @@ use std::time::Duration;
 use super::install::InstallSet;
 use super::{Lab, in_ns, script, trace};
 use crate::support::{self, Finished};
+use natbake::render::artifact;
 
 /// Upper bound on any run of configure-pat.sh, so a hanging script fails the
 /// test instead of hanging it.
@@ -47,7 +48,7 @@ impl Lab {
     /// the namespace's own network settings can be changed, whatever the
     /// script tries.
     pub fn run_configure_pat(&self, files: &InstallSet) -> Finished {
-        self.run_installed(files, &[files.script_path()])
+        self.run_installed(files, &[files.script_path()], false)
     }
 
     /// Runs `copies` copies of the installed configure-pat.sh at the same
@@ -74,6 +75,7 @@ impl Lab {
                 &count,
                 &out_arg,
             ],
+            false,
         );
         assert!(done.success(), "concurrent runs: {}", done.explain());
         // `<index> <exit code>` lines, then each copy's stderr in a file.
@@ -91,18 +93,30 @@ impl Lab {
     }
 
     /// Installs `files` as [`Lab::run_configure_pat`] does and runs
-    /// `command` there.
-    fn run_installed(&self, files: &InstallSet, command: &[&str]) -> Finished {
-        self.run_installed_in(&self.ns.nat, files, command)
+    /// `command` there. With `keep_state`, /run/natbake is the same folder
+    /// in every such run, as on an instance between two checks.
+    pub(super) fn run_installed(
+        &self,
+        files: &InstallSet,
+        command: &[&str],
+        keep_state: bool,
+    ) -> Finished {
+        self.run_installed_in(&self.ns.nat, files, command, keep_state)
     }
 
     /// [`Lab::run_configure_pat`] in namespace `ns`: another instance on
     /// the lab's VPC segment (the failover tests have two).
     pub fn run_configure_pat_in(&self, ns: &str, files: &InstallSet) -> Finished {
-        self.run_installed_in(ns, files, &[files.script_path()])
+        self.run_installed_in(ns, files, &[files.script_path()], false)
     }
 
-    fn run_installed_in(&self, ns: &str, files: &InstallSet, command: &[&str]) -> Finished {
+    fn run_installed_in(
+        &self,
+        ns: &str,
+        files: &InstallSet,
+        command: &[&str],
+        keep_state: bool,
+    ) -> Finished {
         let run = self.runs.fetch_add(1, Ordering::Relaxed);
         let stage = self.dir().join(format!("run-{run}"));
         fs::create_dir_all(stage.join("ovl")).expect("create stage dir");
@@ -129,6 +143,15 @@ impl Lab {
             ));
         }
         fs::write(stage.join("install.list"), list).expect("write install list");
+        if keep_state {
+            let kept = self.dir().join("run-natbake");
+            fs::create_dir_all(&kept).expect("create the kept state folder");
+            fs::write(
+                stage.join("keep.list"),
+                format!("{} {}\n", kept.display(), artifact::STATE_DIR),
+            )
+            .expect("write keep list");
+        }
 
         let mut cmd = in_ns(ns, "unshare");
         cmd.args(["-m", "--propagation", "private", "sh"])

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Times natbake-health in a throwaway network namespace, for bench/health.sh:
+#
+#   unshare -n bash bench/health-in-netns.sh DIR RULES REPS
+#
+# Loads RULES, switches forwarding on (in the namespace), runs DIR/natbake-health
+# once (it keeps the expected view of the ruleset, as configure-pat.sh does at
+# boot), then REPS times back to back, and prints "user sys wall" seconds for
+# all REPS together. Refuses to run anywhere but a fresh namespace.
+set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+[ $# -eq 3 ] || die "usage: unshare -n bash bench/health-in-netns.sh DIR RULES REPS"
+in_fresh_netns || die "refusing to run outside a fresh network namespace (unshare -n)"
+dir=$1 rules=$2 reps=$3
+iptables-restore --noflush "$rules" || die "the ruleset did not load"
+sysctl -q -w net.ipv4.ip_forward=1
+# Logs to stderr, not to the host's syslog.
+export JOURNAL_STREAM=bench
+bash "$dir/natbake-health" || die "the first health check failed"
+TIMEFORMAT='%3U %3S %3R'
+{ time (for ((i = 0; i < reps; i++)); do bash "$dir/natbake-health" || exit 1; done); } 2>&1 ||
+    die "a health check failed"

@@ -1,0 +1,49 @@
+//! The health check and the status table on the lab's NAT instance: both
+//! run as installed, with /run/natbake kept from one run to the next as on
+//! an instance, and faults injected into the NAT namespace's kernel state.
+
+use natbake::render::{artifact, install_path};
+use serde_json::Value;
+
+use super::install::InstallSet;
+use super::{Lab, in_ns};
+use crate::support::{self, Finished};
+
+impl Lab {
+    /// configure-pat.sh as installed, keeping its state for later checks.
+    pub fn boot_step(&self, files: &InstallSet) -> Finished {
+        self.run_installed(files, &[files.script_path()], true)
+    }
+
+    /// One run of the installed natbake-health.
+    pub fn health_check(&self, files: &InstallSet) -> Finished {
+        self.run_installed(files, &[install_path(artifact::HEALTH)], true)
+    }
+
+    /// `runs` runs of natbake-health back to back in one process tree;
+    /// stops at the first that exits non-zero and prints which one.
+    pub fn health_checks(&self, files: &InstallSet, runs: u32) -> Finished {
+        let script = format!(
+            "i=0; while [ $i -lt {runs} ]; do i=$((i + 1)); {} || {{ echo \"run $i failed\"; exit 1; }}; done",
+            install_path(artifact::HEALTH)
+        );
+        self.run_installed(files, &["/bin/sh", "-c", &script], true)
+    }
+
+    /// `natbake-status --json`, parsed; also checks that the table form runs.
+    pub fn status(&self, files: &InstallSet) -> Value {
+        let status = install_path(artifact::STATUS);
+        let table = self.run_installed(files, &[status], true);
+        assert!(table.success(), "natbake-status: {}", table.explain());
+        let done = self.run_installed(files, &[status, "--json"], true);
+        assert!(done.success(), "natbake-status --json: {}", done.explain());
+        serde_json::from_str(&done.stdout)
+            .unwrap_or_else(|e| panic!("natbake-status --json is not JSON ({e}): {}", done.stdout))
+    }
+
+    /// Runs `program args…` in the NAT namespace (a fault, as an operator
+    /// or other software would cause it); panics if it fails.
+    pub fn on_nat(&self, program: &str, args: &[&str]) {
+        support::run(in_ns(&self.ns.nat, program).args(args));
+    }
+}
