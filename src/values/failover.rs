@@ -21,10 +21,8 @@ pub struct AttachTimeoutProblem {
 /// Whole seconds within [`ATTACH_TIMEOUT`], written without leading zeros.
 pub fn attach_timeout(text: &str) -> Result<u32, AttachTimeoutProblem> {
     let text = text.trim();
-    text.parse::<u32>()
-        .ok()
-        .filter(|n| ATTACH_TIMEOUT.contains(n) && !text.starts_with('0'))
-        .ok_or_else(|| AttachTimeoutProblem { text: text.into() })
+    super::health::whole_seconds(text, ATTACH_TIMEOUT)
+        .map_err(|_| AttachTimeoutProblem { text: text.into() })
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Settings of the health check.
 
 use super::without_leading_zeros;
+use std::ops::RangeInclusive;
 
 /// Fewest seconds between two health checks: each costs a little CPU
 /// (one `iptables-save`), and a repair must finish before the next.
@@ -31,6 +32,11 @@ pub enum IntervalProblem {
 /// Seconds between two health checks: a whole number from
 /// [`HEALTH_INTERVAL_MIN`] to [`HEALTH_INTERVAL_MAX`].
 pub fn health_interval(text: &str) -> Result<u32, IntervalProblem> {
+    whole_seconds(text, HEALTH_INTERVAL_MIN..=HEALTH_INTERVAL_MAX)
+}
+
+/// A whole number of seconds within `range`, written without leading zeros.
+pub fn whole_seconds(text: &str, range: RangeInclusive<u32>) -> Result<u32, IntervalProblem> {
     if let Some(fixed) = without_leading_zeros(text).filter(|_| !text.contains('-')) {
         return Err(IntervalProblem::LeadingZero {
             text: text.into(),
@@ -42,7 +48,7 @@ pub fn health_interval(text: &str) -> Result<u32, IntervalProblem> {
     }
     let seconds: u64 = text.parse().unwrap_or(u64::MAX);
     match u32::try_from(seconds) {
-        Ok(s) if (HEALTH_INTERVAL_MIN..=HEALTH_INTERVAL_MAX).contains(&s) => Ok(s),
+        Ok(s) if range.contains(&s) => Ok(s),
         _ => Err(IntervalProblem::OutOfRange { seconds }),
     }
 }
