@@ -20,9 +20,15 @@ use crate::netlab::{Findings, Probe, egress_probes, forward_probes};
 use crate::support;
 
 const FIXTURE: &str = "tests/fixtures/valid/failover.yaml";
+/// The same site with the health check.
+const FIXTURE_HEALTH: &str = "tests/fixtures/valid/failover-health.yaml";
 
 fn start() -> (fixtures::RenderedSite, FailoverLab) {
-    let site = fixtures::render(Path::new(FIXTURE));
+    start_with(FIXTURE)
+}
+
+fn start_with(fixture: &str) -> (fixtures::RenderedSite, FailoverLab) {
+    let site = fixtures::render(Path::new(fixture));
     let fl = FailoverLab::start(&site.site_dir);
     (site, fl)
 }
@@ -191,6 +197,56 @@ fn held_or_missing_interface_fails_visibly() {
     assert_eq!(fl.forwarding(Host::B), "0");
 }
 
+/// With `health:`, the check also watches the floating interface: a lost
+/// default route is repaired by running configure-pat.sh again; the
+/// interface detached behind the instance's back fails the check and marks
+/// the instance Unhealthy in its group.
+#[test]
+fn health_check_repairs_the_route_and_reports_a_lost_interface() {
+    if !support::require_root("failover health check (network namespaces)") {
+        return;
+    }
+    let (_site, fl) = start_with(FIXTURE_HEALTH);
+    let run = fl.lab.boot_step(&fl.files);
+    assert_ok(&fl, &run, "boot of A");
+    let run = fl.lab.health_check(&fl.files);
+    assert_ok(&fl, &run, "health check of a healthy A");
+    assert!(!run.stderr.contains("Drift"), "{}", fl.diagnostics(&run));
+
+    // The route through the floating interface is lost: repaired.
+    fl.lab
+        .on_nat("ip", &["route", "del", "default", "dev", "ens6"]);
+    let run = fl.lab.health_check(&fl.files);
+    assert_ok(&fl, &run, "health check after the route was deleted");
+    assert!(
+        run.stderr
+            .contains("the default route does not leave through the floating interface")
+            && run.stderr.contains("Repaired"),
+        "{}",
+        fl.diagnostics(&run)
+    );
+    let mut f = Findings::new("after the route repair");
+    fl.check_serving(Host::A, &mut f);
+    assert_clean(&fl, f, &run);
+    assert_eq!(fl.health(Host::A), "Healthy", "{}", fl.diagnostics(&run));
+
+    // Detached behind A's back: not repairable here, A is to be replaced.
+    fl.release();
+    fl.wait_device(None);
+    let run = fl.lab.health_check(&fl.files);
+    assert!(
+        !run.success() && !run.timed_out(),
+        "the check passed without the interface\n{}",
+        fl.diagnostics(&run)
+    );
+    assert!(
+        run.stderr.contains("not attached to any instance"),
+        "{}",
+        fl.diagnostics(&run)
+    );
+    assert_eq!(fl.health(Host::A), "Unhealthy", "{}", fl.diagnostics(&run));
+}
+
 /// A small deterministic generator, so a failing race can be replayed
 /// (NATBAKE_FAILOVER_SEED).
 struct Rng(u64);
@@ -348,10 +404,19 @@ fn injected_races_end_serving_or_failed() {
 /// `failover` renders neither the calls nor the policy.
 #[test]
 fn scripts_call_exactly_the_granted_actions() {
-    let site = fixtures::render(Path::new(FIXTURE));
+    for fixture in [FIXTURE, FIXTURE_HEALTH] {
+        scripts_call_exactly(fixture);
+    }
+    scripts_of_a_plain_spec_call_nothing();
+}
+
+fn scripts_call_exactly(fixture: &str) {
+    let site = fixtures::render(Path::new(fixture));
     let mut called = std::collections::BTreeSet::new();
-    for file in ["configure-pat.sh", "natbake-aws.sh"] {
-        let text = std::fs::read_to_string(site.site_dir.join(file)).expect("read script");
+    for file in ["configure-pat.sh", "natbake-aws.sh", "natbake-health.sh"] {
+        let Ok(text) = std::fs::read_to_string(site.site_dir.join(file)) else {
+            continue;
+        };
         for (i, _) in text.match_indices("Action=") {
             let name: String = text[i + 7..]
                 .chars()
@@ -371,7 +436,9 @@ fn scripts_call_exactly_the_granted_actions() {
     for a in natbake::failover::ACTIONS {
         assert!(manifest.contains(&format!("\"{}:{}\"", a.service, a.name)));
     }
+}
 
+fn scripts_of_a_plain_spec_call_nothing() {
     let plain = fixtures::render(Path::new("tests/fixtures/valid/debian-mixed.yaml"));
     for (name, bytes) in fixtures::files(&plain.site_dir) {
         let text = String::from_utf8_lossy(&bytes);
