@@ -50,7 +50,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
-# The failover tests talk to a real EC2 and Auto Scaling API: moto's
+# The failover tests talk to a real EC2, Auto Scaling and CloudWatch API: moto's
 # server, pinned, in a virtual environment of its own (python3-venv), kept
 # with the boot tests' cache when there is one.
 moto_venv=${NATBAKE_MOTO_VENV:-${NATBAKE_CACHE_DIR:-$PWD/target}/moto-5.2.5-venv}
@@ -58,7 +58,7 @@ if ! "$moto_venv/bin/python3" -c 'import moto, boto3' 2>/dev/null ||
   [ "$("$moto_venv/bin/python3" -c 'import moto; print(moto.__version__)')" != 5.2.5 ]; then
   echo "Installing moto 5.2.5 into $moto_venv..."
   python3 -m venv "$moto_venv"
-  "$moto_venv/bin/pip" install -q "moto[server,ec2,autoscaling]==5.2.5"
+  "$moto_venv/bin/pip" install -q "moto[server,ec2,autoscaling,cloudwatch]==5.2.5"
 fi
 export NATBAKE_MOTO_VENV=$moto_venv
 

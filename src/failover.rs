@@ -1,10 +1,11 @@
-//! What a replaceable instance with a floating interface needs from AWS.
+//! What the instance's scripts need from AWS: a replaceable instance with
+//! a floating interface, and the health check's CloudWatch metrics.
 //!
 //! [`ACTIONS`] is the one list of API actions the instance's scripts call;
-//! the IAM policy in the manifest and the README is built from it, and a
-//! test compares it with the `Action=` calls in the rendered scripts, so a
-//! new call cannot ship without its permission (or a permission without a
-//! call).
+//! the IAM policy in the manifest and the README is built from the actions
+//! a spec turns on ([`actions`]), and a test compares that with the
+//! `Action=` calls in the rendered scripts, so a new call cannot ship
+//! without its permission (or a permission without a call).
 
 use crate::site::Site;
 use serde_json::{Value, json};
@@ -18,90 +19,140 @@ pub enum Scope {
     SiteInterfaceAndInstance,
     /// The Auto Scaling group must carry `natbake:site=<site>`.
     SiteGroup,
+    /// Only into CloudWatch namespace `natbake` (`cloudwatch:namespace`).
+    Namespace,
+}
+
+/// Which part of the spec makes the scripts call an action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Needs {
+    /// `failover.floating_eni`.
+    Failover,
+    /// `metrics.cloudwatch`.
+    Metrics,
 }
 
 /// One API action the instance calls, with why and how it is scoped.
 #[derive(Debug, Clone, Copy)]
 pub struct Action {
-    /// IAM service prefix, which is also the Query API's signing name.
+    /// IAM service prefix (the Query API signs CloudWatch as `monitoring`).
     pub service: &'static str,
     pub name: &'static str,
     pub scope: Scope,
+    pub needs: Needs,
     pub why: &'static str,
 }
 
-/// Every action configure-pat.sh calls with `failover.floating_eni`.
+/// Every action the scripts call, for any spec.
 pub const ACTIONS: &[Action] = &[
     Action {
         service: "ec2",
         name: "DescribeNetworkInterfaces",
         scope: Scope::Any,
+        needs: Needs::Failover,
         why: "find the interface tagged with the site in this availability zone, and who holds it",
     },
     Action {
         service: "ec2",
         name: "DescribeInstances",
         scope: Scope::Any,
+        needs: Needs::Failover,
         why: "the state of the instance holding the interface, and this instance's Auto Scaling group",
     },
     Action {
         service: "ec2",
         name: "AttachNetworkInterface",
         scope: Scope::SiteInterfaceAndInstance,
+        needs: Needs::Failover,
         why: "attach the site's interface to this instance as device 1",
     },
     Action {
         service: "ec2",
         name: "DetachNetworkInterface",
         scope: Scope::SiteInterfaceAndInstance,
+        needs: Needs::Failover,
         why: "take the interface back from a stopped instance of the site, which EC2 never releases",
     },
     Action {
         service: "autoscaling",
         name: "SetInstanceHealth",
         scope: Scope::SiteGroup,
-        why: "report this instance unhealthy after a failed boot, so that the group replaces it",
+        needs: Needs::Failover,
+        why: "report this instance unhealthy after a failed boot or a lost interface, so that the group replaces it",
+    },
+    Action {
+        service: "cloudwatch",
+        name: "PutMetricData",
+        scope: Scope::Namespace,
+        needs: Needs::Metrics,
+        why: "publish the site's metrics once a minute",
     },
 ];
+
+/// The actions the scripts rendered for `site` call.
+pub fn actions(site: &Site) -> Vec<&'static Action> {
+    ACTIONS
+        .iter()
+        .filter(|a| match a.needs {
+            Needs::Failover => site.failover.is_some(),
+            Needs::Metrics => site.metrics.is_some(),
+        })
+        .collect()
+}
 
 /// The ARN prefix of a service, written for CloudFormation's `Fn::Sub`.
 fn arn(service: &str, rest: &str) -> String {
     format!("arn:${{AWS::Partition}}:{service}:${{AWS::Region}}:${{AWS::AccountId}}:{rest}")
 }
 
-/// The instance role's policy document, least privilege: describe calls
-/// (which EC2 cannot scope) on `*`, everything else only on resources
-/// tagged `natbake:site=<site>`. ARNs hold `${AWS::Partition}`,
+/// The instance role's policy document for what `site` turns on, least
+/// privilege: describe calls (which EC2 cannot scope) on `*`, EC2 and Auto
+/// Scaling changes only on resources tagged `natbake:site=<site>`, metrics
+/// only into namespace `natbake`. ARNs hold `${AWS::Partition}`,
 /// `${AWS::Region}` and `${AWS::AccountId}` for `Fn::Sub`.
 pub fn iam_policy(site: &Site) -> Value {
     let mut statements = Vec::new();
+    let granted = actions(site);
     let names = |scope: Scope| -> Vec<String> {
-        ACTIONS
+        granted
             .iter()
             .filter(|a| a.scope == scope)
             .map(|a| format!("{}:{}", a.service, a.name))
             .collect()
     };
-    statements.push(json!({
-        "Sid": "FindInterfaceAndHolder",
-        "Effect": "Allow",
-        "Action": names(Scope::Any),
-        "Resource": "*",
-    }));
-    statements.push(json!({
-        "Sid": "MoveSiteInterfaceBetweenSiteInstances",
-        "Effect": "Allow",
-        "Action": names(Scope::SiteInterfaceAndInstance),
-        "Resource": [arn("ec2", "network-interface/*"), arn("ec2", "instance/*")],
-        "Condition": {"StringEquals": {"aws:ResourceTag/natbake:site": site.name}},
-    }));
-    statements.push(json!({
-        "Sid": "ReportOwnHealth",
-        "Effect": "Allow",
-        "Action": names(Scope::SiteGroup),
-        "Resource": arn("autoscaling", "autoScalingGroup:*:autoScalingGroupName/*"),
-        "Condition": {"StringEquals": {"aws:ResourceTag/natbake:site": site.name}},
-    }));
+    if site.failover.is_some() {
+        statements.push(json!({
+            "Sid": "FindInterfaceAndHolder",
+            "Effect": "Allow",
+            "Action": names(Scope::Any),
+            "Resource": "*",
+        }));
+        statements.push(json!({
+            "Sid": "MoveSiteInterfaceBetweenSiteInstances",
+            "Effect": "Allow",
+            "Action": names(Scope::SiteInterfaceAndInstance),
+            "Resource": [arn("ec2", "network-interface/*"), arn("ec2", "instance/*")],
+            "Condition": {"StringEquals": {"aws:ResourceTag/natbake:site": site.name}},
+        }));
+        statements.push(json!({
+            "Sid": "ReportOwnHealth",
+            "Effect": "Allow",
+            "Action": names(Scope::SiteGroup),
+            "Resource": arn("autoscaling", "autoScalingGroup:*:autoScalingGroupName/*"),
+            "Condition": {"StringEquals": {"aws:ResourceTag/natbake:site": site.name}},
+        }));
+    }
+    if site.metrics.is_some() {
+        // PutMetricData has no resource type; the namespace is its only
+        // narrowing.
+        statements.push(json!({
+            "Sid": "PublishSiteMetrics",
+            "Effect": "Allow",
+            "Action": names(Scope::Namespace),
+            "Resource": "*",
+            "Condition": {"StringEquals": {"cloudwatch:namespace": crate::metrics::NAMESPACE}},
+        }));
+    }
     json!({"Version": "2012-10-17", "Statement": statements})
 }
 
@@ -111,12 +162,27 @@ mod tests {
 
     #[test]
     fn every_action_is_in_exactly_one_statement() {
-        let site = crate::validate::parse(
-            std::path::Path::new("t.yaml"),
-            b"version: 1\nsite: s\nvpc_cidrs: [10.0.0.0/16]\nfailover: {floating_eni: true}\n",
-        )
-        .unwrap();
-        let policy = iam_policy(&site);
+        let base = "version: 1\nsite: s\nvpc_cidrs: [10.0.0.0/16]\n";
+        for (extra, expected) in [
+            ("failover: {floating_eni: true}\n", 5),
+            ("health: {}\nmetrics: {cloudwatch: true}\n", 1),
+            (
+                "failover: {floating_eni: true}\nhealth: {}\nmetrics: {cloudwatch: true}\n",
+                6,
+            ),
+        ] {
+            let site = crate::validate::parse(
+                std::path::Path::new("t.yaml"),
+                format!("{base}{extra}").as_bytes(),
+            )
+            .unwrap();
+            assert_eq!(actions(&site).len(), expected, "{extra}");
+            granted_equals_actions(&site);
+        }
+    }
+
+    fn granted_equals_actions(site: &Site) {
+        let policy = iam_policy(site);
         let mut granted: Vec<String> = policy["Statement"]
             .as_array()
             .unwrap()
@@ -125,7 +191,7 @@ mod tests {
             .map(|a| a.as_str().unwrap().to_owned())
             .collect();
         granted.sort();
-        let mut listed: Vec<String> = ACTIONS
+        let mut listed: Vec<String> = actions(site)
             .iter()
             .map(|a| format!("{}:{}", a.service, a.name))
             .collect();

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod digest;
 pub mod error;
 pub mod failover;
+pub mod metrics;
 pub mod os;
 pub mod output;
 pub mod render;

@@ -159,6 +159,13 @@ pub struct Failover {
     pub attach_timeout: u32,
 }
 
+/// CloudWatch metrics, published by the health check once a minute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Metrics {
+    /// Also one set per forward (dimension `Forward`); each costs money.
+    pub per_forward: bool,
+}
+
 /// A validated site spec.
 #[derive(Debug, Clone)]
 pub struct Site {
@@ -178,6 +185,9 @@ pub struct Site {
     /// Seconds between two runs of the health check; `None` without a
     /// `health:` section, which leaves the check out.
     pub health_interval: Option<u32>,
+    /// Set when `metrics.cloudwatch` is true; `None` publishes nothing and
+    /// grants no CloudWatch permission.
+    pub metrics: Option<Metrics>,
     /// SHA-256 of the spec file's bytes, in hex.
     pub spec_sha256: String,
 }

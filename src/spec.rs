@@ -33,6 +33,7 @@ pub struct RawSpec {
     pub ami: Option<At<RawAmi>>,
     pub failover: Option<At<RawFailover>>,
     pub health: Option<At<RawHealth>>,
+    pub metrics: Option<At<RawMetrics>>,
 }
 
 /// One port forward.
@@ -77,6 +78,14 @@ pub struct RawFailover {
 #[serde(deny_unknown_fields)]
 pub struct RawHealth {
     pub interval: Option<At<ScalarText>>,
+}
+
+/// Metrics the health check publishes.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetrics {
+    pub cloudwatch: Option<At<bool>>,
+    pub per_forward: Option<At<bool>>,
 }
 
 /// A list that may also be written as nothing at all (YAML null).

@@ -14,8 +14,10 @@
 
 use crate::cidr::{Cidr, overlaps_earlier};
 use crate::error::{Diagnostic, SpecError};
-use crate::site::{Ami, Arch, Failover, Forward, Os, Partition, Ports, Proto, Site};
-use crate::spec::{At, RawAmi, RawFailover, RawForward, RawSpec, ScalarText, SpannedMap};
+use crate::site::{Ami, Arch, Failover, Forward, Metrics, Os, Partition, Ports, Proto, Site};
+use crate::spec::{
+    At, RawAmi, RawFailover, RawForward, RawMetrics, RawSpec, ScalarText, SpannedMap,
+};
 use crate::values::{self, Region, Target};
 use crate::yaml::{self, YamlPath};
 use std::collections::BTreeMap;
@@ -174,6 +176,10 @@ impl Validator {
                 })
                 .unwrap_or(values::HEALTH_INTERVAL_DEFAULT)
         });
+        let metrics = raw
+            .metrics
+            .as_ref()
+            .and_then(|m| self.metrics(m, &root.key("metrics"), raw.health.is_some(), os));
         Site {
             name: raw.site.value,
             description,
@@ -186,8 +192,53 @@ impl Validator {
             ami,
             failover,
             health_interval,
+            metrics,
             spec_sha256,
         }
+    }
+
+    /// `metrics:`; `None` unless `cloudwatch` is true. The health check
+    /// publishes them, so they need its `health:` section.
+    fn metrics(
+        &mut self,
+        raw: &At<RawMetrics>,
+        path: &YamlPath,
+        health: bool,
+        os: Os,
+    ) -> Option<Metrics> {
+        let m = &raw.value;
+        let cloudwatch = m.cloudwatch.as_ref().is_some_and(|b| b.value);
+        let per_forward = m.per_forward.as_ref().filter(|b| b.value);
+        if let (false, Some(at)) = (cloudwatch, per_forward) {
+            self.err(
+                at,
+                &path.key("per_forward"),
+                "`per_forward` adds to the metrics published with `cloudwatch: true`, which is not set; set `cloudwatch: true` or remove `per_forward`",
+            );
+        }
+        let on = m.cloudwatch.as_ref().filter(|b| b.value)?;
+        if !health {
+            self.err(
+                on,
+                &path.key("cloudwatch"),
+                "metrics are published by the health check, which this spec does not have; add a `health:` section (`health: {}` for the defaults)",
+            );
+            return None;
+        }
+        if !os.has_systemd() {
+            self.err(
+                on,
+                &path.key("cloudwatch"),
+                format!(
+                    "publishing to CloudWatch needs curl 7.75 or later (for `--aws-sigv4`), which the legacy AWS NAT AMI (`{}`) does not have; use `os: amazon-linux-2023`, `ubuntu-24.04` or `debian-12`",
+                    os.name()
+                ),
+            );
+            return None;
+        }
+        Some(Metrics {
+            per_forward: per_forward.is_some(),
+        })
     }
 
     /// `failover:`; `None` unless `floating_eni` is true. The timeout is

@@ -97,8 +97,8 @@ pub enum When {
     NatInboundRules,
     /// When the site has forwards, which the targets must allow.
     Forwards,
-    /// With `failover.floating_eni`.
-    Failover,
+    /// When the scripts call AWS: with failover or metrics.
+    Aws,
     /// With a `health:` section.
     Health,
     /// When it fits EC2's user data limit, compressed if need be; a note
@@ -131,7 +131,7 @@ impl When {
             When::Always | When::FitsUserDataLimit => true,
             When::NatInboundRules => json::nat_inbound_rules(site) > 0,
             When::Forwards => json::target_inbound_rules(site) > 0,
-            When::Failover => site.failover.is_some(),
+            When::Aws => site.failover.is_some() || site.metrics.is_some(),
             When::Health => site.health_interval.is_some(),
         }
     }
@@ -142,7 +142,7 @@ impl When {
             When::Always => "always",
             When::NatInboundRules => "with an inbound rule",
             When::Forwards => "with forwards",
-            When::Failover => "with failover",
+            When::Aws => "with failover or metrics",
             When::Health => "with health",
             When::FitsUserDataLimit => "if it fits 16 KiB",
         }
@@ -271,7 +271,7 @@ pub const ARTIFACTS: &[ArtifactDef] = &[
         install_path: Some("/usr/local/lib/natbake/natbake-aws.sh"),
         mode: 0o644,
         os: ForOs::Systemd,
-        when: When::Failover,
+        when: When::Aws,
     },
     ArtifactDef {
         name: HEALTH,

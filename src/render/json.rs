@@ -273,6 +273,9 @@ pub fn manifest(site: &Site, artifacts: &[Artifact]) -> Vec<u8> {
             }),
         );
     }
+    if let (Some(m), Some(map)) = (crate::metrics::manifest(site), manifest.as_object_mut()) {
+        map.insert("metrics".into(), m);
+    }
     pretty(&manifest)
 }
 

@@ -223,6 +223,7 @@ pub fn render_site(templates: &Templates, site: &Site) -> Result<Rendered> {
         }
     }
     notes.extend(json::security_group_notes(site));
+    notes.extend(crate::metrics::notes(site));
     Ok(Rendered {
         site: site.name.clone(),
         artifacts,

@@ -30,6 +30,11 @@ pub struct View {
     pub legacy: bool,
     /// Set only with `failover.floating_eni`.
     pub failover: Option<FailoverView>,
+    /// Set only with `metrics.cloudwatch`.
+    pub metrics: Option<MetricsView>,
+    /// Whether the scripts call AWS (failover or metrics), and so get
+    /// natbake-aws.sh.
+    pub aws: bool,
     pub vpc_cidrs: Vec<String>,
     pub egress: bool,
     pub forwards: Vec<ForwardView>,
@@ -106,6 +111,14 @@ pub struct FailoverView {
     /// The unit's start timeout: the wait for the interface, plus room for
     /// the API calls, metadata and the ruleset around it.
     pub unit_timeout: u32,
+}
+
+#[derive(Debug, Serialize)]
+pub struct MetricsView {
+    pub namespace: &'static str,
+    pub per_forward: bool,
+    /// Most metrics in one PutMetricData request.
+    pub per_request: usize,
 }
 
 #[derive(Debug, Serialize)]
@@ -223,6 +236,12 @@ impl View {
                 attach_timeout: f.attach_timeout,
                 unit_timeout: f.attach_timeout + 120,
             }),
+            metrics: site.metrics.map(|m| MetricsView {
+                namespace: crate::metrics::NAMESPACE,
+                per_forward: m.per_forward,
+                per_request: crate::metrics::PER_REQUEST,
+            }),
+            aws: site.failover.is_some() || site.metrics.is_some(),
             vpc_cidrs: site.vpc_cidrs.iter().map(|c| c.to_string()).collect(),
             egress: site.egress,
             forwards,

@@ -34,7 +34,7 @@ fn lab_for(site: &RenderedSite) -> (Lab, InstallSet) {
 }
 
 /// A probe through forward `i` from `src`.
-fn probe(lab: &Lab, i: usize, src: Ipv4Addr, expect: Expect) -> crate::netlab::Probe {
+pub(crate) fn probe(lab: &Lab, i: usize, src: Ipv4Addr, expect: Expect) -> crate::netlab::Probe {
     let fw = &lab.manifest.forwards[i];
     crate::netlab::Probe {
         what: format!("forward {} from {src}", fw.name),

@@ -17,6 +17,8 @@ but the fabric, as control calls, which saves starting Python each time):
   detach --eni E          detach E from whoever holds it
   interface --eni E       the interface: status, holder
   tag --eni E --site S [--remove]   put the site tag on E, or take it off
+  metrics --namespace N   every metric CloudWatch received in N: its name,
+      dimensions, and the sum and count of its data points (the last hour)
 
   fabric --eni E --device D --park NS --map FILE --log FILE
       Mirrors the API's state onto the namespaces, forever: the veth D (the
@@ -129,6 +131,53 @@ def health(args):
     return {"health": found[0]["HealthStatus"] if found else None}
 
 
+def metrics(args):
+    import datetime
+
+    cw = client("cloudwatch")
+    now = datetime.datetime.now(datetime.timezone.utc)
+    found, seen = [], set()
+    for m in cw.list_metrics(Namespace=args.namespace)["Metrics"]:
+        # moto 5.2.5 lists a metric of two or more dimensions once per
+        # PutMetricData that sent it.
+        key = (m["MetricName"], frozenset((d["Name"], d["Value"]) for d in m["Dimensions"]))
+        if key in seen:
+            continue
+        seen.add(key)
+        points = cw.get_metric_statistics(
+            Namespace=args.namespace,
+            MetricName=m["MetricName"],
+            Dimensions=m["Dimensions"],
+            StartTime=now - datetime.timedelta(hours=1),
+            EndTime=now + datetime.timedelta(minutes=5),
+            Period=7200,
+            Statistics=["Sum", "SampleCount"],
+        )["Datapoints"]
+        found.append(
+            {
+                "name": m["MetricName"],
+                "dimensions": {d["Name"]: d["Value"] for d in m["Dimensions"]},
+                "sum": sum(p["Sum"] for p in points),
+                "count": sum(p["SampleCount"] for p in points),
+            }
+        )
+    # moto 5.2.5 answers GetMetricStatistics for dimensions D with the data
+    # of every metric whose dimensions include D (CloudWatch matches them
+    # exactly): take out what belongs to the metrics with more dimensions,
+    # most dimensions first.
+    found.sort(key=lambda m: -len(m["dimensions"]))
+    for i, m in enumerate(found):
+        for wider in found[:i]:
+            if (
+                wider["name"] == m["name"]
+                and len(wider["dimensions"]) > len(m["dimensions"])
+                and m["dimensions"].items() <= wider["dimensions"].items()
+            ):
+                m["sum"] -= wider["sum"]
+                m["count"] -= wider["count"]
+    return {"metrics": found}
+
+
 def interface(ec2, eni):
     return ec2.describe_network_interfaces(NetworkInterfaceIds=[eni])["NetworkInterfaces"][0]
 
@@ -227,6 +276,7 @@ def main():
     s.add_argument("--eni", required=True)
     s.add_argument("--site", required=True)
     s.add_argument("--remove", action="store_true")
+    sub.add_parser("metrics").add_argument("--namespace", required=True)
     s = sub.add_parser("fabric")
     for a in ("--eni", "--device", "--park", "--map", "--log"):
         s.add_argument(a, required=True)
@@ -243,6 +293,7 @@ COMMANDS = {
         "detach": detach,
         "interface": show,
         "tag": tag,
+        "metrics": metrics,
         "fabric": fabric,
 }
 

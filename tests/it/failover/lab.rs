@@ -400,7 +400,7 @@ impl FailoverLab {
         let env = self.script(
             "aws.env",
             &format!(
-                "NATBAKE_EC2_ENDPOINT=http://{api}/\nNATBAKE_AUTOSCALING_ENDPOINT=http://{api}/\nNATBAKE_FLOATING_CONFIG=ip\n",
+                "NATBAKE_EC2_ENDPOINT=http://{api}/\nNATBAKE_AUTOSCALING_ENDPOINT=http://{api}/\nNATBAKE_CLOUDWATCH_ENDPOINT=http://{api}/\nNATBAKE_FLOATING_CONFIG=ip\n",
                 api = self.api
             ),
         );
@@ -536,6 +536,33 @@ impl FailoverLab {
             .as_str()
             .unwrap_or("none")
             .to_owned()
+    }
+
+    /// What CloudWatch received: (metric name, dimensions as
+    /// `Name=Value` joined by `,`) to (sum, number of data points).
+    pub fn metrics(&self) -> BTreeMap<(String, String), (f64, u64)> {
+        let got = self.op("metrics", json!({"namespace": "natbake"}));
+        got["metrics"]
+            .as_array()
+            .expect("metrics")
+            .iter()
+            .map(|m| {
+                let dims = m["dimensions"]
+                    .as_object()
+                    .expect("dimensions")
+                    .iter()
+                    .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                    .collect::<Vec<_>>()
+                    .join(",");
+                (
+                    (m["name"].as_str().unwrap_or("").to_owned(), dims),
+                    (
+                        m["sum"].as_f64().unwrap_or(f64::NAN),
+                        m["count"].as_f64().unwrap_or(0.0) as u64,
+                    ),
+                )
+            })
+            .collect()
     }
 
     /// Which instance holds the interface, per the API.

@@ -13,16 +13,24 @@ use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use std::collections::BTreeMap;
+
 use lab::{FailoverLab, Host};
 
 use crate::fixtures;
-use crate::netlab::{Findings, Probe, egress_probes, forward_probes};
+use crate::netlab::{Expect, Findings, Probe, egress_probes, forward_probes};
 use crate::support;
 
 const FIXTURE: &str = "tests/fixtures/valid/failover.yaml";
+/// The same site with the health check.
+const FIXTURE_HEALTH: &str = "tests/fixtures/valid/failover-health.yaml";
 
 fn start() -> (fixtures::RenderedSite, FailoverLab) {
-    let site = fixtures::render(Path::new(FIXTURE));
+    start_with(FIXTURE)
+}
+
+fn start_with(fixture: &str) -> (fixtures::RenderedSite, FailoverLab) {
+    let site = fixtures::render(Path::new(fixture));
     let fl = FailoverLab::start(&site.site_dir);
     (site, fl)
 }
@@ -191,6 +199,183 @@ fn held_or_missing_interface_fails_visibly() {
     assert_eq!(fl.forwarding(Host::B), "0");
 }
 
+/// With `health:`, the check also watches the floating interface: a lost
+/// default route is repaired by running configure-pat.sh again; the
+/// interface detached behind the instance's back fails the check and marks
+/// the instance Unhealthy in its group.
+#[test]
+fn health_check_repairs_the_route_and_reports_a_lost_interface() {
+    if !support::require_root("failover health check (network namespaces)") {
+        return;
+    }
+    let (_site, fl) = start_with(FIXTURE_HEALTH);
+    let run = fl.lab.boot_step(&fl.files);
+    assert_ok(&fl, &run, "boot of A");
+    let run = fl.lab.health_check(&fl.files);
+    assert_ok(&fl, &run, "health check of a healthy A");
+    assert!(!run.stderr.contains("Drift"), "{}", fl.diagnostics(&run));
+
+    // The route through the floating interface is lost: repaired.
+    fl.lab
+        .on_nat("ip", &["route", "del", "default", "dev", "ens6"]);
+    let run = fl.lab.health_check(&fl.files);
+    assert_ok(&fl, &run, "health check after the route was deleted");
+    assert!(
+        run.stderr
+            .contains("the default route does not leave through the floating interface")
+            && run.stderr.contains("Repaired"),
+        "{}",
+        fl.diagnostics(&run)
+    );
+    let mut f = Findings::new("after the route repair");
+    fl.check_serving(Host::A, &mut f);
+    assert_clean(&fl, f, &run);
+    assert_eq!(fl.health(Host::A), "Healthy", "{}", fl.diagnostics(&run));
+
+    // Detached behind A's back: not repairable here, A is to be replaced.
+    fl.release();
+    fl.wait_device(None);
+    let run = fl.lab.health_check(&fl.files);
+    assert!(
+        !run.success() && !run.timed_out(),
+        "the check passed without the interface\n{}",
+        fl.diagnostics(&run)
+    );
+    assert!(
+        run.stderr.contains("not attached to any instance"),
+        "{}",
+        fl.diagnostics(&run)
+    );
+    assert_eq!(fl.health(Host::A), "Unhealthy", "{}", fl.diagnostics(&run));
+}
+
+/// Moves the kept time of the last metrics publish back by a minute, as if
+/// a minute had passed.
+fn age_last_publish(fl: &FailoverLab) {
+    let path = fl.lab.dir().join("run-natbake/metrics");
+    let text = std::fs::read_to_string(&path).expect("the kept metrics state");
+    let aged: String = text
+        .lines()
+        .map(|l| match l.strip_prefix("published - ") {
+            Some(t) => format!("published - {}\n", t.parse::<u64>().expect("a time") - 60),
+            None => format!("{l}\n"),
+        })
+        .collect();
+    std::fs::write(&path, aged).expect("write the kept metrics state");
+}
+
+/// With `metrics.cloudwatch`, the health check publishes at most once a
+/// minute, counts as what was added since the last publish: a known number
+/// of allowed and denied connections arrives in CloudWatch as exactly those
+/// sums, for the site and per forward; a failing check sends Healthy 0.
+#[test]
+fn metrics_reach_cloudwatch_as_exact_sums() {
+    if !support::require_root("failover metrics (network namespaces)") {
+        return;
+    }
+    let (_site, fl) = start_with(FIXTURE_HEALTH);
+    let site = fl.lab.manifest.site.clone();
+    let run = fl.lab.boot_step(&fl.files);
+    assert_ok(&fl, &run, "boot of A");
+    let puts = || {
+        fl.api_calls()
+            .iter()
+            .filter(|(a, s)| a == "PutMetricData" && s == "200")
+            .count()
+    };
+    let run = fl.lab.health_check(&fl.files);
+    assert_ok(&fl, &run, "first check");
+    assert_eq!(
+        puts(),
+        1,
+        "the first check publishes\n{}",
+        fl.diagnostics(&run)
+    );
+
+    // Two rounds of traffic: forward k gets k + 1 + round allowed
+    // connections and k + 2 + round from a source it does not allow.
+    let mut allowed: BTreeMap<String, u64> = BTreeMap::new();
+    let mut denied: BTreeMap<String, u64> = BTreeMap::new();
+    for round in 0..2 {
+        let mut probes = Vec::new();
+        for (k, (i, fw)) in fl.lab.tested_forwards().enumerate() {
+            let clients = &fl.lab.plan.allowed_clients[i];
+            for n in 0..k + 1 + round {
+                let c = clients[n % clients.len()];
+                probes.push(crate::health::probe(&fl.lab, i, c, Expect::SeenAs(c)));
+            }
+            *allowed.entry(fw.name.clone()).or_default() += (k + 1 + round) as u64;
+            if !fw.public {
+                for _ in 0..k + 2 + round {
+                    probes.push(crate::health::probe(
+                        &fl.lab,
+                        i,
+                        fl.lab.plan.disallowed_client,
+                        Expect::Nothing,
+                    ));
+                }
+                *denied.entry(fw.name.clone()).or_default() += (k + 2 + round) as u64;
+            }
+        }
+        let mut f = Findings::new(format!("traffic round {round}"));
+        fl.lab.run_probes(&probes, &mut f);
+        f.assert_clean(&fl.lab);
+        // Within the minute: checked, not published; the counts wait.
+        let run = fl.lab.health_check(&fl.files);
+        assert_ok(&fl, &run, "check within the minute");
+        assert_eq!(puts(), 1 + round, "{}", fl.diagnostics(&run));
+        age_last_publish(&fl);
+        let run = fl.lab.health_check(&fl.files);
+        assert_ok(&fl, &run, "check a minute later");
+        assert_eq!(puts(), 2 + round, "{}", fl.diagnostics(&run));
+    }
+
+    let got = fl.metrics();
+    let sum = |name: &str, dims: &str| {
+        got.get(&(name.to_owned(), dims.to_owned()))
+            .copied()
+            .unwrap_or_else(|| panic!("CloudWatch has no {name} {dims}: {got:?}"))
+    };
+    let site_dim = format!("Site={site}");
+    let total = |m: &BTreeMap<String, u64>| m.values().sum::<u64>() as f64;
+    assert_eq!(sum("NewConnections", &site_dim), (total(&allowed), 3));
+    assert_eq!(sum("DeniedAttempts", &site_dim), (total(&denied), 3));
+    for (name, n) in &allowed {
+        let dims = format!("Forward={name},{site_dim}");
+        assert_eq!(sum("NewConnections", &dims).0, *n as f64, "{name}");
+    }
+    for (name, n) in &denied {
+        let dims = format!("Forward={name},{site_dim}");
+        assert_eq!(sum("DeniedAttempts", &dims).0, *n as f64, "{name}");
+    }
+    assert_eq!(sum("Healthy", &site_dim), (3.0, 3));
+    for name in [
+        "ConntrackEntries",
+        "ConntrackFillPercent",
+        "ForwardedBytesIn",
+        "ForwardedBytesOut",
+        "ForwardDrops",
+    ] {
+        assert_eq!(sum(name, &site_dim).1, 3, "{name}");
+    }
+    assert!(sum("ForwardedBytesIn", &site_dim).0 > 0.0);
+    // The metrics the manifest announces, and no others.
+    let per_forward = allowed.len() + denied.len();
+    assert_eq!(got.len(), 8 + per_forward, "{got:?}");
+
+    // A failing check (the interface taken away) still reports, as 0.
+    fl.release();
+    fl.wait_device(None);
+    age_last_publish(&fl);
+    let run = fl.lab.health_check(&fl.files);
+    assert!(!run.success(), "{}", fl.diagnostics(&run));
+    assert_eq!(puts(), 4, "{}", fl.diagnostics(&run));
+    assert_eq!(
+        fl.metrics()[&("Healthy".to_owned(), site_dim.clone())],
+        (3.0, 4)
+    );
+}
+
 /// A small deterministic generator, so a failing race can be replayed
 /// (NATBAKE_FAILOVER_SEED).
 struct Rng(u64);
@@ -348,10 +533,23 @@ fn injected_races_end_serving_or_failed() {
 /// `failover` renders neither the calls nor the policy.
 #[test]
 fn scripts_call_exactly_the_granted_actions() {
-    let site = fixtures::render(Path::new(FIXTURE));
+    for fixture in [
+        FIXTURE,
+        FIXTURE_HEALTH,
+        "tests/fixtures/valid/metrics-only.yaml",
+    ] {
+        scripts_call_exactly(fixture);
+    }
+    scripts_of_a_plain_spec_call_nothing();
+}
+
+fn scripts_call_exactly(fixture: &str) {
+    let site = fixtures::render(Path::new(fixture));
     let mut called = std::collections::BTreeSet::new();
-    for file in ["configure-pat.sh", "natbake-aws.sh"] {
-        let text = std::fs::read_to_string(site.site_dir.join(file)).expect("read script");
+    for file in ["configure-pat.sh", "natbake-aws.sh", "natbake-health.sh"] {
+        let Ok(text) = std::fs::read_to_string(site.site_dir.join(file)) else {
+            continue;
+        };
         for (i, _) in text.match_indices("Action=") {
             let name: String = text[i + 7..]
                 .chars()
@@ -362,16 +560,32 @@ fn scripts_call_exactly_the_granted_actions() {
             }
         }
     }
-    let granted: std::collections::BTreeSet<String> = natbake::failover::ACTIONS
+    let spec = natbake::validate::load(Path::new(fixture)).expect("a valid fixture");
+    let granted: std::collections::BTreeSet<String> = natbake::failover::actions(&spec)
         .iter()
         .map(|a| a.name.to_owned())
         .collect();
-    assert_eq!(called, granted);
-    let manifest = std::fs::read_to_string(site.site_dir.join("manifest.json")).unwrap();
-    for a in natbake::failover::ACTIONS {
-        assert!(manifest.contains(&format!("\"{}:{}\"", a.service, a.name)));
-    }
+    assert_eq!(called, granted, "{fixture}");
+    // The manifest's one policy grants exactly those.
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(site.site_dir.join("manifest.json")).unwrap())
+            .unwrap();
+    let policy = if manifest["failover"].is_object() {
+        &manifest["failover"]["iam_policy"]
+    } else {
+        &manifest["metrics"]["iam_policy"]
+    };
+    let in_policy: std::collections::BTreeSet<String> = policy["Statement"]
+        .as_array()
+        .expect("a policy")
+        .iter()
+        .flat_map(|s| s["Action"].as_array().unwrap().clone())
+        .map(|a| a.as_str().unwrap().split(':').nth(1).unwrap().to_owned())
+        .collect();
+    assert_eq!(in_policy, granted, "{fixture}");
+}
 
+fn scripts_of_a_plain_spec_call_nothing() {
     let plain = fixtures::render(Path::new("tests/fixtures/valid/debian-mixed.yaml"));
     for (name, bytes) in fixtures::files(&plain.site_dir) {
         let text = String::from_utf8_lossy(&bytes);

@@ -1,0 +1,158 @@
+//! The CloudWatch metrics the health check publishes, and what they cost.
+//!
+//! Every custom metric is billed each month it receives data, so the
+//! number of metrics a spec turns on, and the price that number implies,
+//! are stated by `natbake render` and in the manifest before anyone pays.
+
+use crate::site::Site;
+use serde_json::{Value, json};
+
+/// The CloudWatch namespace of every metric; the IAM permission is limited
+/// to it.
+pub const NAMESPACE: &str = "natbake";
+
+/// Metrics with the dimension `Site` only, as the health check publishes
+/// them: (name, unit).
+pub const SITE_METRICS: &[(&str, &str)] = &[
+    ("NewConnections", "Count"),
+    ("DeniedAttempts", "Count"),
+    ("ConntrackEntries", "Count"),
+    ("ConntrackFillPercent", "Percent"),
+    ("ForwardedBytesIn", "Bytes"),
+    ("ForwardedBytesOut", "Bytes"),
+    ("ForwardDrops", "Count"),
+    ("Healthy", "None"),
+];
+
+/// Metrics with the dimensions `Site` and `Forward`, with `per_forward`:
+/// new connections for every forward, denied attempts for those that
+/// restrict their sources (a public forward has no counter for them).
+pub const FORWARD_METRICS: &[&str] = &["NewConnections", "DeniedAttempts"];
+
+/// Most metrics in one PutMetricData request (CloudWatch's limit).
+pub const PER_REQUEST: usize = 1000;
+
+/// Minutes in a month as AWS bills them (730 hours): one request a minute.
+pub const MINUTES_PER_MONTH: u64 = 43_800;
+
+/// US dollars per custom metric and month: the list price of the first
+/// tier (the first 10,000 metrics) in us-east-1.
+pub const PRICE_PER_METRIC_MONTH: f64 = 0.30;
+
+/// US dollars per 1,000 PutMetricData requests (us-east-1 list price).
+pub const PRICE_PER_1000_REQUESTS: f64 = 0.01;
+
+/// How many custom metrics `site` publishes (0 without metrics).
+pub fn count(site: &Site) -> usize {
+    let Some(m) = site.metrics else { return 0 };
+    let mut n = SITE_METRICS.len();
+    if m.per_forward {
+        n += site.forwards.len() + site.forwards.iter().filter(|f| !f.public).count();
+    }
+    n
+}
+
+/// PutMetricData requests a month: each minute's metrics in requests of at
+/// most [`PER_REQUEST`].
+pub fn requests_per_month(site: &Site) -> u64 {
+    count(site).div_ceil(PER_REQUEST) as u64 * MINUTES_PER_MONTH
+}
+
+/// The monthly cost in US dollars, at the prices above.
+pub fn monthly_cost(site: &Site) -> f64 {
+    count(site) as f64 * PRICE_PER_METRIC_MONTH
+        + requests_per_month(site) as f64 / 1000.0 * PRICE_PER_1000_REQUESTS
+}
+
+/// The assumption behind [`monthly_cost`], in words.
+pub const PRICE_BASIS: &str = "CloudWatch list prices in us-east-1: $0.30 per custom metric-month (the first tier, up to 10,000 metrics; higher tiers cost less, other regions differ) and $0.01 per 1,000 PutMetricData requests, one request a minute per 1,000 metrics (43,800 minutes a month); excludes the free tier, alarms and dashboards";
+
+/// What `natbake render` says about the metrics, if the spec has them.
+pub fn notes(site: &Site) -> Vec<String> {
+    if site.metrics.is_none() {
+        return Vec::new();
+    }
+    let n = count(site);
+    let requests = requests_per_month(site);
+    vec![format!(
+        "CloudWatch metrics: {} custom metrics in namespace `{NAMESPACE}`, about ${:.2} a month ({} × ${PRICE_PER_METRIC_MONTH:.2} per metric-month plus {} PutMetricData requests × ${PRICE_PER_1000_REQUESTS:.2} per 1,000), assuming the first-tier list price in us-east-1",
+        thousands(n as u64),
+        monthly_cost(site),
+        thousands(n as u64),
+        thousands(requests)
+    )]
+}
+
+/// `43800` as `43,800`.
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The manifest's `metrics` object, or `None` without metrics.
+pub fn manifest(site: &Site) -> Option<Value> {
+    let m = site.metrics?;
+    let mut dimensions = vec!["Site"];
+    if m.per_forward {
+        dimensions.push("Forward");
+    }
+    let mut v = json!({
+        "cloudwatch": true,
+        "namespace": NAMESPACE,
+        "per_forward": m.per_forward,
+        "dimensions": dimensions,
+        "site_metrics": SITE_METRICS.iter().map(|(name, _)| *name).collect::<Vec<_>>(),
+        "forward_metrics": if m.per_forward { FORWARD_METRICS.to_vec() } else { Vec::new() },
+        "custom_metrics": count(site),
+        "put_metric_data_requests_per_month": requests_per_month(site),
+        "monthly_cost_usd": format!("{:.2}", monthly_cost(site)),
+        "price_basis": PRICE_BASIS,
+    });
+    // With failover the role's one policy is `failover.iam_policy`.
+    if site.failover.is_none() {
+        v["iam_policy"] = crate::failover::iam_policy(site);
+    }
+    Some(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn site(yaml: &str) -> Site {
+        crate::validate::parse(std::path::Path::new("t.yaml"), yaml.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn count_and_cost_follow_the_forwards() {
+        let base = "version: 1\nsite: s\nvpc_cidrs: [10.0.0.0/16]\nhealth: {}\nforwards:\n  - {name: a, port: 8080, to: 10.0.1.1:80, from: [203.0.113.0/24]}\n  - {name: b, port: 443, to: 10.0.1.2:443, from: [0.0.0.0/0], public: true}\n";
+        assert_eq!(count(&site(base)), 0);
+        assert!(notes(&site(base)).is_empty());
+        let plain = site(&format!("{base}metrics: {{cloudwatch: true}}\n"));
+        assert_eq!(count(&plain), 8);
+        assert_eq!(requests_per_month(&plain), 43_800);
+        assert!((monthly_cost(&plain) - (2.40 + 0.438)).abs() < 1e-9);
+        assert!(
+            notes(&plain)[0].contains("8 custom metrics"),
+            "{:?}",
+            notes(&plain)
+        );
+        assert!(
+            notes(&plain)[0].contains("$2.84 a month"),
+            "{:?}",
+            notes(&plain)
+        );
+        // a: connections and denied; b (public): connections only.
+        let per = site(&format!(
+            "{base}metrics: {{cloudwatch: true, per_forward: true}}\n"
+        ));
+        assert_eq!(count(&per), 11);
+    }
+}
