@@ -367,23 +367,39 @@ impl<'a> Stack<'a> {
                 ),
             ));
         }
-        out.push((
-            "ElasticIp".into(),
-            resource(
-                "AWS::EC2::EIP",
-                map([("Domain", s("vpc")), ("Tags", site_tags(self.site))]),
-            ),
-        ));
-        out.push((
-            "ElasticIpAssociation".into(),
-            resource(
-                "AWS::EC2::EIPAssociation",
-                map([
-                    ("AllocationId", att("ElasticIp", "AllocationId")),
-                    (target_key, target.clone()),
-                ]),
-            ),
-        ));
+        if self.site.failover.is_some() {
+            // An address resource names an instance only: the interface
+            // takes it through an association.
+            out.push((
+                "ElasticIp".into(),
+                resource(
+                    "AWS::EC2::EIP",
+                    map([("Domain", s("vpc")), ("Tags", site_tags(self.site))]),
+                ),
+            ));
+            out.push((
+                "ElasticIpAssociation".into(),
+                resource(
+                    "AWS::EC2::EIPAssociation",
+                    map([
+                        ("AllocationId", att("ElasticIp", "AllocationId")),
+                        (target_key, target.clone()),
+                    ]),
+                ),
+            ));
+        } else {
+            out.push((
+                "ElasticIp".into(),
+                resource(
+                    "AWS::EC2::EIP",
+                    map([
+                        ("Domain", s("vpc")),
+                        (target_key, target.clone()),
+                        ("Tags", site_tags(self.site)),
+                    ]),
+                ),
+            ));
+        }
         for n in 1..=ROUTE_TABLES {
             out.push((
                 format!("PrivateRoute{n}"),
@@ -446,13 +462,17 @@ impl<'a> Stack<'a> {
         ]
     }
 
-    fn launch_template(&self) -> Y {
-        let image = match self.official {
+    /// The baked image, or the official one when ImageId is empty.
+    fn image(&self) -> Y {
+        match self.official {
             Some(_) => when("UseOfficialImage", r("OfficialImageId"), r("ImageId")),
             None => r("ImageId"),
-        };
+        }
+    }
+
+    fn launch_template(&self) -> Y {
         let mut data = vec![
-            ("ImageId".to_string(), image),
+            ("ImageId".to_string(), self.image()),
             ("InstanceType".into(), r("InstanceType")),
             (
                 "KeyName".into(),
@@ -545,6 +565,10 @@ impl<'a> Stack<'a> {
                     "AWS::EC2::Instance",
                     map([
                         ("LaunchTemplate", Self::launch_template_ref()),
+                        // The launch template's image again: CloudFormation
+                        // takes the same value either way, and moto's
+                        // launches an instance only from its own ImageId.
+                        ("ImageId", self.image()),
                         ("SubnetId", r("PublicSubnetId")),
                         ("SourceDestCheck", Y::Bool(false)),
                     ]),
