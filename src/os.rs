@@ -330,6 +330,25 @@ mod tests {
     }
 
     #[test]
+    fn official_image_parameters_are_public_and_name_the_architecture() {
+        for os in Os::ALL {
+            for arch in Arch::ALL {
+                let p = os.official_image_parameter(arch);
+                assert_eq!(p.is_none(), os == Os::AmznAmiVpcNat, "{}", os.name());
+                if let Some(p) = p {
+                    assert!(p.starts_with("/aws/service/"), "{p}");
+                    let wanted = match arch {
+                        Arch::X86_64 if os == Os::AmazonLinux2023 => "x86_64",
+                        Arch::X86_64 => "amd64",
+                        Arch::Arm64 => "arm64",
+                    };
+                    assert!(p.contains(wanted), "{p}");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn only_the_legacy_ami_boots_without_systemd_and_is_taken_over() {
         for os in Os::ALL {
             let legacy = os == Os::AmznAmiVpcNat;
