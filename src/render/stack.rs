@@ -478,11 +478,27 @@ impl<'a> Stack<'a> {
                 "KeyName".into(),
                 when("HasKeyName", r("KeyName"), no_value()),
             ),
-            (
+        ];
+        if self.site.failover.is_some() {
+            // Before it holds the floating interface, the instance reaches
+            // the EC2 API (and, on the official image, its package
+            // mirrors) through its own interface: that one needs a public
+            // address of its own, whatever the subnet's default.
+            data.push((
+                "NetworkInterfaces".into(),
+                Y::List(vec![map([
+                    ("DeviceIndex", Y::Num(0)),
+                    ("AssociatePublicIpAddress", Y::Bool(true)),
+                    ("DeleteOnTermination", Y::Bool(true)),
+                    ("Groups", Y::List(vec![att("SecurityGroup", "GroupId")])),
+                ])]),
+            ));
+        } else {
+            data.push((
                 "SecurityGroupIds".into(),
                 Y::List(vec![att("SecurityGroup", "GroupId")]),
-            ),
-        ];
+            ));
+        }
         if self.site.failover.is_some() {
             data.push((
                 "IamInstanceProfile".into(),

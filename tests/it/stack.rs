@@ -228,6 +228,12 @@ const MOTO_PORT: u16 = 5000;
 
 impl Moto {
     fn start(log: &Path) -> Moto {
+        let server = moto_venv().join("bin/moto_server");
+        assert!(
+            server.exists(),
+            "{} is missing: scripts/test.sh installs moto 5.2.5",
+            server.display()
+        );
         let ns = format!("nbstack-{}", support::unique_id());
         support::run(Command::new("ip").args(["netns", "add", &ns]));
         let mut moto = Moto { ns, server: None };
@@ -246,7 +252,7 @@ impl Moto {
         .spawn()
         .expect("start moto_server");
         moto.server = Some(server);
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + Duration::from_secs(120);
         let local = format!("127.0.0.1:{MOTO_PORT}");
         loop {
             let out = support::output_of(in_ns(&moto.ns, "ss").args(["-Hlnt"]));

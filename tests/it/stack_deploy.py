@@ -223,7 +223,14 @@ def main():
         # The group launches from the stack's launch template.
         if g["LaunchTemplate"]["LaunchTemplateId"] != lt_id:
             fail(f"group launch template {g['LaunchTemplate']}, not {lt_id}")
-        if [sg["GroupId"] for sg in instance["SecurityGroups"]] != [outputs["SecurityGroupId"]]:
+        # Its own interface: a public address (to reach the API before it
+        # holds the floating interface) and the stack's group. moto does
+        # not give the instance the groups of a template's interface.
+        nics = data.get("NetworkInterfaces", [])
+        if len(nics) != 1 or nics[0].get("Groups") != [outputs["SecurityGroupId"]] or nics[0].get("AssociatePublicIpAddress") is not True:
+            fail(f"launch template interfaces {nics}")
+        groups = [sg["GroupId"] for sg in instance["SecurityGroups"]]
+        if groups and groups != [outputs["SecurityGroupId"]]:
             fail(f"instance groups {instance['SecurityGroups']}")
     seen["instance"] = instance_id
 
