@@ -31,14 +31,15 @@ fi
 cd "$(dirname "$0")/.."
 
 # Debian packages: validators (shellcheck, packer, cloud-init, systemd;
-# botocore checks security-group.json as the AWS CLI would),
+# botocore checks security-group.json as the AWS CLI would; the AWS CLI
+# deploys stack.cfn.yaml into moto),
 # the network tests (iproute2, iptables, socat, curl) and the boot tests
 # (debootstrap, systemd-nspawn, and nftables and conntrack to reset the
 # namespace between boots); time measures the peak memory of a build.
 packages=(
   shellcheck packer cloud-init systemd iptables iproute2 procps util-linux
   socat curl python3 python3-yaml python3-botocore debootstrap
-  systemd-container coreutils nftables conntrack time python3-venv
+  systemd-container coreutils nftables conntrack time python3-venv awscli
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -50,15 +51,18 @@ if [ "${#missing[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
-# The failover tests talk to a real EC2, Auto Scaling and CloudWatch API: moto's
+# The failover and metrics tests talk to a real EC2, Auto Scaling and
+# CloudWatch API, and the stack tests deploy into CloudFormation: moto's
 # server, pinned, in a virtual environment of its own (python3-venv), kept
-# with the boot tests' cache when there is one.
+# with the boot tests' cache when there is one; cfn-lint, pinned, lints the
+# stacks.
 moto_venv=${NATBAKE_MOTO_VENV:-${NATBAKE_CACHE_DIR:-$PWD/target}/moto-5.2.5-venv}
-if ! "$moto_venv/bin/python3" -c 'import moto, boto3' 2>/dev/null ||
-  [ "$("$moto_venv/bin/python3" -c 'import moto; print(moto.__version__)')" != 5.2.5 ]; then
-  echo "Installing moto 5.2.5 into $moto_venv..."
+if ! "$moto_venv/bin/python3" -c 'import moto, boto3, cfnlint, moto.cloudformation.parsing' 2>/dev/null ||
+  [ "$("$moto_venv/bin/python3" -c 'import moto; print(moto.__version__)')" != 5.2.5 ] ||
+  [ "$("$moto_venv/bin/cfn-lint" --version 2>/dev/null)" != "cfn-lint 1.58.0" ]; then
+  echo "Installing moto 5.2.5 and cfn-lint 1.58.0 into $moto_venv..."
   python3 -m venv "$moto_venv"
-  "$moto_venv/bin/pip" install -q "moto[server,ec2,autoscaling,cloudwatch]==5.2.5"
+  "$moto_venv/bin/pip" install -q "moto[server,ec2,autoscaling,cloudformation,iam,cloudwatch]==5.2.5" "cfn-lint==1.58.0"
 fi
 export NATBAKE_MOTO_VENV=$moto_venv
 

@@ -167,6 +167,33 @@ impl Os {
         SourceImage { name, owner }
     }
 
+    /// The public SSM parameter that names the newest official image for
+    /// `arch`, which a stack can launch with the rendered user data.
+    /// `None` for the legacy NAT AMI: AWS publishes no such parameter for
+    /// it, and it is deprecated, so its stack needs a baked image id.
+    /// Amazon publishes AL2023 per kernel line like the Packer pattern
+    /// above; Canonical per release, architecture and volume type;
+    /// Debian per release and architecture.
+    pub fn official_image_parameter(self, arch: Arch) -> Option<&'static str> {
+        Some(match (self, arch) {
+            (Os::AmazonLinux2023, Arch::X86_64) => {
+                "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-6.1-x86_64"
+            }
+            (Os::AmazonLinux2023, Arch::Arm64) => {
+                "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-6.1-arm64"
+            }
+            (Os::Ubuntu2404, Arch::X86_64) => {
+                "/aws/service/canonical/ubuntu/server/24.04/stable/current/amd64/hvm/ebs-gp3/ami-id"
+            }
+            (Os::Ubuntu2404, Arch::Arm64) => {
+                "/aws/service/canonical/ubuntu/server/24.04/stable/current/arm64/hvm/ebs-gp3/ami-id"
+            }
+            (Os::Debian12, Arch::X86_64) => "/aws/service/debian/release/12/latest/amd64",
+            (Os::Debian12, Arch::Arm64) => "/aws/service/debian/release/12/latest/arm64",
+            (Os::AmznAmiVpcNat, _) => return None,
+        })
+    }
+
     /// Whether the source lookup must also see deprecated images: only the
     /// legacy NAT AMI, which AWS deprecated and no longer updates.
     pub fn image_is_deprecated(self) -> bool {
@@ -299,6 +326,25 @@ mod tests {
             let arm = os.source_image(Arch::Arm64, Partition::Aws).name;
             assert!(x86.contains("x86_64") || x86.contains("amd64"), "{x86}");
             assert!(arm.contains("arm64"), "{arm}");
+        }
+    }
+
+    #[test]
+    fn official_image_parameters_are_public_and_name_the_architecture() {
+        for os in Os::ALL {
+            for arch in Arch::ALL {
+                let p = os.official_image_parameter(arch);
+                assert_eq!(p.is_none(), os == Os::AmznAmiVpcNat, "{}", os.name());
+                if let Some(p) = p {
+                    assert!(p.starts_with("/aws/service/"), "{p}");
+                    let wanted = match arch {
+                        Arch::X86_64 if os == Os::AmazonLinux2023 => "x86_64",
+                        Arch::X86_64 => "amd64",
+                        Arch::Arm64 => "arm64",
+                    };
+                    assert!(p.contains(wanted), "{p}");
+                }
+            }
         }
     }
 

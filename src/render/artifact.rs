@@ -13,7 +13,7 @@
 //! carries the digest of rules.v4, the user data carries every installed
 //! file, the manifest lists every file above it, and SHA256SUMS comes last.
 
-use super::{Artifact, Templates, json, sha256_hex, user_data, view::View};
+use super::{Artifact, Templates, json, sha256_hex, stack, user_data, view::View};
 use crate::os::Os;
 use crate::site::Site;
 use anyhow::{Result, anyhow};
@@ -50,6 +50,8 @@ pub const PACKER_BUILD: &str = "nat-ami.pkr.hcl";
 pub const SECURITY_GROUP: &str = "security-group.json";
 /// What the targets' security group must allow.
 pub const TARGET_SECURITY_GROUPS: &str = "target-security-groups.json";
+/// The CloudFormation template that deploys the site.
+pub const STACK: &str = "stack.cfn.yaml";
 /// What was rendered from what.
 pub const MANIFEST: &str = "manifest.json";
 /// Digests of every file above.
@@ -362,6 +364,15 @@ pub const ARTIFACTS: &[ArtifactDef] = &[
         mode: 0o644,
         os: ForOs::All,
         when: When::Forwards,
+    },
+    ArtifactDef {
+        name: STACK,
+        template: None,
+        render: stack::render,
+        install_path: None,
+        mode: 0o644,
+        os: ForOs::All,
+        when: When::Always,
     },
     ArtifactDef {
         name: MANIFEST,

@@ -9,7 +9,7 @@
 //! their sources kept once. Descriptions use only the site and forward
 //! names, which fit the characters AWS allows in rule descriptions.
 
-use super::artifact::{SECURITY_GROUP, TARGET_SECURITY_GROUPS, USER_DATA};
+use super::artifact::{SECURITY_GROUP, STACK, TARGET_SECURITY_GROUPS, USER_DATA};
 use super::{Artifact, sha256_hex};
 use crate::cidr::Cidr;
 use crate::site::{Forward, Ports, Proto, Site};
@@ -224,6 +224,16 @@ pub fn manifest(site: &Site, artifacts: &[Artifact]) -> Vec<u8> {
         .iter()
         .find(|a| a.name.starts_with(USER_DATA))
         .map(|a| json!({"file": a.name, "gzip": a.name.ends_with(".gz"), "bytes": a.bytes.len()}));
+    // Whether `aws cloudformation deploy` can upload the stack directly.
+    let stack = artifacts.iter().find(|a| a.name == STACK).map(|a| {
+        let too_large = a.bytes.len() > super::stack::DIRECT_UPLOAD_LIMIT;
+        json!({
+            "file": a.name,
+            "bytes": a.bytes.len(),
+            "needs_s3_bucket": too_large,
+            "note": too_large.then(|| super::stack::too_large_note(a.bytes.len())),
+        })
+    });
     let files: Vec<Value> = artifacts
         .iter()
         .map(|a| {
@@ -258,6 +268,7 @@ pub fn manifest(site: &Site, artifacts: &[Artifact]) -> Vec<u8> {
         },
         "targets": targets(site),
         "user_data": user_data,
+        "stack": stack,
         "artifacts": files,
     });
     // Only with a floating interface: a spec without `failover` gets

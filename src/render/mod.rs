@@ -14,6 +14,7 @@ pub mod escape;
 mod gzip;
 pub mod json;
 pub mod rules;
+pub mod stack;
 mod user_data;
 pub mod view;
 

@@ -20,6 +20,7 @@ mod packer;
 mod robustness;
 mod snapshots;
 mod specgen;
+mod stack;
 mod support;
 mod template_docs;
 mod validators;

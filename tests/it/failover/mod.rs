@@ -7,7 +7,7 @@
 //! These tests need root and the moto virtual environment that
 //! scripts/test.sh makes.
 
-mod lab;
+pub mod lab;
 
 use std::path::Path;
 use std::thread;

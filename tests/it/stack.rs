@@ -1,0 +1,334 @@
+//! `stack.cfn.yaml`: every fixture's template passes cfn-lint; its
+//! security group is `security-group.json`; its role grants exactly what
+//! the scripts call (nothing without failover); spec text stays text; and
+//! two AL2023 stacks, with and without failover, deploy with the AWS CLI
+//! into moto's CloudFormation and make what they say (checked through the
+//! EC2, IAM and Auto Scaling APIs by `stack_deploy.py`).
+
+use std::collections::BTreeSet;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::failover::lab::moto_venv;
+use crate::fixtures::{self, fixture_spec, render, valid_specs};
+use crate::netlab::in_ns;
+use crate::support::{self, ScratchDir};
+
+const STACK: &str = "stack.cfn.yaml";
+
+fn template(site_dir: &Path) -> Value {
+    let text = std::fs::read_to_string(site_dir.join(STACK)).expect("stack.cfn.yaml is written");
+    serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{STACK} is not YAML: {e}"))
+}
+
+fn resources_of_type<'a>(t: &'a Value, kind: &str) -> Vec<&'a Value> {
+    t["Resources"]
+        .as_object()
+        .expect("Resources")
+        .values()
+        .filter(|r| r["Type"] == kind)
+        .collect()
+}
+
+/// Every string under `v` that is the argument of an `Fn::Sub`.
+fn substitutions(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Object(m) => {
+            for (k, v) in m {
+                if k == "Fn::Sub" {
+                    out.push(v.as_str().expect("Fn::Sub of a string").to_owned());
+                } else {
+                    substitutions(v, out);
+                }
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|v| substitutions(v, out)),
+        _ => {}
+    }
+}
+
+#[test]
+fn every_stack_passes_cfn_lint_without_a_warning() {
+    let sites: Vec<_> = valid_specs().iter().map(|s| render(&s.path)).collect();
+    let cfn_lint = moto_venv().join("bin/cfn-lint");
+    assert!(
+        cfn_lint.exists(),
+        "{} is missing: scripts/test.sh installs cfn-lint 1.58.0",
+        cfn_lint.display()
+    );
+    let mut cmd = Command::new(&cfn_lint);
+    cmd.args(["--format", "parseable", "--"]);
+    for s in &sites {
+        cmd.arg(s.site_dir.join(STACK));
+    }
+    let out = support::output_of(&mut cmd);
+    // The exit code is a bitmask: 2 errors, 4 warnings, 8 informational.
+    assert!(
+        out.status.success(),
+        "cfn-lint found problems ({}):\n{}{}",
+        support::status_text(&out.status),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The role's policy holds exactly the actions the site's scripts call
+/// (`failover::actions`, the list a test compares with the scripts' calls);
+/// a site whose scripts call no AWS API has no role, no profile and no
+/// `Fn::Sub` but the recover action's ARN.
+#[test]
+fn the_instance_may_call_exactly_what_its_scripts_call() {
+    let mut with_role = 0;
+    for spec in valid_specs() {
+        let name = &spec.label;
+        let loaded = natbake::validate::load(&spec.path).unwrap();
+        let called: BTreeSet<String> = natbake::failover::actions(&loaded)
+            .iter()
+            .map(|a| format!("{}:{}", a.service, a.name))
+            .collect();
+        let site = render(&spec.path);
+        let t = template(&site.site_dir);
+        let launch = resources_of_type(&t, "AWS::EC2::LaunchTemplate");
+        let profile = launch[0]["Properties"]["LaunchTemplateData"].get("IamInstanceProfile");
+        if called.is_empty() {
+            for kind in [
+                "AWS::IAM::Role",
+                "AWS::IAM::InstanceProfile",
+                "AWS::IAM::Policy",
+            ] {
+                assert!(resources_of_type(&t, kind).is_empty(), "{name}: {kind}");
+            }
+            assert!(profile.is_none(), "{name}");
+            if loaded.failover.is_none() {
+                let mut subs = Vec::new();
+                substitutions(&t, &mut subs);
+                subs.sort();
+                subs.dedup();
+                assert_eq!(
+                    subs,
+                    ["arn:${AWS::Partition}:automate:${AWS::Region}:ec2:recover"],
+                    "{name}"
+                );
+            }
+            continue;
+        }
+        with_role += 1;
+        let roles = resources_of_type(&t, "AWS::IAM::Role");
+        assert_eq!(roles.len(), 1, "{name}");
+        let mut granted = BTreeSet::new();
+        for p in roles[0]["Properties"]["Policies"].as_array().unwrap() {
+            for s in p["PolicyDocument"]["Statement"].as_array().unwrap() {
+                for a in s["Action"].as_array().unwrap() {
+                    assert!(
+                        granted.insert(a.as_str().unwrap().to_owned()),
+                        "{name}: {a} twice"
+                    );
+                }
+            }
+        }
+        assert_eq!(granted, called, "{name}");
+        assert_eq!(
+            profile.unwrap()["Arn"]["Fn::GetAtt"],
+            serde_json::json!(["InstanceProfile", "Arn"]),
+            "{name}"
+        );
+    }
+    assert!(
+        with_role >= 2,
+        "fixtures with failover and with metrics have roles"
+    );
+}
+
+/// One CloudFormation rule per source of each `security-group.json`
+/// permission, descriptions included; no ingress without the file.
+#[test]
+fn the_stacks_security_group_is_security_group_json() {
+    for spec in valid_specs() {
+        let site = render(&spec.path);
+        let t = template(&site.site_dir);
+        let group = &resources_of_type(&t, "AWS::EC2::SecurityGroup")[0]["Properties"];
+        let mut in_stack = Vec::new();
+        for r in group["SecurityGroupIngress"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            let all = r["IpProtocol"] == "-1";
+            in_stack.push((
+                r["IpProtocol"].clone(),
+                if all {
+                    Value::Null
+                } else {
+                    r["FromPort"].clone()
+                },
+                if all {
+                    Value::Null
+                } else {
+                    r["ToPort"].clone()
+                },
+                r["CidrIp"].clone(),
+                r["Description"].clone(),
+            ));
+        }
+        let mut in_file = Vec::new();
+        if let Ok(bytes) = std::fs::read(site.site_dir.join("security-group.json")) {
+            let perms: Value = serde_json::from_slice(&bytes).unwrap();
+            for p in perms.as_array().unwrap() {
+                for r in p["IpRanges"].as_array().unwrap() {
+                    in_file.push((
+                        p["IpProtocol"].clone(),
+                        p.get("FromPort").cloned().unwrap_or(Value::Null),
+                        p.get("ToPort").cloned().unwrap_or(Value::Null),
+                        r["CidrIp"].clone(),
+                        r["Description"].clone(),
+                    ));
+                }
+            }
+        }
+        assert_eq!(in_stack, in_file, "{}", spec.label);
+    }
+}
+
+/// Free text reaches the template as YAML text, byte for byte, and never
+/// inside `Fn::Sub`, where `${…}` would be substituted.
+#[test]
+fn hostile_text_stays_text_in_the_stack() {
+    let spec = fixture_spec("hostile-text");
+    let site = render(&spec);
+    let t = template(&site.site_dir);
+    let raw: Value = serde_saphyr::from_str(&std::fs::read_to_string(&spec).unwrap()).unwrap();
+    let description = raw["description"].as_str().unwrap();
+    assert_eq!(
+        t["Description"].as_str().unwrap(),
+        format!("natbake NAT instance of site hostile-text: {description}")
+    );
+    let mut subs = Vec::new();
+    substitutions(&t, &mut subs);
+    for s in subs {
+        assert!(!s.contains(description), "{s}");
+        assert!(s.starts_with("arn:${AWS::Partition}:"), "{s}");
+    }
+}
+
+/// moto_server and the namespace it runs in, ended on drop.
+struct Moto {
+    ns: String,
+    server: Option<Child>,
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.server.take() {
+            support::kill_group(c.id());
+            let _ = c.wait();
+        }
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.ns])
+            .stdin(Stdio::null())
+            .status();
+    }
+}
+
+const MOTO_PORT: u16 = 5000;
+
+impl Moto {
+    fn start(log: &Path) -> Moto {
+        let server = moto_venv().join("bin/moto_server");
+        assert!(
+            server.exists(),
+            "{} is missing: scripts/test.sh installs moto 5.2.5",
+            server.display()
+        );
+        let ns = format!("nbstack-{}", support::unique_id());
+        support::run(Command::new("ip").args(["netns", "add", &ns]));
+        let mut moto = Moto { ns, server: None };
+        support::run(Command::new("ip").args(["-n", &moto.ns, "link", "set", "lo", "up"]));
+        let out = std::fs::File::create(log).expect("moto log");
+        let err = out.try_clone().expect("moto log");
+        let server = in_ns(
+            &moto.ns,
+            &moto_venv().join("bin/moto_server").display().to_string(),
+        )
+        .args(["-H", "127.0.0.1", "-p", &MOTO_PORT.to_string()])
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .process_group(0)
+        .spawn()
+        .expect("start moto_server");
+        moto.server = Some(server);
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let local = format!("127.0.0.1:{MOTO_PORT}");
+        loop {
+            let out = support::output_of(in_ns(&moto.ns, "ss").args(["-Hlnt"]));
+            if String::from_utf8_lossy(&out.stdout).contains(&local) {
+                return moto;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "moto_server does not listen (see {})",
+                log.display()
+            );
+            thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn deploy(&self, site_dir: &Path, stack: &str) -> Value {
+        let script = fixtures::repo().join("tests/it/stack_deploy.py");
+        let done = support::run_bounded(
+            in_ns(
+                &self.ns,
+                &moto_venv().join("bin/python3").display().to_string(),
+            )
+            .arg(&script)
+            .args(["--endpoint", &format!("http://127.0.0.1:{MOTO_PORT}")])
+            .args(["--aws", "/usr/bin/aws", "--stack", stack])
+            .arg("--site-dir")
+            .arg(site_dir),
+            b"",
+            Duration::from_secs(300),
+        );
+        assert!(done.success(), "deploying {stack}: {}", done.explain());
+        serde_json::from_str(done.stdout.trim()).expect("stack_deploy.py prints JSON")
+    }
+}
+
+/// Both shapes of the stack, deployed for real into moto's CloudFormation:
+/// the checks are in `stack_deploy.py`. Only AL2023 can deploy there: moto
+/// knows no other os's public image parameter, and resolves the parameter's
+/// default even when a value is given.
+#[test]
+fn al2023_stacks_deploy_into_moto_with_the_aws_cli() {
+    if !support::require_root("stack deploy into moto (network namespace)") {
+        return;
+    }
+    let scratch = ScratchDir::new("stack");
+    let moto = Moto::start(&scratch.path().join("moto.out"));
+
+    // The seed's site (AL2023) as it is, but without egress: moto's
+    // CloudFormation cannot make an all-traffic rule, which has no ports
+    // (it fails on the missing FromPort); cfn-lint and the test above
+    // check that rule.
+    let seed = std::fs::read_to_string(fixture_spec("seed-oracle")).unwrap();
+    assert!(
+        !seed.contains("os:"),
+        "the seed's site runs the default os, AL2023"
+    );
+    for (site, extra) in [
+        ("stack-single", ""),
+        ("stack-failover", "failover:\n  floating_eni: true\n"),
+    ] {
+        let spec = scratch.path().join(format!("{site}.yaml"));
+        let text = seed.replace("site: seed-oracle", &format!("site: {site}"));
+        std::fs::write(&spec, format!("{text}egress: false\n{extra}")).unwrap();
+        let rendered = render(&spec);
+        let seen = moto.deploy(&rendered.site_dir, &format!("natbake-{site}"));
+        assert_eq!(seen["ingress_rules"], 1, "{seen}");
+        assert_eq!(seen["role"].is_string(), !extra.is_empty(), "{seen}");
+    }
+}

@@ -1,0 +1,289 @@
+#!/usr/bin/env python3
+"""Deploys a rendered stack.cfn.yaml into moto's CloudFormation with the
+AWS CLI, then checks what it made through the EC2, IAM and Auto Scaling
+APIs. Run with the moto virtual environment's Python inside the test's
+network namespace, against moto_server on loopback.
+
+  stack_deploy.py --endpoint URL --aws AWS_CLI --site-dir DIR --stack NAME
+
+Prints one JSON line of what it saw; exits 1 with the reason on the
+first check that fails.
+"""
+
+import argparse
+import ast
+import json
+import subprocess
+import sys
+
+import boto3
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"  # moto's account
+
+
+def fail(why, seen=None):
+    print(f"stack_deploy: {why}", file=sys.stderr)
+    if seen is not None:
+        print(json.dumps(seen, indent=1, default=str), file=sys.stderr)
+    sys.exit(1)
+
+
+def client(name, endpoint):
+    return boto3.client(
+        name,
+        region_name=REGION,
+        endpoint_url=endpoint,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+def substituted(value):
+    """The manifest's policy as CloudFormation's Fn::Sub makes it."""
+    if isinstance(value, str):
+        return (
+            value.replace("${AWS::Partition}", "aws")
+            .replace("${AWS::Region}", REGION)
+            .replace("${AWS::AccountId}", ACCOUNT)
+        )
+    if isinstance(value, list):
+        return [substituted(v) for v in value]
+    if isinstance(value, dict):
+        return {k: substituted(v) for k, v in value.items()}
+    return value
+
+
+def ingress_rules(permissions):
+    """EC2 IpPermissions as a comparable set of (proto, from, to, cidr, description)."""
+    rules = set()
+    for p in permissions:
+        ports = (p.get("FromPort"), p.get("ToPort"))
+        for r in p.get("IpRanges", []):
+            rules.add(
+                (
+                    p["IpProtocol"],
+                    *ports,
+                    r["CidrIp"],
+                    r.get("Description"),
+                )
+            )
+    return rules
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--endpoint", required=True)
+    ap.add_argument("--aws", required=True)
+    ap.add_argument("--site-dir", required=True)
+    ap.add_argument("--stack", required=True)
+    a = ap.parse_args()
+
+    ec2 = client("ec2", a.endpoint)
+    iam = client("iam", a.endpoint)
+    asg = client("autoscaling", a.endpoint)
+    cfn = client("cloudformation", a.endpoint)
+
+    manifest = json.load(open(f"{a.site_dir}/manifest.json"))
+    failover = "failover" in manifest
+
+    # What only the user knows: the VPC, a public subnet, two private
+    # route tables.
+    vpc = ec2.create_vpc(CidrBlock=manifest["vpc_cidrs"][0])["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(
+        VpcId=vpc, CidrBlock=manifest["vpc_cidrs"][0].replace("/16", "/24"), AvailabilityZone=f"{REGION}a"
+    )["Subnet"]["SubnetId"]
+    tables = [ec2.create_route_table(VpcId=vpc)["RouteTable"]["RouteTableId"] for _ in range(2)]
+
+    env = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_PAGER": "",
+        "PATH": "/usr/bin:/bin",
+        "HOME": "/nonexistent",
+    }
+    deploy = [
+        a.aws,
+        "--endpoint-url",
+        a.endpoint,
+        "cloudformation",
+        "deploy",
+        "--template-file",
+        f"{a.site_dir}/stack.cfn.yaml",
+        "--stack-name",
+        a.stack,
+        "--capabilities",
+        "CAPABILITY_IAM",
+        "--parameter-overrides",
+        f"VpcId={vpc}",
+        f"PublicSubnetId={subnet}",
+        f"PrivateRouteTable1={tables[0]}",
+        f"PrivateRouteTable2={tables[1]}",
+    ]
+    done = subprocess.run(deploy, env=env, capture_output=True, text=True, timeout=300)
+    if done.returncode != 0:
+        events = cfn.describe_stack_events(StackName=a.stack)["StackEvents"]
+        fail(f"aws cloudformation deploy exited {done.returncode}: {done.stdout}{done.stderr}", events)
+
+    stack = cfn.describe_stacks(StackName=a.stack)["Stacks"][0]
+    if stack["StackStatus"] != "CREATE_COMPLETE":
+        fail(f"stack status {stack['StackStatus']}", stack)
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+    # moto lists some resources (associations, skipped conditions) without ids.
+    resources = {
+        r["LogicalResourceId"]: r
+        for r in cfn.list_stack_resources(StackName=a.stack)["StackResourceSummaries"]
+        if r.get("LogicalResourceId")
+    }
+    # moto gives a stack made through a change set (as `deploy` makes it)
+    # no outputs: read the same ids from the resources.
+    physical = {k: r["PhysicalResourceId"] for k, r in resources.items()}
+    ids = {
+        "SecurityGroupId": physical["SecurityGroup"],
+        "ElasticIp": physical["ElasticIp"],
+    }
+    if failover:
+        ids["InterfaceId"] = physical["Interface"]
+        ids["AutoScalingGroupName"] = physical["Group"]
+    else:
+        ids["InstanceId"] = physical["Instance"]
+    for k, v in outputs.items():
+        if ids.get(k) != v:
+            fail(f"output {k} is {v}, the resource is {ids.get(k)}")
+    outputs = ids
+
+    # The security group's ingress is security-group.json, rule for rule.
+    seen = {"outputs": outputs, "resources": sorted(resources)}
+    want = ingress_rules(json.load(open(f"{a.site_dir}/security-group.json")))
+    group = ec2.describe_security_groups(GroupIds=[outputs["SecurityGroupId"]])["SecurityGroups"][0]
+    got = ingress_rules(group["IpPermissions"])
+    # moto's CloudFormation drops rule descriptions; compare them where
+    # it keeps them (the template's own are checked against the file by
+    # the Rust tests).
+    if all(rule[4] is None for rule in got):
+        want = {rule[:4] + (None,) for rule in want}
+        seen["descriptions"] = "dropped by moto"
+    if got != want:
+        fail(f"security group ingress {sorted(got, key=str)} is not security-group.json's {sorted(want, key=str)}")
+    if group["VpcId"] != vpc:
+        fail(f"security group in {group['VpcId']}, not {vpc}")
+    seen["ingress_rules"] = len(got)
+
+    # Each private route table sends 0.0.0.0/0 to the interface or instance.
+    if failover:
+        target_key, target = "NetworkInterfaceId", outputs["InterfaceId"]
+    else:
+        target_key, target = "InstanceId", outputs["InstanceId"]
+    for t in tables:
+        routes = ec2.describe_route_tables(RouteTableIds=[t])["RouteTables"][0]["Routes"]
+        default = [r for r in routes if r.get("DestinationCidrBlock") == "0.0.0.0/0"]
+        if len(default) != 1 or default[0].get(target_key) != target:
+            fail(f"{t}: default route {default}, not to {target_key} {target}")
+    seen["routes"] = {t: target for t in tables}
+
+    # One instance, launched from the launch template, with IMDSv2 only.
+    lt_id = resources["LaunchTemplate"]["PhysicalResourceId"]
+    versions = ec2.describe_launch_template_versions(LaunchTemplateId=lt_id)["LaunchTemplateVersions"]
+    data = versions[-1]["LaunchTemplateData"]
+    meta = data.get("MetadataOptions", {})
+    if meta.get("HttpTokens") != "required" or meta.get("HttpPutResponseHopLimit") != 1:
+        fail(f"launch template metadata options {meta}")
+    if not data.get("UserData"):
+        fail("the launch template has no user data although ImageId was left empty", data)
+    if failover:
+        name = outputs["AutoScalingGroupName"]
+        g = asg.describe_auto_scaling_groups(AutoScalingGroupNames=[name])["AutoScalingGroups"][0]
+        if (g["MinSize"], g["MaxSize"], g["DesiredCapacity"]) != (1, 1, 1):
+            fail(f"group sizes {g['MinSize']}/{g['MaxSize']}/{g['DesiredCapacity']}")
+        if len(g["Instances"]) != 1:
+            fail(f"group has {len(g['Instances'])} instances", g)
+        if g["VPCZoneIdentifier"] != subnet:
+            fail(f"group in {g['VPCZoneIdentifier']}, not {subnet}")
+        tags = {(t["Key"], t["Value"], t["PropagateAtLaunch"]) for t in g["Tags"]}
+        if ("natbake:site", manifest["site"], True) not in tags:
+            fail(f"group tags {tags}")
+        instance_id = g["Instances"][0]["InstanceId"]
+        seen["group"] = name
+    else:
+        instance_id = outputs["InstanceId"]
+    instance = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]
+    if instance["SubnetId"] != subnet:
+        fail(f"instance in {instance['SubnetId']}, not {subnet}")
+    # moto launches an instance without its launch template's metadata
+    # options; where it applies them, they must be the template's.
+    imds = instance.get("MetadataOptions", {})
+    if imds.get("HttpTokens") == "required":
+        if imds.get("HttpPutResponseHopLimit") != 1:
+            fail(f"instance metadata options {imds}")
+        seen["instance_metadata"] = imds
+    else:
+        seen["instance_metadata"] = "not applied by moto"
+    if failover:
+        # The group launches from the stack's launch template.
+        if g["LaunchTemplate"]["LaunchTemplateId"] != lt_id:
+            fail(f"group launch template {g['LaunchTemplate']}, not {lt_id}")
+        # Its own interface: a public address (to reach the API before it
+        # holds the floating interface) and the stack's group. moto does
+        # not give the instance the groups of a template's interface.
+        nics = data.get("NetworkInterfaces", [])
+        if len(nics) != 1 or nics[0].get("Groups") != [outputs["SecurityGroupId"]] or nics[0].get("AssociatePublicIpAddress") is not True:
+            fail(f"launch template interfaces {nics}")
+        groups = [sg["GroupId"] for sg in instance["SecurityGroups"]]
+        if groups and groups != [outputs["SecurityGroupId"]]:
+            fail(f"instance groups {instance['SecurityGroups']}")
+    seen["instance"] = instance_id
+
+    # The role's policy is the manifest's, and without failover there is
+    # no role at all.
+    roles = [r for r in resources.values() if r["ResourceType"] == "AWS::IAM::Role"]
+    if failover:
+        if len(roles) != 1:
+            fail(f"{len(roles)} roles", roles)
+        role = roles[0]["PhysicalResourceId"]
+        names = iam.list_role_policies(RoleName=role)["PolicyNames"]
+        if len(names) != 1:
+            fail(f"role policies {names}")
+        doc = iam.get_role_policy(RoleName=role, PolicyName=names[0])["PolicyDocument"]
+        if isinstance(doc, str):
+            # moto keeps a policy that CloudFormation gave it as a mapping
+            # in Python's notation, not JSON.
+            try:
+                doc = json.loads(doc)
+            except json.JSONDecodeError:
+                doc = ast.literal_eval(doc)
+        want = substituted(manifest["failover"]["iam_policy"])
+        if doc != want:
+            fail(f"role policy {json.dumps(doc)} is not the manifest's {json.dumps(want)}")
+        # The launch template names the stack's profile of that role; moto
+        # does not give a group's instance its template's profile.
+        profile = iam.get_instance_profile(InstanceProfileName=physical["InstanceProfile"])["InstanceProfile"]
+        if [r["RoleName"] for r in profile["Roles"]] != [role]:
+            fail(f"instance profile roles {profile['Roles']}")
+        if data.get("IamInstanceProfile", {}).get("Arn") != profile["Arn"]:
+            fail(f"launch template profile {data.get('IamInstanceProfile')}, not {profile['Arn']}")
+        given = instance.get("IamInstanceProfile", {}).get("Arn")
+        if given is not None and given != profile["Arn"]:
+            fail(f"the instance has profile {given}, not {profile['Arn']}")
+        seen["role"] = role
+    else:
+        if roles or any(r["ResourceType"] == "AWS::IAM::InstanceProfile" for r in resources.values()):
+            fail("a stack without failover has IAM resources", sorted(resources))
+        if "IamInstanceProfile" in instance:
+            fail(f"the instance has a profile {instance['IamInstanceProfile']}")
+
+    # The elastic IP exists and is the output.
+    addresses = ec2.describe_addresses(PublicIps=[outputs["ElasticIp"]])["Addresses"]
+    if len(addresses) != 1:
+        fail(f"elastic IP {outputs['ElasticIp']}: {addresses}")
+    if not failover and addresses[0].get("InstanceId") != instance_id:
+        fail(f"elastic IP on {addresses[0].get('InstanceId')}, not {instance_id}")
+    seen["address"] = addresses[0]
+
+    alarms = client("cloudwatch", a.endpoint).describe_alarms()["MetricAlarms"]
+    seen["alarms"] = sorted(al["MetricName"] for al in alarms)
+    print(json.dumps(seen, default=str))
+
+
+if __name__ == "__main__":
+    main()
