@@ -609,7 +609,7 @@ impl<'a> Stack<'a> {
                 no_value(),
             )
         };
-        if self.site.failover.is_some() {
+        let mut alarms = if self.site.failover.is_some() {
             let group = || {
                 Y::List(vec![map([
                     ("Name", s("AutoScalingGroupName")),
@@ -672,7 +672,72 @@ impl<'a> Stack<'a> {
                     ),
                 }),
             )]
+        };
+        alarms.extend(self.metric_alarms(&topic));
+        alarms
+    }
+
+    /// With `metrics.cloudwatch`: no health data for three minutes, a
+    /// failed check, and conntrack above 90% of its maximum, from the
+    /// metrics the health check publishes (namespace natbake, dimension Site).
+    fn metric_alarms(&self, topic: &dyn Fn() -> Y) -> Vec<(String, Y)> {
+        if self.site.metrics.is_none() {
+            return Vec::new();
         }
+        let site = || {
+            Y::List(vec![map([
+                ("Name", s("Site")),
+                ("Value", s(&self.site.name)),
+            ])])
+        };
+        let natbake = crate::metrics::NAMESPACE;
+        vec![
+            (
+                "NoHealthDataAlarm".into(),
+                alarm(Alarm {
+                    description: "The NAT's health check has published nothing for three minutes",
+                    namespace: natbake,
+                    metric: "Healthy",
+                    dimensions: site(),
+                    statistic: "SampleCount",
+                    periods: 3,
+                    operator: "LessThanThreshold",
+                    threshold: 1,
+                    missing: "breaching",
+                    actions: topic(),
+                }),
+            ),
+            (
+                "UnhealthyAlarm".into(),
+                alarm(Alarm {
+                    description: "The NAT's health check failed: drift it could not repair, or a lost floating interface",
+                    namespace: natbake,
+                    metric: "Healthy",
+                    dimensions: site(),
+                    statistic: "Minimum",
+                    periods: 1,
+                    operator: "LessThanThreshold",
+                    threshold: 1,
+                    missing: "notBreaching",
+                    actions: topic(),
+                }),
+            ),
+            (
+                "ConntrackFullAlarm".into(),
+                alarm(Alarm {
+                    description: "The NAT's connection tracking table is above 90% of its maximum",
+                    namespace: natbake,
+                    metric: "ConntrackFillPercent",
+                    dimensions: site(),
+                    statistic: "Maximum",
+                    periods: 2,
+                    operator: "GreaterThanThreshold",
+                    threshold: 90,
+                    missing: "notBreaching",
+                    actions: topic(),
+                }),
+            ),
+        ]
     }
 
     fn outputs(&self) -> Vec<(String, Y)> {
