@@ -110,7 +110,7 @@ pub fn render(i: &mut Input<'_>) -> Result<Option<Output>> {
         .done
         .iter()
         .find(|a| a.name.starts_with(USER_DATA))
-        .map(|a| base64(&a.bytes));
+        .map(|a| super::escape::base64(&a.bytes));
     let template = Stack::new(site, user_data).template(&ingress);
     let mut text = String::new();
     emit(&template, 0, &mut text);
@@ -879,41 +879,9 @@ fn emit(y: &Y, indent: usize, out: &mut String) {
     }
 }
 
-/// Standard base64 with padding, as `LaunchTemplateData.UserData` takes it.
-fn base64(bytes: &[u8]) -> String {
-    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for k in 0..4 {
-            if k <= chunk.len() {
-                out.push(ABC[(n >> (18 - 6 * k) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn base64_matches_the_standard_alphabet_and_padding() {
-        assert_eq!(base64(b""), "");
-        assert_eq!(base64(b"f"), "Zg==");
-        assert_eq!(base64(b"fo"), "Zm8=");
-        assert_eq!(base64(b"foo"), "Zm9v");
-        assert_eq!(base64(b"foob"), "Zm9vYg==");
-        assert_eq!(base64(&[0xff, 0xfe, 0x00]), "//4A");
-    }
 
     #[test]
     fn nested_lists_and_maps_are_block_yaml() {

@@ -292,10 +292,10 @@ impl View {
                 {
                     _ if compress => format!(
                         "encoding: gz+b64\n    content: {}",
-                        base64(&super::gzip::all(&a.bytes))
+                        escape::base64(&super::gzip::all(&a.bytes))
                     ),
                     Some(t) => format!("content: {}", yaml_block(t, INDENT)),
-                    None => format!("encoding: b64\n    content: {}", base64(&a.bytes)),
+                    None => format!("encoding: b64\n    content: {}", escape::base64(&a.bytes)),
                 };
                 Some(FileView {
                     path: path.into(),
@@ -410,42 +410,8 @@ fn install_script(p: &Packages) -> String {
     s
 }
 
-/// Standard base64 with padding, as cloud-init's `b64` encoding expects.
-fn base64(bytes: &[u8]) -> String {
-    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ABC[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn base64_matches_rfc4648_vectors() {
-        for (plain, coded) in [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foobar", "Zm9vYmFy"),
-        ] {
-            assert_eq!(super::base64(plain.as_bytes()), coded);
-        }
-    }
 
     fn ami(os: &str, region: &str) -> super::AmiView {
         let yaml = format!(
