@@ -428,6 +428,19 @@ impl<'r> Guest<'r> {
         self.stop().expect("wait for systemd-nspawn")
     }
 
+    /// Shuts the guest down and requires a clean exit of systemd-nspawn;
+    /// returns its PID 1, to check later that it is gone.
+    pub fn shut_down_cleanly(self, label: &str) -> ProcessMark {
+        let init = self.init_process();
+        let status = self.shutdown();
+        assert!(
+            status.success(),
+            "{label}: systemd-nspawn ended with {} on shutdown",
+            support::status_text(&status)
+        );
+        init
+    }
+
     /// Stops the guest if it still runs. Never panics: it also runs from
     /// `drop` while a failed test unwinds.
     fn stop(&mut self) -> Option<ExitStatus> {
@@ -669,14 +682,7 @@ fn boot_as_nat_instance(root: &RootFs, lab: &Lab, label: &str) -> ProcessMark {
     check_all_up(lab, &mut findings);
     check_imds_v2_used(lab, &mut findings);
     findings.assert_clean(lab);
-    let init = guest.init_process();
-    let status = guest.shutdown();
-    assert!(
-        status.success(),
-        "{label}: systemd-nspawn ended with {} on shutdown",
-        support::status_text(&status)
-    );
-    init
+    guest.shut_down_cleanly(label)
 }
 
 /// All namespace names of a lab, to check afterwards that they are gone.
@@ -835,13 +841,7 @@ fn broken_ruleset_fails_visibly_at_boot() {
     check_forwarding_off(&lab, &mut findings);
     findings.assert_clean(&lab);
 
-    let init = guest.init_process();
-    let status = guest.shutdown();
-    assert!(
-        status.success(),
-        "systemd-nspawn ended with {}",
-        support::status_text(&status)
-    );
+    let init = guest.shut_down_cleanly("broken ruleset");
     drop(lab);
     assert_host_clean(&root, &[init], &namespaces);
 }
@@ -1003,14 +1003,7 @@ fn boot_with_nftables(root: &RootFs, lab: &Lab, label: &str) -> ProcessMark {
     let mut findings = Findings::new(format!("{label}: the booted image as the NAT instance"));
     check_all_up(lab, &mut findings);
     findings.assert_clean(lab);
-    let init = guest.init_process();
-    let status = guest.shutdown();
-    assert!(
-        status.success(),
-        "{label}: systemd-nspawn ended with {}",
-        support::status_text(&status)
-    );
-    init
+    guest.shut_down_cleanly(label)
 }
 
 /// A firewall service that starts after natbake would flush its rules:
@@ -1117,12 +1110,5 @@ fn boot_without_curl(root: &RootFs, lab: &Lab, label: &str) -> ProcessMark {
         problems.join("; "),
         state.report()
     );
-    let init = guest.init_process();
-    let status = guest.shutdown();
-    assert!(
-        status.success(),
-        "{label}: systemd-nspawn ended with {}",
-        support::status_text(&status)
-    );
-    init
+    guest.shut_down_cleanly(label)
 }
