@@ -35,11 +35,13 @@ cd "$(dirname "$0")/.."
 # deploys stack.cfn.yaml into moto),
 # the network tests (iproute2, iptables, socat, curl) and the boot tests
 # (debootstrap, systemd-nspawn, and nftables and conntrack to reset the
-# namespace between boots); time measures the peak memory of a build.
+# namespace between boots); time measures the peak memory of a build;
+# cron's `crontab -n` checks the health check's cron file.
 packages=(
   shellcheck packer cloud-init systemd iptables iproute2 procps util-linux
   socat curl python3 python3-yaml python3-botocore debootstrap
   systemd-container coreutils nftables conntrack time python3-venv awscli
+  cron
 )
 missing=()
 for p in "${packages[@]}"; do

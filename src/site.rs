@@ -182,8 +182,8 @@ pub struct Site {
     /// Set when `failover.floating_eni` is true; `None` leaves every
     /// artifact exactly as without the `failover` key.
     pub failover: Option<Failover>,
-    /// Seconds between two runs of the health check; `None` without a
-    /// `health:` section, which leaves the check out.
+    /// Seconds between two runs of the health check; `None` when the spec
+    /// turns it off (`health.enabled: false`), which leaves it out.
     pub health_interval: Option<u32>,
     /// Set when `metrics.cloudwatch` is true; `None` publishes nothing and
     /// grants no CloudWatch permission.

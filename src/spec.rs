@@ -77,6 +77,7 @@ pub struct RawFailover {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawHealth {
+    pub enabled: Option<At<bool>>,
     pub interval: Option<At<ScalarText>>,
 }
 

@@ -16,7 +16,7 @@ use crate::cidr::{Cidr, overlaps_earlier};
 use crate::error::{Diagnostic, SpecError};
 use crate::site::{Ami, Arch, Failover, Forward, Metrics, Os, Partition, Ports, Proto, Site};
 use crate::spec::{
-    At, RawAmi, RawFailover, RawForward, RawMetrics, RawSpec, ScalarText, SpannedMap,
+    At, RawAmi, RawFailover, RawForward, RawHealth, RawMetrics, RawSpec, ScalarText, SpannedMap,
 };
 use crate::values::{self, Region, Target};
 use crate::yaml::{self, YamlPath};
@@ -165,21 +165,11 @@ impl Validator {
             .failover
             .as_ref()
             .and_then(|f| self.failover(f, &root.key("failover"), os));
-        // The health check is on when the spec has a `health:` section.
-        let health_interval = raw.health.as_ref().map(|h| {
-            h.value
-                .interval
-                .as_ref()
-                .and_then(|at| {
-                    let path = root.key("health").key("interval");
-                    self.check(at, &path, values::health_interval(&at.value.0))
-                })
-                .unwrap_or(values::HEALTH_INTERVAL_DEFAULT)
-        });
+        let health_interval = self.health(raw.health.as_ref(), &root.key("health"));
         let metrics = raw
             .metrics
             .as_ref()
-            .and_then(|m| self.metrics(m, &root.key("metrics"), raw.health.is_some(), os));
+            .and_then(|m| self.metrics(m, &root.key("metrics"), health_interval.is_some(), os));
         Site {
             name: raw.site.value,
             description,
@@ -197,8 +187,36 @@ impl Validator {
         }
     }
 
+    /// `health:`: the seconds between two checks, or `None` when the spec
+    /// turns the check off (`enabled: false`). Without the section the
+    /// check runs at the default interval.
+    fn health(&mut self, raw: Option<&At<RawHealth>>, path: &YamlPath) -> Option<u32> {
+        let Some(raw) = raw else {
+            return Some(values::HEALTH_INTERVAL_DEFAULT);
+        };
+        let h = &raw.value;
+        if h.enabled.as_ref().is_some_and(|b| !b.value) {
+            if let Some(at) = &h.interval {
+                self.err(
+                    at,
+                    &path.key("interval"),
+                    "`interval` is set, but `enabled: false` turns the health check off; remove one of them",
+                );
+            }
+            return None;
+        }
+        let interval = h.interval.as_ref().and_then(|at| {
+            self.check(
+                at,
+                &path.key("interval"),
+                values::health_interval(&at.value.0),
+            )
+        });
+        Some(interval.unwrap_or(values::HEALTH_INTERVAL_DEFAULT))
+    }
+
     /// `metrics:`; `None` unless `cloudwatch` is true. The health check
-    /// publishes them, so they need its `health:` section.
+    /// publishes them, so they need it on.
     fn metrics(
         &mut self,
         raw: &At<RawMetrics>,
@@ -221,7 +239,7 @@ impl Validator {
             self.err(
                 on,
                 &path.key("cloudwatch"),
-                "metrics are published by the health check, which this spec does not have; add a `health:` section (`health: {}` for the defaults)",
+                "metrics are published by the health check, which `health.enabled: false` turns off; remove `enabled: false` or set `cloudwatch: false`",
             );
             return None;
         }
@@ -664,6 +682,33 @@ mod tests {
     }
 
     const SEED: &str = "version: 1\nsite: corp-prod\nvpc_cidrs: [10.0.0.0/16]\nforwards:\n  - name: oracle\n    port: 51532\n    to: 10.0.1.25:1532\n    from: [203.0.113.110/32]\n";
+
+    #[test]
+    fn health_check_is_on_unless_turned_off() {
+        assert_eq!(check(SEED).unwrap().health_interval, Some(15));
+        let with = |extra: &str| check(&format!("{SEED}{extra}"));
+        assert_eq!(with("health: {}\n").unwrap().health_interval, Some(15));
+        assert_eq!(
+            with("health: {interval: 60}\n").unwrap().health_interval,
+            Some(60)
+        );
+        assert_eq!(
+            with("health: {enabled: false}\n").unwrap().health_interval,
+            None
+        );
+        assert_eq!(
+            with("health: {enabled: true, interval: 5}\n")
+                .unwrap()
+                .health_interval,
+            Some(5)
+        );
+        let e = with("health: {enabled: false, interval: 30}\n").unwrap_err();
+        assert_eq!(e[0].path, "health.interval", "{:?}", e[0]);
+        let e = with("health: {enabled: false}\nmetrics: {cloudwatch: true}\n").unwrap_err();
+        assert_eq!(e[0].path, "metrics.cloudwatch", "{:?}", e[0]);
+        let e = with("health: {interval: 4}\n").unwrap_err();
+        assert!(e[0].message.contains("outside 5 to 300"), "{:?}", e[0]);
+    }
 
     #[test]
     fn seed_spec_validates() {

@@ -38,6 +38,8 @@ pub const STATUS: &str = "natbake-status.sh";
 pub const HEALTH_UNIT: &str = "natbake-health.service";
 /// The systemd timer that starts the health check every interval.
 pub const HEALTH_TIMER: &str = "natbake-health.timer";
+/// The cron schedule of the health check where there is no systemd.
+pub const HEALTH_CRON: &str = "natbake-health.cron";
 /// The launch template's user data (`.gz` when it had to be compressed whole).
 pub const USER_DATA: &str = "user-data.yaml";
 /// What Packer runs on the build instance.
@@ -88,6 +90,8 @@ pub enum ForOs {
     All,
     /// Those that boot with systemd.
     Systemd,
+    /// Those that do not (the legacy AWS NAT AMI, with upstart and cron).
+    WithoutSystemd,
 }
 
 /// When an artifact is written.
@@ -101,7 +105,7 @@ pub enum When {
     Forwards,
     /// When the scripts call AWS: with failover or metrics.
     Aws,
-    /// With a `health:` section.
+    /// Unless the spec turns the health check off.
     Health,
     /// When it fits EC2's user data limit, compressed if need be; a note
     /// says so when it does not.
@@ -113,6 +117,7 @@ impl ForOs {
         match self {
             ForOs::All => true,
             ForOs::Systemd => os.has_systemd(),
+            ForOs::WithoutSystemd => !os.has_systemd(),
         }
     }
 
@@ -121,6 +126,7 @@ impl ForOs {
         match self {
             ForOs::All => "all",
             ForOs::Systemd => "with systemd",
+            ForOs::WithoutSystemd => "without systemd",
         }
     }
 }
@@ -309,6 +315,15 @@ pub const ARTIFACTS: &[ArtifactDef] = &[
         install_path: Some("/etc/systemd/system/natbake-health.timer"),
         mode: 0o644,
         os: ForOs::Systemd,
+        when: When::Health,
+    },
+    ArtifactDef {
+        name: HEALTH_CRON,
+        template: template!("natbake-health.cron"),
+        render: just_the_template,
+        install_path: Some("/etc/cron.d/natbake-health"),
+        mode: 0o644,
+        os: ForOs::WithoutSystemd,
         when: When::Health,
     },
     ArtifactDef {

@@ -58,10 +58,14 @@ pub struct View {
     /// The health check's systemd unit and timer names.
     pub health_unit: &'static str,
     pub health_timer: &'static str,
-    /// Whether the site gets the health check (a `health:` section).
+    /// Whether the site gets the health check (unless `health.enabled:
+    /// false`).
     pub health: bool,
     /// Seconds between two health checks.
     pub health_interval: u32,
+    /// Where there is no systemd, the cron lines that run the check about
+    /// every `health_interval` seconds.
+    pub health_cron: Vec<CronLine>,
     /// Conntrack fill, in percent of its maximum, that the health check
     /// reports as a failure.
     pub conntrack_limit_percent: u32,
@@ -91,8 +95,42 @@ pub struct Paths {
     pub status: &'static str,
     pub health_unit: &'static str,
     pub health_timer: &'static str,
+    pub health_cron: &'static str,
     /// Where the scripts keep volatile state (a tmpfs, emptied at boot).
     pub state: &'static str,
+}
+
+/// One line of the health check's cron file: a schedule, and the seconds
+/// to wait after it fires (cron counts in minutes).
+#[derive(Debug, Serialize)]
+pub struct CronLine {
+    pub schedule: String,
+    pub delay: u32,
+}
+
+/// Cron lines that run a command about every `interval` seconds, never
+/// more often: under a minute, as many starts as fit in a minute, one line
+/// each, delayed by its offset (an interval that does not divide 60 leaves
+/// a longer gap before the minute); from a minute, every whole number of
+/// minutes, rounded up.
+pub fn cron_lines(interval: u32) -> Vec<CronLine> {
+    let interval = interval.max(1);
+    if interval < 60 {
+        (0..60 / interval)
+            .map(|k| CronLine {
+                schedule: "* * * * *".into(),
+                delay: k * interval,
+            })
+            .collect()
+    } else {
+        let minutes = interval.div_ceil(60);
+        let schedule = if minutes == 1 {
+            "* * * * *".to_string()
+        } else {
+            format!("*/{minutes} * * * *")
+        };
+        vec![CronLine { schedule, delay: 0 }]
+    }
 }
 
 /// One installed artifact.
@@ -203,6 +241,7 @@ impl View {
             status: install_path(artifact::STATUS),
             health_unit: install_path(artifact::HEALTH_UNIT),
             health_timer: install_path(artifact::HEALTH_TIMER),
+            health_cron: install_path(artifact::HEALTH_CRON),
             state: STATE_DIR,
         };
         let takeover = site.os.legacy_takeover(paths.script).unwrap_or_default();
@@ -267,6 +306,10 @@ impl View {
             health_interval: site
                 .health_interval
                 .unwrap_or(crate::values::HEALTH_INTERVAL_DEFAULT),
+            health_cron: match site.health_interval {
+                Some(interval) if !site.os.has_systemd() => cron_lines(interval),
+                _ => Vec::new(),
+            },
             conntrack_limit_percent: CONNTRACK_LIMIT_PERCENT,
             forwarded_in: rules::FORWARDED_IN,
             forwarded_out: rules::FORWARDED_OUT,
@@ -419,6 +462,34 @@ mod tests {
         );
         let site = crate::validate::parse(std::path::Path::new("t.yaml"), yaml.as_bytes()).unwrap();
         super::ami_view(&site)
+    }
+
+    #[test]
+    fn cron_lines_start_the_check_about_every_interval() {
+        let lines = |interval| {
+            super::cron_lines(interval)
+                .into_iter()
+                .map(|l| format!("{}+{}", l.schedule, l.delay))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            lines(15),
+            [
+                "* * * * *+0",
+                "* * * * *+15",
+                "* * * * *+30",
+                "* * * * *+45"
+            ]
+        );
+        // 7 does not divide 60: starts at 0, 7, ..., 49, then 11 s to the minute.
+        assert_eq!(lines(7).len(), 8);
+        assert_eq!(lines(7).last().unwrap(), "* * * * *+49");
+        assert_eq!(lines(31), ["* * * * *+0"]);
+        assert_eq!(lines(5).len(), 12);
+        assert_eq!(lines(59), ["* * * * *+0"]);
+        assert_eq!(lines(60), ["* * * * *+0"]);
+        assert_eq!(lines(61), ["*/2 * * * *+0"]);
+        assert_eq!(lines(300), ["*/5 * * * *+0"]);
     }
 
     #[test]

@@ -319,9 +319,21 @@ fn al2023_stacks_deploy_into_moto_with_the_aws_cli() {
         !seed.contains("os:"),
         "the seed's site runs the default os, AL2023"
     );
-    for (site, extra) in [
-        ("stack-single", ""),
-        ("stack-failover", "failover:\n  floating_eni: true\n"),
+    // With failover and the health check the user data is too large for
+    // EC2, and the stack launches a baked AMI; without the check, the
+    // official image with user data.
+    for (site, extra, image) in [
+        ("stack-single", "", "official, with user data"),
+        (
+            "stack-failover",
+            "failover:\n  floating_eni: true\nhealth:\n  enabled: false\n",
+            "official, with user data",
+        ),
+        (
+            "stack-failover-health",
+            "failover:\n  floating_eni: true\n",
+            "baked",
+        ),
     ] {
         let spec = scratch.path().join(format!("{site}.yaml"));
         let text = seed.replace("site: seed-oracle", &format!("site: {site}"));
@@ -330,5 +342,6 @@ fn al2023_stacks_deploy_into_moto_with_the_aws_cli() {
         let seen = moto.deploy(&rendered.site_dir, &format!("natbake-{site}"));
         assert_eq!(seen["ingress_rules"], 1, "{seen}");
         assert_eq!(seen["role"].is_string(), !extra.is_empty(), "{seen}");
+        assert_eq!(seen["image"], image, "{seen}");
     }
 }

@@ -86,6 +86,11 @@ def main():
 
     manifest = json.load(open(f"{a.site_dir}/manifest.json"))
     failover = "failover" in manifest
+    # Without user data (too large for EC2) the stack needs a baked AMI:
+    # any image moto knows stands for it.
+    baked = None
+    if manifest["user_data"] is None:
+        baked = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
 
     # What only the user knows: the VPC, a public subnet, two private
     # route tables.
@@ -121,6 +126,8 @@ def main():
         f"PrivateRouteTable1={tables[0]}",
         f"PrivateRouteTable2={tables[1]}",
     ]
+    if baked:
+        deploy.append(f"ImageId={baked}")
     done = subprocess.run(deploy, env=env, capture_output=True, text=True, timeout=300)
     if done.returncode != 0:
         events = cfn.describe_stack_events(StackName=a.stack)["StackEvents"]
@@ -189,8 +196,14 @@ def main():
     meta = data.get("MetadataOptions", {})
     if meta.get("HttpTokens") != "required" or meta.get("HttpPutResponseHopLimit") != 1:
         fail(f"launch template metadata options {meta}")
-    if not data.get("UserData"):
+    if baked:
+        if data.get("UserData") or data.get("ImageId") != baked:
+            fail(f"the launch template should launch the baked AMI {baked} without user data", data)
+        seen["image"] = "baked"
+    elif not data.get("UserData"):
         fail("the launch template has no user data although ImageId was left empty", data)
+    else:
+        seen["image"] = "official, with user data"
     if failover:
         name = outputs["AutoScalingGroupName"]
         g = asg.describe_auto_scaling_groups(AutoScalingGroupNames=[name])["AutoScalingGroups"][0]

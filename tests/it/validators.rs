@@ -6,7 +6,9 @@ use crate::fixtures::{Spec, files, render, user_data_text, valid_specs};
 use crate::manifest::Manifest;
 use crate::support::{require_root, run, run_stdout};
 use natbake::cidr::Cidr;
-use natbake::render::artifact::{SCRIPT, UNIT};
+use natbake::render::artifact::{
+    HEALTH, HEALTH_CRON, HEALTH_TIMER, HEALTH_UNIT, LIB, SCRIPT, UNIT,
+};
 use natbake::render::install_path;
 use serde::Deserialize;
 use std::net::Ipv4Addr;
@@ -301,15 +303,32 @@ fn units_pass_systemd_analyze_verify() {
         run(Command::new("cp")
             .args(["-r", "/usr/lib/systemd/system"])
             .arg(r.join("usr/lib/systemd/")));
-        for name in [UNIT, SCRIPT] {
+        // Every unit with what it runs: the boot unit, and the health
+        // check's service and timer.
+        let names: Vec<&str> = [UNIT, SCRIPT, LIB, HEALTH, HEALTH_UNIT, HEALTH_TIMER]
+            .into_iter()
+            .filter(|name| dir.join(name).exists())
+            .collect();
+        for name in &names {
             let installed = r.join(install_path(name).trim_start_matches('/'));
             std::fs::create_dir_all(installed.parent().unwrap()).unwrap();
             std::fs::copy(dir.join(name), installed).unwrap();
         }
+        let units: Vec<&str> = names
+            .iter()
+            .copied()
+            .filter(|n| n.ends_with(".service") || n.ends_with(".timer"))
+            .collect();
+        assert_eq!(
+            units.len() == 3,
+            dir.join(HEALTH).exists(),
+            "{}: the health check comes with its unit and timer",
+            spec.label
+        );
         let out = run(Command::new("systemd-analyze")
             .args(["verify", "--man=no"])
             .arg(format!("--root={}", r.display()))
-            .arg(UNIT));
+            .args(&units));
         // Unknown keys and bad values only warn, with exit 0.
         assert!(
             out.stderr.is_empty(),
@@ -317,6 +336,55 @@ fn units_pass_systemd_analyze_verify() {
             spec.label,
             String::from_utf8_lossy(&out.stderr)
         );
+    });
+}
+
+/// The health check's cron file (systems without systemd) through the
+/// syntax check of Debian's cron (`crontab -n`, same parser lineage as
+/// cronie's): a system crontab line has a user field that a user crontab
+/// has not, so each line is checked with that field taken out, and the
+/// field must be root. The commands must parse as shell.
+#[test]
+fn health_cron_file_passes_crontab_and_runs_the_check_as_root() {
+    each_site(|spec, dir| {
+        let path = dir.join(HEALTH_CRON);
+        if !path.exists() {
+            assert!(
+                dir.join(UNIT).exists() || !dir.join(HEALTH).exists(),
+                "{}: the health check has neither a timer nor a cron file",
+                spec.label
+            );
+            return;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text.ends_with('\n'),
+            "cron ignores a last line without a newline"
+        );
+        let mut user_crontab = String::new();
+        let mut starts = 0;
+        for line in text.lines() {
+            if line.starts_with('#') || (line.contains('=') && !line.contains(" root ")) {
+                user_crontab.push_str(line);
+                user_crontab.push('\n');
+                continue;
+            }
+            let fields: Vec<&str> = line.splitn(7, ' ').collect();
+            assert_eq!(fields.len(), 7, "{}: {line}", spec.label);
+            assert_eq!(fields[5], "root", "{}: {line}", spec.label);
+            assert!(
+                fields[6].contains(install_path(HEALTH)),
+                "{}: {line}",
+                spec.label
+            );
+            run(Command::new("bash").args(["-n", "-c", fields[6]]));
+            user_crontab.push_str(&format!("{} {}\n", fields[..5].join(" "), fields[6]));
+            starts += 1;
+        }
+        assert!(starts > 0, "{}: no line starts the check", spec.label);
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), user_crontab).unwrap();
+        run(Command::new("crontab").arg("-n").arg(file.path()));
     });
 }
 
