@@ -415,6 +415,73 @@ fn a_nearly_full_conntrack_table_fails_the_check() {
     f.assert_clean(&lab);
 }
 
+/// A check reads the ruleset (one iptables-save) only when the kernel's
+/// nf_tables generation changed since it was last found right, or when
+/// the counters are due (once a minute); otherwise it trusts the
+/// generation. Any change, even outside natbake's chains, makes the next
+/// check read it again, and a fault then is found at once.
+#[test]
+fn the_ruleset_is_read_again_only_after_a_change_or_a_minute() {
+    if !support::require_root("the health tests") {
+        return;
+    }
+    let site = site();
+    let (lab, files) = lab_for(&site);
+    let mut f = Findings::new("generation");
+    let compared = |f: &mut Findings, what: &str| {
+        let check = lab.health_check(&files);
+        f.check(
+            check.success() && !check.stderr.contains("Drift"),
+            format!("{what}: {}", check.explain()),
+        );
+        lab.status(&files)["health"]["compared"].as_u64()
+    };
+    let first = compared(&mut f, "first check");
+    f.check(first.is_some(), "the first check did not read the ruleset");
+    let verified = std::fs::read_to_string(lab.kept_state().join("verified")).unwrap_or_default();
+    f.check(
+        verified.split_whitespace().count() == 2,
+        format!("no verified generation kept: {verified:?}"),
+    );
+    // `compared` is in seconds: wait for the next one.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let second = compared(&mut f, "unchanged");
+    f.check(
+        second == first,
+        format!("an unchanged ruleset was read again ({first:?}, then {second:?})"),
+    );
+    // A change outside natbake's part: read again, and no drift.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    lab.on_nat("iptables", &["-t", "filter", "-N", "SOMEONE-ELSE"]);
+    let third = compared(&mut f, "someone else's chain");
+    f.check(
+        third > second,
+        format!(
+            "a changed generation did not make the check read the ruleset ({second:?}, {third:?})"
+        ),
+    );
+    // The counters once a minute: the last read made to look a minute old.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let counted = lab.kept_state().join("counted");
+    let old = third.unwrap_or(0).saturating_sub(60);
+    std::fs::write(&counted, format!("{old}\n")).unwrap();
+    let fourth = compared(&mut f, "counters due");
+    f.check(
+        fourth > third,
+        format!("counters a minute old were not read ({third:?}, {fourth:?})"),
+    );
+    // A fault right after a trusted check is found by the next one.
+    lab.on_nat("iptables", &["-t", "nat", "-F", "NATBAKE-DNAT"]);
+    let check = lab.health_check(&files);
+    f.check(
+        check.success() && check.stderr.contains("Drift found"),
+        format!("flushed chain after a trusted check: {}", check.explain()),
+    );
+    lab.on_nat("iptables", &["-t", "filter", "-X", "SOMEONE-ELSE"]);
+    check_all_up(&lab, &mut f);
+    f.assert_clean(&lab);
+}
+
 #[test]
 fn two_hundred_clean_checks_raise_no_alarm() {
     if !support::require_root("the health tests") {

@@ -47,3 +47,10 @@ impl Lab {
         support::run(in_ns(&self.ns.nat, program).args(args));
     }
 }
+
+impl Lab {
+    /// The folder that stands for /run/natbake between runs.
+    pub fn kept_state(&self) -> std::path::PathBuf {
+        self.dir().join("run-natbake")
+    }
+}
