@@ -61,11 +61,13 @@ const AL2023_NEEDS: &[Need] = &[
     need("iptables-restore", "iptables-nft"),
     need("curl", "curl-minimal"),
     need("logger", "util-linux"),
+    need("perl", "perl-interpreter"),
 ];
 const DEBIAN_NEEDS: &[Need] = &[
     need("iptables-restore", "iptables"),
     need("curl", "curl"),
     need("logger", "bsdutils"),
+    need("perl", "perl-base"),
 ];
 const AMZN1_NEEDS: &[Need] = &[
     need("iptables-restore", "iptables"),
