@@ -25,7 +25,8 @@ use crate::image::{self, Flavor, RootFs};
 use crate::support;
 
 /// The legacy fixture: one inbound forward, no outbound NAT, so any
-/// MASQUERADE rule in the booted image can only be the AMI's.
+/// MASQUERADE rule in the booted image can only be the AMI's; the health
+/// check scheduled by cron.
 const SPEC: &str = "no-egress-legacy";
 
 /// Files of the AMI that natbake must take over, and the yum configuration
@@ -170,6 +171,11 @@ fn legacy_ami_boots_with_natbake_alone_in_charge_of_nat() {
         problems.push(format!(
             "natbake's script ran {natbake_runs} times, not once"
         ));
+    }
+    // Without systemd, cron runs the health check; as cron starts it
+    // after this boot, it finds nothing to repair.
+    if !report.contains("health check from cron: exit 0") || !report.contains("health: ok,") {
+        problems.push("the health check from the cron file did not pass".to_string());
     }
     if report.contains("| vpc: ") {
         problems.push("the AMI's configure-pat.sh ran".to_string());

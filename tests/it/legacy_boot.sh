@@ -65,5 +65,14 @@ if [ -x /etc/rc.d/rc.local ]; then
   run_step rc.local /etc/rc.d/rc.local
 fi
 
+# The health check as cron starts it: the first line of its cron file
+# (the one without a delay), its command as cron's shell runs it.
+if [ -r /etc/cron.d/natbake-health ]; then
+  cmd=$(awk '$6 == "root" && $7 != "sleep" { for (i = 1; i <= 6; i++) $i = ""; sub(/^ +/, ""); print; exit }' /etc/cron.d/natbake-health)
+  sh -c "$cmd"
+  echo "health check from cron: exit $?"
+  /usr/local/sbin/natbake-status | grep '^health:'
+fi
+
 echo "--- iptables-save ---"
 iptables-save
