@@ -24,6 +24,19 @@ pub const SITE_METRICS: &[(&str, &str)] = &[
     ("Healthy", "None"),
 ];
 
+/// ENA's allowance counters (`ethtool -S`) and the metrics (dimension
+/// `Site`, unit Count) they become: packets the instance's limits dropped
+/// or queued, summed over its ENA interfaces. Published only where the
+/// driver has them (every Nitro instance with a recent driver); the cost
+/// counts them.
+pub const ENA_METRICS: &[(&str, &str)] = &[
+    ("bw_in_allowance_exceeded", "BwInAllowanceExceeded"),
+    ("bw_out_allowance_exceeded", "BwOutAllowanceExceeded"),
+    ("pps_allowance_exceeded", "PpsAllowanceExceeded"),
+    ("conntrack_allowance_exceeded", "ConntrackAllowanceExceeded"),
+    ("linklocal_allowance_exceeded", "LinklocalAllowanceExceeded"),
+];
+
 /// Metrics with the dimensions `Site` and `Forward`, with `per_forward`:
 /// new connections for every forward, denied attempts for those that
 /// restrict their sources (a public forward has no counter for them).
@@ -45,7 +58,7 @@ pub const PRICE_PER_1000_REQUESTS: f64 = 0.01;
 /// How many custom metrics `site` publishes (0 without metrics).
 pub fn count(site: &Site) -> usize {
     let Some(m) = site.metrics else { return 0 };
-    let mut n = SITE_METRICS.len();
+    let mut n = SITE_METRICS.len() + ENA_METRICS.len();
     if m.per_forward {
         n += site.forwards.len() + site.forwards.iter().filter(|f| !f.public).count();
     }
@@ -109,6 +122,7 @@ pub fn manifest(site: &Site) -> Option<Value> {
         "per_forward": m.per_forward,
         "dimensions": dimensions,
         "site_metrics": SITE_METRICS.iter().map(|(name, _)| *name).collect::<Vec<_>>(),
+        "ena_metrics": ENA_METRICS.iter().map(|(_, name)| *name).collect::<Vec<_>>(),
         "forward_metrics": if m.per_forward { FORWARD_METRICS.to_vec() } else { Vec::new() },
         "custom_metrics": count(site),
         "put_metric_data_requests_per_month": requests_per_month(site),
@@ -136,16 +150,17 @@ mod tests {
         assert_eq!(count(&site(base)), 0);
         assert!(notes(&site(base)).is_empty());
         let plain = site(&format!("{base}metrics: {{cloudwatch: true}}\n"));
-        assert_eq!(count(&plain), 8);
+        // 8 site metrics and ENA's 5.
+        assert_eq!(count(&plain), 13);
         assert_eq!(requests_per_month(&plain), 43_800);
-        assert!((monthly_cost(&plain) - (2.40 + 0.438)).abs() < 1e-9);
+        assert!((monthly_cost(&plain) - (3.90 + 0.438)).abs() < 1e-9);
         assert!(
-            notes(&plain)[0].contains("8 custom metrics"),
+            notes(&plain)[0].contains("13 custom metrics"),
             "{:?}",
             notes(&plain)
         );
         assert!(
-            notes(&plain)[0].contains("$2.84 a month"),
+            notes(&plain)[0].contains("$4.34 a month"),
             "{:?}",
             notes(&plain)
         );
@@ -153,6 +168,6 @@ mod tests {
         let per = site(&format!(
             "{base}metrics: {{cloudwatch: true, per_forward: true}}\n"
         ));
-        assert_eq!(count(&per), 11);
+        assert_eq!(count(&per), 16);
     }
 }

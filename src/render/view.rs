@@ -157,6 +157,9 @@ pub struct MetricsView {
     pub per_forward: bool,
     /// Most metrics in one PutMetricData request.
     pub per_request: usize,
+    /// ENA's allowance counters and the metric each becomes, as
+    /// "counter=Metric" words.
+    pub ena: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -279,6 +282,11 @@ impl View {
                 namespace: crate::metrics::NAMESPACE,
                 per_forward: m.per_forward,
                 per_request: crate::metrics::PER_REQUEST,
+                ena: crate::metrics::ENA_METRICS
+                    .iter()
+                    .map(|(counter, metric)| format!("{counter}={metric}"))
+                    .collect::<Vec<_>>()
+                    .join(" "),
             }),
             aws: site.failover.is_some() || site.metrics.is_some(),
             vpc_cidrs: site.vpc_cidrs.iter().map(|c| c.to_string()).collect(),

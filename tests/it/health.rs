@@ -504,3 +504,69 @@ fn two_hundred_clean_checks_raise_no_alarm() {
     check_all_up(&lab, &mut f);
     f.assert_clean(&lab);
 }
+
+/// ENA's allowance counters as natbake-status shows them and the metrics
+/// publish them: read with `ethtool -S` from the interfaces whose driver is
+/// `ena`, and only the `*_allowance_exceeded` ones. The library runs as
+/// rendered, against a made-up /sys/class/net and an `ethtool` stand-in
+/// that prints what ENA's driver prints.
+#[test]
+fn ena_allowance_counters_come_from_ena_interfaces_only() {
+    let site = site();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for (dev, driver) in [("ens5", "ena"), ("ens6", "ena"), ("eth9", "virtio_net")] {
+        fs::create_dir_all(d.join("drivers").join(driver)).unwrap();
+        fs::create_dir_all(d.join("net").join(dev).join("device")).unwrap();
+        std::os::unix::fs::symlink(
+            d.join("drivers").join(driver),
+            d.join("net").join(dev).join("device/driver"),
+        )
+        .unwrap();
+        fs::write(
+            d.join(format!("stats-{dev}")),
+            format!(
+                "NIC statistics:\n     tx_timeout: 0\n     bw_in_allowance_exceeded: {n}\n     bw_out_allowance_exceeded: 0\n     pps_allowance_exceeded: 7\n     conntrack_allowance_exceeded: 3\n     linklocal_allowance_exceeded: 0\n     conntrack_allowance_available: 136812\n",
+                n = dev.len() * 100
+            ),
+        )
+        .unwrap();
+    }
+    fs::create_dir_all(d.join("net/lo")).unwrap();
+    let script = format!(
+        ". '{lib}'\nSYSFS_NET='{net}'\nfunction ethtool {{ [ \"$1\" = -S ] && cat '{d}/stats-'\"$2\"; }}\nena_allowance",
+        lib = site.site_dir.join("natbake-lib.sh").display(),
+        net = d.join("net").display(),
+        d = d.display()
+    );
+    let out = support::run(std::process::Command::new("bash").args(["-c", &script]));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines.sort();
+    assert_eq!(
+        lines,
+        [
+            "ens5 bw_in_allowance_exceeded 400",
+            "ens5 bw_out_allowance_exceeded 0",
+            "ens5 conntrack_allowance_exceeded 3",
+            "ens5 linklocal_allowance_exceeded 0",
+            "ens5 pps_allowance_exceeded 7",
+            "ens6 bw_in_allowance_exceeded 400",
+            "ens6 bw_out_allowance_exceeded 0",
+            "ens6 conntrack_allowance_exceeded 3",
+            "ens6 linklocal_allowance_exceeded 0",
+            "ens6 pps_allowance_exceeded 7",
+        ]
+    );
+    // Every counter the driver documents is published, and nothing else.
+    let published: Vec<&str> = natbake::metrics::ENA_METRICS
+        .iter()
+        .map(|(c, _)| *c)
+        .collect();
+    let mut seen: Vec<&str> = lines.iter().filter_map(|l| l.split(' ').nth(1)).collect();
+    seen.sort();
+    seen.dedup();
+    let mut want = published.clone();
+    want.sort();
+    assert_eq!(seen, want);
+}

@@ -273,7 +273,7 @@ fn metrics_reach_cloudwatch_as_exact_sums() {
     if !support::require_root("failover metrics (network namespaces)") {
         return;
     }
-    let (_site, fl) = start_with(FIXTURE_HEALTH);
+    let (rendered, fl) = start_with(FIXTURE_HEALTH);
     let site = fl.lab.manifest.site.clone();
     let run = fl.lab.boot_step(&fl.files);
     assert_ok(&fl, &run, "boot of A");
@@ -359,9 +359,22 @@ fn metrics_reach_cloudwatch_as_exact_sums() {
         assert_eq!(sum(name, &site_dim).1, 3, "{name}");
     }
     assert!(sum("ForwardedBytesIn", &site_dim).0 > 0.0);
-    // The metrics the manifest announces, and no others.
+    // The metrics the manifest announces, and no others, but ENA's: the
+    // lab's interfaces are veth, without ENA's allowance counters.
     let per_forward = allowed.len() + denied.len();
-    assert_eq!(got.len(), 8 + per_forward, "{got:?}");
+    assert_eq!(
+        got.len(),
+        natbake::metrics::SITE_METRICS.len() + per_forward,
+        "{got:?}"
+    );
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(rendered.site_dir.join("manifest.json")).expect("manifest.json"),
+    )
+    .expect("manifest.json is JSON");
+    assert_eq!(
+        manifest["metrics"]["custom_metrics"],
+        natbake::metrics::SITE_METRICS.len() + natbake::metrics::ENA_METRICS.len() + per_forward
+    );
 
     // A failing check (the interface taken away) still reports, as 0.
     fl.release();
