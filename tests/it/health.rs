@@ -490,6 +490,10 @@ fn two_hundred_clean_checks_raise_no_alarm() {
     let site = site();
     let (lab, files) = lab_for(&site);
     let mut f = Findings::new("clean checks");
+    let first = lab.health_check(&files);
+    f.check(first.success(), format!("first check: {}", first.explain()));
+    let before = lab.status(&files)["health"]["compared"].as_u64();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
     let runs = lab.health_checks(&files, 200);
     f.check(runs.success(), format!("200 checks: {}", runs.explain()));
     f.check(
@@ -500,6 +504,14 @@ fn two_hundred_clean_checks_raise_no_alarm() {
     f.check(
         status["health"]["state"] == "ok" && status["health"]["last_repair"].is_null(),
         format!("status: {}", status["health"]),
+    );
+    // Half the runs compared the whole ruleset, the last one among them.
+    f.check(
+        before.is_some() && status["health"]["compared"].as_u64() > before,
+        format!(
+            "the runs that read the ruleset left no mark (first {before:?}): {}",
+            status["health"]
+        ),
     );
     check_all_up(&lab, &mut f);
     f.assert_clean(&lab);
