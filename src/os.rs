@@ -61,16 +61,19 @@ const AL2023_NEEDS: &[Need] = &[
     need("iptables-restore", "iptables-nft"),
     need("curl", "curl-minimal"),
     need("logger", "util-linux"),
+    need("ipset", "ipset"),
 ];
 const DEBIAN_NEEDS: &[Need] = &[
     need("iptables-restore", "iptables"),
     need("curl", "curl"),
     need("logger", "bsdutils"),
+    need("ipset", "ipset"),
 ];
 const AMZN1_NEEDS: &[Need] = &[
     need("iptables-restore", "iptables"),
     need("curl", "curl"),
     need("logger", "util-linux"),
+    need("ipset", "ipset"),
 ];
 
 impl Os {
