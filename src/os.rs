@@ -397,13 +397,13 @@ mod tests {
     }
 
     #[test]
-    fn every_os_installs_the_three_tools_the_boot_step_needs() {
+    fn every_os_installs_the_tools_the_boot_step_needs() {
         for os in Os::ALL {
             let p = os.packages();
             let commands: Vec<&str> = p.needs.iter().map(|n| n.command).collect();
             assert_eq!(
                 commands,
-                ["iptables-restore", "curl", "logger"],
+                ["iptables-restore", "curl", "logger", "ipset"],
                 "{}",
                 os.name()
             );

@@ -145,6 +145,56 @@ mod tests {
             .collect()
     }
 
+    fn site(forwards: &str) -> Site {
+        let yaml = format!(
+            "version: 1\nsite: s\nos: debian-12\nvpc_cidrs: [10.0.0.0/16]\nforwards:\n{forwards}"
+        );
+        crate::validate::parse(std::path::Path::new("t.yaml"), yaml.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn forwards_to_the_same_target_port_share_their_bytes() {
+        let s = site(concat!(
+            "  - {name: a, port: 80, to: '10.0.1.5:8080', from: [0.0.0.0/0], public: true}\n",
+            "  - {name: b, port: 8080, to: '10.0.1.5:8080', from: [0.0.0.0/0], public: true}\n",
+            "  - {name: c, port: 7000-7100, to: 10.0.1.6, from: [0.0.0.0/0], public: true}\n",
+            "  - {name: d, port: 9000, to: '10.0.1.6:7050', from: [0.0.0.0/0], public: true}\n",
+            "  - {name: e, port: 9001, to: '10.0.1.6:7050', proto: udp, from: [0.0.0.0/0], public: true}\n",
+            "  - {name: f, port: 9002, to: '10.0.1.7:7050', from: [0.0.0.0/0], public: true}\n",
+        ));
+        // a and b: the same element; d: inside c's range; e: another
+        // protocol; f: another address.
+        assert_eq!(shared(&s), [true, true, true, true, false, false]);
+        // 10.0.1.5 tcp 8080, 101 ports of 10.0.1.6, udp 7050, 10.0.1.7.
+        assert_eq!(element_count(&s), 1 + 101 + 1 + 1);
+        let sets = sets(&s);
+        assert_eq!(
+            sets.iter().map(|s| s.name).collect::<Vec<_>>(),
+            [SET_IN, SET_OUT]
+        );
+        assert_eq!(
+            sets[0].options,
+            "hash:ip,port family inet hashsize 128 maxelem 104 counters"
+        );
+        assert_eq!(
+            sets[0].adds,
+            [
+                "10.0.1.5,tcp:8080",
+                "10.0.1.6,tcp:7000-7100",
+                "10.0.1.6,udp:7050",
+                "10.0.1.7,tcp:7050"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_site_without_forwards_has_no_sets() {
+        let yaml = "version: 1\nsite: s\nos: debian-12\nvpc_cidrs: [10.0.0.0/16]\n";
+        let s = crate::validate::parse(std::path::Path::new("t.yaml"), yaml.as_bytes()).unwrap();
+        assert!(sets(&s).is_empty());
+        assert_eq!(element_count(&s), 0);
+    }
+
     #[test]
     fn consecutive_ports_of_one_target_make_one_range() {
         let all = set(&[
