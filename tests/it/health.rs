@@ -11,8 +11,8 @@ use std::fs;
 use std::net::Ipv4Addr;
 
 use natbake::render::artifact::RULES;
-use natbake::render::ipsets::{SET_IN, SET_OUT};
 use natbake::render::install_path;
+use natbake::render::ipsets::{SET_IN, SET_OUT};
 use natbake::site::Proto;
 use serde_json::Value;
 
@@ -204,9 +204,7 @@ fn check_bytes(status: &Value, expected: &[(String, Proto, usize, u64)], f: &mut
         let (b_in, b_out) = (s["bytes_in"].as_u64(), s["bytes_out"].as_u64());
         let n = *connections as u64;
         let ok = match proto {
-            Proto::Udp => {
-                b_in == Some(n * (UDP_HEADERS + PROBE_LINE)) && b_out == Some(*answers)
-            }
+            Proto::Udp => b_in == Some(n * (UDP_HEADERS + PROBE_LINE)) && b_out == Some(*answers),
             // At least SYN, ACK, the line and a FIN in (40 bytes of headers
             // each), SYN-ACK and the answer out; far less than 2,000 bytes.
             Proto::Tcp => {
@@ -262,7 +260,7 @@ fn check_bytes_of_one_forward(lab: &Lab, files: &InstallSet, f: &mut Findings) {
     let delta: Vec<Option<u64>> = before
         .iter()
         .zip(&after)
-        .map(|(b, a)| Some(a.as_ref()?.checked_sub(*b.as_ref()?)?))
+        .map(|(b, a)| a.as_ref()?.checked_sub(*b.as_ref()?))
         .collect();
     f.check(
         delta[0].is_some_and(|d| d > 0)
@@ -463,7 +461,10 @@ fn a_missing_or_emptied_ipset_is_found_and_repaired() {
         .collect();
     let entries = |h: &Option<String>| {
         h.as_deref()
-            .and_then(|h| h.lines().find_map(|l| l.strip_prefix("Number of entries: ")))
+            .and_then(|h| {
+                h.lines()
+                    .find_map(|l| l.strip_prefix("Number of entries: "))
+            })
             .map(str::to_owned)
     };
     f.check(
@@ -494,7 +495,10 @@ fn a_missing_or_emptied_ipset_is_found_and_repaired() {
                 && check.stderr.contains("Drift found")
                 && check.stderr.contains(finding)
                 && check.stderr.contains("Repaired"),
-            format!("{what}: the check did not find and repair it: {}", check.explain()),
+            format!(
+                "{what}: the check did not find and repair it: {}",
+                check.explain()
+            ),
         );
         let now: Vec<Option<String>> = [SET_IN, SET_OUT]
             .iter()
