@@ -3,7 +3,7 @@
 #
 #   unshare -n bash bench/health-in-netns.sh DIR RULES REPS
 #
-# Loads RULES, switches forwarding on (in the namespace), runs DIR/natbake-health
+# Loads the ipsets.v4 next to RULES, then RULES, switches forwarding on (in the namespace), runs DIR/natbake-health
 # once (it keeps the expected view of the ruleset, as configure-pat.sh does at
 # boot, and the nf_tables generation it found right), then times REPS checks
 # back to back as they run most of the time (ruleset unchanged, counters not
@@ -17,6 +17,7 @@ set -euo pipefail
 [ $# -eq 3 ] || die "usage: unshare -n bash bench/health-in-netns.sh DIR RULES REPS"
 in_fresh_netns || die "refusing to run outside a fresh network namespace (unshare -n)"
 dir=$1 rules=$2 reps=$3
+ipset restore <"$(dirname "$rules")/ipsets.v4" || die "the ipsets did not load"
 iptables-restore --noflush "$rules" || die "the ruleset did not load"
 sysctl -q -w net.ipv4.ip_forward=1
 # Logs to stderr, not to the host's syslog.

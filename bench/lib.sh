@@ -150,7 +150,7 @@ bench_begin() {
     for n in "$ROUNDS" "$EGRESS_ROUNDS" "$EGRESS_SECONDS" "$RUN_SECONDS" "$THREADS" "$APPLY_REPS" "$PERCALL_REPS"; do
         [[ $n =~ ^[1-9][0-9]?$ ]] || die "BENCH_* knobs must be integers 1..99"
     done
-    for c in ip unshare iptables iptables-restore iptables-save python3 awk sha256sum; do
+    for c in ip unshare iptables iptables-restore iptables-save ipset python3 awk sha256sum; do
         need_cmd "$c" || die "missing $c"
     done
     trap bench_cleanup EXIT
@@ -222,6 +222,7 @@ gen() { python3 "$BENCH_DIR/gen-specs.py" "$@" --first-port "$FIRST_PORT" --targ
 # Renders the rulesets the network parts need, once (once per run.sh run,
 # through BENCH_SHARED):
 #   one.v4  1 forward (port 20000)   mid.v4  1,000 forwards   big.v4  10,000
+#   (each with its ipsets.v4 as one.ipsets, mid.ipsets, big.ipsets)
 #   plain.v4  the plain list of 10,000   masq.v4  MASQUERADE only
 RULES=""
 need_rules() {
@@ -237,6 +238,7 @@ need_rules() {
         "$NATBAKE" render "$WORK/spec-$name/$name-0001.yaml" -o "$WORK/out-$name" >/dev/null ||
             die "natbake render of the $count-forward spec failed"
         cp "$WORK/out-$name/$name-0001/rules.v4" "$tmp/$name.v4"
+        cp "$WORK/out-$name/$name-0001/ipsets.v4" "$tmp/$name.ipsets"
     done
     gen plain --out "$tmp/plain.v4" --forwards 10000
     # The reference for egress: what common NAT images ship.
@@ -311,7 +313,11 @@ topo_up() { # topo_up NAME RULESET [iperf]
     # More source ports for the client, so tuples are reused less often.
     ip netns exec "$inet" sysctl -qw net.ipv4.ip_local_port_range="1024 65000"
 
-    # The NAT: ruleset first, then forwarding (never forwarding without it).
+    # The NAT: natbake's ipsets (which its rules match), the ruleset, then
+    # forwarding (never forwarding without them).
+    if [ -f "${rules%.v4}.ipsets" ]; then
+        ip netns exec "$nat" ipset restore <"${rules%.v4}.ipsets" || die "$name: ipset restore failed"
+    fi
     ip netns exec "$nat" iptables-restore --noflush "$rules" || die "$name: iptables-restore failed"
     ip netns exec "$nat" sysctl -qw net.ipv4.ip_forward=1
 

@@ -36,8 +36,8 @@ for ((i = 1; i <= PERCALL_REPS; i++)); do
     esac
     for step in "${order[@]}"; do
         case $step in
-            restore) tr=$(timed_in_fresh_ns "$WORK/save-restore.txt" iptables-restore --noflush "$RULES/mid.v4") ;;
-            calls) tc=$(timed_in_fresh_ns "$WORK/save-calls.txt" bash "$WORK/calls.sh") ;;
+            restore) tr=$(BENCH_IPSETS=$RULES/mid.ipsets timed_in_fresh_ns "$WORK/save-restore.txt" iptables-restore --noflush "$RULES/mid.v4") ;;
+            calls) tc=$(BENCH_IPSETS=$RULES/mid.ipsets timed_in_fresh_ns "$WORK/save-calls.txt" bash "$WORK/calls.sh") ;;
             plain) tp=$(timed_in_fresh_ns "$WORK/save-plain.txt" bash "$WORK/calls-plain.sh") ;;
         esac
         sleep 0.3 # let the previous namespace's teardown finish

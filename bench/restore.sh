@@ -14,7 +14,7 @@ log "== restore"
 need_rules
 times=()
 for ((i = 1; i <= APPLY_REPS; i++)); do
-    t=$(timed_in_fresh_ns "$WORK/save-big.txt" iptables-restore --noflush "$RULES/big.v4")
+    t=$(BENCH_IPSETS=$RULES/big.ipsets timed_in_fresh_ns "$WORK/save-big.txt" iptables-restore --noflush "$RULES/big.v4")
     times+=("$t")
     sleep 0.3 # let the previous namespace's teardown finish
 done

@@ -33,12 +33,12 @@ cd "$(dirname "$0")/.."
 # Debian packages: validators (shellcheck, packer, cloud-init, systemd;
 # botocore checks security-group.json as the AWS CLI would; the AWS CLI
 # deploys stack.cfn.yaml into moto),
-# the network tests (iproute2, iptables, socat, curl) and the boot tests
+# the network tests (iproute2, iptables, ipset, socat, curl) and the boot tests
 # (debootstrap, systemd-nspawn, and nftables and conntrack to reset the
 # namespace between boots); time measures the peak memory of a build;
 # cron's `crontab -n` checks the health check's cron file.
 packages=(
-  shellcheck packer cloud-init systemd iptables iproute2 procps util-linux
+  shellcheck packer cloud-init systemd iptables ipset iproute2 procps util-linux
   socat curl python3 python3-yaml python3-botocore debootstrap
   systemd-container coreutils nftables conntrack time python3-venv awscli
   cron

@@ -62,12 +62,14 @@ const AL2023_NEEDS: &[Need] = &[
     need("curl", "curl-minimal"),
     need("logger", "util-linux"),
     need("perl", "perl-interpreter"),
+    need("ipset", "ipset"),
 ];
 const DEBIAN_NEEDS: &[Need] = &[
     need("iptables-restore", "iptables"),
     need("curl", "curl"),
     need("logger", "bsdutils"),
     need("perl", "perl-base"),
+    need("ipset", "ipset"),
 ];
 const AMZN1_NEEDS: &[Need] = &[
     need("iptables-restore", "iptables"),
@@ -400,10 +402,12 @@ mod tests {
         for os in Os::ALL {
             let p = os.packages();
             let commands: Vec<&str> = p.needs.iter().map(|n| n.command).collect();
-            // perl reads the nf_tables generation for the health check;
-            // the legacy AMI's iptables does not use nf_tables.
+            // perl reads the nf_tables generation for the health check
+            // and ipset counts bytes per forward; the legacy AMI's
+            // iptables does not use nf_tables and its ipset predates
+            // counters.
             let want: &[&str] = if os.has_systemd() {
-                &["iptables-restore", "curl", "logger", "perl"]
+                &["iptables-restore", "curl", "logger", "perl", "ipset"]
             } else {
                 &["iptables-restore", "curl", "logger"]
             };

@@ -10,7 +10,7 @@
 //!
 //! The table's order is the order of rendering, and of the manifest and
 //! SHA256SUMS: an artifact may use any artifact above it. configure-pat.sh
-//! carries the digest of rules.v4, the user data carries every installed
+//! carries the digests of rules.v4 and ipsets.v4, the user data carries every installed
 //! file, the manifest lists every file above it, and SHA256SUMS comes last.
 
 use super::{Artifact, Templates, json, sha256_hex, stack, user_data, view::View};
@@ -20,6 +20,8 @@ use anyhow::{Result, anyhow};
 
 /// The iptables-restore ruleset.
 pub const RULES: &str = "rules.v4";
+/// The ipsets that count each forward's bytes, loaded before the ruleset.
+pub const IPSETS: &str = "ipsets.v4";
 /// The kernel settings.
 pub const SYSCTL: &str = "sysctl.conf";
 /// The boot step.
@@ -237,6 +239,15 @@ pub const ARTIFACTS: &[ArtifactDef] = &[
         when: When::Always,
     },
     ArtifactDef {
+        name: IPSETS,
+        template: template!("ipsets.v4"),
+        render: just_the_template,
+        install_path: Some("/etc/natbake/ipsets.v4"),
+        mode: 0o644,
+        os: ForOs::All,
+        when: When::Always,
+    },
+    ArtifactDef {
         name: SYSCTL,
         template: template!("sysctl.conf"),
         render: just_the_template,
@@ -436,9 +447,10 @@ fn just_the_template(i: &mut Input<'_>) -> Result<Option<Output>> {
     i.template().map(Some)
 }
 
-/// The boot script refuses any ruleset but the one rendered with it.
+/// The boot script refuses any ruleset or sets but those rendered with it.
 fn configure_pat(i: &mut Input<'_>) -> Result<Option<Output>> {
     i.view.rules_sha256 = sha256_hex(&i.rendered(RULES)?.bytes);
+    i.view.ipsets_sha256 = sha256_hex(&i.rendered(IPSETS)?.bytes);
     just_the_template(i)
 }
 

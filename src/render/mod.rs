@@ -12,6 +12,7 @@
 pub mod artifact;
 pub mod escape;
 mod gzip;
+pub mod ipsets;
 pub mod json;
 pub mod rules;
 pub mod stack;

@@ -6,7 +6,7 @@
 //! stays raw here; templates escape it with the helper for their format.
 
 use super::artifact::{self, ARTIFACTS, STATE_DIR, install_path};
-use super::{Artifact, escape, rules};
+use super::{Artifact, escape, ipsets, rules};
 use crate::os::{Boot, Packages};
 use crate::site::{Partition, Site};
 use serde::Serialize;
@@ -24,6 +24,8 @@ pub struct View {
     /// SHA-256 of the rendered rules.v4, which configure-pat.sh checks
     /// before loading it (filled once rules.v4 is rendered).
     pub rules_sha256: String,
+    /// SHA-256 of the rendered ipsets.v4, checked the same way.
+    pub ipsets_sha256: String,
     pub os: &'static str,
     pub arch: &'static str,
     pub systemd: bool,
@@ -40,6 +42,16 @@ pub struct View {
     pub forwards: Vec<ForwardView>,
     pub sysctl: Vec<KeyValue>,
     pub tables: Vec<rules::Table>,
+    /// The sets counting each forward's bytes (none without forwards).
+    pub ipsets: Vec<ipsets::IpSet>,
+    /// Whether the site has those sets, and so needs the `ipset` tool:
+    /// with forwards, on every os but the legacy AWS NAT AMI.
+    pub byte_sets: bool,
+    /// Elements in each set, which the health check expects to find.
+    pub ipset_elements: usize,
+    /// The sets' names: from the clients, back to them.
+    pub ipset_in: &'static str,
+    pub ipset_out: &'static str,
     pub ami: AmiView,
     /// Shell lines installing the tools the boot step misses, shared by
     /// provision.sh and the user data.
@@ -86,6 +98,7 @@ pub struct View {
 #[derive(Debug, Serialize)]
 pub struct Paths {
     pub rules: &'static str,
+    pub ipsets: &'static str,
     pub sysctl: &'static str,
     pub script: &'static str,
     pub unit: &'static str,
@@ -167,6 +180,12 @@ pub struct ForwardView {
     pub name: String,
     /// One line saying what the forward does, for logs.
     pub summary: String,
+    /// What its bytes are counted on: target address, protocol and the
+    /// first and last target port.
+    pub counted_as: String,
+    /// Whether another forward has the same target address, protocol and
+    /// a port in common, and so shares the counted bytes.
+    pub bytes_shared: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -205,10 +224,12 @@ pub struct FileView {
 
 impl View {
     pub fn new(site: &Site) -> View {
+        let shared = ipsets::shared(site);
         let forwards = site
             .forwards
             .iter()
-            .map(|f| {
+            .zip(shared)
+            .map(|(f, bytes_shared)| {
                 let to = if f.ports.is_range() {
                     format!("{} (same ports)", f.target)
                 } else {
@@ -229,12 +250,21 @@ impl View {
                 ForwardView {
                     name: f.name.clone(),
                     summary,
+                    counted_as: format!(
+                        "{} {} {} {}",
+                        f.target,
+                        f.proto.name(),
+                        f.target_ports.first,
+                        f.target_ports.last
+                    ),
+                    bytes_shared,
                 }
             })
             .collect();
         let install = install_script(&site.os.packages());
         let paths = Paths {
             rules: install_path(artifact::RULES),
+            ipsets: install_path(artifact::IPSETS),
             sysctl: install_path(artifact::SYSCTL),
             script: install_path(artifact::SCRIPT),
             unit: install_path(artifact::UNIT),
@@ -270,6 +300,7 @@ impl View {
             description: site.description.clone(),
             spec_sha256: site.spec_sha256.clone(),
             rules_sha256: String::new(),
+            ipsets_sha256: String::new(),
             os: site.os.name(),
             arch: site.arch.name(),
             systemd: site.os.has_systemd(),
@@ -301,6 +332,11 @@ impl View {
                 })
                 .collect(),
             tables: rules::tables(site),
+            ipsets: ipsets::sets(site),
+            byte_sets: ipsets::counts_bytes(site),
+            ipset_elements: ipsets::element_count(site),
+            ipset_in: ipsets::SET_IN,
+            ipset_out: ipsets::SET_OUT,
             ami: ami_view(site),
             install_script_yaml: yaml_block(&install, 6),
             install_script: install,

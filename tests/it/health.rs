@@ -12,6 +12,7 @@ use std::net::Ipv4Addr;
 
 use natbake::render::artifact::RULES;
 use natbake::render::install_path;
+use natbake::render::ipsets::{SET_IN, SET_OUT};
 use natbake::site::Proto;
 use serde_json::Value;
 
@@ -87,14 +88,18 @@ fn status_counts_exactly_the_connections_made_and_denied() {
     // over its allowed clients) and k + 2 from a source it does not allow.
     let mut probes = Vec::new();
     let mut expected = Vec::new();
+    let mut expected_bytes = Vec::new();
     for (k, (i, fw)) in lab.tested_forwards().enumerate() {
         let clients = &lab.plan.allowed_clients[i];
         let allowed = k + 1;
         let denied = if fw.public { 0 } else { k + 2 };
+        let mut answers = 0;
         for n in 0..allowed {
             let c = clients[n % clients.len()];
             probes.push(probe(&lab, i, c, Expect::SeenAs(c)));
+            answers += udp_answer_len(c);
         }
+        expected_bytes.push((fw.name.clone(), fw.proto, allowed, answers));
         for _ in 0..denied {
             probes.push(probe(&lab, i, lab.plan.disallowed_client, Expect::Nothing));
         }
@@ -154,7 +159,119 @@ fn status_counts_exactly_the_connections_made_and_denied() {
             .is_some_and(|n| n > 0),
         format!("conntrack: {}", status["conntrack"]),
     );
+    check_bytes(&status, &expected_bytes, &mut f);
+    check_bytes_of_one_forward(&lab, &files, &mut f);
     f.assert_clean(&lab);
+}
+
+/// IPv4 and UDP headers, without options.
+const UDP_HEADERS: u64 = 28;
+/// What a probe sends: `natbake-probe\n`.
+const PROBE_LINE: u64 = 14;
+
+/// The bytes of a UDP service's answer to a client at `c`: its headers and
+/// the line `<address> <port>\n`, the lab's probe source ports having five
+/// digits.
+fn udp_answer_len(c: Ipv4Addr) -> u64 {
+    UDP_HEADERS + c.to_string().len() as u64 + 7
+}
+
+/// Bytes per forward in the status against the probes that went through:
+/// exact for UDP (one datagram each way per probe), within the bounds of a
+/// short TCP connection for TCP (its segments depend on timing), and, for
+/// all forwards together, exactly what NATBAKE-BYTES' two rules counted:
+/// each forwarded packet matches one rule and one set element. Denied
+/// attempts are never translated, so they count nowhere.
+fn check_bytes(status: &Value, expected: &[(String, Proto, usize, u64)], f: &mut Findings) {
+    let (mut sum_in, mut sum_out) = (0, 0);
+    for fw in status["forwards"].as_array().into_iter().flatten() {
+        sum_in += fw["bytes_in"].as_u64().unwrap_or(0);
+        sum_out += fw["bytes_out"].as_u64().unwrap_or(0);
+        f.check(
+            fw["bytes_shared"] == false,
+            format!("{}: no other forward has its target, yet {fw}", fw["name"]),
+        );
+    }
+    for (dir, sum) in [("in", sum_in), ("out", sum_out)] {
+        let site = &status["forwarded_bytes"][dir];
+        f.check(
+            site.as_u64() == Some(sum),
+            format!("bytes {dir}: the forwards add up to {sum}, NATBAKE-BYTES counted {site}"),
+        );
+    }
+    for (name, proto, connections, answers) in expected {
+        let s = forward_status(status, name);
+        let (b_in, b_out) = (s["bytes_in"].as_u64(), s["bytes_out"].as_u64());
+        let n = *connections as u64;
+        let ok = match proto {
+            Proto::Udp => b_in == Some(n * (UDP_HEADERS + PROBE_LINE)) && b_out == Some(*answers),
+            // At least SYN, ACK, the line and a FIN in (40 bytes of headers
+            // each), SYN-ACK and the answer out; far less than 2,000 bytes.
+            Proto::Tcp => {
+                b_in.is_some_and(|b| b >= n * (4 * 40 + PROBE_LINE) && b < n * 2000)
+                    && b_out.is_some_and(|b| b >= n * (2 * 40 + 20) && b < n * 2000)
+            }
+        };
+        f.check(
+            ok,
+            format!(
+                "{name}: {connections} {} connections, bytes in {b_in:?} out {b_out:?} (UDP answers {answers} bytes)",
+                proto.name()
+            ),
+        );
+    }
+}
+
+/// One TCP forward's bytes grow by exactly what the site's NATBAKE-BYTES
+/// rules count while only it carries traffic.
+fn check_bytes_of_one_forward(lab: &Lab, files: &InstallSet, f: &mut Findings) {
+    let i = tcp_forward(lab);
+    let name = lab.manifest.forwards[i].name.clone();
+    let reading = |status: &Value| {
+        let fw = forward_status(status, &name);
+        [
+            status["forwarded_bytes"]["in"].as_u64(),
+            status["forwarded_bytes"]["out"].as_u64(),
+            fw["bytes_in"].as_u64(),
+            fw["bytes_out"].as_u64(),
+        ]
+    };
+    let settled = || {
+        // The last segments of closed connections may still be on their
+        // way: wait until two readings agree.
+        let mut last = reading(&lab.status(files));
+        for _ in 0..20 {
+            std::thread::sleep(std::time::Duration::from_millis(250));
+            let now = reading(&lab.status(files));
+            if now == last {
+                return now;
+            }
+            last = now;
+        }
+        last
+    };
+    let before = settled();
+    let client = lab.plan.allowed_clients[i][0];
+    let probes: Vec<_> = (0..3)
+        .map(|_| probe(lab, i, client, Expect::SeenAs(client)))
+        .collect();
+    lab.run_probes(&probes, f);
+    let after = settled();
+    let delta: Vec<Option<u64>> = before
+        .iter()
+        .zip(&after)
+        .map(|(b, a)| a.as_ref()?.checked_sub(*b.as_ref()?))
+        .collect();
+    f.check(
+        delta[0].is_some_and(|d| d > 0)
+            && delta[1].is_some_and(|d| d > 0)
+            && delta[0] == delta[2]
+            && delta[1] == delta[3],
+        format!(
+            "{name}: 3 more connections: site-wide bytes in/out grew by {:?}/{:?}, the forward's by {:?}/{:?}",
+            delta[0], delta[1], delta[2], delta[3]
+        ),
+    );
 }
 
 /// A fault as someone or something could cause it on the instance.
@@ -309,6 +426,99 @@ fn each_fault_is_found_by_the_next_check_and_repaired() {
         );
     }
     check_all_up(&lab, &mut f);
+    f.assert_clean(&lab);
+}
+
+/// The header of an ipset in the NAT namespace, or None if it is missing.
+fn ipset_header(lab: &Lab, set: &str) -> Option<String> {
+    let out = in_ns(&lab.ns.nat, "ipset")
+        .args(["list", "-t", set])
+        .output()
+        .expect("run ipset");
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The ipsets behind the bytes per forward: an emptied set, and a missing
+/// one (which only goes once no rule matches it), are found by the next
+/// check and loaded again, with every element.
+#[test]
+fn a_missing_or_emptied_ipset_is_found_and_repaired() {
+    if !support::require_root("the health tests") {
+        return;
+    }
+    let site = site();
+    let (lab, files) = lab_for(&site);
+    let i = tcp_forward(&lab);
+    let mut f = Findings::new("ipsets");
+    let clean = lab.health_check(&files);
+    f.check(clean.success(), format!("first check: {}", clean.explain()));
+    let rules = lab.iptables_save();
+    let headers: Vec<Option<String>> = [SET_IN, SET_OUT]
+        .iter()
+        .map(|s| ipset_header(&lab, s))
+        .collect();
+    let entries = |h: &Option<String>| {
+        h.as_deref()
+            .and_then(|h| {
+                h.lines()
+                    .find_map(|l| l.strip_prefix("Number of entries: "))
+            })
+            .map(str::to_owned)
+    };
+    f.check(
+        headers.iter().all(|h| entries(h).is_some_and(|n| n != "0")),
+        format!("the sets after the boot step: {headers:?}"),
+    );
+    type Inject = fn(&Lab);
+    let faults: [(&str, &str, Inject); 2] = [
+        (
+            "natbake-out emptied",
+            "the ipset natbake-out holds 0 elements",
+            |lab| lab.on_nat("ipset", &["flush", SET_OUT]),
+        ),
+        (
+            "natbake-in destroyed",
+            "the ipset natbake-in is missing",
+            |lab| {
+                lab.on_nat("iptables", &["-F", "NATBAKE-BYTES"]);
+                lab.on_nat("ipset", &["destroy", SET_IN]);
+            },
+        ),
+    ];
+    for (what, finding, inject) in faults {
+        inject(&lab);
+        let check = lab.health_check(&files);
+        f.check(
+            check.success()
+                && check.stderr.contains("Drift found")
+                && check.stderr.contains(finding)
+                && check.stderr.contains("Repaired"),
+            format!(
+                "{what}: the check did not find and repair it: {}",
+                check.explain()
+            ),
+        );
+        let now: Vec<Option<String>> = [SET_IN, SET_OUT]
+            .iter()
+            .map(|s| ipset_header(&lab, s))
+            .collect();
+        f.check(
+            now.iter().map(entries).eq(headers.iter().map(entries)),
+            format!("{what}: the sets after the repair: {now:?}, before: {headers:?}"),
+        );
+        f.check(
+            lab.iptables_save() == rules,
+            format!("{what}: the rules are not back as loaded"),
+        );
+        check_forward(&lab, i, &mut f);
+        let after = lab.health_check(&files);
+        f.check(
+            after.success() && !after.stderr.contains("Drift"),
+            format!("{what}: the check after the repair: {}", after.explain()),
+        );
+    }
     f.assert_clean(&lab);
 }
 

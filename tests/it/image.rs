@@ -77,10 +77,11 @@ impl Flavor {
             "systemd",
             "systemd-sysv",
             "dbus",
-            // sysctl, iptables-restore, ip: what configure-pat.sh and
-            // provision.sh use.
+            // sysctl, iptables-restore, ipset, ip: what configure-pat.sh
+            // and provision.sh use.
             "procps",
             "iptables",
+            "ipset",
             "iproute2",
             "kmod",
             // IMDSv2 from configure-pat.sh.

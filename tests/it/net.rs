@@ -27,6 +27,7 @@ use crate::netlab::{
 use crate::support::{self, Finished, ScratchDir};
 use natbake::render::artifact::RULES;
 use natbake::render::install_path;
+use natbake::render::ipsets::{SET_IN, SET_OUT};
 
 /// "Within a few seconds": how long configure-pat.sh may take when no
 /// metadata service answers at all.
@@ -673,6 +674,101 @@ fn stale_chains_are_removed_and_each_removal_checked() {
     f.check(
         !saved.contains(":NATBAKE-OLD-B") && saved.contains(":NATBAKE-OLD-A"),
         format!("NATBAKE-OLD-B should be gone and NATBAKE-OLD-A kept:\n{saved}"),
+    );
+    f.assert_clean(&lab);
+}
+
+/// `ipset save` of one set in the NAT namespace, or None if it is missing.
+fn ipset_save(lab: &Lab, set: &str) -> Option<String> {
+    let out = in_ns(&lab.ns.nat, "ipset")
+        .args(["save", set])
+        .output()
+        .expect("run ipset");
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// A rerun loads natbake's sets afresh and swaps them in: the counters
+/// start from zero as the rules' do, the rules keep matching the sets,
+/// natbake sets the files no longer have (and a temporary set a stopped
+/// run left) are destroyed, and one that other software still uses fails
+/// the run by name.
+#[test]
+fn ipsets_are_swapped_in_afresh_and_stale_ones_destroyed() {
+    if !support::require_root("ipsets_are_swapped_in_afresh_and_stale_ones_destroyed") {
+        return;
+    }
+    let site = metadata_fixture(sites_with_forwards());
+    let install = InstallSet::from_site_dir(&site.site_dir, &site.manifest);
+    let lab = Lab::start(&site.manifest, LabOptions::matching(&site.manifest));
+    let mut f = Findings::new(format!("{}: ipsets on a rerun", label(&site)));
+    let first = lab.run_configure_pat(&install);
+    if !f.check(first.success(), format!("first run:\n{}", first.explain())) {
+        f.assert_clean(&lab);
+    }
+    let loaded = ipset_save(&lab, SET_IN).unwrap_or_default();
+    let element = loaded
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("add {SET_IN} ")))
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("natbake-in has an element")
+        .to_owned();
+    // Counts as traffic would have left them, a set of an earlier ruleset,
+    // and a temporary set of another type left by a stopped run.
+    lab.on_nat(
+        "ipset",
+        &[
+            "-exist", "add", SET_IN, &element, "packets", "7", "bytes", "700",
+        ],
+    );
+    lab.on_nat("ipset", &["create", "natbake-old", "hash:ip"]);
+    lab.on_nat("ipset", &["create", &format!("{SET_OUT}-new"), "hash:ip"]);
+    let rules = lab.iptables_save();
+    let run = lab.run_configure_pat(&install);
+    f.check(run.success(), format!("rerun:\n{}", run.explain()));
+    let now = ipset_save(&lab, SET_IN).unwrap_or_default();
+    f.check(
+        now.lines().filter(|l| l.starts_with("add ")).count()
+            == loaded.lines().filter(|l| l.starts_with("add ")).count()
+            && now.contains(&format!("add {SET_IN} {element} packets 0 bytes 0")),
+        format!("after the rerun, {SET_IN} should hold every element from zero:\n{now}"),
+    );
+    f.check(
+        lab.iptables_save() == rules,
+        "the rerun changed the rules that match the sets",
+    );
+    for gone in [
+        "natbake-old",
+        &format!("{SET_OUT}-new"),
+        &format!("{SET_IN}-new"),
+    ] {
+        f.check(
+            ipset_save(&lab, gone).is_none(),
+            format!("{gone} should be gone after the rerun"),
+        );
+    }
+    f.check(
+        run.stderr
+            .lines()
+            .any(|l| l.contains("Destroyed natbake ipsets") && l.contains("natbake-old")),
+        format!(
+            "the log should name natbake-old as destroyed:\n{}",
+            run.stderr
+        ),
+    );
+    lab.run_probes(&forward_probes(&lab), &mut f);
+    // A natbake set that other software matches cannot go: the run fails.
+    lab.on_nat("ipset", &["create", "natbake-held", "hash:ip"]);
+    lab.restore_noflush(
+        "held.v4",
+        "*filter\n:OTHERSW-HELD - [0:0]\n-A OTHERSW-HELD -m set --match-set natbake-held src -j RETURN\nCOMMIT\n",
+    );
+    let held = lab.run_configure_pat(&install);
+    check_refused(&lab, &held, "Cannot destroy natbake ipsets", &mut f);
+    f.check(
+        held.stderr.contains("natbake-held"),
+        format!("the error should name natbake-held:\n{}", held.stderr),
     );
     f.assert_clean(&lab);
 }

@@ -201,10 +201,14 @@ fn random_valid_specs_render_what_every_consumer_accepts() {
                 "-n",
                 "sh",
                 "-c",
-                "for f; do iptables-restore \"$f\" || { echo \"$f\"; exit 1; }; done",
+                // Each site's sets first, as configure-pat.sh loads them;
+                // the previous site's rules and sets go before.
+                "for d; do iptables -F && iptables -X && ipset destroy && \
+                 ipset restore <\"$d/ipsets.v4\" && iptables-restore \"$d/rules.v4\" || \
+                 { echo \"$d\"; exit 1; }; done",
                 "sh",
             ])
-            .args(sites.iter().map(|s| s.join("rules.v4"))));
+            .args(&sites));
     }
 }
 

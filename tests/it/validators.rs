@@ -73,9 +73,11 @@ fn rulesets_load_into_a_throwaway_namespace() {
     each_site(|spec, dir| {
         // A real load, not --test: on the nf_tables backend --test lets
         // unknown targets and chains through.
+        // The sets first, as configure-pat.sh loads them: a rule that
+        // matches a missing set is refused.
         let out = run(Command::new("unshare").args(["-n", "sh", "-c"]).arg(
-            "iptables-restore --noflush \"$1\" && iptables-save -t nat && iptables-save -t filter",
-        ).arg("sh").arg(dir.join("rules.v4")));
+            "ipset restore <\"$2\" && iptables-restore --noflush \"$1\" && iptables-save -t nat && iptables-save -t filter",
+        ).arg("sh").arg(dir.join("rules.v4")).arg(dir.join("ipsets.v4")));
         let saved = String::from_utf8_lossy(&out.stdout);
         assert!(
             saved.contains(":FORWARD DROP"),
