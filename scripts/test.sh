@@ -36,12 +36,13 @@ cd "$(dirname "$0")/.."
 # the network tests (iproute2, iptables, ipset, socat, curl) and the boot tests
 # (debootstrap, systemd-nspawn, and nftables and conntrack to reset the
 # namespace between boots); time measures the peak memory of a build;
-# cron's `crontab -n` checks the health check's cron file.
+# cron's `crontab -n` checks the health check's cron file; shfmt parses
+# the scripts with and without their comment lines.
 packages=(
   shellcheck packer cloud-init systemd iptables ipset iproute2 procps util-linux
   socat curl python3 python3-yaml python3-botocore debootstrap
   systemd-container coreutils nftables conntrack time python3-venv awscli
-  cron
+  cron shfmt
 )
 missing=()
 for p in "${packages[@]}"; do

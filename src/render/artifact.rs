@@ -13,7 +13,7 @@
 //! carries the digests of rules.v4 and ipsets.v4, the user data carries every installed
 //! file, the manifest lists every file above it, and SHA256SUMS comes last.
 
-use super::{Artifact, Templates, json, sha256_hex, stack, user_data, view::View};
+use super::{Artifact, Templates, json, sha256_hex, shell, stack, user_data, view::View};
 use crate::os::Os;
 use crate::site::Site;
 use anyhow::{Result, anyhow};
@@ -268,7 +268,7 @@ pub const ARTIFACTS: &[ArtifactDef] = &[
     ArtifactDef {
         name: LIB,
         template: template!("natbake-lib.sh"),
-        render: just_the_template,
+        render: shell_script,
         install_path: Some("/usr/local/lib/natbake/natbake-lib.sh"),
         mode: 0o644,
         os: ForOs::All,
@@ -286,7 +286,7 @@ pub const ARTIFACTS: &[ArtifactDef] = &[
     ArtifactDef {
         name: AWS_LIB,
         template: template!("natbake-aws.sh"),
-        render: just_the_template,
+        render: shell_script,
         install_path: Some("/usr/local/lib/natbake/natbake-aws.sh"),
         mode: 0o644,
         os: ForOs::Systemd,
@@ -295,7 +295,7 @@ pub const ARTIFACTS: &[ArtifactDef] = &[
     ArtifactDef {
         name: HEALTH,
         template: template!("natbake-health.sh"),
-        render: just_the_template,
+        render: shell_script,
         install_path: Some("/usr/local/sbin/natbake-health"),
         mode: 0o755,
         os: ForOs::All,
@@ -304,7 +304,7 @@ pub const ARTIFACTS: &[ArtifactDef] = &[
     ArtifactDef {
         name: STATUS,
         template: template!("natbake-status.sh"),
-        render: just_the_template,
+        render: shell_script,
         install_path: Some("/usr/local/sbin/natbake-status"),
         mode: 0o755,
         os: ForOs::All,
@@ -447,11 +447,18 @@ fn just_the_template(i: &mut Input<'_>) -> Result<Option<Output>> {
     i.template().map(Some)
 }
 
+/// A script the instance runs: the template without its comment lines
+/// past the header (see [`shell::strip_comments`]).
+fn shell_script(i: &mut Input<'_>) -> Result<Option<Output>> {
+    let text = i.templates.render(i.def.name, i.view)?;
+    Ok(Some(i.output(shell::strip_comments(&text).into_bytes())))
+}
+
 /// The boot script refuses any ruleset or sets but those rendered with it.
 fn configure_pat(i: &mut Input<'_>) -> Result<Option<Output>> {
     i.view.rules_sha256 = sha256_hex(&i.rendered(RULES)?.bytes);
     i.view.ipsets_sha256 = sha256_hex(&i.rendered(IPSETS)?.bytes);
-    just_the_template(i)
+    shell_script(i)
 }
 
 /// `sha256sum --check` input for every file above it.

@@ -15,6 +15,7 @@ mod gzip;
 pub mod ipsets;
 pub mod json;
 pub mod rules;
+pub mod shell;
 pub mod stack;
 mod user_data;
 pub mod view;
