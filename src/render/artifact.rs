@@ -17,6 +17,7 @@ use super::{Artifact, Templates, json, sha256_hex, shell, stack, user_data, view
 use crate::os::Os;
 use crate::site::Site;
 use anyhow::{Result, anyhow};
+use handlebars::Context;
 
 /// The iptables-restore ruleset.
 pub const RULES: &str = "rules.v4";
@@ -180,7 +181,11 @@ pub struct Input<'a> {
     pub def: &'static ArtifactDef,
     pub site: &'a Site,
     pub templates: &'a Templates,
-    pub view: &'a mut View,
+    view: &'a mut View,
+    /// The view model as the templates read it, made once and kept until
+    /// the view changes: a site's view, with the user data's files, is
+    /// tens of kilobytes, and a dozen templates read it.
+    context: &'a mut Option<Context>,
     /// Every artifact rendered so far, in the table's order.
     pub done: &'a [Artifact],
     /// Notes for the user, such as why a file was not written.
@@ -194,7 +199,38 @@ pub struct Output {
     pub bytes: Vec<u8>,
 }
 
-impl Input<'_> {
+impl<'a> Input<'a> {
+    pub fn new(
+        def: &'static ArtifactDef,
+        site: &'a Site,
+        templates: &'a Templates,
+        view: &'a mut View,
+        context: &'a mut Option<Context>,
+        done: &'a [Artifact],
+        notes: &'a mut Vec<String>,
+    ) -> Input<'a> {
+        Input {
+            def,
+            site,
+            templates,
+            view,
+            context,
+            done,
+            notes,
+        }
+    }
+
+    /// The view model.
+    pub fn view(&self) -> &View {
+        self.view
+    }
+
+    /// The view model, to change (which the next template sees).
+    pub fn view_mut(&mut self) -> &mut View {
+        *self.context = None;
+        self.view
+    }
+
     /// `bytes` under the artifact's own name.
     pub fn output(&self, bytes: Vec<u8>) -> Output {
         Output {
@@ -204,8 +240,14 @@ impl Input<'_> {
     }
 
     /// The artifact's template rendered with the view model as it is.
-    pub fn template(&self) -> Result<Output> {
-        let text = self.templates.render(self.def.name, self.view)?;
+    pub fn template(&mut self) -> Result<Output> {
+        if self.context.is_none() {
+            *self.context = Some(Context::wraps(&*self.view)?);
+        }
+        let context = self.context.as_ref().expect("made above");
+        let text = self
+            .templates
+            .render_context(self.def.name, context, &self.view.site)?;
         Ok(self.output(text.into_bytes()))
     }
 
@@ -450,14 +492,18 @@ fn just_the_template(i: &mut Input<'_>) -> Result<Option<Output>> {
 /// A script the instance runs: the template without its comment lines
 /// past the header (see [`shell::strip_comments`]).
 fn shell_script(i: &mut Input<'_>) -> Result<Option<Output>> {
-    let text = i.templates.render(i.def.name, i.view)?;
+    let text = i.template()?.bytes;
+    let text = String::from_utf8(text).expect("templates render text");
     Ok(Some(i.output(shell::strip_comments(&text).into_bytes())))
 }
 
 /// The boot script refuses any ruleset or sets but those rendered with it.
 fn configure_pat(i: &mut Input<'_>) -> Result<Option<Output>> {
-    i.view.rules_sha256 = sha256_hex(&i.rendered(RULES)?.bytes);
-    i.view.ipsets_sha256 = sha256_hex(&i.rendered(IPSETS)?.bytes);
+    let rules = sha256_hex(&i.rendered(RULES)?.bytes);
+    let ipsets = sha256_hex(&i.rendered(IPSETS)?.bytes);
+    let view = i.view_mut();
+    view.rules_sha256 = rules;
+    view.ipsets_sha256 = ipsets;
     shell_script(i)
 }
 

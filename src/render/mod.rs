@@ -111,10 +111,23 @@ impl Templates {
         Ok(Templates { hb })
     }
 
+    #[cfg(test)]
     pub(crate) fn render(&self, artifact: &str, view: &view::View) -> Result<String> {
         self.hb
             .render(artifact, view)
             .with_context(|| format!("cannot render `{artifact}` for site `{}`", view.site))
+    }
+
+    /// Like [`Templates::render`], with the view already made a context.
+    pub(crate) fn render_context(
+        &self,
+        artifact: &str,
+        context: &handlebars::Context,
+        site: &str,
+    ) -> Result<String> {
+        self.hb
+            .render_with_context(artifact, context)
+            .with_context(|| format!("cannot render `{artifact}` for site `{site}`"))
     }
 }
 
@@ -205,17 +218,19 @@ pub struct Rendered {
 /// Renders every artifact of `site`, in the order of [`ARTIFACTS`].
 pub fn render_site(templates: &Templates, site: &Site) -> Result<Rendered> {
     let mut view = view::View::new(site);
+    let mut context = None;
     let mut artifacts: Vec<Artifact> = Vec::new();
     let mut notes = Vec::new();
     for def in ARTIFACTS.iter().filter(|a| a.applies(site)) {
-        let mut input = artifact::Input {
+        let mut input = artifact::Input::new(
             def,
             site,
             templates,
-            view: &mut view,
-            done: &artifacts,
-            notes: &mut notes,
-        };
+            &mut view,
+            &mut context,
+            &artifacts,
+            &mut notes,
+        );
         if let Some(out) = (def.render)(&mut input)? {
             artifacts.push(Artifact {
                 name: out.name,

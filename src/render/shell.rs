@@ -71,27 +71,29 @@ fn has_heredoc(script: &str) -> bool {
     })
 }
 
-/// Moves the quoting state over one line.
+/// Moves the quoting state over one line. Bytes, not chars: every byte
+/// that matters to quoting is ASCII, which UTF-8 never uses inside a
+/// multi-byte character.
 fn scan(line: &str, stack: &mut Vec<Quote>) {
-    let chars: Vec<char> = line.chars().collect();
+    let b = line.as_bytes();
     let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        let next = chars.get(i + 1).copied();
+    while i < b.len() {
+        let c = b[i];
+        let next = b.get(i + 1).copied();
         match stack.last().copied() {
             Some(Quote::Single { ansi }) => {
-                if ansi && c == '\\' {
+                if ansi && c == b'\\' {
                     i += 1;
-                } else if c == '\'' {
+                } else if c == b'\'' {
                     stack.pop();
                 }
             }
             Some(Quote::Double) => match c {
-                '\\' => i += 1,
-                '"' => {
+                b'\\' => i += 1,
+                b'"' => {
                     stack.pop();
                 }
-                '$' if next == Some('(') => {
+                b'$' if next == Some(b'(') => {
                     stack.push(Quote::Command { depth: 1 });
                     i += 1;
                 }
@@ -100,26 +102,26 @@ fn scan(line: &str, stack: &mut Vec<Quote>) {
             _ => {
                 // Code: the script itself, or a command substitution.
                 let at_word_start =
-                    i == 0 || chars[i - 1].is_whitespace() || ";&|(".contains(chars[i - 1]);
+                    i == 0 || b[i - 1].is_ascii_whitespace() || b";&|(".contains(&b[i - 1]);
                 match c {
-                    '#' if at_word_start => return,
-                    '\\' => i += 1,
-                    '\'' => stack.push(Quote::Single { ansi: false }),
-                    '$' if next == Some('\'') => {
+                    b'#' if at_word_start => return,
+                    b'\\' => i += 1,
+                    b'\'' => stack.push(Quote::Single { ansi: false }),
+                    b'$' if next == Some(b'\'') => {
                         stack.push(Quote::Single { ansi: true });
                         i += 1;
                     }
-                    '"' => stack.push(Quote::Double),
-                    '$' if next == Some('(') => {
+                    b'"' => stack.push(Quote::Double),
+                    b'$' if next == Some(b'(') => {
                         stack.push(Quote::Command { depth: 1 });
                         i += 1;
                     }
-                    '(' => {
+                    b'(' => {
                         if let Some(Quote::Command { depth }) = stack.last_mut() {
                             *depth += 1;
                         }
                     }
-                    ')' => {
+                    b')' => {
                         if let Some(Quote::Command { depth }) = stack.last_mut() {
                             *depth -= 1;
                             if *depth == 0 {
