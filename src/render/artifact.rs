@@ -13,7 +13,7 @@
 //! carries the digests of rules.v4 and ipsets.v4, the user data carries every installed
 //! file, the manifest lists every file above it, and SHA256SUMS comes last.
 
-use super::{Artifact, Templates, json, sha256_hex, shell, stack, user_data, view::View};
+use super::{Artifact, Templates, json, shell, stack, user_data, view::View};
 use crate::os::Os;
 use crate::site::Site;
 use anyhow::{Result, anyhow};
@@ -499,8 +499,8 @@ fn shell_script(i: &mut Input<'_>) -> Result<Option<Output>> {
 
 /// The boot script refuses any ruleset or sets but those rendered with it.
 fn configure_pat(i: &mut Input<'_>) -> Result<Option<Output>> {
-    let rules = sha256_hex(&i.rendered(RULES)?.bytes);
-    let ipsets = sha256_hex(&i.rendered(IPSETS)?.bytes);
+    let rules = i.rendered(RULES)?.sha256.clone();
+    let ipsets = i.rendered(IPSETS)?.sha256.clone();
     let view = i.view_mut();
     view.rules_sha256 = rules;
     view.ipsets_sha256 = ipsets;
@@ -512,7 +512,7 @@ fn sums(i: &mut Input<'_>) -> Result<Option<Output>> {
     let sums: String = i
         .done
         .iter()
-        .map(|a| format!("{}  {}\n", sha256_hex(&a.bytes), a.name))
+        .map(|a| format!("{}  {}\n", a.sha256, a.name))
         .collect();
     Ok(Some(i.output(sums.into_bytes())))
 }

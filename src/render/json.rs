@@ -9,8 +9,8 @@
 //! their sources kept once. Descriptions use only the site and forward
 //! names, which fit the characters AWS allows in rule descriptions.
 
+use super::Artifact;
 use super::artifact::{SECURITY_GROUP, STACK, TARGET_SECURITY_GROUPS, USER_DATA};
-use super::{Artifact, sha256_hex};
 use crate::cidr::Cidr;
 use crate::site::{Forward, Ports, Proto, Site};
 use serde_json::{Value, json};
@@ -242,7 +242,7 @@ pub fn manifest(site: &Site, artifacts: &[Artifact]) -> Vec<u8> {
                 "install_path": a.install_path,
                 "mode": format!("{:04o}", a.mode),
                 "size": a.bytes.len(),
-                "sha256": sha256_hex(&a.bytes),
+                "sha256": a.sha256,
             })
         })
         .collect();

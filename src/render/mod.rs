@@ -204,6 +204,9 @@ pub struct Artifact {
     /// Unix permission bits.
     pub mode: u32,
     pub bytes: Vec<u8>,
+    /// SHA-256 of the bytes, in hex: the manifest, SHA256SUMS and the boot
+    /// script all name it.
+    pub sha256: String,
 }
 
 /// Everything rendered for one site.
@@ -236,6 +239,7 @@ pub fn render_site(templates: &Templates, site: &Site) -> Result<Rendered> {
                 name: out.name,
                 install_path: def.install_path,
                 mode: def.mode,
+                sha256: sha256_hex(&out.bytes),
                 bytes: out.bytes,
             });
         }

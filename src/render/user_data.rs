@@ -133,6 +133,7 @@ mod tests {
                                 name: out.name,
                                 install_path: def.install_path,
                                 mode: def.mode,
+                                sha256: crate::digest::sha256_hex(&out.bytes),
                                 bytes: out.bytes,
                             });
                         }

@@ -374,15 +374,20 @@ impl View {
             .iter()
             .filter_map(|a| {
                 let path = a.install_path?;
-                let text = std::str::from_utf8(&a.bytes).ok();
-                let content = match text.filter(|t| escape::yaml_literal_body(t, INDENT).is_some())
-                {
-                    _ if compress => format!(
+                let literal = || {
+                    std::str::from_utf8(&a.bytes)
+                        .ok()
+                        .and_then(|t| escape::yaml_literal_body(t, INDENT))
+                };
+                let content = if compress {
+                    format!(
                         "encoding: gz+b64\n    content: {}",
                         escape::base64(&super::gzip::all(&a.bytes))
-                    ),
-                    Some(t) => format!("content: {}", yaml_block(t, INDENT)),
-                    None => format!("encoding: b64\n    content: {}", escape::base64(&a.bytes)),
+                    )
+                } else if let Some(body) = literal() {
+                    format!("content: |\n{}", body.strip_suffix('\n').unwrap_or(&body))
+                } else {
+                    format!("encoding: b64\n    content: {}", escape::base64(&a.bytes))
                 };
                 Some(FileView {
                     path: path.into(),
