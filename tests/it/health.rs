@@ -431,13 +431,7 @@ fn each_fault_is_found_by_the_next_check_and_repaired() {
 
 /// The header of an ipset in the NAT namespace, or None if it is missing.
 fn ipset_header(lab: &Lab, set: &str) -> Option<String> {
-    let out = in_ns(&lab.ns.nat, "ipset")
-        .args(["list", "-t", set])
-        .output()
-        .expect("run ipset");
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    lab.ipset(&["list", "-t", set])
 }
 
 /// The ipsets behind the bytes per forward: an emptied set, and a missing

@@ -680,13 +680,7 @@ fn stale_chains_are_removed_and_each_removal_checked() {
 
 /// `ipset save` of one set in the NAT namespace, or None if it is missing.
 fn ipset_save(lab: &Lab, set: &str) -> Option<String> {
-    let out = in_ns(&lab.ns.nat, "ipset")
-        .args(["save", set])
-        .output()
-        .expect("run ipset");
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    lab.ipset(&["save", set])
 }
 
 /// A rerun loads natbake's sets afresh and swaps them in: the counters

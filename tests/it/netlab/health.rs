@@ -53,6 +53,18 @@ impl Lab {
 }
 
 impl Lab {
+    /// `ipset ARGS…` in the NAT namespace: its output, or None when it
+    /// fails (a set that does not exist).
+    pub fn ipset(&self, args: &[&str]) -> Option<String> {
+        let out = in_ns(&self.ns.nat, "ipset")
+            .args(args)
+            .output()
+            .expect("run ipset");
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
     /// The folder that stands for /run/natbake between runs.
     pub fn kept_state(&self) -> std::path::PathBuf {
         self.dir().join("run-natbake")
