@@ -241,14 +241,18 @@ impl<'a> Input<'a> {
 
     /// The artifact's template rendered with the view model as it is.
     pub fn template(&mut self) -> Result<Output> {
+        let text = self.template_text()?;
+        Ok(self.output(text.into_bytes()))
+    }
+
+    /// The artifact's template rendered, as text.
+    pub fn template_text(&mut self) -> Result<String> {
         if self.context.is_none() {
             *self.context = Some(Context::wraps(&*self.view)?);
         }
         let context = self.context.as_ref().expect("made above");
-        let text = self
-            .templates
-            .render_context(self.def.name, context, &self.view.site)?;
-        Ok(self.output(text.into_bytes()))
+        self.templates
+            .render_context(self.def.name, context, &self.view.site)
     }
 
     /// An artifact above this one, by name.
@@ -492,8 +496,7 @@ fn just_the_template(i: &mut Input<'_>) -> Result<Option<Output>> {
 /// A script the instance runs: the template without its comment lines
 /// past the header (see [`shell::strip_comments`]).
 fn shell_script(i: &mut Input<'_>) -> Result<Option<Output>> {
-    let text = i.template()?.bytes;
-    let text = String::from_utf8(text).expect("templates render text");
+    let text = i.template_text()?;
     Ok(Some(i.output(shell::strip_comments(&text).into_bytes())))
 }
 

@@ -40,6 +40,10 @@ pub struct IpSet {
     /// The `add` lines' elements, consecutive ports of one address and
     /// protocol written as one range (`10.0.1.5,tcp:8000-8010`).
     pub adds: Vec<String>,
+    /// How many elements it holds (the ranges in `adds` counted port by
+    /// port): what the health check expects to find.
+    #[serde(skip)]
+    pub elements: usize,
 }
 
 /// One counted element: target address, protocol, port.
@@ -67,9 +71,9 @@ fn elements(site: &Site) -> BTreeSet<Element> {
         .collect()
 }
 
-/// How many elements each set holds: what the health check expects.
-pub fn element_count(site: &Site) -> usize {
-    elements(site).len()
+/// How many elements each of `sets` holds (0 without sets).
+pub fn element_count(sets: &[IpSet]) -> usize {
+    sets.first().map_or(0, |s| s.elements)
 }
 
 /// Per forward, in the spec's order: whether another forward has one of
@@ -111,6 +115,7 @@ pub fn sets(site: &Site) -> Vec<IpSet> {
             name,
             options: options.clone(),
             adds: adds.clone(),
+            elements: all.len(),
         })
         .collect()
 }
@@ -178,8 +183,8 @@ mod tests {
         // protocol; f: another address.
         assert_eq!(shared(&s), [true, true, true, true, false, false]);
         // 10.0.1.5 tcp 8080, 101 ports of 10.0.1.6, udp 7050, 10.0.1.7.
-        assert_eq!(element_count(&s), 1 + 101 + 1 + 1);
         let sets = sets(&s);
+        assert_eq!(element_count(&sets), 1 + 101 + 1 + 1);
         assert_eq!(
             sets.iter().map(|s| s.name).collect::<Vec<_>>(),
             [SET_IN, SET_OUT]
@@ -204,7 +209,7 @@ mod tests {
         let yaml = "version: 1\nsite: s\nos: debian-12\nvpc_cidrs: [10.0.0.0/16]\n";
         let s = crate::validate::parse(std::path::Path::new("t.yaml"), yaml.as_bytes()).unwrap();
         assert!(sets(&s).is_empty());
-        assert_eq!(element_count(&s), 0);
+        assert_eq!(element_count(&sets(&s)), 0);
     }
 
     #[test]

@@ -209,6 +209,19 @@ pub struct Artifact {
     pub sha256: String,
 }
 
+impl Artifact {
+    /// What `def`'s function made, with the table's install path and mode.
+    pub(crate) fn new(def: &artifact::ArtifactDef, out: artifact::Output) -> Artifact {
+        Artifact {
+            sha256: sha256_hex(&out.bytes),
+            name: out.name,
+            install_path: def.install_path,
+            mode: def.mode,
+            bytes: out.bytes,
+        }
+    }
+}
+
 /// Everything rendered for one site.
 #[derive(Debug)]
 pub struct Rendered {
@@ -235,13 +248,7 @@ pub fn render_site(templates: &Templates, site: &Site) -> Result<Rendered> {
             &mut notes,
         );
         if let Some(out) = (def.render)(&mut input)? {
-            artifacts.push(Artifact {
-                name: out.name,
-                install_path: def.install_path,
-                mode: def.mode,
-                sha256: sha256_hex(&out.bytes),
-                bytes: out.bytes,
-            });
+            artifacts.push(Artifact::new(def, out));
         }
     }
     notes.extend(json::security_group_notes(site));

@@ -129,13 +129,7 @@ mod tests {
                             break;
                         }
                         if let Some(out) = (def.render)(&mut i).unwrap() {
-                            done.push(Artifact {
-                                name: out.name,
-                                install_path: def.install_path,
-                                mode: def.mode,
-                                sha256: crate::digest::sha256_hex(&out.bytes),
-                                bytes: out.bytes,
-                            });
+                            done.push(Artifact::new(def, out));
                         }
                     }
                 }

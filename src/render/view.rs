@@ -225,6 +225,7 @@ pub struct FileView {
 impl View {
     pub fn new(site: &Site) -> View {
         let shared = ipsets::shared(site);
+        let sets = ipsets::sets(site);
         let forwards = site
             .forwards
             .iter()
@@ -332,9 +333,9 @@ impl View {
                 })
                 .collect(),
             tables: rules::tables(site),
-            ipsets: ipsets::sets(site),
-            byte_sets: ipsets::counts_bytes(site),
-            ipset_elements: ipsets::element_count(site),
+            byte_sets: !sets.is_empty(),
+            ipset_elements: ipsets::element_count(&sets),
+            ipsets: sets,
             ipset_in: ipsets::SET_IN,
             ipset_out: ipsets::SET_OUT,
             ami: ami_view(site),
