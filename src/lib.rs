@@ -153,12 +153,29 @@ pub fn find_specs(dir: &Path, output: &Path) -> Result<Vec<PathBuf>> {
             !skip
         });
     for entry in walk {
-        let entry = entry.with_context(|| format!("cannot list `{}`", printable_path(dir)))?;
+        let entry = entry.map_err(|e| walk_error(e, dir))?;
         if entry.file_type().is_file() && entry.path().extension().is_some_and(|e| e == "yaml") {
             specs.push(entry.into_path());
         }
     }
     Ok(specs)
+}
+
+/// A folder that cannot be listed, named once: walkdir's own message
+/// repeats its I/O error's, which would print the same cause twice.
+fn walk_error(e: walkdir::Error, dir: &Path) -> anyhow::Error {
+    let context = format!("cannot list `{}`", printable_path(e.path().unwrap_or(dir)));
+    let cause = match e.loop_ancestor() {
+        Some(above) => anyhow::anyhow!(
+            "it leads back to `{}`, a folder above it, through a symbolic link",
+            printable_path(above)
+        ),
+        None => match e.into_io_error() {
+            Some(io) => anyhow::Error::new(io),
+            None => anyhow::anyhow!("the folder cannot be walked"),
+        },
+    };
+    cause.context(context)
 }
 
 /// Validates every spec and renders it in memory with `templates`, writing

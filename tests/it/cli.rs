@@ -567,6 +567,29 @@ fn templates_that_include_templates_are_refused() {
     }
 }
 
+/// A spec folder that cannot be listed is named once, with its cause once
+/// (walkdir's message repeats the I/O error's); a symbolic link back up
+/// the tree says where it leads.
+#[test]
+fn build_without_its_folder_says_why_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, err) = code(natbake().current_dir(dir.path()).arg("build"));
+    assert_eq!(c, 1, "{err}");
+    assert_eq!(
+        err,
+        "error: cannot list `images`\ncaused by: No such file or directory (os error 2)\n"
+    );
+    let specs = dir.path().join("specs");
+    std::fs::create_dir_all(specs.join("a")).unwrap();
+    std::os::unix::fs::symlink("..", specs.join("a/up")).unwrap();
+    let (c, err) = code(natbake().current_dir(dir.path()).args(["build", "specs"]));
+    assert_eq!(c, 1, "{err}");
+    assert_eq!(
+        err,
+        "error: cannot list `specs/a/up`\ncaused by: it leads back to `specs`, a folder above it, through a symbolic link\n"
+    );
+}
+
 /// A spec that is a symbolic link is a spec like any other.
 #[test]
 fn build_follows_symlinked_specs() {
