@@ -113,6 +113,9 @@ pub enum When {
     /// When it fits EC2's user data limit, compressed if need be; a note
     /// says so when it does not.
     FitsUserDataLimit,
+    /// When it fits the largest template CloudFormation takes (from S3);
+    /// a note says so when it does not.
+    FitsStackLimit,
 }
 
 impl ForOs {
@@ -139,7 +142,7 @@ impl When {
     /// learns only while rendering that it does not fit returns `None`.
     pub fn holds(self, site: &Site) -> bool {
         match self {
-            When::Always | When::FitsUserDataLimit => true,
+            When::Always | When::FitsUserDataLimit | When::FitsStackLimit => true,
             When::NatInboundRules => json::nat_inbound_rules(site) > 0,
             When::Forwards => json::target_inbound_rules(site) > 0,
             When::Aws => site.failover.is_some() || site.metrics.is_some(),
@@ -156,6 +159,7 @@ impl When {
             When::Aws => "with failover or metrics",
             When::Health => "with health",
             When::FitsUserDataLimit => "if it fits 16 KiB",
+            When::FitsStackLimit => "if it fits 1 MB",
         }
     }
 }
@@ -444,7 +448,7 @@ pub const ARTIFACTS: &[ArtifactDef] = &[
         install_path: None,
         mode: 0o644,
         os: ForOs::All,
-        when: When::Always,
+        when: When::FitsStackLimit,
     },
     ArtifactDef {
         name: MANIFEST,

@@ -26,8 +26,13 @@ use serde_json::Value;
 pub const ROUTE_TABLES: usize = 4;
 
 /// The largest template `aws cloudformation deploy` may upload directly;
-/// larger ones go through S3 (`--s3-bucket`), up to 1 MB.
+/// larger ones go through S3 (`--s3-bucket`), up to [`S3_LIMIT`].
 pub const DIRECT_UPLOAD_LIMIT: usize = 51_200;
+
+/// The largest template CloudFormation takes at all, from an S3 object:
+/// "1 MB" in its quotas, read as 1,000,000 bytes (cfn-lint's reading, and
+/// the smaller one). A larger stack is not written.
+pub const S3_LIMIT: usize = 1_000_000;
 
 /// The tag that names the site on the interface, instance and group; the
 /// instance role's conditions read it.
@@ -114,17 +119,33 @@ pub fn render(i: &mut Input<'_>) -> Result<Option<Output>> {
     let template = Stack::new(site, user_data).template(&ingress);
     let mut text = String::new();
     emit(&template, 0, &mut text);
+    if text.len() > S3_LIMIT {
+        i.notes.push(unusable_note(text.len(), site));
+        return Ok(None);
+    }
     if text.len() > DIRECT_UPLOAD_LIMIT {
         i.notes.push(too_large_note(text.len()));
     }
     Ok(Some(i.output(text.into_bytes())))
 }
 
+/// What the user is told when no CloudFormation upload can take the stack:
+/// nothing is written, and the note names what made it large.
+pub fn unusable_note(bytes: usize, site: &Site) -> String {
+    format!(
+        "{} is not written: it would be {bytes} bytes, more than the {S3_LIMIT} bytes (1 MB) CloudFormation takes \
+         even from S3, mostly the security group's {} inbound rules (one per source CIDR of each forward); use \
+         fewer, wider sources, or apply security-group.json and the other files by hand",
+        super::artifact::STACK,
+        super::json::nat_inbound_rules(site),
+    )
+}
+
 /// What the user is told when the template passes the direct upload limit.
 pub fn too_large_note(bytes: usize) -> String {
     format!(
         "{} is {bytes} bytes, more than the {DIRECT_UPLOAD_LIMIT} bytes CloudFormation takes directly: deploy it \
-         with `aws cloudformation deploy --s3-bucket BUCKET ...` (templates up to 1 MB)",
+         with `aws cloudformation deploy --s3-bucket BUCKET ...` (templates from S3 up to {S3_LIMIT} bytes)",
         super::artifact::STACK
     )
 }

@@ -215,6 +215,76 @@ fn hostile_text_stays_text_in_the_stack() {
     }
 }
 
+/// A spec whose forwards have `n` sources in all (at most 1,000 each).
+fn spec_with_sources(dir: &Path, n: u32) -> std::path::PathBuf {
+    let from: Vec<String> = (0..n)
+        .map(|i| format!("198.{}.{}.0/24", 18 + i / 256, i % 256))
+        .collect();
+    let forwards: String = from
+        .chunks(1000)
+        .enumerate()
+        .map(|(i, from)| {
+            format!(
+                "  - {{name: app{i}, port: {}, to: 10.0.1.5:443, from: [{}]}}\n",
+                8443 + i,
+                from.join(", ")
+            )
+        })
+        .collect();
+    let spec = dir.join(format!("wide-{n}.yaml"));
+    std::fs::write(
+        &spec,
+        format!("version: 1\nsite: wide\nvpc_cidrs: [10.0.0.0/16]\nforwards:\n{forwards}"),
+    )
+    .unwrap();
+    spec
+}
+
+/// Past 51,200 bytes the stack must go through S3, and render says so;
+/// past the 1 MB that even S3 uploads may have, no stack is written (none
+/// could be deployed), render says why, and the manifest has no stack.
+#[test]
+fn a_stack_too_large_for_cloudformation_is_not_written() {
+    let scratch = ScratchDir::new("stack-size");
+    for (sources, expected) in [
+        (200, Some("deploy it with `aws cloudformation deploy --s3-bucket BUCKET ...`")),
+        (7000, None),
+    ] {
+        let spec = spec_with_sources(scratch.path(), sources);
+        let out = scratch.path().join(format!("out-{sources}"));
+        let run = support::run(
+            fixtures::natbake()
+                .arg("render")
+                .arg(&spec)
+                .arg("-o")
+                .arg(&out),
+        );
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        let manifest: Value =
+            serde_json::from_slice(&std::fs::read(out.join("wide/manifest.json")).unwrap()).unwrap();
+        let stack = out.join("wide").join(STACK);
+        match expected {
+            Some(note) => {
+                let bytes = std::fs::metadata(&stack).unwrap().len();
+                assert!(bytes > 51_200 && bytes < 1_000_000, "{bytes}");
+                assert!(stderr.contains(note), "{stderr}");
+                assert_eq!(manifest["stack"]["needs_s3_bucket"], true);
+            }
+            None => {
+                assert!(!stack.exists(), "a stack nothing can deploy is written");
+                assert!(
+                    stderr.contains(&format!("{STACK} is not written: it would be "))
+                        && stderr.contains("more than the 1000000 bytes (1 MB) CloudFormation takes even from S3")
+                        && stderr.contains("7000 inbound rules")
+                        && !stderr.contains("--s3-bucket"),
+                    "{stderr}"
+                );
+                assert!(manifest["stack"].is_null(), "{}", manifest["stack"]);
+            }
+        }
+    }
+}
+
 /// moto_server and the namespace it runs in, ended on drop.
 struct Moto {
     ns: String,
