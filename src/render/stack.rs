@@ -191,11 +191,16 @@ impl<'a> Stack<'a> {
         Y::Map(top)
     }
 
+    /// The site's name, and its description when CloudFormation and its
+    /// linter take it as it is: at most 1024 bytes in all, and no `${`,
+    /// which cfn-lint reads as a substitution outside `Fn::Sub` (E1029)
+    /// when it names a parameter, resource or pseudo parameter. A template
+    /// description cannot be an `Fn::Sub`, so such text is left out
+    /// rather than changed.
     fn description(&self) -> String {
         let mut d = format!("natbake NAT instance of site {}", self.site.name);
         if let Some(text) = &self.site.description {
-            // CloudFormation keeps at most 1024 bytes of description.
-            if d.len() + 2 + text.len() <= 1024 {
+            if d.len() + 2 + text.len() <= 1024 && !text.contains("${") {
                 d = format!("{d}: {text}");
             }
         }
@@ -903,6 +908,26 @@ fn emit(y: &Y, indent: usize, out: &mut String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn site(extra: &str) -> Site {
+        let yaml = format!("version: 1\nsite: t\nvpc_cidrs: [10.0.0.0/16]\n{extra}");
+        crate::validate::parse(std::path::Path::new("t.yaml"), yaml.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn the_description_is_kept_unless_cfn_lint_would_read_a_substitution() {
+        let described = |text: &str| {
+            let s = site(&format!("description: {}\n", escape::yaml(text)));
+            Stack::new(&s, None).description()
+        };
+        assert_eq!(
+            described("Oracle ‘DDL’ “x” $HOME {y} $ {z}"),
+            "natbake NAT instance of site t: Oracle ‘DDL’ “x” $HOME {y} $ {z}"
+        );
+        for text in ["${AWS::Region}", "a ${VpcId} b", "${Instance.PrivateIp}", "${x"] {
+            assert_eq!(described(text), "natbake NAT instance of site t", "{text}");
+        }
+    }
 
     #[test]
     fn nested_lists_and_maps_are_block_yaml() {

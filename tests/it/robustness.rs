@@ -107,7 +107,8 @@ fn mutated_specs_never_panic() {
 /// the spec's free text through its consumer: the user data through PyYAML
 /// as cloud-init loads it, the scripts through shellcheck and `bash -n`,
 /// the security group rules through botocore, the Packer templates through
-/// `packer fmt -check`, and (as root) the rulesets through a real
+/// `packer fmt -check`, the stacks through cfn-lint, and (as root) the
+/// rulesets through a real
 /// `iptables-restore`. The consumers run once over all
 /// cases, so 200 cases take seconds (shellcheck, at about 0.1 s a
 /// script, is most of it).
@@ -194,6 +195,19 @@ fn random_valid_specs_render_what_every_consumer_accepts() {
         .env("CHECKPOINT_DISABLE", "1")
         .args(["fmt", "-check"])
         .arg(&hcl));
+
+    // The stacks, in one cfn-lint call: the description (`${…}` would be
+    // a substitution outside `Fn::Sub`, E1029) and the rules' text. Its
+    // exit code is a bitmask; any finding fails.
+    let cfn_lint = crate::failover::lab::moto_venv().join("bin/cfn-lint");
+    assert!(
+        cfn_lint.exists(),
+        "{} is missing: scripts/test.sh installs cfn-lint 1.58.0",
+        cfn_lint.display()
+    );
+    run(Command::new(&cfn_lint)
+        .args(["--format", "parseable", "--"])
+        .args(sites.iter().map(|s| s.join("stack.cfn.yaml"))));
 
     if require_root("loading the random rulesets with iptables-restore in a network namespace") {
         run(Command::new("unshare")

@@ -69,22 +69,49 @@ const AWKWARD: &[char] = &[
     '\u{2027}',
     '\u{202f}',
     '\u{3000}',
+    // Typographic quotes: shellcheck warns on ‘ and ’ even inside single
+    // quotes (SC1112).
+    '\u{2018}',
+    '\u{2019}',
+    '\u{201c}',
+    '\u{201d}',
+    '\u{ff04}',
 ];
 
-/// Up to 40 characters: half of them awkward, most others printable
-/// ASCII, and one in 40 any code point at all.
+/// Whole words that some consumer reads as its own syntax: CloudFormation
+/// substitutions of real names (cfn-lint's E1029 fires only on a name the
+/// template defines), HCL and Go template openers, shell expansions.
+const TOKENS: &[&str] = &[
+    "${AWS::Region}",
+    "${AWS::StackName}",
+    "${VpcId}",
+    "${Instance.PrivateIp}",
+    "${!Literal}",
+    "%{ if true }",
+    "{{ .Vars }}",
+    "{{timestamp}}",
+    "$(id)",
+    "`id`",
+    "'\\''",
+    "it’s",
+];
+
+/// Up to 40 pieces: half of them awkward characters, one in 20 a whole
+/// [`TOKENS`] word, most others printable ASCII, and one in 40 any code
+/// point at all.
 pub fn text(rng: &mut Rng) -> String {
     let len = 1 + rng.below(40);
     let mut s = String::new();
     for _ in 0..len {
-        let c = match rng.below(40) {
-            0 => any_char(rng),
-            1..=20 => *rng.pick(AWKWARD),
-            _ => char::from(0x20 + rng.below(0x5f) as u8),
-        };
-        s.push(c);
+        match rng.below(40) {
+            0 => s.push(any_char(rng)),
+            1..=20 => s.push(*rng.pick(AWKWARD)),
+            21 | 22 => s.push_str(*rng.pick(TOKENS)),
+            _ => s.push(char::from(0x20 + rng.below(0x5f) as u8)),
+        }
     }
-    s
+    // Free text may have 200 characters.
+    s.chars().take(200).collect()
 }
 
 /// Blocks of code points where formats disagree: controls, the edges of
