@@ -45,8 +45,29 @@ pub const FORWARD_METRICS: &[&str] = &["NewConnections", "DeniedAttempts"];
 /// Most metrics in one PutMetricData request (CloudWatch's limit).
 pub const PER_REQUEST: usize = 1000;
 
-/// Minutes in a month as AWS bills them (730 hours): one request a minute.
-pub const MINUTES_PER_MONTH: u64 = 43_800;
+/// Seconds in a month as AWS bills them (730 hours).
+pub const SECONDS_PER_MONTH: u64 = 730 * 3600;
+
+/// Seconds after a publish before a check publishes again: a little under
+/// a minute, so that a check that comes a moment early still publishes
+/// (`a_minute_since` in the health check).
+pub const PUBLISH_GAP: u64 = 55;
+
+/// The shortest time between two publishes for a check every `interval`
+/// seconds: the first check at least [`PUBLISH_GAP`] after the last
+/// publish. A minute at most intervals (15 s: every fourth check), 90 s at
+/// 45 s, the interval itself from 55 s up; each check's own run time makes
+/// real gaps a little longer.
+pub fn publish_spacing(interval: u32) -> u64 {
+    let interval = u64::from(interval.max(1));
+    PUBLISH_GAP.div_ceil(interval) * interval
+}
+
+/// The health check's interval, for a site with metrics (which needs it).
+fn interval(site: &Site) -> u32 {
+    site.health_interval
+        .unwrap_or(crate::values::HEALTH_INTERVAL_DEFAULT)
+}
 
 /// US dollars per custom metric and month: the list price of the first
 /// tier (the first 10,000 metrics) in us-east-1.
@@ -65,10 +86,19 @@ pub fn count(site: &Site) -> usize {
     n
 }
 
-/// PutMetricData requests a month: each minute's metrics in requests of at
-/// most [`PER_REQUEST`].
+/// Publishes a month, at most: one every [`publish_spacing`] (none
+/// without metrics).
+pub fn publishes_per_month(site: &Site) -> u64 {
+    match site.metrics {
+        Some(_) => SECONDS_PER_MONTH / publish_spacing(interval(site)),
+        None => 0,
+    }
+}
+
+/// PutMetricData requests a month: each publish's metrics in requests of
+/// at most [`PER_REQUEST`].
 pub fn requests_per_month(site: &Site) -> u64 {
-    count(site).div_ceil(PER_REQUEST) as u64 * MINUTES_PER_MONTH
+    count(site).div_ceil(PER_REQUEST) as u64 * publishes_per_month(site)
 }
 
 /// The monthly cost in US dollars, at the prices above.
@@ -78,7 +108,7 @@ pub fn monthly_cost(site: &Site) -> f64 {
 }
 
 /// The assumption behind [`monthly_cost`], in words.
-pub const PRICE_BASIS: &str = "CloudWatch list prices in us-east-1: $0.30 per custom metric-month (the first tier, up to 10,000 metrics; higher tiers cost less, other regions differ) and $0.01 per 1,000 PutMetricData requests, one request a minute per 1,000 metrics (43,800 minutes a month); excludes the free tier, alarms and dashboards";
+pub const PRICE_BASIS: &str = "CloudWatch list prices in us-east-1: $0.30 per custom metric-month (the first tier, up to 10,000 metrics; higher tiers cost less, other regions differ) and $0.01 per 1,000 PutMetricData requests, one request per 1,000 metrics at each publish (once a minute, or at every check when health.interval is longer; 730 hours a month); excludes the free tier, alarms and dashboards";
 
 /// What `natbake render` says about the metrics, if the spec has them.
 pub fn notes(site: &Site) -> Vec<String> {
@@ -88,11 +118,12 @@ pub fn notes(site: &Site) -> Vec<String> {
     let n = count(site);
     let requests = requests_per_month(site);
     vec![format!(
-        "CloudWatch metrics: {} custom metrics in namespace `{NAMESPACE}`, about ${:.2} a month ({} × ${PRICE_PER_METRIC_MONTH:.2} per metric-month plus {} PutMetricData requests × ${PRICE_PER_1000_REQUESTS:.2} per 1,000), assuming the first-tier list price in us-east-1",
+        "CloudWatch metrics: {} custom metrics in namespace `{NAMESPACE}`, about ${:.2} a month ({} × ${PRICE_PER_METRIC_MONTH:.2} per metric-month plus {} PutMetricData requests, a publish every {} s, × ${PRICE_PER_1000_REQUESTS:.2} per 1,000), assuming the first-tier list price in us-east-1",
         thousands(n as u64),
         monthly_cost(site),
         thousands(n as u64),
-        thousands(requests)
+        thousands(requests),
+        publish_spacing(interval(site))
     )]
 }
 
@@ -125,6 +156,7 @@ pub fn manifest(site: &Site) -> Option<Value> {
         "ena_metrics": ENA_METRICS.iter().map(|(_, name)| *name).collect::<Vec<_>>(),
         "forward_metrics": if m.per_forward { FORWARD_METRICS.to_vec() } else { Vec::new() },
         "custom_metrics": count(site),
+        "publish_every_seconds": publish_spacing(interval(site)),
         "put_metric_data_requests_per_month": requests_per_month(site),
         "monthly_cost_usd": format!("{:.2}", monthly_cost(site)),
         "price_basis": PRICE_BASIS,
@@ -169,5 +201,34 @@ mod tests {
             "{base}metrics: {{cloudwatch: true, per_forward: true}}\n"
         ));
         assert_eq!(count(&per), 16);
+    }
+
+    /// A publish is due 55 s after the last one, at the first check then:
+    /// the requests (and their cost) follow the interval.
+    #[test]
+    fn publishes_follow_the_interval() {
+        for (interval, spacing) in [
+            (5, 55),
+            (10, 60),
+            (15, 60),
+            (30, 60),
+            (45, 90),
+            (55, 55),
+            (60, 60),
+            (181, 181),
+            (300, 300),
+        ] {
+            assert_eq!(publish_spacing(interval), spacing, "{interval}");
+        }
+        let at = |interval: u32| {
+            site(&format!(
+                "version: 1\nsite: s\nvpc_cidrs: [10.0.0.0/16]\nhealth: {{interval: {interval}}}\nmetrics: {{cloudwatch: true}}\n"
+            ))
+        };
+        assert_eq!(requests_per_month(&at(15)), 43_800);
+        assert_eq!(requests_per_month(&at(300)), 8_760);
+        assert_eq!(requests_per_month(&at(45)), 29_200);
+        assert!((monthly_cost(&at(300)) - (3.90 + 0.0876)).abs() < 1e-9);
+        assert!(notes(&at(300))[0].contains("8,760 PutMetricData requests, a publish every 300 s"));
     }
 }

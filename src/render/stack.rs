@@ -703,13 +703,28 @@ impl<'a> Stack<'a> {
         alarms
     }
 
-    /// With `metrics.cloudwatch`: no health data for three minutes, a
+    /// With `metrics.cloudwatch`: no health data for longer than a
+    /// publish gap or a start-up takes ([`no_health_data_minutes`]), a
     /// failed check, and conntrack above 90% of its maximum, from the
-    /// metrics the health check publishes (namespace natbake, dimension Site).
+    /// metrics the health check publishes (namespace natbake, dimension
+    /// Site). They are made after the instance or group, so that their
+    /// first minutes are the instance's first minutes.
     fn metric_alarms(&self, topic: &dyn Fn() -> Y) -> Vec<(String, Y)> {
         if self.site.metrics.is_none() {
             return Vec::new();
         }
+        let silence = no_health_data_minutes(self.site);
+        let no_data_why = format!(
+            "The NAT's health check has published nothing for {silence} minutes (a publish is due every {} s; \
+             a new or replaced instance publishes within {} s)",
+            crate::metrics::publish_spacing(health_interval(self.site)),
+            start_up_seconds(self.site),
+        );
+        let after = if self.site.failover.is_some() {
+            "Group"
+        } else {
+            "Instance"
+        };
         let site = || {
             Y::List(vec![map([
                 ("Name", s("Site")),
@@ -720,18 +735,21 @@ impl<'a> Stack<'a> {
         vec![
             (
                 "NoHealthDataAlarm".into(),
-                alarm(Alarm {
-                    description: "The NAT's health check has published nothing for three minutes",
-                    namespace: natbake,
-                    metric: "Healthy",
-                    dimensions: site(),
-                    statistic: "SampleCount",
-                    periods: 3,
-                    operator: "LessThanThreshold",
-                    threshold: 1,
-                    missing: "breaching",
-                    actions: topic(),
-                }),
+                depends_on(
+                    alarm(Alarm {
+                        description: &no_data_why,
+                        namespace: natbake,
+                        metric: "Healthy",
+                        dimensions: site(),
+                        statistic: "SampleCount",
+                        periods: silence,
+                        operator: "LessThanThreshold",
+                        threshold: 1,
+                        missing: "breaching",
+                        actions: topic(),
+                    }),
+                    after,
+                ),
             ),
             (
                 "UnhealthyAlarm".into(),
@@ -801,9 +819,55 @@ impl<'a> Stack<'a> {
     }
 }
 
+/// Seconds a new instance may take to its health check's first publish,
+/// beyond `health.interval` (the first check comes that long after boot)
+/// and, with failover, the wait for the floating interface: the Auto
+/// Scaling group terminating a failed instance and launching another (or
+/// EC2 recovering one in place), boot of the baked image (metrics need
+/// it: their scripts do not fit user data), natbake.service.
+pub const START_UP_ALLOWANCE: u64 = 300;
+
+fn health_interval(site: &Site) -> u32 {
+    site.health_interval
+        .unwrap_or(crate::values::HEALTH_INTERVAL_DEFAULT)
+}
+
+/// The longest a healthy start-up keeps the health check silent: launch
+/// and boot, the first check one interval after boot, and with failover
+/// the wait for the previous instance to release the interface.
+pub fn start_up_seconds(site: &Site) -> u64 {
+    START_UP_ALLOWANCE
+        + u64::from(health_interval(site))
+        + site.failover.map_or(0, |f| u64::from(f.attach_timeout))
+}
+
+/// How many one-minute periods without a `Healthy` sample make
+/// `NoHealthDataAlarm` fire: more than the longest gap between two
+/// publishes ([`crate::metrics::publish_spacing`]: up to 300 s at the
+/// longest interval) and than a start-up or replacement takes
+/// ([`start_up_seconds`]), plus a minute for the periods' edges and
+/// CloudWatch's delivery. Missing data counts as breaching, so a stack
+/// whose instance never publishes (no permission, no route to
+/// CloudWatch) pages that many minutes after it is made.
+pub fn no_health_data_minutes(site: &Site) -> i64 {
+    let gap = crate::metrics::publish_spacing(health_interval(site)).max(start_up_seconds(site));
+    i64::try_from(gap.div_ceil(60) + 1).unwrap_or(i64::MAX)
+}
+
+/// `resource` made only after `other`.
+fn depends_on(resource: Y, other: &str) -> Y {
+    match resource {
+        Y::Map(mut entries) => {
+            entries.insert(1, ("DependsOn".into(), s(other)));
+            Y::Map(entries)
+        }
+        y => y,
+    }
+}
+
 /// One CloudWatch alarm, evaluated every minute.
-struct Alarm {
-    description: &'static str,
+struct Alarm<'a> {
+    description: &'a str,
     namespace: &'static str,
     metric: &'static str,
     dimensions: Y,
@@ -815,7 +879,7 @@ struct Alarm {
     actions: Y,
 }
 
-fn alarm(a: Alarm) -> Y {
+fn alarm(a: Alarm<'_>) -> Y {
     resource(
         "AWS::CloudWatch::Alarm",
         map([
@@ -912,6 +976,49 @@ mod tests {
     fn site(extra: &str) -> Site {
         let yaml = format!("version: 1\nsite: t\nvpc_cidrs: [10.0.0.0/16]\n{extra}");
         crate::validate::parse(std::path::Path::new("t.yaml"), yaml.as_bytes()).unwrap()
+    }
+
+    /// The no-data alarm waits longer than the longest gap between two
+    /// publishes and than a start-up, so that neither pages; it is made
+    /// after the instance, treats silence as breaching, and stays within
+    /// CloudWatch's one-day evaluation range.
+    #[test]
+    fn the_no_health_data_alarm_follows_the_interval_and_start_up() {
+        for (extra, minutes) in [
+            ("health: {interval: 5}\n", 7),
+            ("", 7),
+            ("health: {interval: 45}\n", 7),
+            ("health: {interval: 181}\n", 10),
+            ("health: {interval: 300}\n", 11),
+            ("failover: {floating_eni: true}\n", 10),
+            ("failover: {floating_eni: true, attach_timeout: 900}\nhealth: {interval: 300}\n", 26),
+        ] {
+            let s = site(&format!("{extra}metrics: {{cloudwatch: true}}\n"));
+            let interval = u64::from(health_interval(&s));
+            let n = no_health_data_minutes(&s);
+            assert_eq!(n, minutes, "{extra}");
+            let quiet = (n as u64 - 1) * 60;
+            assert!(quiet >= crate::metrics::publish_spacing(health_interval(&s)), "{extra}");
+            assert!(quiet >= START_UP_ALLOWANCE + interval, "{extra}");
+            if let Some(f) = s.failover {
+                assert!(quiet >= START_UP_ALLOWANCE + interval + u64::from(f.attach_timeout));
+            }
+            assert!(n as u64 * 60 <= 86_400);
+
+            let stack = Stack::new(&s, None);
+            let alarms = stack.metric_alarms(&|| no_value());
+            let Y::Map(entries) = &alarms[0].1 else { panic!() };
+            let get = |k: &str| entries.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+            assert_eq!(alarms[0].0, "NoHealthDataAlarm");
+            let after = if s.failover.is_some() { "Group" } else { "Instance" };
+            assert!(matches!(get("DependsOn"), Some(Y::Str(d)) if d == after), "{extra}");
+            let Some(Y::Map(props)) = get("Properties") else { panic!() };
+            let prop = |k: &str| props.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+            assert!(matches!(prop("Period"), Some(Y::Num(60))));
+            assert!(matches!(prop("EvaluationPeriods"), Some(Y::Num(p)) if p == minutes));
+            assert!(matches!(prop("TreatMissingData"), Some(Y::Str(m)) if m == "breaching"));
+            assert!(matches!(prop("Statistic"), Some(Y::Str(m)) if m == "SampleCount"));
+        }
     }
 
     #[test]
