@@ -218,6 +218,79 @@ fn hostile_text_stays_text_in_the_stack() {
     }
 }
 
+/// What CloudFormation calls, as the deploying user, for each resource
+/// type the stacks hold: the README's list must name all of it.
+const DEPLOY_ACTIONS: &[(&str, &[&str])] = &[
+    (
+        "AWS::EC2::SecurityGroup",
+        &["ec2:CreateSecurityGroup", "AuthorizeSecurityGroupIngress", "RevokeSecurityGroupEgress", "CreateTags"],
+    ),
+    ("AWS::EC2::EIP", &["AllocateAddress", "ReleaseAddress", "AssociateAddress"]),
+    ("AWS::EC2::EIPAssociation", &["AssociateAddress", "DisassociateAddress"]),
+    ("AWS::EC2::NetworkInterface", &["CreateNetworkInterface", "ModifyNetworkInterfaceAttribute"]),
+    ("AWS::EC2::Route", &["CreateRoute"]),
+    ("AWS::EC2::LaunchTemplate", &["CreateLaunchTemplate", "ssm:GetParameters"]),
+    ("AWS::EC2::Instance", &["RunInstances", "ModifyInstanceAttribute", "TerminateInstances"]),
+    (
+        "AWS::AutoScaling::AutoScalingGroup",
+        &[
+            "autoscaling:CreateAutoScalingGroup",
+            "UpdateAutoScalingGroup",
+            "EnableMetricsCollection",
+            "DeleteAutoScalingGroup",
+            "AWSServiceRoleForAutoScaling",
+            "iam:CreateServiceLinkedRole",
+        ],
+    ),
+    (
+        "AWS::IAM::Role",
+        &["iam:CreateRole", "GetRole", "TagRole", "PutRolePolicy", "GetRolePolicy", "DeleteRole", "DeleteRolePolicy", "PassRole"],
+    ),
+    (
+        "AWS::IAM::InstanceProfile",
+        &["CreateInstanceProfile", "GetInstanceProfile", "AddRoleToInstanceProfile", "RemoveRoleFromInstanceProfile", "DeleteInstanceProfile"],
+    ),
+    ("AWS::CloudWatch::Alarm", &["cloudwatch:PutMetricAlarm", "DescribeAlarms", "DeleteAlarms"]),
+];
+
+/// The README's list of the deploying user's permissions covers every
+/// resource type of every stack, and a stack whose alarm has an EC2
+/// action (the recover alarm) needs CloudWatch's service-linked role.
+#[test]
+fn the_readme_lists_what_deploying_each_stack_needs() {
+    let readme = std::fs::read_to_string(fixtures::repo().join("README.md")).unwrap();
+    let start = readme
+        .find("**The deploying user needs**")
+        .expect("the README lists the deploying user's permissions");
+    let section = &readme[start..];
+    let section = &section[..section.find("\n\n**").unwrap_or(section.len())];
+    let mut kinds = BTreeSet::new();
+    let mut ec2_action = false;
+    for spec in valid_specs() {
+        let t = template(&render(&spec.path).site_dir);
+        for r in t["Resources"].as_object().unwrap().values() {
+            kinds.insert(r["Type"].as_str().unwrap().to_owned());
+        }
+        ec2_action |= t.to_string().contains(":ec2:recover");
+    }
+    for kind in &kinds {
+        let (_, actions) = DEPLOY_ACTIONS
+            .iter()
+            .find(|(k, _)| k == kind)
+            .unwrap_or_else(|| panic!("{kind} is not in DEPLOY_ACTIONS (and the README's list)"));
+        for a in *actions {
+            assert!(
+                section.contains(&format!("`{a}`")) || section.contains(&format!(":{a}`")),
+                "the README's list lacks `{a}` ({kind})"
+            );
+        }
+    }
+    assert!(ec2_action, "a fixture has the recover alarm");
+    for a in ["iam:CreateServiceLinkedRole", "AWSServiceRoleForCloudWatchEvents"] {
+        assert!(section.contains(a), "the README's list lacks {a} (the recover alarm)");
+    }
+}
+
 /// A spec whose forwards have `n` sources in all (at most 1,000 each).
 fn spec_with_sources(dir: &Path, n: u32) -> std::path::PathBuf {
     let from: Vec<String> = (0..n)
