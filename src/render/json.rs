@@ -181,7 +181,42 @@ pub fn security_group_notes(site: &Site) -> Vec<String> {
     notes
 }
 
-/// Per target address: its forwards and the rules its security group needs.
+/// How the manifest names the route target of a return route: the NAT
+/// instance's network interface (the floating one with failover).
+pub const NAT_INTERFACE: &str = "nat-interface";
+
+/// The destinations a target subnet's route table must send through the
+/// NAT when its general egress goes elsewhere (a NAT gateway): the
+/// forwards' sources, since the target replies to the client's own
+/// address and the NAT must see the reply to translate it back. A public
+/// forward needs `0.0.0.0/0`, which covers the rest. Sources inside
+/// `vpc_cidrs` get none (the VPC's local route cannot be overridden for
+/// them), and a source inside another is covered by it. Sorted by address.
+pub fn return_routes<'a>(site: &Site, forwards: impl IntoIterator<Item = &'a Forward>) -> Vec<Cidr> {
+    let mut sources: Vec<Cidr> = forwards
+        .into_iter()
+        .flat_map(|f| f.from.iter().copied())
+        .filter(|c| !site.vpc_cidrs.iter().any(|v| within(c, v)))
+        .collect();
+    // Two networks are nested or apart; sorted by first address, larger
+    // first, each is covered by the last one kept or by none.
+    sources.sort_by_key(|c| (c.network(), c.prefix()));
+    let mut kept: Vec<Cidr> = Vec::new();
+    for c in sources {
+        if kept.last().is_none_or(|k| !within(&c, k)) {
+            kept.push(c);
+        }
+    }
+    kept
+}
+
+/// Whether `inner` lies wholly inside `outer`.
+fn within(inner: &Cidr, outer: &Cidr) -> bool {
+    outer.prefix() <= inner.prefix() && outer.contains(inner.network())
+}
+
+/// Per target address: its forwards, the rules its security group needs
+/// and the routes its subnet needs back through the NAT.
 fn targets(site: &Site) -> Vec<Value> {
     let mut by_target: BTreeMap<Ipv4Addr, Vec<&Forward>> = BTreeMap::new();
     for f in &site.forwards {
@@ -193,7 +228,11 @@ fn targets(site: &Site) -> Vec<Value> {
             json!({
                 "address": addr.to_string(),
                 "forwards": forwards.iter().map(|f| f.name.as_str()).collect::<Vec<_>>(),
-                "security_group_ingress": target_ingress(site, forwards.into_iter()).to_json(),
+                "security_group_ingress": target_ingress(site, forwards.iter().copied()).to_json(),
+                "routes": return_routes(site, forwards.iter().copied())
+                    .iter()
+                    .map(|d| json!({"destination": d.to_string(), "via": NAT_INTERFACE}))
+                    .collect::<Vec<_>>(),
             })
         })
         .collect()
@@ -232,6 +271,10 @@ pub fn manifest(site: &Site, artifacts: &[Artifact]) -> Vec<u8> {
             "bytes": a.bytes.len(),
             "needs_s3_bucket": too_large,
             "note": too_large.then(|| super::stack::too_large_note(a.bytes.len())),
+            "target_route_destinations": super::stack::target_route_destinations(site)
+                .iter()
+                .map(|c| c.to_string())
+                .collect::<Vec<_>>(),
         })
     });
     let files: Vec<Value> = artifacts
@@ -294,4 +337,52 @@ fn pretty(v: &Value) -> Vec<u8> {
     let mut out = serde_json::to_vec_pretty(v).unwrap_or_default();
     out.push(b'\n');
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn site(forwards: &str) -> Site {
+        let yaml = format!("version: 1\nsite: s\nvpc_cidrs: [10.0.0.0/16, 10.1.0.0/16]\nforwards:\n{forwards}");
+        crate::validate::parse(std::path::Path::new("t.yaml"), yaml.as_bytes()).unwrap()
+    }
+
+    fn routes(site: &Site, target: &str) -> Vec<String> {
+        let target: Ipv4Addr = target.parse().unwrap();
+        return_routes(site, site.forwards.iter().filter(|f| f.target == target))
+            .iter()
+            .map(|c| c.to_string())
+            .collect()
+    }
+
+    /// Each target gets its own forwards' sources, once, sorted, without
+    /// those inside another or inside the VPC; a public forward's target
+    /// gets 0.0.0.0/0 alone.
+    #[test]
+    fn return_routes_are_each_targets_sources_once() {
+        let s = site(concat!(
+            "  - {name: a, port: 1001, to: 10.0.1.5:22, from: [198.51.100.0/24, 203.0.113.7/32, 192.0.2.0/24]}\n",
+            "  - {name: b, port: 1002, to: 10.0.1.5:80, from: [198.51.100.128/25, 203.0.113.7/32, 10.1.2.0/24, 10.0.0.0/8]}\n",
+            "  - {name: c, port: 1003, to: 10.0.1.6:80, from: [203.0.113.0/24]}\n",
+            "  - {name: d, port: 1004, to: 10.0.1.7:80, from: [0.0.0.0/0], public: true}\n",
+            "  - {name: e, port: 1005, to: 10.0.1.7:81, from: [203.0.113.0/24]}\n",
+            "  - {name: f, port: 1006, to: 10.0.1.8:81, from: [10.1.0.0/16]}\n",
+        ));
+        assert_eq!(
+            routes(&s, "10.0.1.5"),
+            ["10.0.0.0/8", "192.0.2.0/24", "198.51.100.0/24", "203.0.113.7/32"]
+        );
+        assert_eq!(routes(&s, "10.0.1.6"), ["203.0.113.0/24"]);
+        assert_eq!(routes(&s, "10.0.1.7"), ["0.0.0.0/0"]);
+        assert!(routes(&s, "10.0.1.8").is_empty(), "a source in the VPC");
+        // The stack's tables: every restricted forward's sources.
+        assert_eq!(
+            super::super::stack::target_route_destinations(&s)
+                .iter()
+                .map(|c| c.to_string())
+                .collect::<Vec<_>>(),
+            ["10.0.0.0/8", "192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24"]
+        );
+    }
 }

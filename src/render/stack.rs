@@ -25,6 +25,46 @@ use serde_json::Value;
 /// transform, so each table is a parameter of its own, empty when unused.
 pub const ROUTE_TABLES: usize = 4;
 
+/// How many target route tables the template takes (each gets a route
+/// per destination, so fewer than [`ROUTE_TABLES`]: targets usually sit
+/// in a subnet or two, and more routes make the template larger).
+pub const TARGET_ROUTE_TABLES: usize = 2;
+
+/// Routes a route table holds by default (EC2's quota, which can be
+/// raised to 1,000): the most destinations the target route tables get.
+/// More would also take the stack past CloudFormation's 500 resources.
+pub const ROUTES_PER_TABLE: usize = 50;
+
+/// The destinations every target route table of the stack gets: the
+/// return routes of the forwards that restrict their sources (a public
+/// forward's target needs `0.0.0.0/0`, which a table whose default route
+/// is a NAT gateway's cannot take: its subnet is a private route
+/// table's). None when there are more than a route table holds by
+/// default.
+pub fn target_route_destinations(site: &Site) -> Vec<crate::cidr::Cidr> {
+    let d = super::json::return_routes(site, site.forwards.iter().filter(|f| !f.public));
+    if d.len() > ROUTES_PER_TABLE {
+        Vec::new()
+    } else {
+        d
+    }
+}
+
+/// What the user is told when the forwards have more return routes than
+/// the stack takes.
+pub fn target_routes_note(site: &Site) -> Option<String> {
+    let n = super::json::return_routes(site, site.forwards.iter().filter(|f| !f.public)).len();
+    (n > ROUTES_PER_TABLE).then(|| {
+        format!(
+            "{} has no target route tables: the forwards' sources need {n} routes in each target subnet's \
+             route table, more than the {ROUTES_PER_TABLE} a route table holds by default; send those subnets' \
+             0.0.0.0/0 through the NAT (PrivateRouteTable) or add the routes of manifest.json's `targets` \
+             yourself (after raising the quota)",
+            super::artifact::STACK
+        )
+    })
+}
+
 /// The largest template `aws cloudformation deploy` may upload directly;
 /// larger ones go through S3 (`--s3-bucket`), up to [`S3_LIMIT`].
 pub const DIRECT_UPLOAD_LIMIT: usize = 51_200;
@@ -126,6 +166,7 @@ pub fn render(i: &mut Input<'_>) -> Result<Option<Output>> {
     if text.len() > DIRECT_UPLOAD_LIMIT {
         i.notes.push(too_large_note(text.len()));
     }
+    i.notes.extend(target_routes_note(site));
     Ok(Some(i.output(text.into_bytes())))
 }
 
@@ -175,11 +216,18 @@ impl<'a> Stack<'a> {
         let mut top = vec![
             ("AWSTemplateFormatVersion".to_string(), s("2010-09-09")),
             ("Description".to_string(), s(&self.description())),
-            ("Parameters".to_string(), Y::Map(self.parameters())),
-            ("Conditions".to_string(), Y::Map(self.conditions())),
+            (
+                "Parameters".to_string(),
+                Y::Map([self.parameters(), self.target_route_parameters()].concat()),
+            ),
+            (
+                "Conditions".to_string(),
+                Y::Map([self.conditions(), self.target_route_conditions()].concat()),
+            ),
         ];
         let mut resources = vec![("SecurityGroup".to_string(), self.security_group(ingress))];
         resources.extend(self.address_and_routes());
+        resources.extend(self.target_routes());
         if self.has_role() {
             resources.extend(self.role());
         }
@@ -442,6 +490,88 @@ impl<'a> Stack<'a> {
                     ),
                 ]),
             ));
+        }
+        out
+    }
+
+    /// Where the routes through the NAT go: the floating interface, or
+    /// the one instance.
+    fn route_target(&self) -> (&'static str, Y) {
+        if self.site.failover.is_some() {
+            ("NetworkInterfaceId", r("Interface"))
+        } else {
+            ("InstanceId", r("Instance"))
+        }
+    }
+
+    fn target_route_destinations(&self) -> Vec<crate::cidr::Cidr> {
+        target_route_destinations(self.site)
+    }
+
+    fn target_route_parameters(&self) -> Vec<(String, Y)> {
+        if self.target_route_destinations().is_empty() {
+            return Vec::new();
+        }
+        (1..=TARGET_ROUTE_TABLES)
+            .map(|n| {
+                (
+                    format!("TargetRouteTable{n}"),
+                    map([
+                        ("Type", s("String")),
+                        ("Default", s("")),
+                        ("AllowedPattern", s("^(rtb-[0-9a-f]+)?$")),
+                        (
+                            "Description",
+                            s("A route table of forward targets whose 0.0.0.0/0 goes elsewhere (a NAT gateway): it gets a route to each forward's sources through the NAT; empty for none"),
+                        ),
+                    ]),
+                )
+            })
+            .collect()
+    }
+
+    fn target_route_conditions(&self) -> Vec<(String, Y)> {
+        if self.target_route_destinations().is_empty() {
+            return Vec::new();
+        }
+        (1..=TARGET_ROUTE_TABLES)
+            .map(|n| {
+                let empty = map([(
+                    "Fn::Equals",
+                    Y::List(vec![r(&format!("TargetRouteTable{n}")), s("")]),
+                )]);
+                (
+                    format!("HasTargetRouteTable{n}"),
+                    map([("Fn::Not", Y::List(vec![empty]))]),
+                )
+            })
+            .collect()
+    }
+
+    /// In each target route table given, a route to each destination of
+    /// [`Self::target_route_destinations`] through the NAT.
+    fn target_routes(&self) -> Vec<(String, Y)> {
+        let (target_key, target) = self.route_target();
+        let destinations = self.target_route_destinations();
+        let mut out = Vec::new();
+        for n in 1..=TARGET_ROUTE_TABLES {
+            for (k, d) in destinations.iter().enumerate() {
+                out.push((
+                    format!("TargetRoute{n}To{}", k + 1),
+                    map([
+                        ("Type", s("AWS::EC2::Route")),
+                        ("Condition", s(&format!("HasTargetRouteTable{n}"))),
+                        (
+                            "Properties",
+                            map([
+                                ("RouteTableId", r(&format!("TargetRouteTable{n}"))),
+                                ("DestinationCidrBlock", s(&d.to_string())),
+                                (target_key, target.clone()),
+                            ]),
+                        ),
+                    ]),
+                ));
+            }
         }
         out
     }
@@ -1018,6 +1148,30 @@ mod tests {
             assert!(matches!(prop("EvaluationPeriods"), Some(Y::Num(p)) if p == minutes));
             assert!(matches!(prop("TreatMissingData"), Some(Y::Str(m)) if m == "breaching"));
             assert!(matches!(prop("Statistic"), Some(Y::Str(m)) if m == "SampleCount"));
+        }
+    }
+
+    /// Up to a route table's default quota, each target route table
+    /// gets a route per destination; past it, none, and a note says why.
+    #[test]
+    fn target_route_tables_take_the_forwards_sources_up_to_the_quota() {
+        for (sources, routes) in [(ROUTES_PER_TABLE, ROUTES_PER_TABLE), (ROUTES_PER_TABLE + 1, 0)] {
+            let from: Vec<String> = (0..sources).map(|i| format!("198.51.{i}.0/24")).collect();
+            let s = site(&format!(
+                "forwards:\n  - {{name: a, port: 1001, to: 10.0.1.5:22, from: [{}]}}\n  - {{name: p, port: 1002, to: 10.0.1.6:80, from: [0.0.0.0/0], public: true}}\n",
+                from.join(", ")
+            ));
+            let stack = Stack::new(&s, None);
+            assert_eq!(stack.target_routes().len(), routes * TARGET_ROUTE_TABLES);
+            assert_eq!(stack.target_route_parameters().is_empty(), routes == 0);
+            assert_eq!(stack.target_route_conditions().is_empty(), routes == 0);
+            assert_eq!(target_routes_note(&s).is_some(), routes == 0);
+            let no_default = stack.target_routes().iter().all(|(_, y)| {
+                let mut text = String::new();
+                emit(y, 0, &mut text);
+                !text.contains("0.0.0.0/0")
+            });
+            assert!(no_default, "a public forward's 0.0.0.0/0 is not a target route");
         }
     }
 

@@ -82,6 +82,16 @@ pub struct NatGroup {
 pub struct Target {
     pub address: Ipv4Addr,
     pub security_group_ingress: Vec<IpPermission>,
+    /// What its subnet's route table must send through the NAT.
+    pub routes: Vec<Route>,
+}
+
+/// A return route: a forward's sources, through the NAT's interface.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Route {
+    #[serde(deserialize_with = "cidr")]
+    pub destination: Cidr,
+    pub via: String,
 }
 
 /// The part of an EC2 IpPermission that tests look at.
@@ -124,6 +134,30 @@ impl Manifest {
                 return Err(format!("forward {}: empty `from`", f.name));
             }
         }
+        // Each target's routes lead every source of its forwards that lies
+        // outside the VPC back through the NAT, and nothing else.
+        let within = |inner: &Cidr, outer: &Cidr| {
+            outer.prefix() <= inner.prefix() && outer.contains(inner.network())
+        };
+        for t in &m.targets {
+            let sources: Vec<&Cidr> = m
+                .forwards
+                .iter()
+                .filter(|f| f.target_address == t.address)
+                .flat_map(|f| &f.from)
+                .filter(|c| !m.vpc_cidrs.iter().any(|v| within(c, v)))
+                .collect();
+            for r in &t.routes {
+                if r.via != "nat-interface" || !sources.iter().any(|c| within(c, &r.destination)) {
+                    return Err(format!("target {}: route {r:?} is no source's", t.address));
+                }
+            }
+            for c in sources {
+                if !t.routes.iter().any(|r| within(c, &r.destination)) {
+                    return Err(format!("target {}: no route back to {c}", t.address));
+                }
+            }
+        }
         Ok(m)
     }
 
@@ -159,6 +193,10 @@ fn cidrs<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Cidr>, D::Error> {
         .iter()
         .map(|text| Cidr::parse(text).map_err(serde::de::Error::custom))
         .collect()
+}
+
+fn cidr<'de, D: Deserializer<'de>>(d: D) -> Result<Cidr, D::Error> {
+    Cidr::parse(&String::deserialize(d)?).map_err(serde::de::Error::custom)
 }
 
 fn proto<'de, D: Deserializer<'de>>(d: D) -> Result<Proto, D::Error> {

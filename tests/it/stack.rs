@@ -487,6 +487,8 @@ fn al2023_stacks_deploy_into_moto_with_the_aws_cli() {
         let rendered = render(&spec);
         let seen = moto.deploy(&rendered.site_dir, &format!("natbake-{site}"));
         assert_eq!(seen["ingress_rules"], 1, "{seen}");
+        // The seed's one source, routed back through the NAT.
+        assert_eq!(seen["target_routes"], 1, "{seen}");
         assert_eq!(seen["role"].is_string(), !extra.is_empty(), "{seen}");
         assert_eq!(seen["image"], image, "{seen}");
     }

@@ -99,6 +99,10 @@ def main():
         VpcId=vpc, CidrBlock=manifest["vpc_cidrs"][0].replace("/16", "/24"), AvailabilityZone=f"{REGION}a"
     )["Subnet"]["SubnetId"]
     tables = [ec2.create_route_table(VpcId=vpc)["RouteTable"]["RouteTableId"] for _ in range(2)]
+    # And a target subnet's table whose egress goes elsewhere: it takes
+    # the forwards' sources through the NAT.
+    destinations = manifest["stack"]["target_route_destinations"]
+    target_table = ec2.create_route_table(VpcId=vpc)["RouteTable"]["RouteTableId"] if destinations else None
 
     env = {
         "AWS_ACCESS_KEY_ID": "testing",
@@ -126,6 +130,8 @@ def main():
         f"PrivateRouteTable1={tables[0]}",
         f"PrivateRouteTable2={tables[1]}",
     ]
+    if target_table:
+        deploy.append(f"TargetRouteTable1={target_table}")
     if baked:
         deploy.append(f"ImageId={baked}")
     done = subprocess.run(deploy, env=env, capture_output=True, text=True, timeout=300)
@@ -188,6 +194,25 @@ def main():
         if len(default) != 1 or default[0].get(target_key) != target:
             fail(f"{t}: default route {default}, not to {target_key} {target}")
     seen["routes"] = {t: target for t in tables}
+
+    # The target table: one route per destination of the manifest, each to
+    # the interface or instance, and no default route; the second target
+    # table was left empty, so nothing else has those routes.
+    if target_table:
+        routes = ec2.describe_route_tables(RouteTableIds=[target_table])["RouteTables"][0]["Routes"]
+        got = {r.get("DestinationCidrBlock"): r.get(target_key) for r in routes if r.get("GatewayId") != "local"}
+        want = {d: target for d in destinations}
+        if got != want:
+            fail(f"{target_table}: routes {got}, not {want}")
+        for t in tables:
+            routes = ec2.describe_route_tables(RouteTableIds=[t])["RouteTables"][0]["Routes"]
+            extra = [r for r in routes if r.get("DestinationCidrBlock") in destinations]
+            if extra:
+                fail(f"{t}: routes of the target tables {extra}")
+        per_manifest = {r["destination"] for t in manifest["targets"] for r in t["routes"]}
+        if set(destinations) - per_manifest:
+            fail(f"stack destinations {destinations} beyond the targets' routes {per_manifest}")
+        seen["target_routes"] = len(got)
 
     # One instance, launched from the launch template, with IMDSv2 only.
     lt_id = resources["LaunchTemplate"]["PhysicalResourceId"]
