@@ -146,8 +146,11 @@ impl Os {
     /// pattern would pick one by chance. The legacy AMI never had arm64,
     /// which validation refuses too.
     pub fn source_image(self, arch: Arch, partition: Partition) -> SourceImage {
+        // Canonical's account in the European Sovereign Cloud is not
+        // known to natbake: validation refuses Ubuntu builds there, as it
+        // refuses Debian's outside the standard partition.
         let canonical = match partition {
-            Partition::Aws => "099720109477",
+            Partition::Aws | Partition::EuropeanSovereignCloud => "099720109477",
             Partition::China => "837727238323",
             Partition::GovCloud => "513442679011",
         };

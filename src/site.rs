@@ -38,6 +38,8 @@ pub enum Partition {
     China,
     /// `aws-us-gov`: `us-gov-west-1`, `us-gov-east-1`.
     GovCloud,
+    /// `aws-eusc`, the AWS European Sovereign Cloud: `eusc-de-east-1`.
+    EuropeanSovereignCloud,
 }
 
 impl Partition {
@@ -47,6 +49,8 @@ impl Partition {
             Partition::China
         } else if region.starts_with("us-gov-") {
             Partition::GovCloud
+        } else if region.starts_with("eusc-") {
+            Partition::EuropeanSovereignCloud
         } else {
             Partition::Aws
         }
@@ -58,6 +62,7 @@ impl Partition {
             Partition::Aws => "aws",
             Partition::China => "aws-cn",
             Partition::GovCloud => "aws-us-gov",
+            Partition::EuropeanSovereignCloud => "aws-eusc",
         }
     }
 }

@@ -653,10 +653,22 @@ impl Validator {
     ) -> Option<Region> {
         let region = self.check(at, path, Region::parse(&at.value))?;
         let partition = region.partition;
+        if os == Os::Ubuntu2404 && partition == Partition::EuropeanSovereignCloud {
+            self.err(at, path, format!(
+                "`{}` is in the `{}` partition, where natbake does not know the account that publishes Canonical's images; build `ubuntu-24.04` elsewhere, or use `os: amazon-linux-2023` there",
+                at.value, partition.name()
+            ));
+            return None;
+        }
         if os == Os::Debian12 && partition != Partition::Aws {
             self.err(at, path, format!(
-                "`{}` is in the `{}` partition, where natbake does not know the account that publishes Debian's images; build `debian-12` in a standard region, or use `os: ubuntu-24.04` or `amazon-linux-2023`",
-                at.value, partition.name()
+                "`{}` is in the `{}` partition, where natbake does not know the account that publishes Debian's images; build `debian-12` in a standard region, or use {}",
+                at.value, partition.name(),
+                if partition == Partition::EuropeanSovereignCloud {
+                    "`os: amazon-linux-2023`"
+                } else {
+                    "`os: ubuntu-24.04` or `amazon-linux-2023`"
+                }
             ));
             return None;
         }
@@ -1026,5 +1038,23 @@ mod tests {
             m[0].contains("`01532` has a leading zero") && m[0].ends_with("(in `10.0.1.25:01532`)"),
             "{m:?}"
         );
+    }
+
+    /// The European Sovereign Cloud's regions are regions of their own
+    /// partition: Amazon's images build there, Canonical's and Debian's
+    /// owners are not known, and AMIs do not copy to other partitions.
+    #[test]
+    fn the_european_sovereign_cloud_is_a_partition_of_its_own() {
+        let spec = |os: &str, copy: &str| {
+            format!("version: 1\nsite: s\nos: {os}\nvpc_cidrs: [10.0.0.0/16]\nami:\n  region: eusc-de-east-1\n  copy_to: [{copy}]\n")
+        };
+        assert!(check(&spec("amazon-linux-2023", "")).is_ok());
+        for os in ["ubuntu-24.04", "debian-12"] {
+            let e = check(&spec(os, "")).unwrap_err();
+            assert!(e[0].message.contains("`aws-eusc` partition"), "{}", e[0].message);
+            assert!(e[0].message.contains("amazon-linux-2023"), "{}", e[0].message);
+        }
+        let e = check(&spec("amazon-linux-2023", "eu-central-1")).unwrap_err();
+        assert!(e[0].message.contains("cannot be copied between partitions"), "{}", e[0].message);
     }
 }

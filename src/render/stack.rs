@@ -218,11 +218,25 @@ impl<'a> Stack<'a> {
             ("Description".to_string(), s(&self.description())),
             (
                 "Parameters".to_string(),
-                Y::Map([self.parameters(), self.target_route_parameters()].concat()),
+                Y::Map(
+                    [
+                        self.parameters(),
+                        self.address_parameters(),
+                        self.target_route_parameters(),
+                    ]
+                    .concat(),
+                ),
             ),
             (
                 "Conditions".to_string(),
-                Y::Map([self.conditions(), self.target_route_conditions()].concat()),
+                Y::Map(
+                    [
+                        self.conditions(),
+                        self.address_conditions(),
+                        self.target_route_conditions(),
+                    ]
+                    .concat(),
+                ),
             ),
         ];
         let mut resources = vec![("SecurityGroup".to_string(), self.security_group(ingress))];
@@ -448,7 +462,11 @@ impl<'a> Stack<'a> {
                 "ElasticIp".into(),
                 resource(
                     "AWS::EC2::EIP",
-                    map([("Domain", s("vpc")), ("Tags", site_tags(self.site))]),
+                    map([
+                        ("Domain", s("vpc")),
+                        ("NetworkBorderGroup", Self::border_group()),
+                        ("Tags", site_tags(self.site)),
+                    ]),
                 ),
             ));
             out.push((
@@ -468,6 +486,7 @@ impl<'a> Stack<'a> {
                     "AWS::EC2::EIP",
                     map([
                         ("Domain", s("vpc")),
+                        ("NetworkBorderGroup", Self::border_group()),
                         (target_key, target.clone()),
                         ("Tags", site_tags(self.site)),
                     ]),
@@ -492,6 +511,41 @@ impl<'a> Stack<'a> {
             ));
         }
         out
+    }
+
+    /// The elastic IP's network border group, for a public subnet in a
+    /// Local Zone or Wavelength Zone: there an address of the region's
+    /// own border group cannot be associated. CloudFormation cannot read
+    /// a subnet's border group, so it is a parameter, empty in the
+    /// region's own availability zones.
+    fn address_parameters(&self) -> Vec<(String, Y)> {
+        vec![(
+            "NetworkBorderGroup".into(),
+            map([
+                ("Type", s("String")),
+                ("Default", s("")),
+                ("AllowedPattern", s("^([a-z]{2,4}(-[a-z0-9]+)+)?$")),
+                (
+                    "Description",
+                    s("The network border group of the public subnet's zone when it is a Local Zone (us-west-2-lax-1) or Wavelength Zone (us-east-1-wl1-bos-wlz-1); empty in the region's availability zones"),
+                ),
+            ]),
+        )]
+    }
+
+    fn address_conditions(&self) -> Vec<(String, Y)> {
+        let empty = map([(
+            "Fn::Equals",
+            Y::List(vec![r("NetworkBorderGroup"), s("")]),
+        )]);
+        vec![(
+            "HasNetworkBorderGroup".into(),
+            map([("Fn::Not", Y::List(vec![empty]))]),
+        )]
+    }
+
+    fn border_group() -> Y {
+        when("HasNetworkBorderGroup", r("NetworkBorderGroup"), no_value())
     }
 
     /// Where the routes through the NAT go: the floating interface, or
@@ -1172,6 +1226,26 @@ mod tests {
                 !text.contains("0.0.0.0/0")
             });
             assert!(no_default, "a public forward's 0.0.0.0/0 is not a target route");
+        }
+    }
+
+    /// Both shapes' elastic IP take the border group of a Local Zone or
+    /// Wavelength Zone when one is given, and nothing otherwise.
+    #[test]
+    fn the_elastic_ip_takes_a_network_border_group() {
+        for extra in ["", "failover: {floating_eni: true}\n"] {
+            let s = site(extra);
+            let stack = Stack::new(&s, None);
+            let mut text = String::new();
+            emit(&Y::Map(stack.address_and_routes()), 0, &mut text);
+            let eip = &text[text.find("ElasticIp:").unwrap()..];
+            let eip = &eip[..eip.find("\n  ElasticIp").or(eip.find("\nPrivateRoute")).unwrap_or(eip.len())];
+            assert!(
+                eip.contains("NetworkBorderGroup:\n      Fn::If:\n        - \"HasNetworkBorderGroup\"\n        - Ref: \"NetworkBorderGroup\"\n        - Ref: \"AWS::NoValue\""),
+                "{extra}: {eip}"
+            );
+            assert_eq!(stack.address_parameters()[0].0, "NetworkBorderGroup");
+            assert_eq!(stack.address_conditions()[0].0, "HasNetworkBorderGroup");
         }
     }
 

@@ -21,12 +21,13 @@ pub struct RegionProblem {
 
 impl Region {
     /// Parses the shape every region name has (`us-east-1`, `eu-central-2`,
-    /// `us-gov-west-1`, `ap-southeast-5`), so that new regions are
-    /// accepted without a list to keep up to date.
+    /// `us-gov-west-1`, `ap-southeast-5`, and the European Sovereign
+    /// Cloud's `eusc-de-east-1`), so that new regions are accepted without
+    /// a list to keep up to date.
     pub fn parse(text: &str) -> Result<Region, RegionProblem> {
         let parts: Vec<&str> = text.split('-').collect();
         let ok = parts.len() >= 3
-            && word(parts[0], 2, 2, |c| c.is_ascii_lowercase())
+            && (word(parts[0], 2, 2, |c| c.is_ascii_lowercase()) || parts[0] == "eusc")
             && parts[1..parts.len() - 1]
                 .iter()
                 .all(|p| word(p, 1, 16, |c| c.is_ascii_lowercase()))
@@ -246,6 +247,7 @@ mod tests {
             ("eu-central-2", Partition::Aws),
             ("cn-northwest-1", Partition::China),
             ("us-gov-west-1", Partition::GovCloud),
+            ("eusc-de-east-1", Partition::EuropeanSovereignCloud),
         ] {
             assert_eq!(
                 Region::parse(name),
@@ -262,6 +264,7 @@ mod tests {
             "US-EAST-1",
             "us-east-123",
             "usa-east-1",
+            "eusa-de-east-1",
             "us--1",
             "us-east-1 ",
         ] {

@@ -626,3 +626,70 @@ fn digests_match_sha256sum_and_the_manifest() {
         }
     });
 }
+
+/// The metadata checks of `natbake-aws.sh` take every zone and region
+/// EC2 names: regional zones, Local Zones, Wavelength Zones, and the
+/// European Sovereign Cloud's region and domain; they still refuse a zone
+/// of another region and text that is no name. Run against the metadata
+/// stub on loopback (no root needed).
+#[test]
+fn aws_identity_takes_local_zones_and_sovereign_regions() {
+    let site = render(&crate::fixtures::fixture_spec("failover"));
+    let lib = site.site_dir.join("natbake-aws.sh");
+    assert!(lib.exists(), "the failover fixture has natbake-aws.sh");
+    let scratch = crate::support::ScratchDir::new("imds-names");
+    for (region, az, domain, partition, ok) in [
+        ("us-east-1", "us-east-1a", "amazonaws.com", "aws", true),
+        ("us-west-2", "us-west-2-lax-1a", "amazonaws.com", "aws", true),
+        ("us-east-1", "us-east-1-wl1-bos-wlz-1", "amazonaws.com", "aws", true),
+        ("eusc-de-east-1", "eusc-de-east-1a", "amazonaws.eu", "aws-eusc", true),
+        ("cn-northwest-1", "cn-northwest-1b", "amazonaws.com.cn", "aws-cn", true),
+        ("us-east-1", "us-west-2a", "amazonaws.com", "aws", false),
+        ("us-east-1", "us-east-1-", "amazonaws.com", "aws", false),
+        ("us-east-1", "us-east-1a;x", "amazonaws.com", "aws", false),
+        ("eusa-de-east-1", "eusa-de-east-1a", "amazonaws.eu", "aws", false),
+    ] {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let log = scratch.path().join(format!("imds-{port}.log"));
+        let mut stub = Command::new("/usr/bin/python3")
+            .arg(crate::fixtures::repo().join("tests/it/netlab/imds_stub.py"))
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--mac", "02:00:00:00:00:01", "--cidr", "10.0.0.0/16"])
+            .args(["--instance-id", "i-0123456789abcdef0", "--role", "natbake-lab"])
+            .args(["--region", region, "--az", az, "--domain", domain, "--partition", partition])
+            .arg("--log")
+            .arg(&log)
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !std::fs::read_to_string(&log).is_ok_and(|l| l.starts_with("ready")) {
+            assert!(std::time::Instant::now() < deadline, "the metadata stub does not start");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let out = crate::support::output_of(
+            Command::new("bash")
+                .arg("-c")
+                .arg(
+                    "source \"$1\" && AWS_IMDS=\"http://127.0.0.1:$2\" && AWS_DEADLINE=$(( SECONDS + 10 )) && \
+                     if aws_identity; then echo \"$AWS_REGION $AWS_AZ $AWS_DOMAIN\"; else echo \"$AWS_MESSAGE\"; exit 1; fi",
+                )
+                .arg("bash")
+                .arg(&lib)
+                .arg(port.to_string()),
+        );
+        let _ = stub.kill();
+        let _ = stub.wait();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        if ok {
+            assert!(out.status.success(), "{region} {az}: {stdout}");
+            assert_eq!(stdout.trim(), format!("{region} {az} {domain}"));
+        } else {
+            assert!(!out.status.success(), "{region} {az} taken: {stdout}");
+            assert!(stdout.contains("malformed"), "{region} {az}: {stdout}");
+        }
+    }
+}

@@ -16,8 +16,9 @@ the path answers normally. Faults are logged like answers, with the
 status or `drop`.
 
 For instances that call AWS APIs, it also answers for the instance's
-identity (`--instance-id`), placement (`--region`, `--az`), the partition's
-domain (`services/domain`), the credentials of its role (`--role`; pretty-
+identity (`--instance-id`), placement (`--region`, `--az`), the partition
+and its domain (`services/partition`, `services/domain`: `--partition`,
+`--domain`), the credentials of its role (`--role`; pretty-
 printed JSON as EC2 writes it, with fixed lab keys) and, per `--interface
 MAC=CIDR`, the subnet of another interface (what EC2 shows once an
 interface is attached).
@@ -52,6 +53,7 @@ def main():
     parser.add_argument("--region")
     parser.add_argument("--az")
     parser.add_argument("--domain", default="amazonaws.com")
+    parser.add_argument("--partition", default="aws")
     parser.add_argument("--role")
     parser.add_argument("--interface", action="append", default=[])
     args = parser.parse_args()
@@ -81,6 +83,7 @@ def main():
         answers[md + "placement/region"] = args.region
         answers[md + "placement/availability-zone"] = args.az
         answers[md + "services/domain"] = args.domain
+        answers[md + "services/partition"] = args.partition
     if args.role:
         creds = md + "iam/security-credentials/"
         answers[creds] = args.role
