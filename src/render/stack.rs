@@ -167,6 +167,16 @@ pub fn render(i: &mut Input<'_>) -> Result<Option<Output>> {
         i.notes.push(too_large_note(text.len()));
     }
     i.notes.extend(target_routes_note(site));
+    if site.failover.is_none() && !crate::values::recoverable(&site.ami.instance_type) {
+        i.notes.push(format!(
+            "{}: EC2's recover action is not documented for {} (metal, instance store, or a family natbake does not \
+             know to recover), and EC2 refuses such an alarm: the stack's RecoverAlarm only notifies. EC2's own \
+             automatic recovery still acts where the type has it (`aws ec2 describe-instance-types --filters \
+             Name=auto-recovery-supported,Values=true`)",
+            super::artifact::STACK,
+            site.ami.instance_type
+        ));
+    }
     Ok(Some(i.output(text.into_bytes())))
 }
 
@@ -218,14 +228,14 @@ impl<'a> Stack<'a> {
             ("Description".to_string(), s(&self.description())),
             (
                 "Parameters".to_string(),
-                Y::Map(
+                Y::Map(self.constrain_instance_type(
                     [
                         self.parameters(),
                         self.address_parameters(),
                         self.target_route_parameters(),
                     ]
                     .concat(),
-                ),
+                )),
             ),
             (
                 "Conditions".to_string(),
@@ -511,6 +521,35 @@ impl<'a> Stack<'a> {
             ));
         }
         out
+    }
+
+    /// Whether the one instance's alarm recovers it: without failover,
+    /// for a type EC2's recover action is documented for.
+    fn recovers(&self) -> bool {
+        self.site.failover.is_none() && crate::values::recoverable(&self.site.ami.instance_type)
+    }
+
+    /// With the recover action, the `InstanceType` parameter takes only
+    /// types it is documented for: a type EC2 refuses fails at the
+    /// parameter, with this reason, not halfway through the stack.
+    fn constrain_instance_type(&self, mut parameters: Vec<(String, Y)>) -> Vec<(String, Y)> {
+        if !self.recovers() {
+            return parameters;
+        }
+        let families = crate::values::RECOVERABLE_FAMILIES.join("|");
+        for (name, p) in &mut parameters {
+            if let (true, Y::Map(entries)) = (name == "InstanceType", p) {
+                entries.push((
+                    "AllowedPattern".into(),
+                    s(&format!("^({families}|u-[a-z0-9-]+)\\.(?!metal)[a-z0-9-]+$")),
+                ));
+                entries.push((
+                    "ConstraintDescription".into(),
+                    s("must be a type EC2's recover action takes (not metal, no instance store but the documented few): the stack's alarm recovers the instance; for other types render the spec with that ami.instance_type"),
+                ));
+            }
+        }
+        parameters
     }
 
     /// The elastic IP's network border group, for a public subnet in a
@@ -860,10 +899,29 @@ impl<'a> Stack<'a> {
             ]
         } else {
             let recover = sub("arn:${AWS::Partition}:automate:${AWS::Region}:ec2:recover");
+            // EC2 refuses a recover action on a type it cannot recover,
+            // and the stack would fail there: such a type's alarm only
+            // notifies (EC2's own automatic recovery still acts where the
+            // type has it).
+            let (description, actions) = if self.recovers() {
+                (
+                    "EC2 recovers the NAT instance in place (same id, address and routes) when its host fails",
+                    when(
+                        "HasAlarmTopic",
+                        Y::List(vec![recover.clone(), r("AlarmTopicArn")]),
+                        Y::List(vec![recover]),
+                    ),
+                )
+            } else {
+                (
+                    "The NAT instance's host failed (its type is not one EC2's recover action documents: no recover action)",
+                    topic(),
+                )
+            };
             vec![(
                 "RecoverAlarm".into(),
                 alarm(Alarm {
-                    description: "EC2 recovers the NAT instance in place (same id, address and routes) when its host fails",
+                    description,
                     namespace: "AWS/EC2",
                     metric: "StatusCheckFailed_System",
                     dimensions: Y::List(vec![map([
@@ -875,11 +933,7 @@ impl<'a> Stack<'a> {
                     operator: "GreaterThanThreshold",
                     threshold: 0,
                     missing: "missing",
-                    actions: when(
-                        "HasAlarmTopic",
-                        Y::List(vec![recover.clone(), r("AlarmTopicArn")]),
-                        Y::List(vec![recover]),
-                    ),
+                    actions,
                 }),
             )]
         };
@@ -1247,6 +1301,38 @@ mod tests {
             assert_eq!(stack.address_parameters()[0].0, "NetworkBorderGroup");
             assert_eq!(stack.address_conditions()[0].0, "HasNetworkBorderGroup");
         }
+    }
+
+    /// Without failover the alarm recovers a type EC2 documents recovery
+    /// for, and the InstanceType parameter keeps to such types; another
+    /// type's alarm only notifies, with no constraint.
+    #[test]
+    fn the_recover_action_is_only_for_types_ec2_recovers() {
+        let pattern_of = |stack: &Stack<'_>| {
+            let params = stack.constrain_instance_type(stack.parameters());
+            let mut text = String::new();
+            emit(&Y::Map(params), 0, &mut text);
+            let p = &text[text.find("InstanceType:").unwrap()..];
+            p[..p.find("\nKeyName").unwrap_or(p.len())].to_string()
+        };
+        for (extra, recovers) in [
+            ("", true),
+            ("ami: {instance_type: c5d.large}\n", false),
+            ("ami: {instance_type: m5.metal}\n", false),
+            ("ami: {instance_type: c5d.large}\nfailover: {floating_eni: true}\n", false),
+        ] {
+            let s = site(extra);
+            let stack = Stack::new(&s, None);
+            let mut text = String::new();
+            emit(&Y::Map(stack.alarms()), 0, &mut text);
+            assert_eq!(text.contains(":ec2:recover"), recovers, "{extra}");
+            assert_eq!(pattern_of(&stack).contains("AllowedPattern"), recovers, "{extra}");
+        }
+        let s = site("");
+        let p = pattern_of(&Stack::new(&s, None));
+        let pattern = p.split("AllowedPattern: \"").nth(1).unwrap().split('"').next().unwrap().replace("\\\\", "\\");
+        assert!(pattern.starts_with("^(a1|m3|"), "{pattern}");
+        assert!(pattern.ends_with(")\\.(?!metal)[a-z0-9-]+$"), "{pattern}");
     }
 
     #[test]

@@ -79,6 +79,34 @@ pub fn instance_type(text: &str, arch: Arch) -> Result<String, InstanceTypeProbl
     }
 }
 
+/// Instance families whose instances EC2's CloudWatch recover action
+/// takes, as EC2's user guide lists them ("Recover your instance":
+/// simplified automatic recovery, which the recover action also covers,
+/// and the families the action takes with instance store volumes). Metal
+/// sizes are excluded for all. Newer families may recover too: EC2 says
+/// which with `aws ec2 describe-instance-types --filters
+/// Name=auto-recovery-supported,Values=true`, which natbake cannot ask.
+pub const RECOVERABLE_FAMILIES: &[&str] = &[
+    // General purpose.
+    "a1", "m3", "m4", "m5", "m5a", "m5n", "m5zn", "m6a", "m6g", "m6i", "t1", "t2", "t3", "t3a", "t4g",
+    // Compute optimized.
+    "c3", "c4", "c5", "c5a", "c5n", "c6a", "c6g", "c6gn", "c6i", "hpc6a", "c7g",
+    // Memory optimized.
+    "r3", "r4", "r5", "r5a", "r5b", "r5n", "r6g", "r6i", "x1", "x1e", "x2idn", "x2iedn",
+    // Accelerated computing.
+    "g3", "g5g", "inf1", "p2", "p3", "vt1",
+];
+
+/// Whether EC2's recover action is documented for `instance_type` (a
+/// valid type: family, `.`, size): a family of [`RECOVERABLE_FAMILIES`],
+/// or a virtualized high-memory `u-*` type, in a size that is not metal.
+pub fn recoverable(instance_type: &str) -> bool {
+    let Some((family, size)) = instance_type.split_once('.') else {
+        return false;
+    };
+    !size.starts_with("metal") && (RECOVERABLE_FAMILIES.contains(&family) || family.starts_with("u-"))
+}
+
 /// Why text is not an AMI name prefix.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
@@ -380,5 +408,15 @@ mod tests {
             vpc_block("10.0.1.0/29"),
             Err(VpcBlockProblem::Size { .. })
         ));
+    }
+
+    #[test]
+    fn recoverable_types_are_the_documented_families_but_metal() {
+        for t in ["t3.micro", "t4g.micro", "c5n.large", "m6i.2xlarge", "x2iedn.xlarge", "u-6tb1.112xlarge"] {
+            assert!(recoverable(t), "{t}");
+        }
+        for t in ["c5d.large", "m5d.xlarge", "i3.large", "m5.metal", "c6g.metal", "t3", "z1d.large"] {
+            assert!(!recoverable(t), "{t}");
+        }
     }
 }
