@@ -1046,15 +1046,29 @@ mod tests {
     #[test]
     fn the_european_sovereign_cloud_is_a_partition_of_its_own() {
         let spec = |os: &str, copy: &str| {
-            format!("version: 1\nsite: s\nos: {os}\nvpc_cidrs: [10.0.0.0/16]\nami:\n  region: eusc-de-east-1\n  copy_to: [{copy}]\n")
+            format!(
+                "version: 1\nsite: s\nos: {os}\nvpc_cidrs: [10.0.0.0/16]\nami:\n  region: eusc-de-east-1\n  copy_to: [{copy}]\n"
+            )
         };
         assert!(check(&spec("amazon-linux-2023", "")).is_ok());
         for os in ["ubuntu-24.04", "debian-12"] {
             let e = check(&spec(os, "")).unwrap_err();
-            assert!(e[0].message.contains("`aws-eusc` partition"), "{}", e[0].message);
-            assert!(e[0].message.contains("amazon-linux-2023"), "{}", e[0].message);
+            assert!(
+                e[0].message.contains("`aws-eusc` partition"),
+                "{}",
+                e[0].message
+            );
+            assert!(
+                e[0].message.contains("amazon-linux-2023"),
+                "{}",
+                e[0].message
+            );
         }
         let e = check(&spec("amazon-linux-2023", "eu-central-1")).unwrap_err();
-        assert!(e[0].message.contains("cannot be copied between partitions"), "{}", e[0].message);
+        assert!(
+            e[0].message.contains("cannot be copied between partitions"),
+            "{}",
+            e[0].message
+        );
     }
 }

@@ -192,7 +192,10 @@ pub const NAT_INTERFACE: &str = "nat-interface";
 /// forward needs `0.0.0.0/0`, which covers the rest. Sources inside
 /// `vpc_cidrs` get none (the VPC's local route cannot be overridden for
 /// them), and a source inside another is covered by it. Sorted by address.
-pub fn return_routes<'a>(site: &Site, forwards: impl IntoIterator<Item = &'a Forward>) -> Vec<Cidr> {
+pub fn return_routes<'a>(
+    site: &Site,
+    forwards: impl IntoIterator<Item = &'a Forward>,
+) -> Vec<Cidr> {
     let mut sources: Vec<Cidr> = forwards
         .into_iter()
         .flat_map(|f| f.from.iter().copied())
@@ -344,7 +347,9 @@ mod tests {
     use super::*;
 
     fn site(forwards: &str) -> Site {
-        let yaml = format!("version: 1\nsite: s\nvpc_cidrs: [10.0.0.0/16, 10.1.0.0/16]\nforwards:\n{forwards}");
+        let yaml = format!(
+            "version: 1\nsite: s\nvpc_cidrs: [10.0.0.0/16, 10.1.0.0/16]\nforwards:\n{forwards}"
+        );
         crate::validate::parse(std::path::Path::new("t.yaml"), yaml.as_bytes()).unwrap()
     }
 
@@ -371,7 +376,12 @@ mod tests {
         ));
         assert_eq!(
             routes(&s, "10.0.1.5"),
-            ["10.0.0.0/8", "192.0.2.0/24", "198.51.100.0/24", "203.0.113.7/32"]
+            [
+                "10.0.0.0/8",
+                "192.0.2.0/24",
+                "198.51.100.0/24",
+                "203.0.113.7/32"
+            ]
         );
         assert_eq!(routes(&s, "10.0.1.6"), ["203.0.113.0/24"]);
         assert_eq!(routes(&s, "10.0.1.7"), ["0.0.0.0/0"]);
@@ -382,7 +392,12 @@ mod tests {
                 .iter()
                 .map(|c| c.to_string())
                 .collect::<Vec<_>>(),
-            ["10.0.0.0/8", "192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24"]
+            [
+                "10.0.0.0/8",
+                "192.0.2.0/24",
+                "198.51.100.0/24",
+                "203.0.113.0/24"
+            ]
         );
     }
 }

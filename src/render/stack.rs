@@ -228,14 +228,16 @@ impl<'a> Stack<'a> {
             ("Description".to_string(), s(&self.description())),
             (
                 "Parameters".to_string(),
-                Y::Map(self.constrain_instance_type(
-                    [
-                        self.parameters(),
-                        self.address_parameters(),
-                        self.target_route_parameters(),
-                    ]
-                    .concat(),
-                )),
+                Y::Map(
+                    self.constrain_instance_type(
+                        [
+                            self.parameters(),
+                            self.address_parameters(),
+                            self.target_route_parameters(),
+                        ]
+                        .concat(),
+                    ),
+                ),
             ),
             (
                 "Conditions".to_string(),
@@ -271,10 +273,11 @@ impl<'a> Stack<'a> {
     /// rather than changed.
     fn description(&self) -> String {
         let mut d = format!("natbake NAT instance of site {}", self.site.name);
-        if let Some(text) = &self.site.description {
-            if d.len() + 2 + text.len() <= 1024 && !text.contains("${") {
-                d = format!("{d}: {text}");
-            }
+        if let Some(text) = &self.site.description
+            && d.len() + 2 + text.len() <= 1024
+            && !text.contains("${")
+        {
+            d = format!("{d}: {text}");
         }
         d
     }
@@ -541,7 +544,9 @@ impl<'a> Stack<'a> {
             if let (true, Y::Map(entries)) = (name == "InstanceType", p) {
                 entries.push((
                     "AllowedPattern".into(),
-                    s(&format!("^({families}|u-[a-z0-9-]+)\\.(?!metal)[a-z0-9-]+$")),
+                    s(&format!(
+                        "^({families}|u-[a-z0-9-]+)\\.(?!metal)[a-z0-9-]+$"
+                    )),
                 ));
                 entries.push((
                     "ConstraintDescription".into(),
@@ -566,17 +571,16 @@ impl<'a> Stack<'a> {
                 ("AllowedPattern", s("^([a-z]{2,4}(-[a-z0-9]+)+)?$")),
                 (
                     "Description",
-                    s("The network border group of the public subnet's zone when it is a Local Zone (us-west-2-lax-1) or Wavelength Zone (us-east-1-wl1-bos-wlz-1); empty in the region's availability zones"),
+                    s(
+                        "The network border group of the public subnet's zone when it is a Local Zone (us-west-2-lax-1) or Wavelength Zone (us-east-1-wl1-bos-wlz-1); empty in the region's availability zones",
+                    ),
                 ),
             ]),
         )]
     }
 
     fn address_conditions(&self) -> Vec<(String, Y)> {
-        let empty = map([(
-            "Fn::Equals",
-            Y::List(vec![r("NetworkBorderGroup"), s("")]),
-        )]);
+        let empty = map([("Fn::Equals", Y::List(vec![r("NetworkBorderGroup"), s("")]))]);
         vec![(
             "HasNetworkBorderGroup".into(),
             map([("Fn::Not", Y::List(vec![empty]))]),
@@ -1229,14 +1233,20 @@ mod tests {
             ("health: {interval: 181}\n", 10),
             ("health: {interval: 300}\n", 11),
             ("failover: {floating_eni: true}\n", 10),
-            ("failover: {floating_eni: true, attach_timeout: 900}\nhealth: {interval: 300}\n", 26),
+            (
+                "failover: {floating_eni: true, attach_timeout: 900}\nhealth: {interval: 300}\n",
+                26,
+            ),
         ] {
             let s = site(&format!("{extra}metrics: {{cloudwatch: true}}\n"));
             let interval = u64::from(health_interval(&s));
             let n = no_health_data_minutes(&s);
             assert_eq!(n, minutes, "{extra}");
             let quiet = (n as u64 - 1) * 60;
-            assert!(quiet >= crate::metrics::publish_spacing(health_interval(&s)), "{extra}");
+            assert!(
+                quiet >= crate::metrics::publish_spacing(health_interval(&s)),
+                "{extra}"
+            );
             assert!(quiet >= START_UP_ALLOWANCE + interval, "{extra}");
             if let Some(f) = s.failover {
                 assert!(quiet >= START_UP_ALLOWANCE + interval + u64::from(f.attach_timeout));
@@ -1245,13 +1255,34 @@ mod tests {
 
             let stack = Stack::new(&s, None);
             let alarms = stack.metric_alarms(&|| no_value());
-            let Y::Map(entries) = &alarms[0].1 else { panic!() };
-            let get = |k: &str| entries.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+            let Y::Map(entries) = &alarms[0].1 else {
+                panic!()
+            };
+            let get = |k: &str| {
+                entries
+                    .iter()
+                    .find(|(key, _)| key == k)
+                    .map(|(_, v)| v.clone())
+            };
             assert_eq!(alarms[0].0, "NoHealthDataAlarm");
-            let after = if s.failover.is_some() { "Group" } else { "Instance" };
-            assert!(matches!(get("DependsOn"), Some(Y::Str(d)) if d == after), "{extra}");
-            let Some(Y::Map(props)) = get("Properties") else { panic!() };
-            let prop = |k: &str| props.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+            let after = if s.failover.is_some() {
+                "Group"
+            } else {
+                "Instance"
+            };
+            assert!(
+                matches!(get("DependsOn"), Some(Y::Str(d)) if d == after),
+                "{extra}"
+            );
+            let Some(Y::Map(props)) = get("Properties") else {
+                panic!()
+            };
+            let prop = |k: &str| {
+                props
+                    .iter()
+                    .find(|(key, _)| key == k)
+                    .map(|(_, v)| v.clone())
+            };
             assert!(matches!(prop("Period"), Some(Y::Num(60))));
             assert!(matches!(prop("EvaluationPeriods"), Some(Y::Num(p)) if p == minutes));
             assert!(matches!(prop("TreatMissingData"), Some(Y::Str(m)) if m == "breaching"));
@@ -1263,7 +1294,10 @@ mod tests {
     /// gets a route per destination; past it, none, and a note says why.
     #[test]
     fn target_route_tables_take_the_forwards_sources_up_to_the_quota() {
-        for (sources, routes) in [(ROUTES_PER_TABLE, ROUTES_PER_TABLE), (ROUTES_PER_TABLE + 1, 0)] {
+        for (sources, routes) in [
+            (ROUTES_PER_TABLE, ROUTES_PER_TABLE),
+            (ROUTES_PER_TABLE + 1, 0),
+        ] {
             let from: Vec<String> = (0..sources).map(|i| format!("198.51.{i}.0/24")).collect();
             let s = site(&format!(
                 "forwards:\n  - {{name: a, port: 1001, to: 10.0.1.5:22, from: [{}]}}\n  - {{name: p, port: 1002, to: 10.0.1.6:80, from: [0.0.0.0/0], public: true}}\n",
@@ -1279,7 +1313,10 @@ mod tests {
                 emit(y, 0, &mut text);
                 !text.contains("0.0.0.0/0")
             });
-            assert!(no_default, "a public forward's 0.0.0.0/0 is not a target route");
+            assert!(
+                no_default,
+                "a public forward's 0.0.0.0/0 is not a target route"
+            );
         }
     }
 
@@ -1293,7 +1330,10 @@ mod tests {
             let mut text = String::new();
             emit(&Y::Map(stack.address_and_routes()), 0, &mut text);
             let eip = &text[text.find("ElasticIp:").unwrap()..];
-            let eip = &eip[..eip.find("\n  ElasticIp").or(eip.find("\nPrivateRoute")).unwrap_or(eip.len())];
+            let eip = &eip[..eip
+                .find("\n  ElasticIp")
+                .or(eip.find("\nPrivateRoute"))
+                .unwrap_or(eip.len())];
             assert!(
                 eip.contains("NetworkBorderGroup:\n      Fn::If:\n        - \"HasNetworkBorderGroup\"\n        - Ref: \"NetworkBorderGroup\"\n        - Ref: \"AWS::NoValue\""),
                 "{extra}: {eip}"
@@ -1319,18 +1359,32 @@ mod tests {
             ("", true),
             ("ami: {instance_type: c5d.large}\n", false),
             ("ami: {instance_type: m5.metal}\n", false),
-            ("ami: {instance_type: c5d.large}\nfailover: {floating_eni: true}\n", false),
+            (
+                "ami: {instance_type: c5d.large}\nfailover: {floating_eni: true}\n",
+                false,
+            ),
         ] {
             let s = site(extra);
             let stack = Stack::new(&s, None);
             let mut text = String::new();
             emit(&Y::Map(stack.alarms()), 0, &mut text);
             assert_eq!(text.contains(":ec2:recover"), recovers, "{extra}");
-            assert_eq!(pattern_of(&stack).contains("AllowedPattern"), recovers, "{extra}");
+            assert_eq!(
+                pattern_of(&stack).contains("AllowedPattern"),
+                recovers,
+                "{extra}"
+            );
         }
         let s = site("");
         let p = pattern_of(&Stack::new(&s, None));
-        let pattern = p.split("AllowedPattern: \"").nth(1).unwrap().split('"').next().unwrap().replace("\\\\", "\\");
+        let pattern = p
+            .split("AllowedPattern: \"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+            .replace("\\\\", "\\");
         assert!(pattern.starts_with("^(a1|m3|"), "{pattern}");
         assert!(pattern.ends_with(")\\.(?!metal)[a-z0-9-]+$"), "{pattern}");
     }
@@ -1345,7 +1399,12 @@ mod tests {
             described("Oracle ‘DDL’ “x” $HOME {y} $ {z}"),
             "natbake NAT instance of site t: Oracle ‘DDL’ “x” $HOME {y} $ {z}"
         );
-        for text in ["${AWS::Region}", "a ${VpcId} b", "${Instance.PrivateIp}", "${x"] {
+        for text in [
+            "${AWS::Region}",
+            "a ${VpcId} b",
+            "${Instance.PrivateIp}",
+            "${x",
+        ] {
             assert_eq!(described(text), "natbake NAT instance of site t", "{text}");
         }
     }

@@ -88,8 +88,8 @@ pub fn instance_type(text: &str, arch: Arch) -> Result<String, InstanceTypeProbl
 /// Name=auto-recovery-supported,Values=true`, which natbake cannot ask.
 pub const RECOVERABLE_FAMILIES: &[&str] = &[
     // General purpose.
-    "a1", "m3", "m4", "m5", "m5a", "m5n", "m5zn", "m6a", "m6g", "m6i", "t1", "t2", "t3", "t3a", "t4g",
-    // Compute optimized.
+    "a1", "m3", "m4", "m5", "m5a", "m5n", "m5zn", "m6a", "m6g", "m6i", "t1", "t2", "t3", "t3a",
+    "t4g", // Compute optimized.
     "c3", "c4", "c5", "c5a", "c5n", "c6a", "c6g", "c6gn", "c6i", "hpc6a", "c7g",
     // Memory optimized.
     "r3", "r4", "r5", "r5a", "r5b", "r5n", "r6g", "r6i", "x1", "x1e", "x2idn", "x2iedn",
@@ -104,7 +104,8 @@ pub fn recoverable(instance_type: &str) -> bool {
     let Some((family, size)) = instance_type.split_once('.') else {
         return false;
     };
-    !size.starts_with("metal") && (RECOVERABLE_FAMILIES.contains(&family) || family.starts_with("u-"))
+    !size.starts_with("metal")
+        && (RECOVERABLE_FAMILIES.contains(&family) || family.starts_with("u-"))
 }
 
 /// Why text is not an AMI name prefix.
@@ -412,10 +413,25 @@ mod tests {
 
     #[test]
     fn recoverable_types_are_the_documented_families_but_metal() {
-        for t in ["t3.micro", "t4g.micro", "c5n.large", "m6i.2xlarge", "x2iedn.xlarge", "u-6tb1.112xlarge"] {
+        for t in [
+            "t3.micro",
+            "t4g.micro",
+            "c5n.large",
+            "m6i.2xlarge",
+            "x2iedn.xlarge",
+            "u-6tb1.112xlarge",
+        ] {
             assert!(recoverable(t), "{t}");
         }
-        for t in ["c5d.large", "m5d.xlarge", "i3.large", "m5.metal", "c6g.metal", "t3", "z1d.large"] {
+        for t in [
+            "c5d.large",
+            "m5d.xlarge",
+            "i3.large",
+            "m5.metal",
+            "c6g.metal",
+            "t3",
+            "z1d.large",
+        ] {
             assert!(!recoverable(t), "{t}");
         }
     }

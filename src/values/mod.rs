@@ -16,9 +16,9 @@ mod sysctl;
 mod text;
 
 pub use aws::{
-    AccountIdProblem, AmiNameProblem, InstanceTypeProblem, Region, RegionProblem, SubnetIdProblem,
-    TagKeyProblem, TagValueProblem, VpcBlockProblem, account_id, ami_name_prefix,
-    RECOVERABLE_FAMILIES, default_instance_type, instance_type, recoverable, subnet_id, tag_key,
+    AccountIdProblem, AmiNameProblem, InstanceTypeProblem, RECOVERABLE_FAMILIES, Region,
+    RegionProblem, SubnetIdProblem, TagKeyProblem, TagValueProblem, VpcBlockProblem, account_id,
+    ami_name_prefix, default_instance_type, instance_type, recoverable, subnet_id, tag_key,
     tag_value, vpc_block,
 };
 pub use failover::{ATTACH_TIMEOUT, AttachTimeoutProblem, DEFAULT_ATTACH_TIMEOUT, attach_timeout};

@@ -106,7 +106,10 @@ pub fn text(rng: &mut Rng) -> String {
         match rng.below(40) {
             0 => s.push(any_char(rng)),
             1..=20 => s.push(*rng.pick(AWKWARD)),
-            21 | 22 => s.push_str(*rng.pick(TOKENS)),
+            21 | 22 => {
+                let token: &&str = rng.pick(TOKENS);
+                s.push_str(token)
+            }
             _ => s.push(char::from(0x20 + rng.below(0x5f) as u8)),
         }
     }

@@ -223,14 +223,38 @@ fn hostile_text_stays_text_in_the_stack() {
 const DEPLOY_ACTIONS: &[(&str, &[&str])] = &[
     (
         "AWS::EC2::SecurityGroup",
-        &["ec2:CreateSecurityGroup", "AuthorizeSecurityGroupIngress", "RevokeSecurityGroupEgress", "CreateTags"],
+        &[
+            "ec2:CreateSecurityGroup",
+            "AuthorizeSecurityGroupIngress",
+            "RevokeSecurityGroupEgress",
+            "CreateTags",
+        ],
     ),
-    ("AWS::EC2::EIP", &["AllocateAddress", "ReleaseAddress", "AssociateAddress"]),
-    ("AWS::EC2::EIPAssociation", &["AssociateAddress", "DisassociateAddress"]),
-    ("AWS::EC2::NetworkInterface", &["CreateNetworkInterface", "ModifyNetworkInterfaceAttribute"]),
+    (
+        "AWS::EC2::EIP",
+        &["AllocateAddress", "ReleaseAddress", "AssociateAddress"],
+    ),
+    (
+        "AWS::EC2::EIPAssociation",
+        &["AssociateAddress", "DisassociateAddress"],
+    ),
+    (
+        "AWS::EC2::NetworkInterface",
+        &["CreateNetworkInterface", "ModifyNetworkInterfaceAttribute"],
+    ),
     ("AWS::EC2::Route", &["CreateRoute"]),
-    ("AWS::EC2::LaunchTemplate", &["CreateLaunchTemplate", "ssm:GetParameters"]),
-    ("AWS::EC2::Instance", &["RunInstances", "ModifyInstanceAttribute", "TerminateInstances"]),
+    (
+        "AWS::EC2::LaunchTemplate",
+        &["CreateLaunchTemplate", "ssm:GetParameters"],
+    ),
+    (
+        "AWS::EC2::Instance",
+        &[
+            "RunInstances",
+            "ModifyInstanceAttribute",
+            "TerminateInstances",
+        ],
+    ),
     (
         "AWS::AutoScaling::AutoScalingGroup",
         &[
@@ -244,13 +268,35 @@ const DEPLOY_ACTIONS: &[(&str, &[&str])] = &[
     ),
     (
         "AWS::IAM::Role",
-        &["iam:CreateRole", "GetRole", "TagRole", "PutRolePolicy", "GetRolePolicy", "DeleteRole", "DeleteRolePolicy", "PassRole"],
+        &[
+            "iam:CreateRole",
+            "GetRole",
+            "TagRole",
+            "PutRolePolicy",
+            "GetRolePolicy",
+            "DeleteRole",
+            "DeleteRolePolicy",
+            "PassRole",
+        ],
     ),
     (
         "AWS::IAM::InstanceProfile",
-        &["CreateInstanceProfile", "GetInstanceProfile", "AddRoleToInstanceProfile", "RemoveRoleFromInstanceProfile", "DeleteInstanceProfile"],
+        &[
+            "CreateInstanceProfile",
+            "GetInstanceProfile",
+            "AddRoleToInstanceProfile",
+            "RemoveRoleFromInstanceProfile",
+            "DeleteInstanceProfile",
+        ],
     ),
-    ("AWS::CloudWatch::Alarm", &["cloudwatch:PutMetricAlarm", "DescribeAlarms", "DeleteAlarms"]),
+    (
+        "AWS::CloudWatch::Alarm",
+        &[
+            "cloudwatch:PutMetricAlarm",
+            "DescribeAlarms",
+            "DeleteAlarms",
+        ],
+    ),
 ];
 
 /// The README's list of the deploying user's permissions covers every
@@ -286,8 +332,14 @@ fn the_readme_lists_what_deploying_each_stack_needs() {
         }
     }
     assert!(ec2_action, "a fixture has the recover alarm");
-    for a in ["iam:CreateServiceLinkedRole", "AWSServiceRoleForCloudWatchEvents"] {
-        assert!(section.contains(a), "the README's list lacks {a} (the recover alarm)");
+    for a in [
+        "iam:CreateServiceLinkedRole",
+        "AWSServiceRoleForCloudWatchEvents",
+    ] {
+        assert!(
+            section.contains(a),
+            "the README's list lacks {a} (the recover alarm)"
+        );
     }
 }
 
@@ -323,7 +375,10 @@ fn spec_with_sources(dir: &Path, n: u32) -> std::path::PathBuf {
 fn a_stack_too_large_for_cloudformation_is_not_written() {
     let scratch = ScratchDir::new("stack-size");
     for (sources, expected) in [
-        (200, Some("deploy it with `aws cloudformation deploy --s3-bucket BUCKET ...`")),
+        (
+            200,
+            Some("deploy it with `aws cloudformation deploy --s3-bucket BUCKET ...`"),
+        ),
         (7000, None),
     ] {
         let spec = spec_with_sources(scratch.path(), sources);
@@ -337,7 +392,8 @@ fn a_stack_too_large_for_cloudformation_is_not_written() {
         );
         let stderr = String::from_utf8_lossy(&run.stderr);
         let manifest: Value =
-            serde_json::from_slice(&std::fs::read(out.join("wide/manifest.json")).unwrap()).unwrap();
+            serde_json::from_slice(&std::fs::read(out.join("wide/manifest.json")).unwrap())
+                .unwrap();
         let stack = out.join("wide").join(STACK);
         match expected {
             Some(note) => {
@@ -350,7 +406,9 @@ fn a_stack_too_large_for_cloudformation_is_not_written() {
                 assert!(!stack.exists(), "a stack nothing can deploy is written");
                 assert!(
                     stderr.contains(&format!("{STACK} is not written: it would be "))
-                        && stderr.contains("more than the 1000000 bytes (1 MB) CloudFormation takes even from S3")
+                        && stderr.contains(
+                            "more than the 1000000 bytes (1 MB) CloudFormation takes even from S3"
+                        )
                         && stderr.contains("7000 inbound rules")
                         && !stderr.contains("--s3-bucket"),
                     "{stderr}"

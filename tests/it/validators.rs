@@ -640,14 +640,44 @@ fn aws_identity_takes_local_zones_and_sovereign_regions() {
     let scratch = crate::support::ScratchDir::new("imds-names");
     for (region, az, domain, partition, ok) in [
         ("us-east-1", "us-east-1a", "amazonaws.com", "aws", true),
-        ("us-west-2", "us-west-2-lax-1a", "amazonaws.com", "aws", true),
-        ("us-east-1", "us-east-1-wl1-bos-wlz-1", "amazonaws.com", "aws", true),
-        ("eusc-de-east-1", "eusc-de-east-1a", "amazonaws.eu", "aws-eusc", true),
-        ("cn-northwest-1", "cn-northwest-1b", "amazonaws.com.cn", "aws-cn", true),
+        (
+            "us-west-2",
+            "us-west-2-lax-1a",
+            "amazonaws.com",
+            "aws",
+            true,
+        ),
+        (
+            "us-east-1",
+            "us-east-1-wl1-bos-wlz-1",
+            "amazonaws.com",
+            "aws",
+            true,
+        ),
+        (
+            "eusc-de-east-1",
+            "eusc-de-east-1a",
+            "amazonaws.eu",
+            "aws-eusc",
+            true,
+        ),
+        (
+            "cn-northwest-1",
+            "cn-northwest-1b",
+            "amazonaws.com.cn",
+            "aws-cn",
+            true,
+        ),
         ("us-east-1", "us-west-2a", "amazonaws.com", "aws", false),
         ("us-east-1", "us-east-1-", "amazonaws.com", "aws", false),
         ("us-east-1", "us-east-1a;x", "amazonaws.com", "aws", false),
-        ("eusa-de-east-1", "eusa-de-east-1a", "amazonaws.eu", "aws", false),
+        (
+            "eusa-de-east-1",
+            "eusa-de-east-1a",
+            "amazonaws.eu",
+            "aws",
+            false,
+        ),
     ] {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -659,15 +689,32 @@ fn aws_identity_takes_local_zones_and_sovereign_regions() {
             .arg(crate::fixtures::repo().join("tests/it/netlab/imds_stub.py"))
             .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
             .args(["--mac", "02:00:00:00:00:01", "--cidr", "10.0.0.0/16"])
-            .args(["--instance-id", "i-0123456789abcdef0", "--role", "natbake-lab"])
-            .args(["--region", region, "--az", az, "--domain", domain, "--partition", partition])
+            .args([
+                "--instance-id",
+                "i-0123456789abcdef0",
+                "--role",
+                "natbake-lab",
+            ])
+            .args([
+                "--region",
+                region,
+                "--az",
+                az,
+                "--domain",
+                domain,
+                "--partition",
+                partition,
+            ])
             .arg("--log")
             .arg(&log)
             .spawn()
             .unwrap();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
         while !std::fs::read_to_string(&log).is_ok_and(|l| l.starts_with("ready")) {
-            assert!(std::time::Instant::now() < deadline, "the metadata stub does not start");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the metadata stub does not start"
+            );
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
         let out = crate::support::output_of(
