@@ -3,7 +3,8 @@
 //! the scripts call (nothing without failover); spec text stays text; and
 //! two AL2023 stacks, with and without failover, deploy with the AWS CLI
 //! into moto's CloudFormation and make what they say (checked through the
-//! EC2, IAM and Auto Scaling APIs by `stack_deploy.py`).
+//! EC2, IAM and Auto Scaling APIs by `stack_deploy.py`); the stacks with
+//! failover then roll a newly published image out with a stack update.
 
 use std::collections::BTreeSet;
 use std::os::unix::process::CommandExt;
@@ -219,6 +220,8 @@ fn hostile_text_stays_text_in_the_stack() {
 struct Moto {
     ns: String,
     server: Option<Child>,
+    /// moto_server's output, whose end a failure shows.
+    log: std::path::PathBuf,
 }
 
 impl Drop for Moto {
@@ -246,7 +249,11 @@ impl Moto {
         );
         let ns = format!("nbstack-{}", support::unique_id());
         support::run(Command::new("ip").args(["netns", "add", &ns]));
-        let mut moto = Moto { ns, server: None };
+        let mut moto = Moto {
+            ns,
+            server: None,
+            log: log.to_owned(),
+        };
         support::run(Command::new("ip").args(["-n", &moto.ns, "link", "set", "lo", "up"]));
         let out = std::fs::File::create(log).expect("moto log");
         let err = out.try_clone().expect("moto log");
@@ -278,7 +285,7 @@ impl Moto {
         }
     }
 
-    fn deploy(&self, site_dir: &Path, stack: &str) -> Value {
+    fn deploy(&self, site_dir: &Path, stack: &str, image_parameter: &str, roll: bool) -> Value {
         let script = fixtures::repo().join("tests/it/stack_deploy.py");
         let done = support::run_bounded(
             in_ns(
@@ -288,12 +295,22 @@ impl Moto {
             .arg(&script)
             .args(["--endpoint", &format!("http://127.0.0.1:{MOTO_PORT}")])
             .args(["--aws", "/usr/bin/aws", "--stack", stack])
+            .args(["--image-parameter", image_parameter])
+            .args(roll.then_some("--roll"))
             .arg("--site-dir")
             .arg(site_dir),
             b"",
             Duration::from_secs(300),
         );
-        assert!(done.success(), "deploying {stack}: {}", done.explain());
+        if !done.success() {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = lines[lines.len().saturating_sub(60)..].join("\n");
+            panic!(
+                "deploying {stack}: {}\n--- moto_server's last lines ---\n{tail}",
+                done.explain()
+            );
+        }
         serde_json::from_str(done.stdout.trim()).expect("stack_deploy.py prints JSON")
     }
 }
@@ -339,9 +356,24 @@ fn al2023_stacks_deploy_into_moto_with_the_aws_cli() {
         let text = seed.replace("site: seed-oracle", &format!("site: {site}"));
         std::fs::write(&spec, format!("{text}egress: false\n{extra}")).unwrap();
         let rendered = render(&spec);
-        let seen = moto.deploy(&rendered.site_dir, &format!("natbake-{site}"));
+        let parameter = natbake::validate::load(&spec).unwrap().image_parameter();
+        // With failover, a new image is published and rolled out.
+        let roll = !extra.is_empty();
+        let seen = moto.deploy(
+            &rendered.site_dir,
+            &format!("natbake-{site}"),
+            &parameter,
+            roll,
+        );
         assert_eq!(seen["ingress_rules"], 1, "{seen}");
         assert_eq!(seen["role"].is_string(), !extra.is_empty(), "{seen}");
         assert_eq!(seen["image"], image, "{seen}");
+        if roll {
+            let r = &seen["roll"];
+            assert_eq!(r["before"]["user_data"], image != "baked", "{seen}");
+            assert_ne!(r["before"]["image"], r["after"]["image"], "{seen}");
+            assert_eq!(r["after"]["user_data"], false, "{seen}");
+            eprintln!("{site}: rolled out {}", r);
+        }
     }
 }
