@@ -195,6 +195,65 @@ fn the_stacks_security_group_is_security_group_json() {
     }
 }
 
+/// A new image, user data or instance type reaches the running NAT: the
+/// group rolls on a launch template change, and never launches before it
+/// terminates, since the floating interface can be attached to one
+/// instance at a time (a second instance would wait for it, and a
+/// replacing update would keep the old group, and the interface, until
+/// the new one is up). Every launch takes its image from the published
+/// parameter unless a fixed id overrides it.
+#[test]
+fn the_group_rolls_a_new_launch_template_out_terminating_first() {
+    let mut groups = 0;
+    for spec in valid_specs() {
+        let site = render(&spec.path);
+        let t = template(&site.site_dir);
+        let name = &spec.label;
+        let image = serde_json::json!({"Fn::If": ["HasImageId", {"Ref": "ImageId"}, {"Ref": "ImageParameter"}]});
+        let parameter = &t["Parameters"]["ImageParameter"];
+        assert_eq!(
+            parameter["Type"], "AWS::SSM::Parameter::Value<AWS::EC2::Image::Id>",
+            "{name}"
+        );
+        let loaded = natbake::validate::load(&spec.path).unwrap();
+        let official = t["Parameters"].get("OfficialImageId").is_some();
+        if !official {
+            assert_eq!(parameter["Default"], loaded.image_parameter(), "{name}");
+        }
+        for lt in resources_of_type(&t, "AWS::EC2::LaunchTemplate") {
+            assert_eq!(lt["Properties"]["LaunchTemplateData"]["ImageId"], image, "{name}");
+        }
+        for group in resources_of_type(&t, "AWS::AutoScaling::AutoScalingGroup") {
+            groups += 1;
+            let p = &group["Properties"];
+            let max: i64 = p["MaxSize"].as_str().unwrap().parse().unwrap();
+            let rolling = &group["UpdatePolicy"]["AutoScalingRollingUpdate"];
+            assert_eq!(rolling["MaxBatchSize"], 1, "{name}");
+            let min_in_service = rolling["MinInstancesInService"].as_i64().unwrap();
+            assert!(
+                min_in_service == 0 && max == 1,
+                "{name}: a rolling update that keeps {min_in_service} of {max} in service launches first"
+            );
+            assert_ne!(
+                group["UpdatePolicy"]["AutoScalingReplacingUpdate"]["WillReplace"], true,
+                "{name}: a replacing update starts a second group"
+            );
+            let maintenance = &p["InstanceMaintenancePolicy"];
+            assert_eq!(maintenance["MinHealthyPercentage"], 0, "{name}");
+            assert_eq!(
+                maintenance["MaxHealthyPercentage"], 100,
+                "{name}: over 100 launches before it terminates"
+            );
+            assert_eq!(
+                p["LaunchTemplate"]["Version"]["Fn::GetAtt"],
+                serde_json::json!(["LaunchTemplate", "LatestVersionNumber"]),
+                "{name}: `$Latest` or a fixed version never changes, so never rolls"
+            );
+        }
+    }
+    assert!(groups >= 2, "the failover fixtures have groups");
+}
+
 /// Free text reaches the template as YAML text, byte for byte, and never
 /// inside `Fn::Sub`, where `${…}` would be substituted.
 #[test]
