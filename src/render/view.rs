@@ -452,11 +452,7 @@ fn ami_view(site: &Site) -> AmiView {
         };
         image_tags.push((escape::hcl(key), value));
     }
-    image_tags.extend(
-        a.tags
-            .iter()
-            .map(|(k, v)| (escape::hcl(k), escape::hcl(v))),
-    );
+    image_tags.extend(a.tags.iter().map(|(k, v)| (escape::hcl(k), escape::hcl(v))));
     tags.extend(a.tags.iter().cloned());
     AmiView {
         region: a.region.clone(),
@@ -523,7 +519,11 @@ fn hcl_map_lines(pairs: &[(String, String)]) -> Vec<String> {
 
 /// `key = value` lines of HCL keys and expressions, the `=` aligned.
 fn aligned(pairs: &[(String, String)]) -> Vec<String> {
-    let width = pairs.iter().map(|(k, _)| k.chars().count()).max().unwrap_or(0);
+    let width = pairs
+        .iter()
+        .map(|(k, _)| k.chars().count())
+        .max()
+        .unwrap_or(0);
     pairs
         .iter()
         .map(|(k, v)| format!("{k:<width$} = {v}"))
@@ -612,6 +612,27 @@ mod tests {
             assert_eq!(ami("amzn-ami-vpc-nat", region).source_owner, "amazon");
         }
         assert_eq!(ami("debian-12", "us-east-1").source_owner, "136693071363");
+    }
+
+    /// The count the spec's tag limit leaves room for is the count the
+    /// image gets, so a spec at the limit fills EC2's 50 exactly.
+    #[test]
+    fn natbake_puts_exactly_its_counted_tags_on_the_image() {
+        let mut yaml = String::from(
+            "version: 1\nsite: s\nvpc_cidrs: [10.0.0.0/16]\nami:\n  region: us-east-1\n  tags:\n",
+        );
+        let room = 50 - super::NATBAKE_IMAGE_TAGS;
+        for n in 0..room {
+            yaml.push_str(&format!("    k{n}: v\n"));
+        }
+        let site = crate::validate::parse(std::path::Path::new("t.yaml"), yaml.as_bytes()).unwrap();
+        assert_eq!(super::ami_view(&site).image_tag_lines.len(), 50);
+        yaml.push_str("    one-more: v\n");
+        let e = crate::validate::parse(std::path::Path::new("t.yaml"), yaml.as_bytes())
+            .unwrap_err()
+            .diagnostics()
+            .to_vec();
+        assert!(e[0].message.contains("natbake sets 8 of them"), "{e:?}");
     }
 
     #[test]

@@ -176,9 +176,15 @@ fn check_package_list(root: &RootFs) -> usize {
     );
     assert!(listed.success(), "{}", listed.explain());
     let installed: Vec<&str> = listed.stdout.lines().collect();
-    assert_eq!(names, installed, "the package list is not what is installed");
+    assert_eq!(
+        names, installed,
+        "the package list is not what is installed"
+    );
     for needed in ["iptables", "ipset", "systemd", "curl"] {
-        assert!(names.contains(&needed), "{needed} is not in the package list");
+        assert!(
+            names.contains(&needed),
+            "{needed} is not in the package list"
+        );
     }
     names.len()
 }

@@ -108,7 +108,9 @@ fn the_monthly_ci_job_runs_the_guides_commands() {
     let fields: Vec<&str> = cron.split(' ').collect();
     assert!(
         fields.len() == 5
-            && fields[2].parse::<u32>().is_ok_and(|d| (1..=28).contains(&d))
+            && fields[2]
+                .parse::<u32>()
+                .is_ok_and(|d| (1..=28).contains(&d))
             && fields[3] == "*"
             && fields[4] == "*",
         "`{cron}` is not once a month on a day every month has"

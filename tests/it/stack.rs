@@ -221,7 +221,10 @@ fn the_group_rolls_a_new_launch_template_out_terminating_first() {
             assert_eq!(parameter["Default"], loaded.image_parameter(), "{name}");
         }
         for lt in resources_of_type(&t, "AWS::EC2::LaunchTemplate") {
-            assert_eq!(lt["Properties"]["LaunchTemplateData"]["ImageId"], image, "{name}");
+            assert_eq!(
+                lt["Properties"]["LaunchTemplateData"]["ImageId"], image,
+                "{name}"
+            );
         }
         for group in resources_of_type(&t, "AWS::AutoScaling::AutoScalingGroup") {
             groups += 1;
