@@ -207,7 +207,7 @@ pub struct AmiView {
     /// The build instance's tags as aligned HCL lines, natbake's own first.
     pub tag_lines: Vec<String>,
     /// The image's and its snapshots' tags: those, and what the image was
-    /// built from ([`PROVENANCE_TAGS`]).
+    /// built from ([`provenance`]).
     pub image_tag_lines: Vec<String>,
     /// Days after the build at which EC2 marks the image deprecated.
     pub deprecate_after_days: u32,
@@ -412,22 +412,31 @@ impl View {
 }
 
 /// How many tags natbake itself puts on an image and its snapshots: the
-/// four of every resource it builds, and [`PROVENANCE_TAGS`]. EC2 allows
-/// 50, so the spec's `ami.tags` may add the rest.
-pub const NATBAKE_IMAGE_TAGS: usize = 4 + PROVENANCE_TAGS.len();
+/// four of every resource it builds, and the four of [`provenance`]. EC2
+/// allows 50, so the spec's `ami.tags` may add the rest (a unit test
+/// fills them to exactly 50).
+pub const NATBAKE_IMAGE_TAGS: usize = 8;
 
-/// What an image was built from, as tag keys and the HCL expressions of
-/// their values. `{{ .SourceAMI }}` and `{{ .SourceAMIName }}` are the
-/// Amazon plugin's build template data, which it fills in `tags` and
-/// `snapshot_tags` once it has looked the source image up (they stay
-/// plain strings to HCL, which knows only `${`); `local.now` is the time
-/// the build started, in RFC 3339.
-const PROVENANCE_TAGS: [(&str, &str); 4] = [
-    ("natbake:os", ""),
-    ("natbake:source-ami", "\"{{ .SourceAMI }}\""),
-    ("natbake:source-ami-name", "\"{{ .SourceAMIName }}\""),
-    ("natbake:build-time", "local.now"),
-];
+/// What an image was built from, as HCL keys and value expressions.
+/// `{{ .SourceAMI }}` and `{{ .SourceAMIName }}` are the Amazon plugin's
+/// build template data, which it fills in `tags` and `snapshot_tags` once
+/// it has looked the source image up (they stay plain strings to HCL,
+/// which knows only `${`); `local.now` is the time the build started, in
+/// RFC 3339.
+fn provenance(site: &Site) -> [(String, String); 4] {
+    [
+        (escape::hcl("natbake:os"), escape::hcl(site.os.name())),
+        (
+            escape::hcl("natbake:source-ami"),
+            "\"{{ .SourceAMI }}\"".into(),
+        ),
+        (
+            escape::hcl("natbake:source-ami-name"),
+            "\"{{ .SourceAMIName }}\"".into(),
+        ),
+        (escape::hcl("natbake:build-time"), "local.now".into()),
+    ]
+}
 
 fn ami_view(site: &Site) -> AmiView {
     let a = &site.ami;
@@ -445,13 +454,7 @@ fn ami_view(site: &Site) -> AmiView {
         .iter()
         .map(|(k, v)| (escape::hcl(k), escape::hcl(v)))
         .collect();
-    for (key, value) in PROVENANCE_TAGS {
-        let value = match key {
-            "natbake:os" => escape::hcl(site.os.name()),
-            _ => value.to_string(),
-        };
-        image_tags.push((escape::hcl(key), value));
-    }
+    image_tags.extend(provenance(site));
     image_tags.extend(a.tags.iter().map(|(k, v)| (escape::hcl(k), escape::hcl(v))));
     tags.extend(a.tags.iter().cloned());
     AmiView {
