@@ -2,7 +2,7 @@
 # next to this file). Every variable has a default taken from the site
 # spec's `ami` settings; set here only what a pipeline must change, and
 # delete the rest. Names that the template does not declare are ignored by
-# Packer with only a warning, so keep to the six below.
+# Packer with only a warning, so keep to the eight below.
 
 # Region the build instance runs in and the AMI is created in. Stay in the
 # partition the spec was rendered for (standard, China or GovCloud): the
@@ -31,3 +31,13 @@ copy_to = ["eu-west-1", "us-west-2"]
 # 12-digit AWS account ids allowed to launch the AMI (and its copies).
 # This grants launch permission only; the snapshots stay private.
 share_with = ["123456789012", "210987654321"]
+
+# Days after the build at which EC2 marks the AMI (and each copy)
+# deprecated: 7 to 3650. A deprecated AMI still launches from a launch
+# template that names its id; the monthly rebuild replaces it long before.
+deprecate_after_days = 90
+
+# The SSM parameter that gets the new AMI id in each region the AMI is made
+# in (region and copy_to), where the stack takes its image from. Empty
+# publishes nothing; names under /aws or /ssm are AWS's own.
+image_parameter = "/natbake/corp-prod/ami-id"

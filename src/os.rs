@@ -207,6 +207,21 @@ impl Os {
         self == Os::AmznAmiVpcNat
     }
 
+    /// A shell command that prints every installed package as
+    /// `name<TAB>version<TAB>architecture` lines (the version with its
+    /// epoch when it has one), for the image's package list.
+    pub fn package_query(self) -> &'static str {
+        match self {
+            Os::AmazonLinux2023 | Os::AmznAmiVpcNat => {
+                r#"rpm -qa --queryformat '%{NAME}\t%|EPOCH?{%{EPOCH}:}:{}|%{VERSION}-%{RELEASE}\t%{ARCH}\n'"#
+            }
+            // Packages removed but not purged are still known to dpkg.
+            Os::Ubuntu2404 | Os::Debian12 => {
+                r#"dpkg-query --show --showformat '${db:Status-Status}\t${Package}\t${Version}\t${Architecture}\n' | awk -F '\t' -v OFS='\t' '$1 == "installed" { print $2, $3, $4 }'"#
+            }
+        }
+    }
+
     /// The user Packer logs in as on the build instance.
     pub fn ssh_user(self) -> &'static str {
         match self {

@@ -155,6 +155,8 @@ pub struct Ami {
     pub subnet_id: Option<String>,
     /// Extra tags, in the order written.
     pub tags: Vec<(String, String)>,
+    /// Days after its build at which EC2 marks the image deprecated.
+    pub deprecate_after_days: u32,
 }
 
 /// Taking over a floating network interface at boot.
@@ -195,4 +197,13 @@ pub struct Site {
     pub metrics: Option<Metrics>,
     /// SHA-256 of the spec file's bytes, in hex.
     pub spec_sha256: String,
+}
+
+impl Site {
+    /// The SSM parameter where the image build publishes each new image
+    /// id (one per region), and where the stack takes its image from.
+    /// Outside `/aws/`, which only AWS may write.
+    pub fn image_parameter(&self) -> String {
+        format!("/natbake/{}/ami-id", self.name)
+    }
 }

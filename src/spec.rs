@@ -63,6 +63,7 @@ pub struct RawAmi {
     pub share_with: Vec<At<ScalarText>>,
     pub subnet_id: Option<At<String>>,
     pub tags: Option<At<SpannedMap<At<ScalarText>>>>,
+    pub deprecate_after_days: Option<At<ScalarText>>,
 }
 
 /// A replaceable instance that takes over a floating network interface.

@@ -31,8 +31,8 @@ pub use crate::yaml::MAX_SPEC_BYTES;
 /// Most forwards one spec may hold; more would not fit one NAT instance's
 /// conntrack table sensibly and would make user data and rulesets unwieldy.
 pub const MAX_FORWARDS: usize = 20_000;
-/// AWS allows 50 tags per resource; natbake sets four itself.
-const MAX_TAGS: usize = 46;
+/// AWS allows 50 tags per resource; natbake sets some itself.
+const MAX_TAGS: usize = 50 - crate::render::view::NATBAKE_IMAGE_TAGS;
 const MAX_SYSCTL: usize = 256;
 /// A VPC holds 5 IPv4 CIDR blocks unless AWS raises the quota, and 50 at
 /// most (Amazon VPC quotas, "IPv4 CIDR blocks per VPC").
@@ -567,6 +567,7 @@ impl Validator {
             share_with: Vec::new(),
             subnet_id: None,
             tags: Vec::new(),
+            deprecate_after_days: values::DEFAULT_DEPRECATE_AFTER_DAYS,
         };
         let Some(raw) = raw else { return ami };
         let raw = &raw.value;
@@ -623,10 +624,19 @@ impl Validator {
         if let Some(at) = &raw.subnet_id {
             ami.subnet_id = self.check(at, &path.key("subnet_id"), values::subnet_id(&at.value));
         }
+        if let Some(at) = &raw.deprecate_after_days
+            && let Some(days) = self.check(
+                at,
+                &path.key("deprecate_after_days"),
+                values::deprecate_after_days(&at.value.0),
+            )
+        {
+            ami.deprecate_after_days = days;
+        }
         if let Some(tags) = &raw.tags {
             let path = path.key("tags");
             if tags.value.0.len() > MAX_TAGS {
-                self.err(tags, &path, format!("{} tags are too many: AWS allows 50 per resource, and natbake sets 4 of them", tags.value.0.len()));
+                self.err(tags, &path, format!("{} tags are too many: AWS allows 50 per resource, and natbake sets {} of them", tags.value.0.len(), crate::render::view::NATBAKE_IMAGE_TAGS));
             }
             for (key, value) in &tags.value.0 {
                 let path = path.key(&key.value);

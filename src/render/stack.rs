@@ -78,6 +78,9 @@ pub const S3_LIMIT: usize = 1_000_000;
 /// instance role's conditions read it.
 const SITE_TAG: &str = "natbake:site";
 
+/// The group's tag naming the image it launches.
+const IMAGE_TAG: &str = "natbake:image-id";
+
 /// A node of the template.
 #[derive(Debug, Clone)]
 enum Y {
@@ -316,19 +319,35 @@ impl<'a> Stack<'a> {
                 ]),
             ));
         }
+        // The image: the SSM parameter the image build publishes to (or,
+        // where the stack can launch it, the official image's public one),
+        // resolved again at every stack update, which is how a new image
+        // rolls out; or a fixed id that overrides it.
+        let published = self.site.image_parameter();
+        let (default, what) = match self.official {
+            Some(name) => (
+                name.to_string(),
+                format!(
+                    "The SSM parameter naming the image to launch: the official image's (the default; launched with the rendered user data), or {published}, where the image build publishes each baked image"
+                ),
+            ),
+            None => (
+                published.clone(),
+                format!(
+                    "The SSM parameter naming the baked image to launch, {published} unless you say otherwise; the image build publishes each new image there ({})",
+                    self.required_image_why()
+                ),
+            ),
+        };
+        p.push((
+            "ImageParameter".into(),
+            map([
+                ("Type", s("AWS::SSM::Parameter::Value<AWS::EC2::Image::Id>")),
+                ("Default", s(&default)),
+                ("Description", s(&what)),
+            ]),
+        ));
         if let Some(name) = self.official {
-            p.push((
-                "ImageId".into(),
-                map([
-                    ("Type", s("String")),
-                    ("Default", s("")),
-                    ("AllowedPattern", s("^(ami-[0-9a-f]+)?$")),
-                    (
-                        "Description",
-                        s("A baked natbake AMI; empty launches the official image of the spec's os with the rendered user data"),
-                    ),
-                ]),
-            ));
             p.push((
                 "OfficialImageId".into(),
                 map([
@@ -336,19 +355,23 @@ impl<'a> Stack<'a> {
                     ("Default", s(name)),
                     (
                         "Description",
-                        s("The public SSM parameter naming the official image, used when ImageId is empty"),
+                        s("The official image's public SSM parameter: the user data goes with the image only when it is this one"),
                     ),
                 ]),
             ));
-        } else {
-            p.push((
-                "ImageId".into(),
-                map([
-                    ("Type", s("AWS::EC2::Image::Id")),
-                    ("Description", s(&self.required_image_why())),
-                ]),
-            ));
         }
+        p.push((
+            "ImageId".into(),
+            map([
+                ("Type", s("String")),
+                ("Default", s("")),
+                ("AllowedPattern", s("^(ami-[0-9a-f]+)?$")),
+                (
+                    "Description",
+                    s("A baked natbake AMI id that overrides ImageParameter (to pin or roll back); empty for none"),
+                ),
+            ]),
+        ));
         p.push((
             "InstanceType".into(),
             map([
@@ -380,10 +403,10 @@ impl<'a> Stack<'a> {
 
     fn required_image_why(&self) -> String {
         if self.user_data.is_none() {
-            "A baked natbake AMI (required: the user data is too large for EC2, so the official image cannot be configured at launch)".into()
+            "a baked image is required: the user data is too large for EC2, so the official image cannot be configured at launch".into()
         } else {
             format!(
-                "A baked natbake AMI (required: {} has no official image parameter)",
+                "a baked image is required: {} has no official image parameter",
                 self.site.os.name()
             )
         }
@@ -399,8 +422,23 @@ impl<'a> Stack<'a> {
                 not(is_empty(&format!("PrivateRouteTable{n}"))),
             ));
         }
+        c.push(("HasImageId".into(), not(is_empty("ImageId"))));
         if self.official.is_some() {
-            c.push(("UseOfficialImage".into(), is_empty("ImageId")));
+            // The user data installs natbake on the official image only: a
+            // baked image has it, and would run it twice.
+            c.push((
+                "UseOfficialImage".into(),
+                map([(
+                    "Fn::And",
+                    Y::List(vec![
+                        not(map([("Condition", s("HasImageId"))])),
+                        map([(
+                            "Fn::Equals",
+                            Y::List(vec![r("ImageParameter"), r("OfficialImageId")]),
+                        )]),
+                    ]),
+                )]),
+            ));
         }
         c.push(("HasKeyName".into(), not(is_empty("KeyName"))));
         c.push(("HasAlarmTopic".into(), not(is_empty("AlarmTopicArn"))));
@@ -721,12 +759,9 @@ impl<'a> Stack<'a> {
         ]
     }
 
-    /// The baked image, or the official one when ImageId is empty.
+    /// The fixed image id when one is given, else the image parameter's.
     fn image(&self) -> Y {
-        match self.official {
-            Some(_) => when("UseOfficialImage", r("OfficialImageId"), r("ImageId")),
-            None => r("ImageId"),
-        }
+        when("HasImageId", r("ImageId"), r("ImageParameter"))
     }
 
     fn launch_template(&self) -> Y {
@@ -798,6 +833,48 @@ impl<'a> Stack<'a> {
         ])
     }
 
+    /// How a stack update that changes the launch template (a new image,
+    /// user data or instance type) reaches the running instance. Without
+    /// a policy it never does: the group keeps its instance. The floating
+    /// interface is attached to one instance at a time, so the old
+    /// instance must go before the new one can take it: a rolling update
+    /// of one instance at a time with none kept in service (the group's
+    /// `MaxSize` of 1 leaves no room to launch first anyway) terminates,
+    /// then launches. A replacing update (a whole new group, the old one
+    /// kept until the new is up) would start the new instance while the
+    /// old still holds the interface, so it is off. Scaling processes that
+    /// could act on the group meanwhile are suspended for the update.
+    fn update_policy() -> Y {
+        map([
+            (
+                "AutoScalingReplacingUpdate",
+                map([("WillReplace", Y::Bool(false))]),
+            ),
+            (
+                "AutoScalingRollingUpdate",
+                map([
+                    ("MaxBatchSize", Y::Num(1)),
+                    ("MinInstancesInService", Y::Num(0)),
+                    (
+                        "SuspendProcesses",
+                        Y::List(
+                            [
+                                "HealthCheck",
+                                "ReplaceUnhealthy",
+                                "AZRebalance",
+                                "AlarmNotification",
+                                "ScheduledActions",
+                            ]
+                            .into_iter()
+                            .map(s)
+                            .collect(),
+                        ),
+                    ),
+                ]),
+            ),
+        ])
+    }
+
     fn instance_or_group(&self) -> Vec<(String, Y)> {
         if self.site.failover.is_some() {
             let group = map([
@@ -808,6 +885,7 @@ impl<'a> Stack<'a> {
                     "DependsOn",
                     Y::List(vec![s("Interface"), s("ElasticIpAssociation")]),
                 ),
+                ("UpdatePolicy", Self::update_policy()),
                 (
                     "Properties",
                     map([
@@ -817,17 +895,34 @@ impl<'a> Stack<'a> {
                         ("VPCZoneIdentifier", Y::List(vec![r("PublicSubnetId")])),
                         ("LaunchTemplate", Self::launch_template_ref()),
                         ("HealthCheckType", s("EC2")),
+                        // Replacements for health or an instance refresh
+                        // terminate first, as the update policy does.
+                        (
+                            "InstanceMaintenancePolicy",
+                            map([
+                                ("MinHealthyPercentage", Y::Num(0)),
+                                ("MaxHealthyPercentage", Y::Num(100)),
+                            ]),
+                        ),
                         (
                             "MetricsCollection",
                             Y::List(vec![map([("Granularity", s("1Minute"))])]),
                         ),
                         (
                             "Tags",
-                            Y::List(vec![map([
-                                ("Key", s(SITE_TAG)),
-                                ("Value", s(&self.site.name)),
-                                ("PropagateAtLaunch", Y::Bool(true)),
-                            ])]),
+                            Y::List(vec![
+                                map([
+                                    ("Key", s(SITE_TAG)),
+                                    ("Value", s(&self.site.name)),
+                                    ("PropagateAtLaunch", Y::Bool(true)),
+                                ]),
+                                // The image the group last rolled out.
+                                map([
+                                    ("Key", s(IMAGE_TAG)),
+                                    ("Value", self.image()),
+                                    ("PropagateAtLaunch", Y::Bool(false)),
+                                ]),
+                            ]),
                         ),
                     ]),
                 ),

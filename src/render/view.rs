@@ -53,6 +53,8 @@ pub struct View {
     pub ipset_in: &'static str,
     pub ipset_out: &'static str,
     pub ami: AmiView,
+    /// Prints the image's installed packages, one tab-separated line each.
+    pub package_query: &'static str,
     /// Shell lines installing the tools the boot step misses, shared by
     /// provision.sh and the user data.
     pub install_script: String,
@@ -202,8 +204,16 @@ pub struct AmiView {
     pub copy_to: Vec<String>,
     pub share_with: Vec<String>,
     pub subnet_id: String,
-    /// The AMI's tags as aligned HCL lines, natbake's own first.
+    /// The build instance's tags as aligned HCL lines, natbake's own first.
     pub tag_lines: Vec<String>,
+    /// The image's and its snapshots' tags: those, and what the image was
+    /// built from ([`provenance`]).
+    pub image_tag_lines: Vec<String>,
+    /// Days after the build at which EC2 marks the image deprecated.
+    pub deprecate_after_days: u32,
+    /// The SSM parameter the build publishes the image id to, in each
+    /// region it made the image in.
+    pub image_parameter: String,
     pub description: String,
     pub source_name: &'static str,
     pub source_owner: &'static str,
@@ -339,6 +349,7 @@ impl View {
             ipset_in: ipsets::SET_IN,
             ipset_out: ipsets::SET_OUT,
             ami: ami_view(site),
+            package_query: site.os.package_query(),
             install_script_yaml: yaml_block(&install, 6),
             install_script: install,
             legacy_takeover_yaml: yaml_block(&takeover, 6),
@@ -400,6 +411,33 @@ impl View {
     }
 }
 
+/// How many tags natbake itself puts on an image and its snapshots: the
+/// four of every resource it builds, and the four of [`provenance`]. EC2
+/// allows 50, so the spec's `ami.tags` may add the rest (a unit test
+/// fills them to exactly 50).
+pub const NATBAKE_IMAGE_TAGS: usize = 8;
+
+/// What an image was built from, as HCL keys and value expressions.
+/// `{{ .SourceAMI }}` and `{{ .SourceAMIName }}` are the Amazon plugin's
+/// build template data, which it fills in `tags` and `snapshot_tags` once
+/// it has looked the source image up (they stay plain strings to HCL,
+/// which knows only `${`); `local.now` is the time the build started, in
+/// RFC 3339.
+fn provenance(site: &Site) -> [(String, String); 4] {
+    [
+        (escape::hcl("natbake:os"), escape::hcl(site.os.name())),
+        (
+            escape::hcl("natbake:source-ami"),
+            "\"{{ .SourceAMI }}\"".into(),
+        ),
+        (
+            escape::hcl("natbake:source-ami-name"),
+            "\"{{ .SourceAMIName }}\"".into(),
+        ),
+        (escape::hcl("natbake:build-time"), "local.now".into()),
+    ]
+}
+
 fn ami_view(site: &Site) -> AmiView {
     let a = &site.ami;
     let image = site.os.source_image(site.arch, site_partition(site));
@@ -412,6 +450,12 @@ fn ami_view(site: &Site) -> AmiView {
             env!("CARGO_PKG_VERSION").to_string(),
         ),
     ];
+    let mut image_tags: Vec<(String, String)> = tags
+        .iter()
+        .map(|(k, v)| (escape::hcl(k), escape::hcl(v)))
+        .collect();
+    image_tags.extend(provenance(site));
+    image_tags.extend(a.tags.iter().map(|(k, v)| (escape::hcl(k), escape::hcl(v))));
     tags.extend(a.tags.iter().cloned());
     AmiView {
         region: a.region.clone(),
@@ -421,6 +465,9 @@ fn ami_view(site: &Site) -> AmiView {
         share_with: a.share_with.clone(),
         subnet_id: a.subnet_id.clone().unwrap_or_default(),
         tag_lines: hcl_map_lines(&tags),
+        image_tag_lines: aligned(&image_tags),
+        deprecate_after_days: a.deprecate_after_days,
+        image_parameter: site.image_parameter(),
         description: ami_description(&site.name, site.description.as_deref()),
         source_name: image.name,
         source_owner: image.owner,
@@ -466,11 +513,23 @@ pub fn ami_description(site: &str, description: Option<&str>) -> String {
 
 /// `"key" = "value"` lines with the `=` aligned, as `packer fmt` writes them.
 fn hcl_map_lines(pairs: &[(String, String)]) -> Vec<String> {
-    let keys: Vec<String> = pairs.iter().map(|(k, _)| escape::hcl(k)).collect();
-    let width = keys.iter().map(|k| k.chars().count()).max().unwrap_or(0);
-    keys.iter()
-        .zip(pairs)
-        .map(|(k, (_, v))| format!("{k:<width$} = {}", escape::hcl(v)))
+    let quoted: Vec<(String, String)> = pairs
+        .iter()
+        .map(|(k, v)| (escape::hcl(k), escape::hcl(v)))
+        .collect();
+    aligned(&quoted)
+}
+
+/// `key = value` lines of HCL keys and expressions, the `=` aligned.
+fn aligned(pairs: &[(String, String)]) -> Vec<String> {
+    let width = pairs
+        .iter()
+        .map(|(k, _)| k.chars().count())
+        .max()
+        .unwrap_or(0);
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{k:<width$} = {v}"))
         .collect()
 }
 
@@ -556,6 +615,27 @@ mod tests {
             assert_eq!(ami("amzn-ami-vpc-nat", region).source_owner, "amazon");
         }
         assert_eq!(ami("debian-12", "us-east-1").source_owner, "136693071363");
+    }
+
+    /// The count the spec's tag limit leaves room for is the count the
+    /// image gets, so a spec at the limit fills EC2's 50 exactly.
+    #[test]
+    fn natbake_puts_exactly_its_counted_tags_on_the_image() {
+        let mut yaml = String::from(
+            "version: 1\nsite: s\nvpc_cidrs: [10.0.0.0/16]\nami:\n  region: us-east-1\n  tags:\n",
+        );
+        let room = 50 - super::NATBAKE_IMAGE_TAGS;
+        for n in 0..room {
+            yaml.push_str(&format!("    k{n}: v\n"));
+        }
+        let site = crate::validate::parse(std::path::Path::new("t.yaml"), yaml.as_bytes()).unwrap();
+        assert_eq!(super::ami_view(&site).image_tag_lines.len(), 50);
+        yaml.push_str("    one-more: v\n");
+        let e = crate::validate::parse(std::path::Path::new("t.yaml"), yaml.as_bytes())
+            .unwrap_err()
+            .diagnostics()
+            .to_vec();
+        assert!(e[0].message.contains("natbake sets 8 of them"), "{e:?}");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Parsers for the single values a spec holds: ports, targets, names, AWS
-//! identifiers, kernel settings, the health-check interval and free text.
+//! identifiers, kernel settings, the health-check interval, the image's
+//! deprecation and free text.
 //!
 //! Each takes the text as written and returns the typed value or a typed
 //! problem whose message says what to write instead. None of them knows
@@ -11,6 +12,7 @@
 mod aws;
 mod failover;
 mod health;
+mod image;
 mod ports;
 mod sysctl;
 mod text;
@@ -25,6 +27,9 @@ pub use failover::{ATTACH_TIMEOUT, AttachTimeoutProblem, DEFAULT_ATTACH_TIMEOUT,
 pub use health::{
     HEALTH_INTERVAL_DEFAULT, HEALTH_INTERVAL_MAX, HEALTH_INTERVAL_MIN, IntervalProblem,
     health_interval,
+};
+pub use image::{
+    DEFAULT_DEPRECATE_AFTER_DAYS, DEPRECATE_AFTER_DAYS, DeprecationProblem, deprecate_after_days,
 };
 pub use ports::{PortsProblem, Target, TargetProblem, listen_ports, ports};
 pub use sysctl::{SysctlKeyProblem, SysctlValueProblem, sysctl_key, sysctl_value};

@@ -135,7 +135,58 @@ pub fn baked_image() -> (RootFs, RenderedSite) {
         site.site_dir.display(),
         baked.elapsed
     );
+    let packages = check_package_list(&root);
+    eprintln!("boot: the image's package list names {packages} packages");
     (root, site)
+}
+
+/// The package list provision.sh leaves for the Packer build to download
+/// (its file provisioner, as the SSH user, from `/tmp/natbake/packages.tsv`):
+/// readable by that user, one sorted `name<TAB>version<TAB>arch` line per
+/// installed package, exactly what dpkg has installed. Returns the count.
+fn check_package_list(root: &RootFs) -> usize {
+    use std::os::unix::fs::MetadataExt;
+    let path = root.join(&format!("{SITE_IN_IMAGE}/packages.tsv"));
+    let meta = fs::metadata(&path)
+        .unwrap_or_else(|err| panic!("provision.sh left no {}: {err}", path.display()));
+    assert_eq!(
+        meta.mode() & 0o004,
+        0o004,
+        "the SSH user cannot read the package list"
+    );
+    let text = fs::read_to_string(&path).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let mut sorted = lines.clone();
+    sorted.sort();
+    assert_eq!(lines, sorted, "the package list is not sorted");
+    let mut names = Vec::new();
+    for line in &lines {
+        let fields: Vec<&str> = line.split('\t').collect();
+        assert!(
+            fields.len() == 3 && fields.iter().all(|f| !f.is_empty()),
+            "not `name<TAB>version<TAB>arch`: {line:?}"
+        );
+        names.push(fields[0]);
+    }
+    // What dpkg itself says is installed in the image.
+    let listed = in_chroot(
+        root.path(),
+        "dpkg-query --show --showformat '${db:Status-Abbrev} ${Package}\\n' | awk '$1 == \"ii\" { print $2 }' | LC_ALL=C sort",
+        GUEST_COMMAND_LIMIT,
+    );
+    assert!(listed.success(), "{}", listed.explain());
+    let installed: Vec<&str> = listed.stdout.lines().collect();
+    assert_eq!(
+        names, installed,
+        "the package list is not what is installed"
+    );
+    for needed in ["iptables", "ipset", "systemd", "curl"] {
+        assert!(
+            names.contains(&needed),
+            "{needed} is not in the package list"
+        );
+    }
+    names.len()
 }
 
 /// Makes `root` a fresh cloud instance for cloud-init's NoCloud datasource:

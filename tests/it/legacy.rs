@@ -103,6 +103,12 @@ fn legacy_ami_boots_with_natbake_alone_in_charge_of_nat() {
 
     let baked = provision(&root, site);
     assert!(baked.success(), "provision.sh failed\n{}", baked.explain());
+    // The package list, through rpm (the fixture's stand-in lists dpkg's).
+    let packages = read(&root, "tmp/natbake/packages.tsv");
+    assert!(
+        packages.lines().any(|l| l.starts_with("iptables\t")),
+        "the package list names no iptables:\n{packages}"
+    );
     let after_first: Vec<String> = AMI_FILES.iter().map(|f| read(&root, f)).collect();
     let again = provision(&root, site);
     assert!(

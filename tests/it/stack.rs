@@ -3,7 +3,8 @@
 //! the scripts call (nothing without failover); spec text stays text; and
 //! two AL2023 stacks, with and without failover, deploy with the AWS CLI
 //! into moto's CloudFormation and make what they say (checked through the
-//! EC2, IAM and Auto Scaling APIs by `stack_deploy.py`).
+//! EC2, IAM and Auto Scaling APIs by `stack_deploy.py`); the stacks with
+//! failover then roll a newly published image out with a stack update.
 
 use std::collections::BTreeSet;
 use std::os::unix::process::CommandExt;
@@ -192,6 +193,68 @@ fn the_stacks_security_group_is_security_group_json() {
         }
         assert_eq!(in_stack, in_file, "{}", spec.label);
     }
+}
+
+/// A new image, user data or instance type reaches the running NAT: the
+/// group rolls on a launch template change, and never launches before it
+/// terminates, since the floating interface can be attached to one
+/// instance at a time (a second instance would wait for it, and a
+/// replacing update would keep the old group, and the interface, until
+/// the new one is up). Every launch takes its image from the published
+/// parameter unless a fixed id overrides it.
+#[test]
+fn the_group_rolls_a_new_launch_template_out_terminating_first() {
+    let mut groups = 0;
+    for spec in valid_specs() {
+        let site = render(&spec.path);
+        let t = template(&site.site_dir);
+        let name = &spec.label;
+        let image = serde_json::json!({"Fn::If": ["HasImageId", {"Ref": "ImageId"}, {"Ref": "ImageParameter"}]});
+        let parameter = &t["Parameters"]["ImageParameter"];
+        assert_eq!(
+            parameter["Type"], "AWS::SSM::Parameter::Value<AWS::EC2::Image::Id>",
+            "{name}"
+        );
+        let loaded = natbake::validate::load(&spec.path).unwrap();
+        let official = t["Parameters"].get("OfficialImageId").is_some();
+        if !official {
+            assert_eq!(parameter["Default"], loaded.image_parameter(), "{name}");
+        }
+        for lt in resources_of_type(&t, "AWS::EC2::LaunchTemplate") {
+            assert_eq!(
+                lt["Properties"]["LaunchTemplateData"]["ImageId"], image,
+                "{name}"
+            );
+        }
+        for group in resources_of_type(&t, "AWS::AutoScaling::AutoScalingGroup") {
+            groups += 1;
+            let p = &group["Properties"];
+            let max: i64 = p["MaxSize"].as_str().unwrap().parse().unwrap();
+            let rolling = &group["UpdatePolicy"]["AutoScalingRollingUpdate"];
+            assert_eq!(rolling["MaxBatchSize"], 1, "{name}");
+            let min_in_service = rolling["MinInstancesInService"].as_i64().unwrap();
+            assert!(
+                min_in_service == 0 && max == 1,
+                "{name}: a rolling update that keeps {min_in_service} of {max} in service launches first"
+            );
+            assert_ne!(
+                group["UpdatePolicy"]["AutoScalingReplacingUpdate"]["WillReplace"], true,
+                "{name}: a replacing update starts a second group"
+            );
+            let maintenance = &p["InstanceMaintenancePolicy"];
+            assert_eq!(maintenance["MinHealthyPercentage"], 0, "{name}");
+            assert_eq!(
+                maintenance["MaxHealthyPercentage"], 100,
+                "{name}: over 100 launches before it terminates"
+            );
+            assert_eq!(
+                p["LaunchTemplate"]["Version"]["Fn::GetAtt"],
+                serde_json::json!(["LaunchTemplate", "LatestVersionNumber"]),
+                "{name}: `$Latest` or a fixed version never changes, so never rolls"
+            );
+        }
+    }
+    assert!(groups >= 2, "the failover fixtures have groups");
 }
 
 /// Free text reaches the template as YAML text, byte for byte, and never
@@ -423,6 +486,8 @@ fn a_stack_too_large_for_cloudformation_is_not_written() {
 struct Moto {
     ns: String,
     server: Option<Child>,
+    /// moto_server's output, whose end a failure shows.
+    log: std::path::PathBuf,
 }
 
 impl Drop for Moto {
@@ -450,7 +515,11 @@ impl Moto {
         );
         let ns = format!("nbstack-{}", support::unique_id());
         support::run(Command::new("ip").args(["netns", "add", &ns]));
-        let mut moto = Moto { ns, server: None };
+        let mut moto = Moto {
+            ns,
+            server: None,
+            log: log.to_owned(),
+        };
         support::run(Command::new("ip").args(["-n", &moto.ns, "link", "set", "lo", "up"]));
         let out = std::fs::File::create(log).expect("moto log");
         let err = out.try_clone().expect("moto log");
@@ -482,7 +551,7 @@ impl Moto {
         }
     }
 
-    fn deploy(&self, site_dir: &Path, stack: &str) -> Value {
+    fn deploy(&self, site_dir: &Path, stack: &str, image_parameter: &str, roll: bool) -> Value {
         let script = fixtures::repo().join("tests/it/stack_deploy.py");
         let done = support::run_bounded(
             in_ns(
@@ -492,12 +561,22 @@ impl Moto {
             .arg(&script)
             .args(["--endpoint", &format!("http://127.0.0.1:{MOTO_PORT}")])
             .args(["--aws", "/usr/bin/aws", "--stack", stack])
+            .args(["--image-parameter", image_parameter])
+            .args(roll.then_some("--roll"))
             .arg("--site-dir")
             .arg(site_dir),
             b"",
             Duration::from_secs(300),
         );
-        assert!(done.success(), "deploying {stack}: {}", done.explain());
+        if !done.success() {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = lines[lines.len().saturating_sub(60)..].join("\n");
+            panic!(
+                "deploying {stack}: {}\n--- moto_server's last lines ---\n{tail}",
+                done.explain()
+            );
+        }
         serde_json::from_str(done.stdout.trim()).expect("stack_deploy.py prints JSON")
     }
 }
@@ -543,11 +622,26 @@ fn al2023_stacks_deploy_into_moto_with_the_aws_cli() {
         let text = seed.replace("site: seed-oracle", &format!("site: {site}"));
         std::fs::write(&spec, format!("{text}egress: false\n{extra}")).unwrap();
         let rendered = render(&spec);
-        let seen = moto.deploy(&rendered.site_dir, &format!("natbake-{site}"));
+        let parameter = natbake::validate::load(&spec).unwrap().image_parameter();
+        // With failover, a new image is published and rolled out.
+        let roll = !extra.is_empty();
+        let seen = moto.deploy(
+            &rendered.site_dir,
+            &format!("natbake-{site}"),
+            &parameter,
+            roll,
+        );
         assert_eq!(seen["ingress_rules"], 1, "{seen}");
         // The seed's one source, routed back through the NAT.
         assert_eq!(seen["target_routes"], 1, "{seen}");
         assert_eq!(seen["role"].is_string(), !extra.is_empty(), "{seen}");
         assert_eq!(seen["image"], image, "{seen}");
+        if roll {
+            let r = &seen["roll"];
+            assert_eq!(r["before"]["user_data"], image != "baked", "{seen}");
+            assert_ne!(r["before"]["image"], r["after"]["image"], "{seen}");
+            assert_eq!(r["after"]["user_data"], false, "{seen}");
+            eprintln!("{site}: rolled out {}", r);
+        }
     }
 }

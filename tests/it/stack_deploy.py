@@ -5,6 +5,13 @@ APIs. Run with the moto virtual environment's Python inside the test's
 network namespace, against moto_server on loopback.
 
   stack_deploy.py --endpoint URL --aws AWS_CLI --site-dir DIR --stack NAME
+                  --image-parameter NAME [--roll]
+
+With --roll, it then rolls a new image out as a monthly rebuild would:
+the image build's publishing step (the commands of nat-ami.pkr.hcl's
+shell-local post-processor, run as rendered with the AWS CLI pointed at
+moto) moves the image parameter to a newly registered image, and a stack
+update must point the group's launch template at it.
 
 Prints one JSON line of what it saw; exits 1 with the reason on the
 first check that fails.
@@ -13,10 +20,13 @@ first check that fails.
 import argparse
 import ast
 import json
+import os
 import subprocess
 import sys
+import tempfile
 
 import boto3
+import yaml
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"  # moto's account
@@ -71,12 +81,101 @@ def ingress_rules(permissions):
     return rules
 
 
+def variable_default(lines, name):
+    """The default of a string variable of the template."""
+    start = lines.index(f'variable "{name}" {{')
+    for line in lines[start + 1 :]:
+        key, _, value = line.strip().partition(" = ")
+        if key.strip() == "default":
+            return json.loads(value)
+        if line == "}":
+            break
+    fail(f"variable {name} has no default")
+
+
+def publish_commands(template):
+    """The environment names and inline commands of the build's
+    shell-local post-processor, as nat-ami.pkr.hcl renders them (HCL's
+    string escapes are JSON's for this text), and the parameter it
+    publishes to by default."""
+    lines = open(template).read().splitlines()
+    start = lines.index('    post-processor "shell-local" {')
+    names, script, where = [], [], None
+    for line in lines[start + 1 :]:
+        text = line.strip()
+        if text == "}":
+            break
+        if text.startswith("environment_vars = ["):
+            where = names
+        elif text.startswith("inline = ["):
+            where = script
+        elif text == "]":
+            where = None
+        elif where is names:
+            # "NAME=${expression}": the values are Packer's to fill.
+            names.append(text[1:].partition("=")[0])
+        elif where is script:
+            script.append(json.loads(text.rstrip(",")))
+    want = ["NATBAKE_AMI_NAME", "NATBAKE_REGIONS", "NATBAKE_PARAMETER"]
+    if sorted(names) != sorted(want) or not script:
+        fail(f"the publishing step of {template} takes {names}, not {want}")
+    return variable_default(lines, "image_parameter"), "\n".join(script) + "\n"
+
+
+def publish(aws, endpoint, template, ami_name, regions, env):
+    """Runs the publishing step as Packer would, with `aws` pointed at moto
+    (Debian's AWS CLI 2.9 has --endpoint-url but not AWS_ENDPOINT_URL)."""
+    parameter, script = publish_commands(template)
+    with tempfile.TemporaryDirectory() as shim:
+        with open(f"{shim}/aws", "w") as f:
+            f.write(f'#!/bin/sh\nexec {aws} --endpoint-url {endpoint} "$@"\n')
+        os.chmod(f"{shim}/aws", 0o755)
+        with open(f"{shim}/step.sh", "w") as f:
+            f.write(script)
+        run_env = dict(env, PATH=f"{shim}:{env['PATH']}")
+        run_env["NATBAKE_AMI_NAME"] = ami_name
+        run_env["NATBAKE_REGIONS"] = " ".join(regions)
+        run_env["NATBAKE_PARAMETER"] = parameter
+        # shell-local's default shebang for inline commands.
+        done = subprocess.run(["/bin/sh", "-e", f"{shim}/step.sh"], env=run_env, capture_output=True, text=True, timeout=120)
+    if done.returncode != 0:
+        fail(f"the publishing step exited {done.returncode}: {done.stdout}{done.stderr}")
+    return parameter, done.stdout
+
+
+def launched_image(ec2, asg, group_name, lt_id):
+    """The group's launch template version, its image and user data, and
+    the image of the group's instance."""
+    g = asg.describe_auto_scaling_groups(AutoScalingGroupNames=[group_name])["AutoScalingGroups"][0]
+    spec = g["LaunchTemplate"]
+    if spec["LaunchTemplateId"] != lt_id:
+        fail(f"group launch template {spec}, not {lt_id}")
+    version = ec2.describe_launch_template_versions(LaunchTemplateId=lt_id, Versions=[str(spec["Version"])])[
+        "LaunchTemplateVersions"
+    ][0]
+    data = version["LaunchTemplateData"]
+    instances = [i["InstanceId"] for i in g["Instances"]]
+    images = set()
+    for i in instances:
+        images.add(ec2.describe_instances(InstanceIds=[i])["Reservations"][0]["Instances"][0]["ImageId"])
+    tags = {t["Key"]: t["Value"] for t in g["Tags"]}
+    return {
+        "version": str(spec["Version"]),
+        "image": data.get("ImageId"),
+        "user_data": bool(data.get("UserData")),
+        "instance_images": sorted(images),
+        "tag": tags.get("natbake:image-id"),
+    }
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--endpoint", required=True)
     ap.add_argument("--aws", required=True)
     ap.add_argument("--site-dir", required=True)
     ap.add_argument("--stack", required=True)
+    ap.add_argument("--image-parameter", required=True)
+    ap.add_argument("--roll", action="store_true")
     a = ap.parse_args()
 
     ec2 = client("ec2", a.endpoint)
@@ -86,11 +185,14 @@ def main():
 
     manifest = json.load(open(f"{a.site_dir}/manifest.json"))
     failover = "failover" in manifest
-    # Without user data (too large for EC2) the stack needs a baked AMI:
-    # any image moto knows stands for it.
+    # Without user data (too large for EC2) the stack needs a baked AMI,
+    # which it takes from the parameter the image build publishes to: any
+    # image moto knows stands for the first one.
     baked = None
+    ssm = client("ssm", a.endpoint)
     if manifest["user_data"] is None:
         baked = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+        ssm.put_parameter(Name=a.image_parameter, Type="String", DataType="aws:ec2:image", Value=baked)
 
     # What only the user knows: the VPC, a public subnet, two private
     # route tables.
@@ -132,8 +234,6 @@ def main():
     ]
     if target_table:
         deploy.append(f"TargetRouteTable1={target_table}")
-    if baked:
-        deploy.append(f"ImageId={baked}")
     done = subprocess.run(deploy, env=env, capture_output=True, text=True, timeout=300)
     if done.returncode != 0:
         events = cfn.describe_stack_events(StackName=a.stack)["StackEvents"]
@@ -320,7 +420,76 @@ def main():
 
     alarms = client("cloudwatch", a.endpoint).describe_alarms()["MetricAlarms"]
     seen["alarms"] = sorted(al["MetricName"] for al in alarms)
+
+    if a.roll:
+        seen["roll"] = roll(a, ec2, asg, cfn, ssm, env, deploy, outputs["AutoScalingGroupName"], lt_id)
     print(json.dumps(seen, default=str))
+
+
+def roll(a, ec2, asg, cfn, ssm, env, deploy, group_name, lt_id):
+    """A monthly rebuild's rollout: the build publishes a new image, and a
+    stack update takes the group to it."""
+    before = launched_image(ec2, asg, group_name, lt_id)
+    # The new image, in the build region and one copy region, named as
+    # the build names it.
+    # (EC2 keeps AMI names unique per account and region; moto does not.)
+    ami_name = f"{a.stack}-20260101000000"
+    regions = [REGION, "us-west-2"]
+    new = {}
+    for region in regions:
+        r_ec2 = boto3.client(
+            "ec2", region_name=region, endpoint_url=a.endpoint, aws_access_key_id="testing", aws_secret_access_key="testing"
+        )
+        new[region] = r_ec2.register_image(Name=ami_name, Description="natbake rollout")["ImageId"]
+    parameter, said = publish(a.aws, a.endpoint, f"{a.site_dir}/nat-ami.pkr.hcl", ami_name, regions, env)
+    if parameter != a.image_parameter:
+        fail(f"the build publishes to {parameter}, the stack reads {a.image_parameter}")
+    for region in regions:
+        r_ssm = boto3.client(
+            "ssm", region_name=region, endpoint_url=a.endpoint, aws_access_key_id="testing", aws_secret_access_key="testing"
+        )
+        p = r_ssm.get_parameter(Name=parameter)["Parameter"]
+        if p["Value"] != new[region] or p.get("DataType") != "aws:ec2:image":
+            fail(f"{parameter} in {region} is {p}, not the new image {new[region]}")
+    # The update. AWS resolves the parameter again at every update, and
+    # a change set sees its new value; moto's change sets compare the
+    # parameters only as given, so the update names the parameter
+    # explicitly (the same name the first deploy took by default, or, on
+    # a stack that ran the official image, the published one).
+    # moto also takes a parameter left at its previous value for the value
+    # it resolved to, not for the parameter's name: every SSM-typed
+    # parameter is named again (as AWS does by itself).
+    template = yaml.safe_load(open(f"{a.site_dir}/stack.cfn.yaml"))
+    names = {
+        k: v["Default"]
+        for k, v in template["Parameters"].items()
+        if v["Type"].startswith("AWS::SSM::Parameter::Value<")
+    }
+    names["ImageParameter"] = parameter
+    update = deploy + [f"{k}={v}" for k, v in names.items()]
+    done = subprocess.run(update, env=env, capture_output=True, text=True, timeout=300)
+    if done.returncode != 0:
+        fail(f"the update exited {done.returncode}: {done.stdout}{done.stderr}")
+    # moto makes the group anew on an update: its name is the stack's now.
+    group_name = next(
+        r["PhysicalResourceId"]
+        for r in cfn.list_stack_resources(StackName=a.stack)["StackResourceSummaries"]
+        if r.get("LogicalResourceId") == "Group"
+    )
+    after = launched_image(ec2, asg, group_name, lt_id)
+    if int(after["version"]) <= int(before["version"]):
+        fail(f"the group stays at launch template version {after['version']}", [before, after])
+    if after["image"] != new[REGION] or after["tag"] != new[REGION]:
+        fail(f"after the update the group launches {after}, not {new[REGION]}", [before, after])
+    if after["user_data"]:
+        fail("a baked image is launched with the user data", after)
+    if after["instance_images"] and after["instance_images"] != [new[REGION]]:
+        fail(f"the group's instance runs {after['instance_images']}", after)
+    resolved = {
+        p["ParameterKey"]: p.get("ResolvedValue")
+        for p in cfn.describe_stacks(StackName=a.stack)["Stacks"][0].get("Parameters", [])
+    }
+    return {"before": before, "after": after, "published": said.strip().splitlines(), "resolved": resolved.get("ImageParameter")}
 
 
 if __name__ == "__main__":

@@ -24,15 +24,24 @@ use std::process::Command;
 ///   than Packer 1.6.6; in every release of the separate plugin).
 /// - `include_deprecated`: lets the source lookup see deprecated images,
 ///   for the legacy NAT AMI only (plugin 1.2.8).
-const PACKER_166_UNKNOWN: &[&str] = &["imds_support", "metadata_options", "include_deprecated"];
+/// - `deprecate_at`: when EC2 marks the AMI and its copies deprecated
+///   (newer than Packer 1.6.6; copies are deprecated too since plugin 1.0.2).
+const PACKER_166_UNKNOWN: &[&str] = &[
+    "imds_support",
+    "metadata_options",
+    "include_deprecated",
+    "deprecate_at",
+];
 
 /// Settings of the Amazon plugin that came after its first release, and
 /// the release that brought each, from the plugin's changelog and pull
-/// requests: `imds_support` on amazon-ebs (hashicorp/packer-plugin-amazon
+/// requests: `deprecate_at` reaching the `ami_regions` copies (#138,
+/// released in 1.0.2), `imds_support` on amazon-ebs (hashicorp/packer-plugin-amazon
 /// #346, released in 1.2.2) and `include_deprecated` in
 /// `source_ami_filter` (#404, released in 1.2.8). `plugins.pkr.hcl` must
 /// require at least the newest of those that the templates use.
 const PLUGIN_SETTING_SINCE: &[(&str, (u32, u32, u32))] = &[
+    ("deprecate_at", (1, 0, 2)),
     ("imds_support", (1, 2, 2)),
     ("include_deprecated", (1, 2, 8)),
 ];
