@@ -327,6 +327,12 @@ const DEPLOY_ACTIONS: &[(&str, &[&str])] = &[
             "DeleteAutoScalingGroup",
             "AWSServiceRoleForAutoScaling",
             "iam:CreateServiceLinkedRole",
+            // The update policy's rolling update.
+            "SuspendProcesses",
+            "ResumeProcesses",
+            "TerminateInstanceInAutoScalingGroup",
+            "DescribeScalingActivities",
+            "CreateLaunchTemplateVersion",
         ],
     ),
     (
