@@ -96,10 +96,14 @@ fn template(site: &Site) -> Y {
 }
 
 fn description(site: &Site) -> String {
-    let mut d = format!(
-        "natbake site {}: Network Load Balancer and NAT gateways",
-        site.name
-    );
+    let mut parts = Vec::new();
+    if !site.forwards.is_empty() {
+        parts.push("Network Load Balancer");
+    }
+    if site.egress {
+        parts.push("NAT gateways");
+    }
+    let mut d = format!("natbake site {}: {}", site.name, parts.join(" and "));
     if let Some(text) = &site.description
         && d.len() + 2 + text.len() <= 1024
     {
