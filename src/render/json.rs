@@ -117,9 +117,13 @@ fn nat_egress(site: &Site) -> Permissions {
 /// target ports, not the NAT.
 fn target_ingress<'a>(site: &Site, forwards: impl Iterator<Item = &'a Forward>) -> Permissions {
     let mut p = Permissions::default();
+    let via = match site.deployment {
+        Deployment::Instance => "NAT",
+        Deployment::Nlb => "NLB",
+    };
     for f in forwards {
         for c in &f.from {
-            let d = format!("natbake {} {} via NAT", site.name, f.name);
+            let d = format!("natbake {} {} via {via}", site.name, f.name);
             p.add(Some(f.proto), Some(f.target_ports), *c, d);
         }
     }

@@ -571,3 +571,25 @@ fn nlb_sites_render_no_instance_artifact() {
         assert_eq!(manifest["stack"]["file"], NLB_STACK, "{}", s.label);
     }
 }
+
+/// `natbake build` takes a folder of NLB specs as it takes instance specs.
+#[test]
+fn build_renders_a_folder_of_nlb_specs() {
+    let out = ScratchDir::new("nlb-build");
+    let run = support::output_of(
+        natbake()
+            .arg("build")
+            .arg("tests/fixtures/nlb")
+            .arg("-o")
+            .arg(out.path()),
+    );
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    for site in ["corp-nlb", "forwards-nlb", "egress-nlb"] {
+        assert!(out.path().join(site).join(NLB_STACK).exists(), "{site}");
+        assert!(!out.path().join(site).join("rules.v4").exists(), "{site}");
+    }
+}
