@@ -294,9 +294,24 @@ pub fn manifest(site: &Site, artifacts: &[Artifact]) -> Vec<u8> {
             }),
         );
     }
-    // Only with `deployment: nlb`: instance specs keep their manifest.
+    // Only with `deployment: nlb`: instance specs keep their manifest. There
+    // is no NAT instance's group then (no rules in or out); the forwards'
+    // rules are the load balancer's, in its stack.
     if let (Deployment::Nlb, Some(map)) = (site.deployment, manifest.as_object_mut()) {
         map.insert("deployment".into(), json!(site.deployment.name()));
+        if let Some(groups) = map.get_mut("security_groups").and_then(Value::as_object_mut) {
+            groups.insert(
+                "nat".into(),
+                json!({"ingress_file": null, "inbound_rules": 0, "egress": []}),
+            );
+            groups.insert(
+                "load_balancer".into(),
+                json!({
+                    "in_file": NLB_STACK,
+                    "inbound_rules": site.forwards.iter().map(|f| f.from.len()).sum::<usize>(),
+                }),
+            );
+        }
     }
     if let (Some(m), Some(map)) = (crate::metrics::manifest(site), manifest.as_object_mut()) {
         map.insert("metrics".into(), m);
