@@ -299,7 +299,10 @@ pub fn manifest(site: &Site, artifacts: &[Artifact]) -> Vec<u8> {
     // rules are the load balancer's, in its stack.
     if let (Deployment::Nlb, Some(map)) = (site.deployment, manifest.as_object_mut()) {
         map.insert("deployment".into(), json!(site.deployment.name()));
-        if let Some(groups) = map.get_mut("security_groups").and_then(Value::as_object_mut) {
+        if let Some(groups) = map
+            .get_mut("security_groups")
+            .and_then(Value::as_object_mut)
+        {
             groups.insert(
                 "nat".into(),
                 json!({"ingress_file": null, "inbound_rules": 0, "egress": []}),
