@@ -245,6 +245,17 @@ fn instance_bill(site: &Site, ty: &InstanceType, t: Traffic, count: u32, ips: (u
             gb * 2.0 * p::CROSS_ZONE_GB_EACH_WAY,
         );
     }
+    // And forwards to targets in the other zones.
+    if !site.forwards.is_empty() {
+        let gb = t.forward_gb * t.other_zones();
+        b.by_traffic(
+            format!(
+                "{} GB of forwarded traffic to targets in other zones",
+                round(gb)
+            ),
+            gb * 2.0 * p::CROSS_ZONE_GB_EACH_WAY,
+        );
+    }
     b.common();
     b
 }
@@ -300,7 +311,7 @@ pub fn plan(site: &Site, ty: &InstanceType, traffic: Traffic) -> Plan {
     let nlb = nlb_shape(site, t);
     let shapes = vec![one, pair, nlb];
     let crossovers = crossovers(&shapes);
-    let ceiling = vec![
+    let mut ceiling = vec![
         format!(
             "{} carries {} GB a month at its sustained {} Gbps, held all month",
             ty.name,
@@ -314,6 +325,23 @@ pub fn plan(site: &Site, ty: &InstanceType, traffic: Traffic) -> Plan {
             p::NAT_GATEWAY_GBPS
         ),
     ];
+    // The traffic given, as a steady rate, against what the type sustains.
+    let gbps = t.total_gb() * 8.0 / (3600.0 * p::HOURS_PER_MONTH);
+    if gbps > ty.baseline_gbps {
+        let larger = p::INSTANCE_TYPES
+            .iter()
+            .filter(|c| c.arch == ty.arch && c.baseline_gbps >= gbps)
+            .min_by(|a, b| a.hour.total_cmp(&b.hour));
+        ceiling.push(match larger {
+            Some(c) => format!(
+                "the traffic given averages {gbps:.3} Gbps, more than {} sustains: price a larger type, such as {} (--instance-type {})",
+                ty.name, c.name, c.name
+            ),
+            None => format!(
+                "the traffic given averages {gbps:.3} Gbps, more than any type natbake prices sustains: that is the NLB's and NAT gateways' ground"
+            ),
+        });
+    }
     Plan {
         site: site.name.clone(),
         deployment: site.deployment.name(),
@@ -441,6 +469,10 @@ fn crossovers(shapes: &[Shape]) -> Vec<Crossover> {
                 cheapest.title,
                 round(gb.ceil())
             ),
+            None if (other.per_gb_usd - cheapest.per_gb_usd).abs() < 1e-9 => format!(
+                "{} costs ${:.2} a month more than {} at any traffic; it wins on availability or limits, not price",
+                other.title, gap, cheapest.title
+            ),
             None => format!(
                 "{} never costs less than {} at any traffic: ${:.2} more a month fixed, ${:.4} more per GB; it wins on availability or limits, not price",
                 other.title,
@@ -533,9 +565,10 @@ mod tests {
     /// The seed's site: one TCP forward, egress, t3.micro; 100 GB each
     /// way, 2 zones, by hand:
     /// - instance: 0.0104×730 = 7.592; 8×0.08 = 0.64; 0.005×730 = 3.65;
-    ///   egress across zones 100×½×0.02 = 1.00; out 200×½×0.09 = 9.00;
-    ///   total 21.882.
-    /// - standby: 15.184 + 1.28 + 10.95 + 1.00 + 9.00 = 37.414.
+    ///   egress across zones 100×½×0.02 = 1.00; forwards to targets in
+    ///   the other zone 100×½×0.02 = 1.00; out 200×½×0.09 = 9.00; total
+    ///   22.882.
+    /// - standby: 15.184 + 1.28 + 10.95 + 1.00 + 1.00 + 9.00 = 38.414.
     /// - NLB: 0.0225×730 = 16.425; NLCU max(100/730, 1/800, 100/100000)
     ///   = 0.136986 × 0.006 × 730 = 0.60; 2 addresses 7.30; forwards
     ///   across zones 100×½×0.02 = 1.00; 2 NAT gateways 65.70; 100 GB ×
@@ -547,13 +580,13 @@ mod tests {
         );
         let ty = p::instance_type(&s.ami.instance_type).unwrap();
         let plan = plan(&s, ty, Traffic::DEFAULT);
-        close(shape(&plan, "instance").monthly_usd, 21.882);
+        close(shape(&plan, "instance").monthly_usd, 22.882);
         close(shape(&plan, "instance").fixed_usd, 11.882);
-        close(shape(&plan, "standby").monthly_usd, 37.414);
+        close(shape(&plan, "standby").monthly_usd, 38.414);
         close(shape(&plan, "nlb").monthly_usd, 111.825);
         close(shape(&plan, "nlb").fixed_usd, 16.425 + 7.30 + 65.70 + 7.30);
-        // Per GB of 200: instance (1 + 9)/200; NLB (0.6 + 1 + 4.5 + 9)/200.
-        close(shape(&plan, "instance").per_gb_usd * 1000.0, 50.0);
+        // Per GB of 200: instance (1 + 1 + 9)/200; NLB (0.6 + 1 + 4.5 + 9)/200.
+        close(shape(&plan, "instance").per_gb_usd * 1000.0, 55.0);
         close(shape(&plan, "nlb").per_gb_usd * 1000.0, 75.5);
         assert_eq!(plan.crossovers.len(), 2);
         assert!(plan.crossovers.iter().all(|c| c.from_gb.is_none()));
@@ -561,6 +594,11 @@ mod tests {
             plan.instance_ceiling[0].contains("21024 GB"),
             "{:?}",
             plan.instance_ceiling
+        );
+        assert_eq!(
+            plan.instance_ceiling.len(),
+            2,
+            "100 + 100 GB fit a t3.micro"
         );
     }
 
@@ -593,6 +631,21 @@ mod tests {
         );
         close(shape(&plan, "nlb").monthly_usd, 530.075);
         assert_eq!(shape(&plan, "nlb").title, "NLB");
+        // 10,000 GB a month average 0.030 Gbps, under t4g.micro's 0.064.
+        assert_eq!(plan.instance_ceiling.len(), 2);
+        let t = Traffic {
+            forward_gb: 100_000.0,
+            ..t
+        };
+        let plan = super::plan(&s, ty, t);
+        // 0.304 Gbps: t4g.small sustains 0.128, t4g.medium 0.256, the
+        // cheapest type of the table that sustains it is c6gn.medium.
+        assert!(
+            plan.instance_ceiling[2].contains("averages 0.304 Gbps, more than t4g.micro sustains")
+                && plan.instance_ceiling[2].contains("--instance-type c6gn.medium"),
+            "{:?}",
+            plan.instance_ceiling
+        );
     }
 
     #[test]

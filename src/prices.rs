@@ -26,6 +26,8 @@
 //!   specifications of each instance type; traffic to the Internet is
 //!   limited to 5 Gbps for instances of fewer than 32 vCPUs.
 
+use crate::site::Arch;
+
 /// The region every price here is for.
 pub const REGION: &str = "us-east-1";
 /// When the prices were taken from AWS's pages.
@@ -78,6 +80,7 @@ pub const NAT_GATEWAY_GBPS: f64 = 100.0;
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct InstanceType {
     pub name: &'static str,
+    pub arch: Arch,
     /// On-demand, Linux, per hour.
     pub hour: f64,
     /// Sustained network bandwidth; more only in bursts.
@@ -86,9 +89,16 @@ pub struct InstanceType {
     pub burst_gbps: f64,
 }
 
-const fn t(name: &'static str, hour: f64, baseline_gbps: f64, burst_gbps: f64) -> InstanceType {
+const fn t(
+    name: &'static str,
+    arch: Arch,
+    hour: f64,
+    baseline_gbps: f64,
+    burst_gbps: f64,
+) -> InstanceType {
     InstanceType {
         name,
+        arch,
         hour,
         baseline_gbps,
         burst_gbps,
@@ -97,19 +107,19 @@ const fn t(name: &'static str, hour: f64, baseline_gbps: f64, burst_gbps: f64) -
 
 /// The types natbake suggests or defaults to, smallest first per family.
 pub const INSTANCE_TYPES: &[InstanceType] = &[
-    t("t4g.nano", 0.0042, 0.032, 5.0),
-    t("t4g.micro", 0.0084, 0.064, 5.0),
-    t("t4g.small", 0.0168, 0.128, 5.0),
-    t("t4g.medium", 0.0336, 0.256, 5.0),
-    t("t3.nano", 0.0052, 0.032, 5.0),
-    t("t3.micro", 0.0104, 0.064, 5.0),
-    t("t3.small", 0.0208, 0.128, 5.0),
-    t("t3.medium", 0.0416, 0.256, 5.0),
-    t("c6gn.medium", 0.0432, 1.6, 16.0),
-    t("c6gn.large", 0.0864, 3.0, 25.0),
-    t("c6gn.xlarge", 0.1728, 6.3, 25.0),
-    t("c5n.large", 0.108, 3.0, 25.0),
-    t("c5n.xlarge", 0.216, 5.0, 25.0),
+    t("t4g.nano", Arch::Arm64, 0.0042, 0.032, 5.0),
+    t("t4g.micro", Arch::Arm64, 0.0084, 0.064, 5.0),
+    t("t4g.small", Arch::Arm64, 0.0168, 0.128, 5.0),
+    t("t4g.medium", Arch::Arm64, 0.0336, 0.256, 5.0),
+    t("t3.nano", Arch::X86_64, 0.0052, 0.032, 5.0),
+    t("t3.micro", Arch::X86_64, 0.0104, 0.064, 5.0),
+    t("t3.small", Arch::X86_64, 0.0208, 0.128, 5.0),
+    t("t3.medium", Arch::X86_64, 0.0416, 0.256, 5.0),
+    t("c6gn.medium", Arch::Arm64, 0.0432, 1.6, 16.0),
+    t("c6gn.large", Arch::Arm64, 0.0864, 3.0, 25.0),
+    t("c6gn.xlarge", Arch::Arm64, 0.1728, 6.3, 25.0),
+    t("c5n.large", Arch::X86_64, 0.108, 3.0, 25.0),
+    t("c5n.xlarge", Arch::X86_64, 0.216, 5.0, 25.0),
 ];
 
 /// The priced type called `name`, if there is one.
