@@ -4,7 +4,8 @@
 //! Inbound, an internet-facing Network Load Balancer: one elastic IP per
 //! public subnet (zone), given to the load balancer through its subnet
 //! mappings; per forward one listener and one target group of type `ip`
-//! with the forward's target, TCP or UDP, the client's address preserved,
+//! with the forward's target, TCP or UDP (or one TCP_UDP listener for a
+//! TCP and a UDP forward on one port to one target), the client's address preserved,
 //! a TCP health check on the traffic port. The load balancer's security
 //! group admits each forward's sources on its port and nothing else (it is
 //! the only filter of sources: no ruleset stands behind it), and may send
@@ -67,6 +68,40 @@ pub fn forward_ids(site: &Site) -> Vec<String> {
         .enumerate()
         .map(|(n, f)| format!("{}{}", n + 1, camel(&f.name)))
         .collect()
+}
+
+/// One listener and its target group: a forward, or a TCP and a UDP
+/// forward on one port to one target and port (`TCP_UDP`).
+pub struct Listener<'a> {
+    /// The resource name: the first forward's.
+    pub id: String,
+    pub protocol: &'static str,
+    pub port: u16,
+    pub target: std::net::Ipv4Addr,
+    pub target_port: u16,
+    pub names: Vec<&'a str>,
+}
+
+/// The listeners of `site`, in the order of its forwards. Validation has
+/// refused ranges, and TCP and UDP on one port to different targets.
+pub fn listeners(site: &Site) -> Vec<Listener<'_>> {
+    let mut out: Vec<Listener<'_>> = Vec::new();
+    for (f, id) in site.forwards.iter().zip(forward_ids(site)) {
+        if let Some(l) = out.iter_mut().find(|l| l.port == f.ports.first) {
+            l.protocol = "TCP_UDP";
+            l.names.push(&f.name);
+            continue;
+        }
+        out.push(Listener {
+            id,
+            protocol: proto_upper(f.proto),
+            port: f.ports.first,
+            target: f.target,
+            target_port: f.target_ports.first,
+            names: vec![&f.name],
+        });
+    }
+    out
 }
 
 fn proto_upper(p: Proto) -> &'static str {
@@ -279,8 +314,14 @@ fn load_balancer(site: &Site) -> Vec<(String, Y)> {
     let tags = site_tags(site);
     let mut out = Vec::new();
     let mut egress = Vec::new();
+    // Two forwards may lead to one target and port (and a UDP forward's
+    // health check is the TCP of its port): EC2 refuses a rule twice.
+    let mut seen = BTreeSet::new();
     for f in &site.forwards {
         for (proto, port) in to_target(f) {
+            if !seen.insert((proto, port, f.target)) {
+                continue;
+            }
             egress.push(map([
                 ("IpProtocol", s(proto.name())),
                 ("FromPort", Y::Num(port.into())),
@@ -389,11 +430,12 @@ fn load_balancer(site: &Site) -> Vec<(String, Y)> {
             ]),
         ),
     ));
-    for (f, id) in site.forwards.iter().zip(forward_ids(site)) {
+    for l in listeners(site) {
+        let id = &l.id;
         let mut attributes = Vec::new();
-        if f.proto == Proto::Tcp {
-            // On by default (and fixed) for UDP; off by default for TCP
-            // targets of type ip.
+        if l.protocol == "TCP" {
+            // On by default (and fixed) for UDP and TCP_UDP; off by
+            // default for TCP targets of type ip.
             attributes.push(map([
                 ("Key", s("preserve_client_ip.enabled")),
                 ("Value", s("true")),
@@ -401,14 +443,14 @@ fn load_balancer(site: &Site) -> Vec<(String, Y)> {
         }
         let mut group = vec![
             ("TargetType".to_string(), s("ip")),
-            ("Protocol".into(), s(proto_upper(f.proto))),
-            ("Port".into(), Y::Num(f.target_ports.first.into())),
+            ("Protocol".into(), s(l.protocol)),
+            ("Port".into(), Y::Num(l.target_port.into())),
             ("VpcId".into(), r("VpcId")),
             (
                 "Targets".into(),
                 Y::List(vec![map([
-                    ("Id", s(&f.target.to_string())),
-                    ("Port", Y::Num(f.target_ports.first.into())),
+                    ("Id", s(&l.target.to_string())),
+                    ("Port", Y::Num(l.target_port.into())),
                 ])]),
             ),
             ("HealthCheckEnabled".into(), Y::Bool(true)),
@@ -425,7 +467,10 @@ fn load_balancer(site: &Site) -> Vec<(String, Y)> {
             "Tags".into(),
             Y::List(vec![
                 map([("Key", s(SITE_TAG)), ("Value", s(&site.name))]),
-                map([("Key", s("natbake:forward")), ("Value", s(&f.name))]),
+                map([
+                    ("Key", s("natbake:forward")),
+                    ("Value", s(&l.names.join("+"))),
+                ]),
             ]),
         ));
         out.push((
@@ -438,8 +483,8 @@ fn load_balancer(site: &Site) -> Vec<(String, Y)> {
                 "AWS::ElasticLoadBalancingV2::Listener",
                 map([
                     ("LoadBalancerArn", r("LoadBalancer")),
-                    ("Port", Y::Num(f.ports.first.into())),
-                    ("Protocol", s(proto_upper(f.proto))),
+                    ("Port", Y::Num(l.port.into())),
+                    ("Protocol", s(l.protocol)),
                     (
                         "DefaultActions",
                         Y::List(vec![map([

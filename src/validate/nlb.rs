@@ -9,7 +9,7 @@
 use super::Validator;
 use crate::render::json::{SG_RULES_DEFAULT_QUOTA, SG_RULES_PER_INTERFACE};
 use crate::render::nlb::MAX_LISTENERS;
-use crate::site::{Forward, Proto};
+use crate::site::Forward;
 use crate::spec::RawSpec;
 use crate::values;
 use crate::yaml::YamlPath;
@@ -121,7 +121,7 @@ impl Validator {
     }
 
     /// An NLB has one listener per port, whatever the protocol: TCP and UDP
-    /// on one port need a TCP_UDP listener to a single target group.
+    /// on one port share a TCP_UDP listener, so they must share a target.
     fn same_port_both_protocols(&mut self, raw: &RawSpec, forwards: &[Forward], path: &YamlPath) {
         let index: BTreeMap<&str, usize> = raw
             .forwards
@@ -139,22 +139,26 @@ impl Validator {
             else {
                 continue;
             };
+            if (f.target, f.target_ports) == (first.target, first.target_ports) {
+                // One TCP_UDP listener carries both.
+                continue;
+            }
             let (earlier, later, at) = if j < i { (first, f, i) } else { (f, first, j) };
-            let udp = if later.proto == Proto::Udp {
-                later
-            } else {
-                earlier
-            };
             self.err(
                 &raw.forwards[at].value.port,
                 &path.index(at).key("port"),
                 format!(
-                    "{} port {} is also the {} port of forward `{}`: a Network Load Balancer has one listener per port, and natbake does not render the TCP_UDP listener that carries both; move `{}` to another port, or keep `deployment: instance`",
+                    "{} port {} is also the {} port of forward `{}`: a Network Load Balancer has one listener per port, so TCP and UDP on one port share a TCP_UDP listener and its one target, but `{}` leads to {}:{} and `{}` to {}:{}; lead both to one target and port, move one to another port, or keep `deployment: instance`",
                     later.proto.name(),
                     later.ports,
                     earlier.proto.name(),
                     earlier.name,
-                    udp.name,
+                    earlier.name,
+                    earlier.target,
+                    earlier.target_ports,
+                    later.name,
+                    later.target,
+                    later.target_ports,
                 ),
             );
         }

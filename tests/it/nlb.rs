@@ -160,11 +160,15 @@ fn nlb_set(t: &Value) -> (Admitted, BTreeSet<(String, u16)>) {
     let listeners: BTreeSet<(String, u16)> = resources
         .values()
         .filter(|r| r["Type"] == "AWS::ElasticLoadBalancingV2::Listener")
-        .map(|r| {
-            (
-                r["Properties"]["Protocol"].as_str().unwrap().to_lowercase(),
-                r["Properties"]["Port"].as_u64().unwrap() as u16,
-            )
+        .flat_map(|r| {
+            let port = r["Properties"]["Port"].as_u64().unwrap() as u16;
+            let protos: &[&str] = match r["Properties"]["Protocol"].as_str().unwrap() {
+                "TCP" => &["tcp"],
+                "UDP" => &["udp"],
+                "TCP_UDP" => &["tcp", "udp"],
+                other => panic!("listener protocol {other}"),
+            };
+            protos.iter().map(move |p| (p.to_string(), port))
         })
         .collect();
     let mut set = Admitted::new();
@@ -419,8 +423,15 @@ fn nlb_stacks_replayed_into_moto_hold_what_the_spec_says() {
                         .iter()
                         .all(|m| m["AllocationId"].as_str().unwrap().starts_with("eipalloc-"))
                 );
-                let mut want = Vec::new();
+                let mut want: Vec<Value> = Vec::new();
                 for f in &loaded.forwards {
+                    // TCP and UDP on one port: one TCP_UDP listener.
+                    if let Some(l) = want.iter_mut().find(|l| l["port"] == f.ports.first) {
+                        l["protocol"] = "TCP_UDP".into();
+                        l["target_group"]["protocol"] = "TCP_UDP".into();
+                        l["target_group"]["preserve_client_ip"] = Value::Null;
+                        continue;
+                    }
                     let proto = f.proto.name().to_uppercase();
                     want.push(serde_json::json!({
                         "protocol": proto,
