@@ -423,7 +423,7 @@ fn nlb_shape(site: &Site, t: Traffic) -> Shape {
     b.common();
     let mut limits = vec![
         format!(
-            "at most {} listeners (one per forward), no port ranges, one listener per port",
+            "at most {} listeners (one per forward, or per TCP and UDP pair on one port to one target), no port ranges",
             crate::render::nlb::MAX_LISTENERS
         ),
         "the load balancer's security group is the only filter of sources: 60 rules by default, 1000 at most".into(),

@@ -34,14 +34,22 @@ impl Validator {
                 "with `deployment: nlb`, a site without forwards and without egress deploys nothing; add a forward, or remove `egress: false`",
             );
         }
-        if let Some(extra) = raw.forwards.get(MAX_LISTENERS) {
-            self.err(
-                extra,
-                &path.index(MAX_LISTENERS),
-                format!(
-                    "a Network Load Balancer has at most {MAX_LISTENERS} listeners (an AWS quota that cannot be raised), one per forward; split the forwards over several specs, one load balancer each, or keep `deployment: instance`"
-                ),
-            );
+        // One listener per listen port (a TCP and a UDP forward on one port
+        // share one); the forward that needs the 51st is refused.
+        let mut ports = std::collections::BTreeSet::new();
+        for (i, at) in raw.forwards.iter().enumerate() {
+            let Ok(p) = values::listen_ports(&at.value.port.value.0) else {
+                continue;
+            };
+            if ports.insert(p.first) && ports.len() == MAX_LISTENERS + 1 {
+                self.err(
+                    at,
+                    &path.index(i),
+                    format!(
+                        "a Network Load Balancer has at most {MAX_LISTENERS} listeners (an AWS quota that cannot be raised), one per forwarded port; split the forwards over several specs, one load balancer each, or keep `deployment: instance`"
+                    ),
+                );
+            }
         }
         let mut rules = 0usize;
         let mut reported_rules = false;
@@ -162,5 +170,64 @@ impl Validator {
                 ),
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    fn spec(forwards: &str) -> String {
+        format!(
+            "version: 1\nsite: s\ndeployment: nlb\nvpc_cidrs: [10.0.0.0/16]\nforwards:\n{forwards}"
+        )
+    }
+
+    fn forward(name: &str, proto: &str, port: u32, to: &str) -> String {
+        format!(
+            "  - {{name: {name}, proto: {proto}, port: {port}, to: {to}, from: [192.0.2.0/24]}}\n"
+        )
+    }
+
+    fn messages(yaml: &str) -> Vec<String> {
+        match crate::validate::parse(Path::new("t.yaml"), yaml.as_bytes()) {
+            Ok(_) => Vec::new(),
+            Err(e) => e
+                .diagnostics()
+                .iter()
+                .map(|d| format!("{}: {}", d.path, d.message))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn listeners_are_counted_per_port() {
+        let fifty: String = (0..50)
+            .map(|i| forward(&format!("f{i}"), "tcp", 20000 + i, "10.0.1.5"))
+            .collect();
+        // A UDP twin on a port to the same target shares its listener.
+        let twin = forward("twin", "udp", 20000, "10.0.1.5");
+        assert_eq!(
+            messages(&spec(&format!("{fifty}{twin}"))),
+            Vec::<String>::new()
+        );
+        let more = forward("more", "tcp", 30000, "10.0.1.5");
+        let m = messages(&spec(&format!("{fifty}{twin}{more}")));
+        assert!(
+            m.len() == 1
+                && m[0]
+                    .starts_with("forwards[51]: a Network Load Balancer has at most 50 listeners"),
+            "{m:?}"
+        );
+        // A twin to another target cannot share it.
+        let other = forward("other", "udp", 20001, "10.0.1.6");
+        let m = messages(&spec(&format!(
+            "{}{other}",
+            forward("a", "tcp", 20001, "10.0.1.5")
+        )));
+        assert!(
+            m.len() == 1 && m[0].contains("share a TCP_UDP listener and its one target"),
+            "{m:?}"
+        );
     }
 }
