@@ -494,7 +494,7 @@ fn crossovers(shapes: &[Shape]) -> Vec<Crossover> {
 /// The table for people.
 pub fn table(basis: &PriceBasis, plans: &[Plan]) -> String {
     let mut o = format!(
-        "prices: {} on-demand, as published on {} ({}); {} hours a month\n",
+        "prices: {} on-demand, as of {} ({}); {} hours a month\n",
         basis.region, basis.date, basis.source, basis.hours_per_month
     );
     for a in &basis.assumptions {

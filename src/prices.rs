@@ -25,12 +25,19 @@
 //! - Baseline network bandwidth: the EC2 User Guide's network
 //!   specifications of each instance type; traffic to the Internet is
 //!   limited to 5 Gbps for instances of fewer than 32 vCPUs.
+//!
+//! How each was checked for this table: the load balancer's figures
+//! against a transcription of AWS's page dated 2026-09-20 ([`DATE`]); the
+//! NAT gateway's against several 2026 write-ups that quote AWS's VPC page;
+//! the instance hours, EBS, data transfer and public IPv4 figures are
+//! AWS's long-standing us-east-1 list prices, not read again from AWS's
+//! pages for this table. Check them before relying on a total.
 
 use crate::site::Arch;
 
 /// The region every price here is for.
 pub const REGION: &str = "us-east-1";
-/// When the prices were taken from AWS's pages.
+/// The date of the prices: that of the newest source read (see above).
 pub const DATE: &str = "2026-09-20";
 /// Where they come from, in one line for the plan's output.
 pub const SOURCE: &str =

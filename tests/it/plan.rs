@@ -22,7 +22,7 @@ fn the_table_names_region_date_shapes_and_crossovers() {
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(
         text.starts_with(&format!(
-            "prices: {} on-demand, as published on {}",
+            "prices: {} on-demand, as of {}",
             natbake::prices::REGION,
             natbake::prices::DATE
         )),
