@@ -13,6 +13,8 @@ pub mod failover;
 pub mod metrics;
 pub mod os;
 pub mod output;
+pub mod plan;
+pub mod prices;
 pub mod render;
 pub mod site;
 pub mod spec;
@@ -106,6 +108,25 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Render { specs, output } => {
             let templates = Templates::load(cli.templates.as_deref())?;
             render_all(&templates, &specs, &output)
+        }
+        Command::Plan {
+            specs,
+            forward_gb,
+            egress_gb,
+            zones,
+            new_flows,
+            active_flows,
+            instance_type,
+            json,
+        } => {
+            let traffic = plan::Traffic {
+                forward_gb,
+                egress_gb,
+                zones,
+                new_flows_per_second: new_flows,
+                active_flows,
+            };
+            plan_all(&specs, traffic, instance_type.as_deref(), json)
         }
         Command::Build { dir, output } => {
             let templates = Templates::load(cli.templates.as_deref())?;
@@ -209,6 +230,49 @@ fn check_all(templates: &Templates, specs: &[PathBuf]) -> Result<()> {
         ))?;
     }
     Ok(())
+}
+
+/// `natbake plan`: every spec validated first (all problems reported
+/// together), then priced.
+fn plan_all(
+    specs: &[PathBuf],
+    traffic: plan::Traffic,
+    instance_type: Option<&str>,
+    json: bool,
+) -> Result<()> {
+    let mut sites = Vec::with_capacity(specs.len());
+    let names = spec_errors(
+        specs,
+        specs.iter().map(|p| {
+            validate::load(p).map(|site| {
+                let name = site.name.clone();
+                sites.push(site);
+                name
+            })
+        }),
+    )?;
+    drop(names);
+    let mut plans = Vec::with_capacity(sites.len());
+    for site in &sites {
+        let name = instance_type.unwrap_or(&site.ami.instance_type);
+        let Some(ty) = prices::instance_type(name) else {
+            let known: Vec<&str> = prices::INSTANCE_TYPES.iter().map(|t| t.name).collect();
+            anyhow::bail!(
+                "site `{}`: natbake has no price for the instance type `{name}`; price one it knows with --instance-type ({})",
+                site.name,
+                known.join(", ")
+            );
+        };
+        plans.push(plan::plan(site, ty, traffic));
+    }
+    let basis = plan::price_basis();
+    if json {
+        let doc = serde_json::json!({"prices": basis, "sites": plans});
+        say(serde_json::to_string_pretty(&doc)?)
+    } else {
+        let text = plan::table(&basis, &plans);
+        say(text.trim_end())
+    }
 }
 
 /// Collects the outcome of loading every spec: the site names in order, or

@@ -67,6 +67,26 @@ impl Partition {
     }
 }
 
+/// What carries the site: natbake's NAT instance, or AWS's Network Load
+/// Balancer for the forwards and NAT gateways for egress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deployment {
+    Instance,
+    Nlb,
+}
+
+impl Deployment {
+    pub const ALL: [Deployment; 2] = [Deployment::Instance, Deployment::Nlb];
+
+    /// The name used in the spec.
+    pub fn name(self) -> &'static str {
+        match self {
+            Deployment::Instance => "instance",
+            Deployment::Nlb => "nlb",
+        }
+    }
+}
+
 /// Transport protocol of a forward.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Proto {
@@ -195,6 +215,9 @@ pub struct Site {
     /// Set when `metrics.cloudwatch` is true; `None` publishes nothing and
     /// grants no CloudWatch permission.
     pub metrics: Option<Metrics>,
+    /// `instance` unless the spec says `deployment: nlb`, which renders
+    /// the NLB stack instead of the instance's artifacts.
+    pub deployment: Deployment,
     /// SHA-256 of the spec file's bytes, in hex.
     pub spec_sha256: String,
 }

@@ -34,6 +34,7 @@ pub struct RawSpec {
     pub failover: Option<At<RawFailover>>,
     pub health: Option<At<RawHealth>>,
     pub metrics: Option<At<RawMetrics>>,
+    pub deployment: Option<At<String>>,
 }
 
 /// One port forward.

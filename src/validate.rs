@@ -14,7 +14,9 @@
 
 use crate::cidr::{Cidr, overlaps_earlier};
 use crate::error::{Diagnostic, SpecError};
-use crate::site::{Ami, Arch, Failover, Forward, Metrics, Os, Partition, Ports, Proto, Site};
+use crate::site::{
+    Ami, Arch, Deployment, Failover, Forward, Metrics, Os, Partition, Ports, Proto, Site,
+};
 use crate::spec::{
     At, RawAmi, RawFailover, RawForward, RawHealth, RawMetrics, RawSpec, ScalarText, SpannedMap,
 };
@@ -27,6 +29,8 @@ use std::net::Ipv4Addr;
 use std::path::Path;
 
 pub use crate::yaml::MAX_SPEC_BYTES;
+
+mod nlb;
 
 /// Most forwards one spec may hold; more would not fit one NAT instance's
 /// conntrack table sensibly and would make user data and rulesets unwieldy.
@@ -170,6 +174,19 @@ impl Validator {
             .metrics
             .as_ref()
             .and_then(|m| self.metrics(m, &root.key("metrics"), health_interval.is_some(), os));
+        let deployment = match &raw.deployment {
+            None => Deployment::Instance,
+            Some(at) => self
+                .check(
+                    at,
+                    &root.key("deployment"),
+                    values::choice(&at.value, &Deployment::ALL, Deployment::name),
+                )
+                .unwrap_or(Deployment::Instance),
+        };
+        if deployment == Deployment::Nlb {
+            self.nlb_shape(&raw, &forwards);
+        }
         Site {
             name: raw.site.value,
             description,
@@ -183,6 +200,7 @@ impl Validator {
             failover,
             health_interval,
             metrics,
+            deployment,
             spec_sha256,
         }
     }

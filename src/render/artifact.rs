@@ -13,9 +13,9 @@
 //! carries the digests of rules.v4 and ipsets.v4, the user data carries every installed
 //! file, the manifest lists every file above it, and SHA256SUMS comes last.
 
-use super::{Artifact, Templates, json, shell, stack, user_data, view::View};
+use super::{Artifact, Templates, json, nlb, shell, stack, user_data, view::View};
 use crate::os::Os;
-use crate::site::Site;
+use crate::site::{Deployment, Site};
 use anyhow::{Result, anyhow};
 use handlebars::Context;
 
@@ -57,6 +57,9 @@ pub const SECURITY_GROUP: &str = "security-group.json";
 pub const TARGET_SECURITY_GROUPS: &str = "target-security-groups.json";
 /// The CloudFormation template that deploys the site.
 pub const STACK: &str = "stack.cfn.yaml";
+/// The CloudFormation template of `deployment: nlb`: a Network Load
+/// Balancer for the forwards, NAT gateways for egress.
+pub const NLB_STACK: &str = "nlb-stack.cfn.yaml";
 /// What was rendered from what.
 pub const MANIFEST: &str = "manifest.json";
 /// Digests of every file above.
@@ -87,10 +90,16 @@ pub struct ArtifactDef {
     pub when: When,
 }
 
-/// Which operating systems get an artifact.
+/// Which operating systems get an artifact: those of the NAT instance,
+/// or none, for the files of `deployment: nlb`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ForOs {
+    /// Every instance, whatever its os.
     All,
+    /// Every site, the NLB shape too.
+    EveryShape,
+    /// Only `deployment: nlb`, which runs no instance.
+    NoInstance,
     /// Those that boot with systemd.
     Systemd,
     /// Those that do not (the legacy AWS NAT AMI, with upstart and cron).
@@ -119,11 +128,17 @@ pub enum When {
 }
 
 impl ForOs {
-    pub fn includes(self, os: Os) -> bool {
+    /// Whether `site` gets the artifact: instance files go to instance
+    /// sites of the right os only.
+    pub fn includes(self, site: &Site) -> bool {
+        let instance = site.deployment == Deployment::Instance;
+        let os: Os = site.os;
         match self {
-            ForOs::All => true,
-            ForOs::Systemd => os.has_systemd(),
-            ForOs::WithoutSystemd => !os.has_systemd(),
+            ForOs::EveryShape => true,
+            ForOs::NoInstance => !instance,
+            ForOs::All => instance,
+            ForOs::Systemd => instance && os.has_systemd(),
+            ForOs::WithoutSystemd => instance && !os.has_systemd(),
         }
     }
 
@@ -131,6 +146,8 @@ impl ForOs {
     pub fn describe(self) -> &'static str {
         match self {
             ForOs::All => "all",
+            ForOs::EveryShape => "all, and the NLB",
+            ForOs::NoInstance => "none: the NLB",
             ForOs::Systemd => "with systemd",
             ForOs::WithoutSystemd => "without systemd",
         }
@@ -167,7 +184,7 @@ impl When {
 impl ArtifactDef {
     /// Whether `site` gets this artifact (before it is rendered).
     pub fn applies(&self, site: &Site) -> bool {
-        self.os.includes(site.os) && self.when.holds(site)
+        self.os.includes(site) && self.when.holds(site)
     }
 
     /// The README's words for how it is made.
@@ -438,7 +455,7 @@ pub const ARTIFACTS: &[ArtifactDef] = &[
         render: |i| Ok(Some(i.output(json::target_security_groups(i.site)))),
         install_path: None,
         mode: 0o644,
-        os: ForOs::All,
+        os: ForOs::EveryShape,
         when: When::Forwards,
     },
     ArtifactDef {
@@ -451,12 +468,21 @@ pub const ARTIFACTS: &[ArtifactDef] = &[
         when: When::FitsStackLimit,
     },
     ArtifactDef {
+        name: NLB_STACK,
+        template: None,
+        render: nlb::render,
+        install_path: None,
+        mode: 0o644,
+        os: ForOs::NoInstance,
+        when: When::Always,
+    },
+    ArtifactDef {
         name: MANIFEST,
         template: None,
         render: |i| Ok(Some(i.output(json::manifest(i.site, i.done)))),
         install_path: None,
         mode: 0o644,
-        os: ForOs::All,
+        os: ForOs::EveryShape,
         when: When::Always,
     },
     ArtifactDef {
@@ -465,7 +491,7 @@ pub const ARTIFACTS: &[ArtifactDef] = &[
         render: sums,
         install_path: None,
         mode: 0o644,
-        os: ForOs::All,
+        os: ForOs::EveryShape,
         when: When::Always,
     },
 ];

@@ -10,9 +10,9 @@
 //! names, which fit the characters AWS allows in rule descriptions.
 
 use super::Artifact;
-use super::artifact::{SECURITY_GROUP, STACK, TARGET_SECURITY_GROUPS, USER_DATA};
+use super::artifact::{NLB_STACK, SECURITY_GROUP, STACK, TARGET_SECURITY_GROUPS, USER_DATA};
 use crate::cidr::Cidr;
-use crate::site::{Forward, Ports, Proto, Site};
+use crate::site::{Deployment, Forward, Ports, Proto, Site};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -117,9 +117,13 @@ fn nat_egress(site: &Site) -> Permissions {
 /// target ports, not the NAT.
 fn target_ingress<'a>(site: &Site, forwards: impl Iterator<Item = &'a Forward>) -> Permissions {
     let mut p = Permissions::default();
+    let via = match site.deployment {
+        Deployment::Instance => "NAT",
+        Deployment::Nlb => "NLB",
+    };
     for f in forwards {
         for c in &f.from {
-            let d = format!("natbake {} {} via NAT", site.name, f.name);
+            let d = format!("natbake {} {} via {via}", site.name, f.name);
             p.add(Some(f.proto), Some(f.target_ports), *c, d);
         }
     }
@@ -159,10 +163,13 @@ pub fn target_security_groups(site: &Site) -> Vec<u8> {
 /// the manifest to keep.
 pub fn security_group_notes(site: &Site) -> Vec<String> {
     let mut notes = Vec::new();
-    for (file, rules) in [
-        (SECURITY_GROUP, nat_inbound_rules(site)),
-        (TARGET_SECURITY_GROUPS, target_inbound_rules(site)),
-    ] {
+    // With `deployment: nlb` the forwards' rules are the load balancer's
+    // group, in the NLB stack, and there is no instance's group.
+    let nat = match site.deployment {
+        Deployment::Instance => (SECURITY_GROUP, nat_inbound_rules(site)),
+        Deployment::Nlb => (NLB_STACK, site.forwards.iter().map(|f| f.from.len()).sum()),
+    };
+    for (file, rules) in [nat, (TARGET_SECURITY_GROUPS, target_inbound_rules(site))] {
         if rules > SG_RULES_PER_INTERFACE {
             notes.push(format!(
                 "{file} holds {rules} inbound rules (one per source CIDR of each forward); EC2 allows at most \
@@ -267,19 +274,27 @@ pub fn manifest(site: &Site, artifacts: &[Artifact]) -> Vec<u8> {
         .find(|a| a.name.starts_with(USER_DATA))
         .map(|a| json!({"file": a.name, "gzip": a.name.ends_with(".gz"), "bytes": a.bytes.len()}));
     // Whether `aws cloudformation deploy` can upload the stack directly.
-    let stack = artifacts.iter().find(|a| a.name == STACK).map(|a| {
-        let too_large = a.bytes.len() > super::stack::DIRECT_UPLOAD_LIMIT;
-        json!({
-            "file": a.name,
-            "bytes": a.bytes.len(),
-            "needs_s3_bucket": too_large,
-            "note": too_large.then(|| super::stack::too_large_note(a.bytes.len())),
-            "target_route_destinations": super::stack::target_route_destinations(site)
-                .iter()
-                .map(|c| c.to_string())
-                .collect::<Vec<_>>(),
-        })
-    });
+    let stack = artifacts
+        .iter()
+        .find(|a| a.name == STACK || a.name == NLB_STACK)
+        .map(|a| {
+            let too_large = a.bytes.len() > super::stack::DIRECT_UPLOAD_LIMIT;
+            let mut stack = json!({
+                "file": a.name,
+                "bytes": a.bytes.len(),
+                "needs_s3_bucket": too_large,
+                "note": too_large.then(|| super::stack::too_large_note(a.bytes.len())),
+            });
+            // The load balancer answers its clients itself; only the NAT
+            // instance's targets need routes back through it.
+            if a.name == STACK {
+                stack["target_route_destinations"] = super::stack::target_route_destinations(site)
+                    .iter()
+                    .map(|c| c.to_string())
+                    .collect();
+            }
+            stack
+        });
     let files: Vec<Value> = artifacts
         .iter()
         .map(|a| {
@@ -329,6 +344,28 @@ pub fn manifest(site: &Site, artifacts: &[Artifact]) -> Vec<u8> {
                 "iam_policy": crate::failover::iam_policy(site),
             }),
         );
+    }
+    // Only with `deployment: nlb`: instance specs keep their manifest. There
+    // is no NAT instance's group then (no rules in or out); the forwards'
+    // rules are the load balancer's, in its stack.
+    if let (Deployment::Nlb, Some(map)) = (site.deployment, manifest.as_object_mut()) {
+        map.insert("deployment".into(), json!(site.deployment.name()));
+        if let Some(groups) = map
+            .get_mut("security_groups")
+            .and_then(Value::as_object_mut)
+        {
+            groups.insert(
+                "nat".into(),
+                json!({"ingress_file": null, "inbound_rules": 0, "egress": []}),
+            );
+            groups.insert(
+                "load_balancer".into(),
+                json!({
+                    "in_file": NLB_STACK,
+                    "inbound_rules": site.forwards.iter().map(|f| f.from.len()).sum::<usize>(),
+                }),
+            );
+        }
     }
     if let (Some(m), Some(map)) = (crate::metrics::manifest(site), manifest.as_object_mut()) {
         map.insert("metrics".into(), m);

@@ -14,6 +14,7 @@ pub mod escape;
 mod gzip;
 pub mod ipsets;
 pub mod json;
+pub mod nlb;
 pub mod rules;
 pub mod shell;
 pub mod stack;

@@ -76,14 +76,14 @@ pub const S3_LIMIT: usize = 1_000_000;
 
 /// The tag that names the site on the interface, instance and group; the
 /// instance role's conditions read it.
-const SITE_TAG: &str = "natbake:site";
+pub(super) const SITE_TAG: &str = "natbake:site";
 
 /// The group's tag naming the image it launches.
 const IMAGE_TAG: &str = "natbake:image-id";
 
 /// A node of the template.
 #[derive(Debug, Clone)]
-enum Y {
+pub(super) enum Y {
     Str(String),
     Num(i64),
     Bool(bool),
@@ -91,39 +91,39 @@ enum Y {
     List(Vec<Y>),
 }
 
-fn s(text: &str) -> Y {
+pub(super) fn s(text: &str) -> Y {
     Y::Str(text.into())
 }
 
-fn map<const N: usize>(entries: [(&str, Y); N]) -> Y {
+pub(super) fn map<const N: usize>(entries: [(&str, Y); N]) -> Y {
     Y::Map(entries.into_iter().map(|(k, v)| (k.into(), v)).collect())
 }
 
-fn r(name: &str) -> Y {
+pub(super) fn r(name: &str) -> Y {
     map([("Ref", s(name))])
 }
 
-fn att(resource: &str, attribute: &str) -> Y {
+pub(super) fn att(resource: &str, attribute: &str) -> Y {
     map([("Fn::GetAtt", Y::List(vec![s(resource), s(attribute)]))])
 }
 
-fn sub(text: &str) -> Y {
+pub(super) fn sub(text: &str) -> Y {
     map([("Fn::Sub", s(text))])
 }
 
-fn when(condition: &str, then: Y, otherwise: Y) -> Y {
+pub(super) fn when(condition: &str, then: Y, otherwise: Y) -> Y {
     map([("Fn::If", Y::List(vec![s(condition), then, otherwise]))])
 }
 
-fn no_value() -> Y {
+pub(super) fn no_value() -> Y {
     r("AWS::NoValue")
 }
 
-fn resource(kind: &str, properties: Y) -> Y {
+pub(super) fn resource(kind: &str, properties: Y) -> Y {
     map([("Type", s(kind)), ("Properties", properties)])
 }
 
-fn site_tags(site: &Site) -> Y {
+pub(super) fn site_tags(site: &Site) -> Y {
     Y::List(vec![map([("Key", s(SITE_TAG)), ("Value", s(&site.name))])])
 }
 
@@ -1260,7 +1260,7 @@ fn scalar(y: &Y) -> Option<String> {
 
 /// Block-style YAML; `indent` is the column of a mapping's keys. The first
 /// line of a mapping inside a list item follows its `- ` directly.
-fn emit(y: &Y, indent: usize, out: &mut String) {
+pub(super) fn emit(y: &Y, indent: usize, out: &mut String) {
     let pad = " ".repeat(indent);
     match y {
         Y::Map(entries) => {

@@ -62,6 +62,19 @@ pub fn valid_specs() -> Vec<Spec> {
     v
 }
 
+/// The specs of `deployment: nlb`, which render no instance artifacts.
+pub fn nlb_specs() -> Vec<Spec> {
+    specs_in("tests/fixtures/nlb", "nlb-")
+}
+
+/// Every valid spec of either shape, for the tests that look at whatever
+/// was rendered (snapshots, determinism).
+pub fn all_valid_specs() -> Vec<Spec> {
+    let mut v = valid_specs();
+    v.extend(nlb_specs());
+    v
+}
+
 /// Every spec that must be refused.
 pub fn invalid_specs() -> Vec<Spec> {
     specs_in("tests/fixtures/invalid", "invalid-")

@@ -5,7 +5,7 @@
 //! at the size limits validate fast. Deterministic, so a failure
 //! reproduces.
 
-use crate::fixtures::{invalid_specs, repo, valid_specs};
+use crate::fixtures::{all_valid_specs, invalid_specs, repo};
 use crate::specgen::{self, Rng};
 use crate::support::{require_root, run};
 use std::collections::BTreeSet;
@@ -74,7 +74,7 @@ fn mutate(rng: &mut Rng, input: &[u8]) -> Vec<u8> {
 #[test]
 fn mutated_specs_never_panic() {
     let templates = natbake::render::Templates::load(None).unwrap();
-    let seeds: Vec<Vec<u8>> = valid_specs()
+    let seeds: Vec<Vec<u8>> = all_valid_specs()
         .iter()
         .chain(invalid_specs().iter())
         .map(|s| std::fs::read(repo().join(&s.path)).unwrap())

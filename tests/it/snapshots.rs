@@ -6,7 +6,7 @@
 //! names listed at the end. insta prints "Stopped on the first failure" after
 //! each diff; that line comes from insta and is not true here.
 
-use crate::fixtures::{files, invalid_specs, natbake, render, valid_specs};
+use crate::fixtures::{all_valid_specs, files, invalid_specs, natbake, render};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
@@ -66,7 +66,7 @@ fn assert_every_snapshot(snapshots: Vec<(String, String)>) {
 fn every_artifact_of_every_valid_spec() {
     let _guard = settings().bind_to_scope();
     let mut snapshots = Vec::new();
-    for spec in valid_specs() {
+    for spec in all_valid_specs() {
         let site = render(&spec.path);
         for (file, bytes) in files(&site.site_dir) {
             snapshots.push((
@@ -80,7 +80,7 @@ fn every_artifact_of_every_valid_spec() {
 
 #[test]
 fn rendering_is_deterministic() {
-    for spec in valid_specs() {
+    for spec in all_valid_specs() {
         let a = render(&spec.path);
         let b = render(&spec.path);
         assert_eq!(
@@ -125,7 +125,7 @@ fn every_error_of_every_invalid_spec() {
 #[test]
 fn no_unreferenced_or_pending_snapshots() {
     let mut expected = BTreeSet::new();
-    for spec in valid_specs() {
+    for spec in all_valid_specs() {
         let site = render(&spec.path);
         for (file, _) in files(&site.site_dir) {
             expected.insert(format!("{}.snap", artifact_snapshot(&spec.label, &file)));
