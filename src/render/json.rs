@@ -226,7 +226,8 @@ fn within(inner: &Cidr, outer: &Cidr) -> bool {
 }
 
 /// Per target address: its forwards, the rules its security group needs
-/// and the routes its subnet needs back through the NAT.
+/// and the routes its subnet needs back through the NAT (none behind a
+/// load balancer).
 fn targets(site: &Site) -> Vec<Value> {
     let mut by_target: BTreeMap<Ipv4Addr, Vec<&Forward>> = BTreeMap::new();
     for f in &site.forwards {
@@ -239,10 +240,15 @@ fn targets(site: &Site) -> Vec<Value> {
                 "address": addr.to_string(),
                 "forwards": forwards.iter().map(|f| f.name.as_str()).collect::<Vec<_>>(),
                 "security_group_ingress": target_ingress(site, forwards.iter().copied()).to_json(),
-                "routes": return_routes(site, forwards.iter().copied())
-                    .iter()
-                    .map(|d| json!({"destination": d.to_string(), "via": NAT_INTERFACE}))
-                    .collect::<Vec<_>>(),
+                "routes": match site.deployment {
+                    Deployment::Instance => return_routes(site, forwards.iter().copied())
+                        .iter()
+                        .map(|d| json!({"destination": d.to_string(), "via": NAT_INTERFACE}))
+                        .collect::<Vec<_>>(),
+                    // The load balancer carries the replies back itself,
+                    // whatever the subnet's own routes.
+                    Deployment::Nlb => Vec::new(),
+                },
             })
         })
         .collect()

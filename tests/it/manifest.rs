@@ -25,6 +25,8 @@ pub struct Manifest {
     pub artifacts: Vec<Artifact>,
     pub security_groups: SecurityGroups,
     pub targets: Vec<Target>,
+    /// `nlb` for a load balancer site; absent for a NAT instance.
+    pub deployment: Option<String>,
 }
 
 /// One forward.
@@ -139,7 +141,15 @@ impl Manifest {
         let within = |inner: &Cidr, outer: &Cidr| {
             outer.prefix() <= inner.prefix() && outer.contains(inner.network())
         };
+        // Behind a load balancer the replies go back through it: no routes.
+        let behind_nlb = m.deployment.as_deref() == Some("nlb");
         for t in &m.targets {
+            if behind_nlb {
+                if !t.routes.is_empty() {
+                    return Err(format!("target {}: routes behind a load balancer", t.address));
+                }
+                continue;
+            }
             let sources: Vec<&Cidr> = m
                 .forwards
                 .iter()
