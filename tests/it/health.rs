@@ -1033,7 +1033,7 @@ fn a_full_run_still_repairs_drift() {
         check
             .stdout
             .lines()
-            .last()
+            .next()
             .is_some_and(|l| l.split_whitespace().nth(3) == Some("0")),
         format!("the tmpfs was not full: {}", check.stdout),
     );
