@@ -71,8 +71,9 @@ impl Lab {
         )
     }
 
-    /// Makes the health check's last repair, and a hold on forwarding,
-    /// look `seconds` older than they are: time passing, without waiting.
+    /// Makes the health check's last repair, a hold on forwarding and the
+    /// sets' last comparison look `seconds` older than they are: time
+    /// passing, without waiting.
     pub fn age_health_state(&self, seconds: u64) {
         let state = self.kept_state().join("health");
         if let Ok(text) = std::fs::read_to_string(&state) {
@@ -87,14 +88,16 @@ impl Lab {
                 .collect();
             std::fs::write(&state, aged.join("\n") + "\n").expect("write the health state");
         }
-        let closed = self.kept_state().join("closed");
-        if closed.exists() {
-            let then = std::time::SystemTime::now() - std::time::Duration::from_secs(seconds);
-            std::fs::File::options()
-                .write(true)
-                .open(&closed)
-                .and_then(|f| f.set_modified(then))
-                .expect("age the hold");
+        for file in ["closed", "ipsets.loaded"] {
+            let path = self.kept_state().join(file);
+            if path.exists() {
+                let then = std::time::SystemTime::now() - std::time::Duration::from_secs(seconds);
+                std::fs::File::options()
+                    .write(true)
+                    .open(&path)
+                    .and_then(|f| f.set_modified(then))
+                    .unwrap_or_else(|e| panic!("cannot age {}: {e}", path.display()));
+            }
         }
     }
 
