@@ -693,7 +693,7 @@ fn a_recurring_drift_fails_closed_and_holds_forwarding_off() {
     let retry = lab.health_check(&files);
     f.check(
         retry.success()
-            && retry.stderr.contains("Trying again")
+            && retry.stderr.contains("Trying the repair again")
             && retry.stderr.contains("Repaired"),
         format!("the retry after the hold: {}", retry.explain()),
     );
