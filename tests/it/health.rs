@@ -17,7 +17,10 @@ use natbake::site::Proto;
 use serde_json::Value;
 
 use crate::fixtures::{RenderedSite, fixture_spec, render};
-use crate::netlab::{Expect, Findings, InstallSet, Lab, LabOptions, Role, check_all_up, in_ns};
+use crate::netlab::{
+    Expect, Findings, InstallSet, Lab, LabOptions, Role, check_all_up, check_forwarding_off, in_ns,
+    peer_probes,
+};
 use crate::support;
 
 /// The fixture with every kind of forward: TCP and UDP, ranges, several
@@ -516,6 +519,12 @@ fn a_missing_or_emptied_ipset_is_found_and_repaired() {
     f.assert_clean(&lab);
 }
 
+/// An installed ruleset that is no longer the rendered one: reported by
+/// the next check that reads the ruleset, while what is loaded still works
+/// (forwarding stays on); with drift on top, the repair fails and the
+/// check fails closed: forwarding off and held off, even with the intact
+/// files back, until configure-pat.sh succeeds (the operator's `systemctl
+/// restart natbake`).
 #[test]
 fn a_fault_the_boot_step_cannot_repair_fails_the_check() {
     if !support::require_root("the health tests") {
@@ -530,13 +539,30 @@ fn a_fault_the_boot_step_cannot_repair_fails_the_check() {
     text.push_str("# edited\n");
     fs::write(&edited, text).expect("write the edited ruleset");
     let broken = files.with_source(install_path(RULES), &edited);
+    let edited_only = lab.health_check(&broken);
+    f.check(
+        !edited_only.success()
+            && edited_only
+                .stderr
+                .contains("is not the ruleset this script was rendered with")
+            && !edited_only.stderr.contains("Drift"),
+        format!(
+            "an edited rules.v4 should fail the check at once: {}",
+            edited_only.explain()
+        ),
+    );
+    f.check(
+        lab.nat_sysctl("net.ipv4.ip_forward") == "1",
+        "forwarding should stay on while what is loaded is right",
+    );
     iptables(&lab, &["-D", "FORWARD", "-j", "NATBAKE-FORWARD"]);
     let check = lab.health_check(&broken);
     f.check(
         !check.success()
             && check.stderr.contains("UNHEALTHY")
-            && check.stderr.contains("repair failed"),
-        format!("the check should fail: {}", check.explain()),
+            && check.stderr.contains("repair failed")
+            && check.stderr.contains("IP forwarding is off until"),
+        format!("the check should fail closed: {}", check.explain()),
     );
     f.check(
         lab.nat_sysctl("net.ipv4.ip_forward") == "0",
@@ -550,13 +576,554 @@ fn a_fault_the_boot_step_cannot_repair_fails_the_check() {
                 .is_some_and(|r| r.contains("repair failed")),
         format!("status: {}", status["health"]),
     );
-    // The intact files repair it at the next check.
+    // The intact files alone do not end the hold: the check does not try
+    // again for 10 minutes.
+    let held = lab.health_check(&files);
+    f.check(
+        !held.success() && held.stderr.contains("held off") && !held.stderr.contains("Drift"),
+        format!(
+            "the next check should keep forwarding held off: {}",
+            held.explain()
+        ),
+    );
+    f.check(
+        lab.nat_sysctl("net.ipv4.ip_forward") == "0",
+        "forwarding should stay off during the hold",
+    );
+    // The operator's fix: configure-pat.sh again, which ends the hold.
+    let boot = lab.boot_step(&files);
+    f.check(
+        boot.success(),
+        format!("configure-pat.sh: {}", boot.explain()),
+    );
     let again = lab.health_check(&files);
     f.check(
-        again.success(),
-        format!("check with the intact files: {}", again.explain()),
+        again.success() && !again.stderr.contains("held"),
+        format!("check after configure-pat.sh: {}", again.explain()),
     );
     check_forward(&lab, tcp_forward(&lab), &mut f);
+    f.assert_clean(&lab);
+}
+
+/// The lines of a run's stderr that say UNHEALTHY.
+fn unhealthy_lines(run: &support::Finished) -> usize {
+    run.stderr
+        .lines()
+        .filter(|l| l.contains("UNHEALTHY"))
+        .count()
+}
+
+/// The run-time rule: the same drift again within 10 minutes of its
+/// repair (here an ACCEPT-all put back before natbake's jump, an open
+/// router) fails closed: forwarding off, one UNHEALTHY line, the reason
+/// in the health state, exit 1. Forwarding stays off, even when switched
+/// on by hand, until configure-pat.sh succeeds or 10 minutes have passed;
+/// then the check tries once more, and its repair ends the hold.
+#[test]
+fn a_recurring_drift_fails_closed_and_holds_forwarding_off() {
+    if !support::require_root("the health tests") {
+        return;
+    }
+    let site = site();
+    let (lab, files) = lab_for(&site);
+    let i = tcp_forward(&lab);
+    let mut f = Findings::new("recurring drift");
+    let clean = lab.health_check(&files);
+    f.check(clean.success(), format!("first check: {}", clean.explain()));
+    let rules = lab.iptables_save();
+    let open = || iptables(&lab, &["-I", "FORWARD", "1", "-j", "ACCEPT"]);
+    open();
+    // The fault is an open router: the peer reaches a target directly.
+    let mut opened = Findings::new("the fault");
+    let through: Vec<_> = peer_probes(&lab)
+        .into_iter()
+        .map(|mut p| {
+            p.expect = Expect::SeenAs(lab.plan.peer);
+            p
+        })
+        .collect();
+    lab.run_probes(&through, &mut opened);
+    f.check(
+        opened.is_clean(),
+        "an ACCEPT-all before natbake's jump should let the peer through",
+    );
+    let first = lab.health_check(&files);
+    f.check(
+        first.success() && first.stderr.contains("Repaired"),
+        format!("the first time, it is repaired: {}", first.explain()),
+    );
+    f.check(
+        lab.iptables_save() == rules,
+        "the repair should remove the ACCEPT-all",
+    );
+    check_all_up(&lab, &mut f);
+    open();
+    let second = lab.health_check(&files);
+    f.check(
+        !second.success()
+            && unhealthy_lines(&second) == 1
+            && second.stderr.contains("same drift came back")
+            && !second.stderr.contains("Repaired"),
+        format!("the second time, it fails closed: {}", second.explain()),
+    );
+    check_forwarding_off(&lab, &mut f);
+    lab.run_probes(&peer_probes(&lab), &mut f);
+    let status = lab.status(&files);
+    f.check(
+        status["health"]["state"] == "failed"
+            && status["health"]["last_failure_reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("same drift") && r.contains("IP forwarding is off")),
+        format!("status: {}", status["health"]),
+    );
+    // Switched on by hand during the hold: off again at the next check.
+    lab.on_nat("sysctl", &["-q", "-w", "net.ipv4.ip_forward=1"]);
+    let held = lab.health_check(&files);
+    f.check(
+        !held.success() && held.stderr.contains("held off") && unhealthy_lines(&held) == 1,
+        format!("during the hold: {}", held.explain()),
+    );
+    f.check(
+        lab.nat_sysctl("net.ipv4.ip_forward") == "0",
+        "forwarding switched on by hand should be off again",
+    );
+    // Ten minutes later the check tries again; the repair holds, and the
+    // hold ends.
+    lab.age_health_state(11 * 60);
+    let retry = lab.health_check(&files);
+    f.check(
+        retry.success()
+            && retry.stderr.contains("Trying the repair again")
+            && retry.stderr.contains("Repaired"),
+        format!("the retry after the hold: {}", retry.explain()),
+    );
+    f.check(
+        !lab.kept_state().join("closed").exists(),
+        "the hold should be over",
+    );
+    f.check(
+        lab.iptables_save() == rules,
+        "the rules should be back as loaded",
+    );
+    check_all_up(&lab, &mut f);
+    check_forward(&lab, i, &mut f);
+    f.assert_clean(&lab);
+}
+
+/// A repair that reports success but leaves the drift (here a
+/// configure-pat.sh that does nothing: a half-done upgrade) fails closed
+/// at once: never FORWARD policy ACCEPT with forwarding on after a check.
+#[test]
+fn a_repair_that_does_not_hold_fails_closed() {
+    if !support::require_root("the health tests") {
+        return;
+    }
+    let site = site();
+    let (lab, files) = lab_for(&site);
+    let mut f = Findings::new("repair does not hold");
+    let idle = lab.dir().join("idle-configure-pat.sh");
+    fs::write(&idle, "#!/bin/sh\nexit 0\n").expect("write the idle script");
+    let idle_files = files.with_source(files.script_path(), &idle);
+    iptables(&lab, &["-P", "FORWARD", "ACCEPT"]);
+    let check = lab.health_check(&idle_files);
+    f.check(
+        !check.success() && check.stderr.contains("did not hold") && unhealthy_lines(&check) == 1,
+        format!("the check should fail closed: {}", check.explain()),
+    );
+    check_forwarding_off(&lab, &mut f);
+    lab.run_probes(&peer_probes(&lab), &mut f);
+    f.check(
+        lab.kept_state().join("closed").exists(),
+        "the hold should be kept",
+    );
+    f.assert_clean(&lab);
+}
+
+/// `natbake-health --help` prints its usage and does nothing else: no
+/// check, so no repair of the drift that is there; other arguments are a
+/// usage error (exit 2).
+#[test]
+fn help_prints_usage_and_does_nothing() {
+    if !support::require_root("the health tests") {
+        return;
+    }
+    let site = site();
+    let (lab, files) = lab_for(&site);
+    let mut f = Findings::new("--help");
+    iptables(&lab, &["-D", "FORWARD", "-j", "NATBAKE-FORWARD"]);
+    let drifted = lab.iptables_save();
+    let health = install_path(natbake::render::artifact::HEALTH);
+    let help = lab.run_as_installed(&files, &[health, "--help"]);
+    f.check(
+        help.success()
+            && help.stdout.starts_with("Usage: natbake-health")
+            && help.stderr.is_empty(),
+        format!("--help: {}", help.explain()),
+    );
+    let wrong = lab.run_as_installed(&files, &[health, "--check-now"]);
+    f.check(
+        wrong.status.and_then(|s| s.code()) == Some(2)
+            && wrong.stderr.contains("Usage")
+            && wrong.stdout.is_empty(),
+        format!("an unknown argument: {}", wrong.explain()),
+    );
+    f.check(
+        lab.iptables_save() == drifted,
+        "--help or a wrong argument changed the rules",
+    );
+    f.check(
+        !lab.kept_state().join("health").exists(),
+        "--help or a wrong argument wrote a health state",
+    );
+    f.assert_clean(&lab);
+}
+
+/// When IP forwarding cannot be written (a read-only
+/// /proc/sys/net/ipv4/ip_forward, bind-mounted in the run's own mount
+/// namespace), a failing configure-pat.sh and a check that fails closed
+/// both say so, loudly, instead of claiming it is off.
+#[test]
+fn forwarding_that_cannot_be_switched_off_is_reported() {
+    if !support::require_root("the health tests") {
+        return;
+    }
+    let site = site();
+    let (lab, files) = lab_for(&site);
+    let mut f = Findings::new("read-only ip_forward");
+    let edited = lab.dir().join("edited-rules.v4");
+    let mut text = fs::read_to_string(site.site_dir.join(RULES)).expect("read rules.v4");
+    text.push_str("# edited\n");
+    fs::write(&edited, text).expect("write the edited ruleset");
+    let broken = files.with_source(install_path(RULES), &edited);
+    let read_only = |program: &str| {
+        format!(
+            "mount --bind /proc/sys/net/ipv4/ip_forward /proc/sys/net/ipv4/ip_forward && \
+             mount -o remount,bind,ro /proc/sys/net/ipv4/ip_forward && exec {program}"
+        )
+    };
+    let boot = lab.run_as_installed(&broken, &["/bin/sh", "-c", &read_only(files.script_path())]);
+    f.check(
+        !boot.success()
+            && boot
+                .stderr
+                .contains("could NOT be switched off (it reads 1)")
+            && !boot.stderr.contains("IP forwarding is off"),
+        format!("configure-pat.sh: {}", boot.explain()),
+    );
+    iptables(&lab, &["-D", "FORWARD", "-j", "NATBAKE-FORWARD"]);
+    let health = install_path(natbake::render::artifact::HEALTH);
+    let check = lab.run_as_installed(&broken, &["/bin/sh", "-c", &read_only(health)]);
+    f.check(
+        !check.success()
+            && check.stderr.contains("UNHEALTHY")
+            && check.stderr.contains("could NOT be switched off")
+            && !check.stderr.contains("IP forwarding is off until"),
+        format!("the check: {}", check.explain()),
+    );
+    f.check(
+        lab.nat_sysctl("net.ipv4.ip_forward") == "1",
+        "the lab should have kept forwarding on (read-only)",
+    );
+    lab.on_nat("sysctl", &["-q", "-w", "net.ipv4.ip_forward=0"]);
+    f.assert_clean(&lab);
+}
+
+/// The rules the kernel holds: natbake's jump must be the first rule of
+/// each built-in chain it hooks. Rules put ahead of it (an ACCEPT-all in
+/// FORWARD, natbake's jump moved below one, a foreign ACCEPT or DNAT in
+/// nat PREROUTING) are drift: the check puts natbake's jump first again,
+/// removes a plain `-A FORWARD -j ACCEPT` (an ACCEPT policy in another
+/// form), keeps other rules, and traffic is as the spec says.
+#[test]
+fn foreign_rules_ahead_of_natbake_are_repaired() {
+    if !support::require_root("the health tests") {
+        return;
+    }
+    let site = site();
+    let (lab, files) = lab_for(&site);
+    let i = tcp_forward(&lab);
+    let fw = lab.manifest.forwards[i].clone();
+    let client = lab.plan.allowed_clients[i][0];
+    let mut f = Findings::new("foreign rules ahead");
+    let clean = lab.health_check(&files);
+    f.check(clean.success(), format!("first check: {}", clean.explain()));
+    let rules = lab.iptables_save();
+    let port = fw.listen_ports.0.to_string();
+    let elsewhere = format!("{}:{}", lab.plan.unused, fw.target_port(fw.listen_ports.0));
+    type Inject = Box<dyn Fn(&Lab)>;
+    let faults: Vec<(&str, Inject, Option<&str>)> = vec![
+        (
+            "natbake's FORWARD jump moved below an ACCEPT-all",
+            Box::new(|lab| {
+                iptables(lab, &["-D", "FORWARD", "-j", "NATBAKE-FORWARD"]);
+                iptables(lab, &["-A", "FORWARD", "-j", "ACCEPT"]);
+                iptables(lab, &["-A", "FORWARD", "-j", "NATBAKE-FORWARD"]);
+            }),
+            None,
+        ),
+        (
+            "a foreign ACCEPT ahead in nat PREROUTING",
+            Box::new(|lab| iptables(lab, &["-t", "nat", "-I", "PREROUTING", "1", "-j", "ACCEPT"])),
+            Some("-A PREROUTING -j ACCEPT"),
+        ),
+        (
+            "a foreign DNAT of the forward's port ahead",
+            Box::new(move |lab| {
+                iptables(
+                    lab,
+                    &[
+                        "-t",
+                        "nat",
+                        "-I",
+                        "PREROUTING",
+                        "1",
+                        "-p",
+                        "tcp",
+                        "--dport",
+                        &port,
+                        "-j",
+                        "DNAT",
+                        "--to-destination",
+                        &elsewhere,
+                    ],
+                )
+            }),
+            Some("-j DNAT --to-destination"),
+        ),
+    ];
+    for (what, inject, kept) in &faults {
+        inject(&lab);
+        let check = lab.health_check(&files);
+        f.check(
+            check.success()
+                && check.stderr.contains("comes after")
+                && check.stderr.contains("Repaired"),
+            format!("{what}: the check should repair it: {}", check.explain()),
+        );
+        let now = lab.iptables_save();
+        for (chain, jump) in [
+            ("FORWARD", "-A FORWARD -j NATBAKE-FORWARD"),
+            ("PREROUTING", "-A PREROUTING -j NATBAKE-PREROUTING"),
+            ("POSTROUTING", "-A POSTROUTING -j NATBAKE-POSTROUTING"),
+        ] {
+            let first = now.lines().find(|l| l.starts_with(&format!("-A {chain} ")));
+            f.check(
+                first == Some(jump),
+                format!("{what}: {jump} is not first:\n{now}"),
+            );
+        }
+        match kept {
+            None => f.check(
+                now == rules,
+                format!("{what}: the rules are not back as loaded:\n{now}"),
+            ),
+            Some(rule) => f.check(
+                now.lines()
+                    .any(|l| l.starts_with("-A PREROUTING") && l.contains(rule)),
+                format!("{what}: the foreign rule should stay, after natbake's jump:\n{now}"),
+            ),
+        };
+        lab.run_probes(&[probe(&lab, i, client, Expect::SeenAs(client))], &mut f);
+        check_all_up(&lab, &mut f);
+    }
+    f.assert_clean(&lab);
+}
+
+/// What natbake cannot put right without editing other software's rules
+/// fails closed, at boot and so at the check's repair: a NOTRACK in the
+/// raw table (no NAT for what it matches) and a foreign chain that accepts
+/// everything FORWARD passes on after natbake's jump (an open router).
+/// Once the rule is gone, configure-pat.sh brings the NAT back.
+#[test]
+fn foreign_rules_natbake_cannot_fix_fail_closed() {
+    if !support::require_root("the health tests") {
+        return;
+    }
+    let site = site();
+    let (lab, files) = lab_for(&site);
+    let mut f = Findings::new("foreign rules that fail closed");
+    let clean = lab.health_check(&files);
+    f.check(clean.success(), format!("first check: {}", clean.explain()));
+    type Step = fn(&Lab);
+    let faults: [(&str, &str, Step, Step); 2] = [
+        (
+            "a NOTRACK in raw PREROUTING",
+            "turns off conntrack",
+            |lab| {
+                iptables(
+                    lab,
+                    &["-t", "raw", "-I", "PREROUTING", "1", "-j", "NOTRACK"],
+                )
+            },
+            |lab| iptables(lab, &["-t", "raw", "-D", "PREROUTING", "-j", "NOTRACK"]),
+        ),
+        (
+            "a foreign chain accepting all after natbake's jump",
+            "accepts all",
+            |lab| {
+                iptables(lab, &["-N", "OTHERSW-OPEN"]);
+                iptables(lab, &["-A", "OTHERSW-OPEN", "-j", "LOG"]);
+                iptables(lab, &["-A", "OTHERSW-OPEN", "-j", "ACCEPT"]);
+                iptables(lab, &["-A", "FORWARD", "-j", "OTHERSW-OPEN"]);
+            },
+            |lab| {
+                iptables(lab, &["-D", "FORWARD", "-j", "OTHERSW-OPEN"]);
+                iptables(lab, &["-F", "OTHERSW-OPEN"]);
+                iptables(lab, &["-X", "OTHERSW-OPEN"]);
+            },
+        ),
+    ];
+    for (what, finding, inject, remove) in faults {
+        inject(&lab);
+        let check = lab.health_check(&files);
+        f.check(
+            !check.success()
+                && check.stderr.contains(finding)
+                && check.stderr.contains("repair failed")
+                && unhealthy_lines(&check) == 1,
+            format!("{what}: the check should fail closed: {}", check.explain()),
+        );
+        check_forwarding_off(&lab, &mut f);
+        lab.run_probes(&peer_probes(&lab), &mut f);
+        remove(&lab);
+        let boot = lab.boot_step(&files);
+        f.check(
+            boot.success(),
+            format!(
+                "{what}: configure-pat.sh after removing it: {}",
+                boot.explain()
+            ),
+        );
+        check_all_up(&lab, &mut f);
+        let after = lab.health_check(&files);
+        f.check(
+            after.success(),
+            format!("{what}: the check afterwards: {}", after.explain()),
+        );
+    }
+    f.assert_clean(&lab);
+}
+
+/// A full /run (the state folder a tiny, full tmpfs): the boot script no
+/// longer needs room there to succeed, and the check works in /tmp for
+/// that run, so drift is still repaired, with warnings, instead of a
+/// failed repair switching forwarding off.
+#[test]
+fn a_full_run_still_repairs_drift() {
+    if !support::require_root("the health tests") {
+        return;
+    }
+    let site = site();
+    let (lab, files) = lab_for(&site);
+    let mut f = Findings::new("full /run");
+    let clean = lab.health_check(&files);
+    f.check(clean.success(), format!("first check: {}", clean.explain()));
+    let rules = lab.iptables_save();
+    iptables(&lab, &["-D", "FORWARD", "-j", "NATBAKE-FORWARD"]);
+    iptables(&lab, &["-P", "FORWARD", "ACCEPT"]);
+    let check = lab.health_check_with_full_state(&files);
+    f.check(
+        check.success()
+            && check.stderr.contains("Repaired")
+            && check.stderr.contains("WARNING")
+            && !check.stderr.contains("UNHEALTHY"),
+        format!("the check with /run full: {}", check.explain()),
+    );
+    f.check(
+        check
+            .stdout
+            .lines()
+            .next()
+            .is_some_and(|l| l.split_whitespace().nth(3) == Some("0")),
+        format!("the tmpfs was not full: {}", check.stdout),
+    );
+    f.check(
+        lab.iptables_save() == rules,
+        "the rules are not back as loaded",
+    );
+    check_all_up(&lab, &mut f);
+    f.assert_clean(&lab);
+}
+
+/// A natbake set swapped for one of the same type and size with other
+/// elements: found by the first check that reads the ruleset (at least
+/// once a minute) 10 minutes or more after the sets were loaded or last
+/// compared, which compares a digest of all elements with the one kept at
+/// load, and repaired; the forward's bytes count again.
+#[test]
+fn a_swapped_ipset_is_found_and_repaired() {
+    if !support::require_root("the health tests") {
+        return;
+    }
+    let site = site();
+    let (lab, files) = lab_for(&site);
+    let mut f = Findings::new("swapped ipset");
+    let clean = lab.health_check(&files);
+    f.check(clean.success(), format!("first check: {}", clean.explain()));
+    let loaded = lab.ipset(&["save", SET_IN]).unwrap_or_default();
+    let header = ipset_header(&lab, SET_IN).unwrap_or_default();
+    let n = header
+        .lines()
+        .find_map(|l| l.strip_prefix("Number of entries: "))
+        .and_then(|n| n.parse::<usize>().ok())
+        .expect("natbake-in's size");
+    let create = loaded
+        .lines()
+        .find(|l| l.starts_with("create "))
+        .expect("natbake-in's create line")
+        .replacen(SET_IN, "natbake-other", 1);
+    let mut restore = format!("{create}\n");
+    for k in 0..n {
+        restore.push_str(&format!(
+            "add natbake-other 10.0.9.{},tcp:{}\n",
+            1 + k % 250,
+            2000 + k
+        ));
+    }
+    let file = lab.dir().join("other-set");
+    fs::write(&file, restore).expect("write the other set");
+    support::run(in_ns(&lab.ns.nat, "sh").arg("-c").arg(format!(
+        "ipset restore < {} && ipset swap natbake-other {SET_IN} && ipset destroy natbake-other",
+        file.display()
+    )));
+    let swapped = ipset_header(&lab, SET_IN).unwrap_or_default();
+    f.check(
+        swapped.contains(&format!("Number of entries: {n}")),
+        format!("the swapped-in set should be of the same size: {swapped}"),
+    );
+    // Within 10 minutes of the load, the elements are not listed (too
+    // costly for every minute): the first check does not see it.
+    fs::remove_file(lab.kept_state().join("counted")).expect("forget the last read");
+    let soon = lab.health_check(&files);
+    f.check(
+        soon.success() && !soon.stderr.contains("Drift"),
+        format!("within 10 minutes of the load: {}", soon.explain()),
+    );
+    // Ten minutes on, the next read of the ruleset compares them.
+    lab.age_health_state(11 * 60);
+    fs::remove_file(lab.kept_state().join("counted")).expect("forget the last read");
+    let check = lab.health_check(&files);
+    f.check(
+        check.success()
+            && check.stderr.contains("other elements than loaded")
+            && check.stderr.contains("Repaired"),
+        format!("the check should find and repair it: {}", check.explain()),
+    );
+    let now = lab.ipset(&["save", SET_IN]).unwrap_or_default();
+    let elements = |s: &str| {
+        let mut e: Vec<String> = s
+            .lines()
+            .filter(|l| l.starts_with("add "))
+            .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+            .collect();
+        e.sort();
+        e
+    };
+    f.check(
+        elements(&now) == elements(&loaded),
+        format!("{SET_IN} should hold the loaded elements again:\n{now}"),
+    );
+    check_bytes_of_one_forward(&lab, &files, &mut f);
     f.assert_clean(&lab);
 }
 

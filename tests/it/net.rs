@@ -22,7 +22,7 @@ use crate::manifest::Manifest;
 use crate::netlab::{
     Expect, Findings, INTERNET_SERVER_PORT, Imds, InstallSet, Lab, LabOptions, Role, check_all_up,
     check_forward_policy, check_forwarding_off, check_imds_v2_used, check_sysctl_file,
-    check_sysctls, egress_probes, forward_probes, in_ns, lab_premises,
+    check_sysctls, egress_probes, forward_probes, in_ns, lab_premises, peer_probes,
 };
 use crate::support::{self, Finished, ScratchDir};
 use natbake::render::artifact::RULES;
@@ -171,10 +171,25 @@ fn exercise(name: &str, manifest: &Manifest, install: &InstallSet) {
             second.explain()
         ),
     );
+    // Other software's jump went in ahead of natbake's: the rerun puts
+    // natbake's first again and changes nothing else.
     let after = lab.iptables_save();
+    let mut expected: Vec<&str> = before.lines().collect();
+    let mut got: Vec<&str> = after.lines().collect();
+    expected.sort_unstable();
+    got.sort_unstable();
     f.check(
-        before == after,
+        expected == got,
         format!("the rerun changed the rules:\n{}", diff(&before, &after)),
+    );
+    f.check(
+        after.lines().find(|l| l.starts_with("-A FORWARD ")) == Some(JUMPS[0]),
+        format!("natbake's jump should be first in FORWARD again:\n{after}"),
+    );
+    let third = lab.run_configure_pat(install);
+    f.check(
+        third.success() && lab.iptables_save() == after,
+        format!("a second rerun changed the rules:\n{}", third.explain()),
     );
     for chain in ["OTHERSW-INPUT", "OTHERSW-FORWARD", "OTHERSW-POSTROUTING"] {
         f.check(
@@ -764,6 +779,75 @@ fn ipsets_are_swapped_in_afresh_and_stale_ones_destroyed() {
         held.stderr.contains("natbake-held"),
         format!("the error should name natbake-held:\n{}", held.stderr),
     );
+    f.assert_clean(&lab);
+}
+
+/// Rules of other software found at boot: a plain `-A FORWARD -j ACCEPT`
+/// (with FORWARD's policy still ACCEPT, as on a fresh image) is removed,
+/// since it would accept everything natbake's chain passes on; a foreign
+/// DNAT of a forwarded port in nat PREROUTING stays, below natbake's jump,
+/// which goes first; the boot succeeds and traffic is exactly as the spec
+/// says. A foreign chain that accepts everything, which natbake does not
+/// edit, fails the boot: forwarding stays off.
+#[test]
+fn rules_of_other_software_at_boot_cannot_open_the_router() {
+    if !support::require_root("rules_of_other_software_at_boot_cannot_open_the_router") {
+        return;
+    }
+    let site = metadata_fixture(sites_with_forwards());
+    let install = InstallSet::from_site_dir(&site.site_dir, &site.manifest);
+    let lab = Lab::start(&site.manifest, LabOptions::matching(&site.manifest));
+    let mut f = Findings::new(format!("{}: other software's rules at boot", label(&site)));
+    let (_, fw) = lab
+        .tested_forwards()
+        .find(|(_, f)| f.proto == Proto::Tcp)
+        .expect("a TCP forward");
+    let dnat = format!(
+        "-A PREROUTING -p tcp -m tcp --dport {} -j DNAT --to-destination {}",
+        fw.listen_ports.0, lab.plan.unused
+    );
+    lab.restore_noflush(
+        "open-before-boot.v4",
+        &format!("*filter\n-A FORWARD -j ACCEPT\nCOMMIT\n*nat\n{dnat}\nCOMMIT\n"),
+    );
+    let run = lab.run_configure_pat(&install);
+    f.check(
+        run.success() && run.stderr.contains("Removing `-A FORWARD -j ACCEPT`"),
+        format!(
+            "configure-pat.sh should remove the ACCEPT-all and succeed:\n{}",
+            run.explain()
+        ),
+    );
+    let saved = lab.iptables_save();
+    f.check(
+        !saved.lines().any(|l| l == "-A FORWARD -j ACCEPT"),
+        format!("`-A FORWARD -j ACCEPT` is still there:\n{saved}"),
+    );
+    for (chain, jump) in [("PREROUTING", JUMPS[1]), ("FORWARD", JUMPS[0])] {
+        f.check(
+            saved
+                .lines()
+                .find(|l| l.starts_with(&format!("-A {chain} ")))
+                == Some(jump),
+            format!("{jump} should be first:\n{saved}"),
+        );
+    }
+    f.check(
+        saved.lines().any(|l| l == dnat),
+        format!("the foreign DNAT should stay:\n{saved}"),
+    );
+    check_all_up(&lab, &mut f);
+    f.assert_clean(&lab);
+
+    lab.reset_nat(&site.site_dir.join("sysctl.conf"));
+    let mut f = Findings::new(format!("{}: a foreign chain accepting all", label(&site)));
+    lab.restore_noflush(
+        "open-chain.v4",
+        "*filter\n:OTHERSW-OPEN - [0:0]\n-A OTHERSW-OPEN -j ACCEPT\n-A FORWARD -j OTHERSW-OPEN\nCOMMIT\n",
+    );
+    let run = lab.run_configure_pat(&install);
+    check_refused(&lab, &run, "accepts all: an open router", &mut f);
+    lab.run_probes(&peer_probes(&lab), &mut f);
     f.assert_clean(&lab);
 }
 

@@ -128,7 +128,8 @@ fn check_forward_policy_rule(lab: &Lab, f: &mut Findings) {
     );
 }
 
-fn peer_probes(lab: &Lab) -> Vec<Probe> {
+/// Traffic that no forward allows: the peer straight to each target.
+pub fn peer_probes(lab: &Lab) -> Vec<Probe> {
     lab.tested_forwards()
         .map(|(_, fw)| Probe {
             what: format!(

@@ -45,6 +45,62 @@ impl Lab {
             .unwrap_or_else(|e| panic!("natbake-status --json is not JSON ({e}): {}", done.stdout))
     }
 
+    /// `command` run as installed, with /run/natbake kept, like the
+    /// scripts: for a run under conditions the test sets up around it
+    /// (a read-only setting, a full /run) inside the run's own private
+    /// mount namespace.
+    pub fn run_as_installed(&self, files: &InstallSet, command: &[&str]) -> Finished {
+        self.run_installed(files, command, true)
+    }
+
+    /// One run of the installed natbake-health with /run/natbake full: a
+    /// 16 KiB tmpfs over it in the run's own mount namespace, holding a
+    /// copy of the state and filled to the last block (`full_state.sh`),
+    /// unmounted when the run ends.
+    pub fn health_check_with_full_state(&self, files: &InstallSet) -> Finished {
+        let helper = super::script("full_state.sh").display().to_string();
+        self.run_installed(
+            files,
+            &[
+                "/bin/sh",
+                &helper,
+                artifact::STATE_DIR,
+                install_path(artifact::HEALTH),
+            ],
+            true,
+        )
+    }
+
+    /// Makes the health check's last repair, a hold on forwarding and the
+    /// sets' last comparison look `seconds` older than they are: time
+    /// passing, without waiting.
+    pub fn age_health_state(&self, seconds: u64) {
+        let state = self.kept_state().join("health");
+        if let Ok(text) = std::fs::read_to_string(&state) {
+            let aged: Vec<String> = text
+                .lines()
+                .map(
+                    |l| match l.strip_prefix("last_repair=").map(str::parse::<u64>) {
+                        Some(Ok(t)) => format!("last_repair={}", t.saturating_sub(seconds)),
+                        _ => l.to_owned(),
+                    },
+                )
+                .collect();
+            std::fs::write(&state, aged.join("\n") + "\n").expect("write the health state");
+        }
+        for file in ["closed", "ipsets.loaded"] {
+            let path = self.kept_state().join(file);
+            if path.exists() {
+                let then = std::time::SystemTime::now() - std::time::Duration::from_secs(seconds);
+                std::fs::File::options()
+                    .write(true)
+                    .open(&path)
+                    .and_then(|f| f.set_modified(then))
+                    .unwrap_or_else(|e| panic!("cannot age {}: {e}", path.display()));
+            }
+        }
+    }
+
     /// Runs `program args…` in the NAT namespace (a fault, as an operator
     /// or other software would cause it); panics if it fails.
     pub fn on_nat(&self, program: &str, args: &[&str]) {

@@ -77,7 +77,7 @@ use natbake::site::Proto;
 
 pub use checks::{
     Findings, check_all_up, check_forward_policy, check_forwarding_off, check_imds_v2_used,
-    check_sysctl_file, check_sysctls, egress_probes, forward_probes, lab_premises,
+    check_sysctl_file, check_sysctls, egress_probes, forward_probes, lab_premises, peer_probes,
 };
 pub use imds::{Imds, LabOptions};
 pub use install::{InstallFile, InstallSet};
