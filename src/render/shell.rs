@@ -2,11 +2,12 @@
 //!
 //! The user data carries every script the instance runs, and EC2 takes at
 //! most 16 KiB of it: comment lines were a third of those bytes. So the
-//! scripts natbake installs keep their header (what the file is, where it
-//! came from) and their `# shellcheck` directives, and lose every other
-//! line that is only a comment; the templates keep them all, and `natbake
-//! templates dump` prints them. The AMI and the user data install the same
-//! bytes, which SHA256SUMS lists.
+//! scripts natbake installs keep the first paragraph of their header (what
+//! the file is, where it came from, where its comments are) and their
+//! `# shellcheck` directives, and lose every other line that is only a
+//! comment, the rest of the header included; the templates keep them all,
+//! and `natbake templates dump` prints them. The AMI and the user data
+//! install the same bytes, which SHA256SUMS lists.
 //!
 //! A line is only dropped where bash would read it as a comment: outside
 //! any quotes, so that a line of a multi-line string that starts with `#`
@@ -27,9 +28,10 @@ enum Quote {
     Command { depth: u32 },
 }
 
-/// `script` without its full-line comments after the header: see the
-/// module's documentation. The first line (`#!`), the comment block that
-/// follows it, and `# shellcheck` directives are kept.
+/// `script` without its full-line comments after the header's first
+/// paragraph: see the module's documentation. The first line (`#!`), the
+/// comment lines that follow it up to the first bare `#`, and `#
+/// shellcheck` directives are kept.
 pub fn strip_comments(script: &str) -> String {
     if has_heredoc(script) {
         return script.to_string();
@@ -41,6 +43,9 @@ pub fn strip_comments(script: &str) -> String {
         let trimmed = line.trim_start();
         let comment = trimmed.starts_with('#');
         let code_context = stack.iter().all(|q| matches!(q, Quote::Command { .. }));
+        if in_header && trimmed.trim_end() == "#" {
+            in_header = false;
+        }
         if n == 0 || (in_header && comment) {
             out.push_str(line);
         } else {
@@ -143,10 +148,10 @@ mod tests {
 
     #[test]
     fn header_and_directives_stay_other_comment_lines_go() {
-        let script = "#!/bin/bash\n# header\n# more header\n\nset -u\n# why this\n  # indented why\necho hi # trailing stays\n# shellcheck disable=SC2034\nX=1\n";
+        let script = "#!/bin/bash\n# header\n# more header\n#\n# what it does, at length\n# shellcheck disable=SC1112\n\nset -u\n# why this\n  # indented why\necho hi # trailing stays\n# shellcheck disable=SC2034\nX=1\n";
         assert_eq!(
             strip_comments(script),
-            "#!/bin/bash\n# header\n# more header\n\nset -u\necho hi # trailing stays\n# shellcheck disable=SC2034\nX=1\n"
+            "#!/bin/bash\n# header\n# more header\n# shellcheck disable=SC1112\n\nset -u\necho hi # trailing stays\n# shellcheck disable=SC2034\nX=1\n"
         );
     }
 
