@@ -7,6 +7,8 @@
 //! These tests need root and the moto virtual environment that
 //! scripts/test.sh makes.
 
+mod checks;
+mod client;
 pub mod lab;
 
 use std::path::Path;
