@@ -18,9 +18,12 @@ use crate::fixtures;
 use crate::netlab::{Findings, InstallFile};
 use crate::support;
 
-fn start(options: Options) -> FailoverLab {
+/// The lab with the health fixture rendered; the rendering lives as long
+/// as the lab needs its files.
+fn start(options: Options) -> (fixtures::RenderedSite, FailoverLab) {
     let site = fixtures::render(Path::new(FIXTURE_HEALTH));
-    FailoverLab::start_with(&site.site_dir, options)
+    let fl = FailoverLab::start_with(&site.site_dir, options);
+    (site, fl)
 }
 
 /// How many calls of `action` the API got since the `since`-th call.
@@ -59,7 +62,7 @@ fn takeover_survives_a_rename_and_lagging_metadata() {
     if !support::require_root("failover rename and metadata lag (network namespaces)") {
         return;
     }
-    let fl = start(Options {
+    let (_site, fl) = start(Options {
         metadata_lag: 3.0,
         rename_after: Some(1.0),
     });
@@ -77,9 +80,7 @@ fn takeover_survives_a_rename_and_lagging_metadata() {
         .filter(|l| l.contains("subnet-ipv4-cidr-block"))
         .collect();
     assert!(
-        subnet.len() > 1
-            && subnet[0].ends_with(" 404")
-            && subnet.last().unwrap().ends_with(" 200"),
+        subnet.len() > 1 && subnet[0].ends_with(" 404") && subnet.last().unwrap().ends_with(" 200"),
         "the metadata of the new attachment should have lagged: {subnet:?}\n{}",
         fl.diagnostics(&run)
     );
@@ -107,7 +108,7 @@ fn health_checks_ask_the_api_now_and_then() {
     if !support::require_root("failover health checks and the API (network namespaces)") {
         return;
     }
-    let fl = start(Options::default());
+    let (_site, fl) = start(Options::default());
     let run = fl.lab.boot_step(&fl.files);
     assert_ok(&fl, &run, "boot of A");
     let describe = "DescribeNetworkInterfaces";
@@ -170,7 +171,7 @@ fn local_repairs_do_not_wait_on_the_api() {
     if !support::require_root("failover repair during an API outage (network namespaces)") {
         return;
     }
-    let fl = start(Options::default());
+    let (_site, fl) = start(Options::default());
     let run = fl.lab.boot_step(&fl.files);
     assert_ok(&fl, &run, "boot of A");
     drift(&fl);
@@ -206,7 +207,7 @@ fn a_stopped_repair_fails_closed() {
     if !support::require_root("failover repair stopped by a signal (network namespaces)") {
         return;
     }
-    let mut fl = start(Options::default());
+    let (_site, mut fl) = start(Options::default());
     let run = fl.lab.boot_step(&fl.files);
     assert_ok(&fl, &run, "boot of A");
     let interface_id = format!(
@@ -273,7 +274,7 @@ fn answers_cut_short_are_tried_again() {
     if !support::require_root("failover cut answers (network namespaces)") {
         return;
     }
-    let fl = start(Options::default());
+    let (_site, fl) = start(Options::default());
     fl.faults(
         r#"[{"action": "DescribeNetworkInterfaces", "count": 1, "kind": "cut"},
             {"action": "DescribeNetworkInterfaces", "count": 1, "kind": "stall:12"}]"#,
@@ -304,7 +305,7 @@ fn a_new_role_is_waited_for_at_first_boot() {
     if !support::require_root("failover new role (network namespaces)") {
         return;
     }
-    let mut fl = start(Options::default());
+    let (_site, mut fl) = start(Options::default());
     fl.restart_imds(Host::A, &["--role-after", "3"]);
     fl.faults(
         r#"[{"action": "DescribeNetworkInterfaces", "count": 1, "kind": "AuthFailure"},

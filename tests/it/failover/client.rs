@@ -102,7 +102,11 @@ impl Client {
             state = p.join("state").display(),
             aws = self.aws_sh,
         );
-        let path = format!("{}:{}", p.join("bin").display(), std::env::var("PATH").unwrap());
+        let path = format!(
+            "{}:{}",
+            p.join("bin").display(),
+            std::env::var("PATH").unwrap()
+        );
         support::run_bounded(
             Command::new("bash")
                 .args(["-c", &script])
@@ -134,7 +138,11 @@ fn an_answer_cut_short_is_tried_again() {
     let c = Client::new();
     let full = described();
     let half = &full[..full.len() / 2];
-    for (rc, what) in [(18, "reset mid-body"), (28, "over curl's limit"), (0, "no end")] {
+    for (rc, what) in [
+        (18, "reset mid-body"),
+        (28, "over curl's limit"),
+        (0, "no end"),
+    ] {
         let run = c.run(
             &[
                 step("DescribeNetworkInterfaces", 1, rc, "200", half),
@@ -143,8 +151,9 @@ fn an_answer_cut_short_is_tried_again() {
             DESCRIBE,
         );
         assert!(
-            run.stdout
-                .contains(&format!("rc=0 id={ENI} mac={MAC} holder=i-0123456789abcdef0")),
+            run.stdout.contains(&format!(
+                "rc=0 id={ENI} mac={MAC} holder=i-0123456789abcdef0"
+            )),
             "{what}: {}",
             run.explain()
         );
@@ -166,11 +175,7 @@ fn no_answer_names_the_interface() {
         "{}",
         run.explain()
     );
-    for needle in [
-        "natbake:site=failover-health",
-        "us-east-1a",
-        "curl exit 56",
-    ] {
+    for needle in ["natbake:site=failover-health", "us-east-1a", "curl exit 56"] {
         assert!(run.stdout.contains(needle), "{needle}: {}", run.explain());
     }
 }
@@ -212,7 +217,10 @@ done"#,
             .next()
             .and_then(|v| v.parse().ok())
             .unwrap_or_else(|| panic!("no --max-time in {call}"));
-        assert!(limit > 0, "curl ran without a time limit: {call}\n{calls:?}");
+        assert!(
+            limit > 0,
+            "curl ran without a time limit: {call}\n{calls:?}"
+        );
     }
 }
 
@@ -229,22 +237,33 @@ fn a_new_role_is_given_time() {
                 1,
                 0,
                 "401",
-                &ec2_error("AuthFailure", "AWS was not able to validate the provided access credentials"),
+                &ec2_error(
+                    "AuthFailure",
+                    "AWS was not able to validate the provided access credentials",
+                ),
             ),
             step(
                 "DescribeNetworkInterfaces",
                 1,
                 0,
                 "403",
-                &ec2_error("UnauthorizedOperation", "You are not authorized to perform this operation."),
+                &ec2_error(
+                    "UnauthorizedOperation",
+                    "You are not authorized to perform this operation.",
+                ),
             ),
             step("DescribeNetworkInterfaces", 1, 0, "200", &described()),
         ],
         DESCRIBE,
     );
-    assert!(run.stdout.contains(&format!("rc=0 id={ENI}")), "{}", run.explain());
     assert!(
-        run.stderr.contains("LOG: WARNING: DescribeNetworkInterfaces was refused (AuthFailure")
+        run.stdout.contains(&format!("rc=0 id={ENI}")),
+        "{}",
+        run.explain()
+    );
+    assert!(
+        run.stderr
+            .contains("LOG: WARNING: DescribeNetworkInterfaces was refused (AuthFailure")
             && run.stderr.contains("trying again for up to 60s"),
         "{}",
         run.explain()
@@ -262,13 +281,17 @@ fn a_missing_permission_still_fails() {
             1000,
             0,
             "403",
-            &ec2_error("UnauthorizedOperation", "You are not authorized to perform this operation."),
+            &ec2_error(
+                "UnauthorizedOperation",
+                "You are not authorized to perform this operation.",
+            ),
         )],
         &format!("AWS_AUTH_PATIENCE=3\n{}", DESCRIBE.replace("+ 20", "+ 60")),
     );
     assert!(run.stdout.contains("rc=1 "), "{}", run.explain());
     assert!(
-        run.stdout.contains("UnauthorizedOperation: You are not authorized"),
+        run.stdout
+            .contains("UnauthorizedOperation: You are not authorized"),
         "{}",
         run.explain()
     );
@@ -356,9 +379,8 @@ fn unit_timeouts_cover_the_scripts_own_bounds() {
     );
     // Both locks; the floating interface looked at before and after the
     // repair, and the metrics.
-    let health_bound = boot_timeout
-        + sum(&health, "flock -w ")
-        + 2 * sum(&health, "AWS_DEADLINE=$(( SECONDS + ");
+    let health_bound =
+        boot_timeout + sum(&health, "flock -w ") + 2 * sum(&health, "AWS_DEADLINE=$(( SECONDS + ");
     let health_timeout = timeout("natbake-health.service");
     assert!(
         health_timeout >= health_bound + report,

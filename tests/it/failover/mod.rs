@@ -489,9 +489,12 @@ fn injected_races_end_serving_or_failed() {
             "{what}: the boot hung\n{}",
             fl.diagnostics(&run)
         );
-        // The wait, plus the 30 s a late device gets, plus slow answers.
+        // The wait, plus the 60 s a late device and its metadata get
+        // (POST_ATTACH), plus slow answers.
         assert!(
-            took < Duration::from_secs(u64::from(timeout) + 45),
+            took < Duration::from_secs(
+                u64::from(timeout + natbake::render::view::POST_ATTACH) + 15
+            ),
             "{what}: took {took:?}\n{}",
             fl.diagnostics(&run)
         );

@@ -19,7 +19,8 @@ For instances that call AWS APIs, it also answers for the instance's
 identity (`--instance-id`), placement (`--region`, `--az`), the partition's
 domain (`services/domain`), the credentials of its role (`--role`; pretty-
 printed JSON as EC2 writes it, with fixed lab keys; with `--role-after S`,
-a new instance profile: no role at all for the first S seconds) and, per
+a new instance profile: no role at all until S seconds after the first
+request for it) and, per
 `--interface MAC=CIDR[=ENI]`, another interface: its subnet, interface id
 and device number, listed under `network/interfaces/macs/`. As on EC2,
 such an interface has metadata only while it is attached, which here
@@ -66,7 +67,8 @@ def main():
     parser.add_argument("--interface", action="append", default=[])
     parser.add_argument("--attach-lag", type=float, default=0.0)
     args = parser.parse_args()
-    started = time.monotonic()
+    # When the role's credentials were first asked for.
+    asked = {}
 
     # path -> [failures left, kind]
     faults = {}
@@ -141,8 +143,10 @@ def main():
     def lookup(path):
         """The answer for path now, or None."""
         if path in answers:
-            if args.role and path.startswith(creds) and time.monotonic() - started < args.role_after:
-                return None
+            if args.role and path.startswith(creds):
+                asked.setdefault("creds", time.monotonic())
+                if time.monotonic() - asked["creds"] < args.role_after:
+                    return None
             return answers[path]
         visible = [
             m for m, since in list(present.items()) if time.monotonic() - since >= args.attach_lag
