@@ -226,7 +226,7 @@ fn a_stopped_repair_fails_closed() {
     let wrapper = fl.lab.dir().join("stopped-health.sh");
     fs::write(
         &wrapper,
-        format!("#!/bin/sh\nexec timeout -s TERM 10 {real}\n"),
+        format!("#!/bin/sh\nexec timeout -s TERM 20 {real}\n"),
     )
     .expect("write the wrapper");
     let mut files = fl.files.with_source(health, &wrapper);
@@ -239,7 +239,7 @@ fn a_stopped_repair_fails_closed() {
         let check = s.spawn(|| fl.lab.health_check(&files));
         // The API answers again once the repair is stopped, so the report
         // goes through.
-        thread::sleep(Duration::from_secs(12));
+        thread::sleep(Duration::from_secs(22));
         fl.faults("[]");
         check.join().expect("check thread")
     });

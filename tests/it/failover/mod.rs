@@ -649,7 +649,15 @@ fn takeover_timing() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(20);
-    let (_site, mut fl) = start();
+    // No metadata lag: the lab's EC2 would add it to the script's part.
+    let site = fixtures::render(Path::new(FIXTURE));
+    let mut fl = FailoverLab::start_with(
+        &site.site_dir,
+        lab::Options {
+            metadata_lag: 0.0,
+            ..lab::Options::default()
+        },
+    );
     let probe = forward_probes(&fl.lab)
         .into_iter()
         .find(|p| {
