@@ -15,6 +15,30 @@ use serde::Serialize;
 /// the kernel starts dropping new connections.
 const CONNTRACK_LIMIT_PERCENT: u32 = 90;
 
+/// Seconds configure-pat.sh gives the floating interface's device, its
+/// metadata (which EC2 publishes a while after the device appears) and its
+/// configuration once the interface is attached, however late.
+pub const POST_ATTACH: u32 = 60;
+
+/// natbake.service's start timeout without failover (its template says
+/// 120): the lock (60), metadata (5) and the ruleset, with room to spare.
+pub const BOOT_TIMEOUT: u32 = 120;
+
+/// What configure-pat.sh may take besides the wait for the floating
+/// interface: its lock (60 s), metadata for the VPC check (5), the last
+/// turn of API calls past the wait (12), the device and its configuration
+/// ([`POST_ATTACH`]), the ruleset (20) and the unhealthy report of a
+/// failure (20), rounded up.
+pub const BOOT_AROUND_ATTACH: u32 = 180;
+
+/// What natbake-health may take besides one repair (a run of
+/// configure-pat.sh, bounded by natbake.service's start timeout): its lock
+/// before and after the repair (60 s each), a look at the floating
+/// interface before and after (20 each: metadata, and the EC2 API now and
+/// then), the unhealthy report (20), the metrics (20) and reading the
+/// ruleset twice (20 each).
+pub const HEALTH_AROUND_REPAIR: u32 = 60 + 60 + 20 + 20 + 20 + 20 + 20 + 20;
+
 #[derive(Debug, Serialize)]
 pub struct View {
     pub version: &'static str,
@@ -83,6 +107,11 @@ pub struct View {
     /// Conntrack fill, in percent of its maximum, that the health check
     /// reports as a failure.
     pub conntrack_limit_percent: u32,
+    /// The health check unit's start timeout: the longest repair
+    /// (natbake.service's start timeout) plus what the check does around it
+    /// ([`HEALTH_AROUND_REPAIR`]), so that systemd never stops a check that
+    /// is still within its own bounds.
+    pub health_unit_timeout: u32,
     /// Comments of the rules counting forwarded bytes, each way.
     pub forwarded_in: &'static str,
     pub forwarded_out: &'static str,
@@ -162,8 +191,12 @@ pub struct InstalledView {
 pub struct FailoverView {
     pub attach_timeout: u32,
     /// The unit's start timeout: the wait for the interface, plus room for
-    /// the API calls, metadata and the ruleset around it.
+    /// the API calls, metadata and the ruleset around it
+    /// ([`BOOT_AROUND_ATTACH`]).
     pub unit_timeout: u32,
+    /// Seconds for the device, its metadata and its configuration once the
+    /// interface is attached ([`POST_ATTACH`]).
+    pub post_attach: u32,
 }
 
 #[derive(Debug, Serialize)]
@@ -318,7 +351,8 @@ impl View {
             legacy: site.os.boot() == Boot::AmiNatJob,
             failover: site.failover.map(|f| FailoverView {
                 attach_timeout: f.attach_timeout,
-                unit_timeout: f.attach_timeout + 120,
+                unit_timeout: f.attach_timeout + BOOT_AROUND_ATTACH,
+                post_attach: POST_ATTACH,
             }),
             metrics: site.metrics.map(|m| MetricsView {
                 namespace: crate::metrics::NAMESPACE,
@@ -367,6 +401,10 @@ impl View {
                 _ => Vec::new(),
             },
             conntrack_limit_percent: CONNTRACK_LIMIT_PERCENT,
+            health_unit_timeout: site
+                .failover
+                .map_or(BOOT_TIMEOUT, |f| f.attach_timeout + BOOT_AROUND_ATTACH)
+                + HEALTH_AROUND_REPAIR,
             forwarded_in: rules::FORWARDED_IN,
             forwarded_out: rules::FORWARDED_OUT,
             installed,

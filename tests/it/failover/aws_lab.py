@@ -26,13 +26,17 @@ but the fabric, as control calls, which saves starting Python each time):
       namespace of the instance the interface is attached to (FILE maps
       instance ids to namespaces, one "id namespace" per line, read at every
       turn), and in NS, down, while attached to nobody. Every move is
-      logged with a timestamp.
+      logged with a timestamp. With --kernel-name K --rename-after S, the
+      device arrives in an instance as K and is renamed D S seconds later,
+      as udev renames a new device (eth1, then ens6). The device is found
+      by its MAC wherever it is, whatever its name.
 """
 
 import argparse
 import json
 import subprocess
 import sys
+import threading
 import time
 
 import boto3
@@ -221,14 +225,40 @@ def tag(args):
     return {"tagged": not args.remove}
 
 
+def device_in(ns, mac):
+    """The name of the device with MAC in namespace ns, or None."""
+    r = subprocess.run(["ip", "-n", ns, "-o", "link"], capture_output=True, text=True)
+    for line in r.stdout.splitlines():
+        if "link/ether %s " % mac in line + " ":
+            return line.split(":")[1].strip().split("@")[0]
+    return None
+
+
+def ip(ns, *words):
+    return subprocess.run(["ip", "-n", ns, *words], capture_output=True, text=True)
+
+
+def rename_later(ns, mac, name, seconds, log):
+    time.sleep(seconds)
+    now = device_in(ns, mac)
+    r = ip(ns, "link", "set", "dev", now or name, "name", name)
+    if r.returncode == 0:
+        log.write("%.3f renamed %s -> %s in %s\n" % (time.time(), now, name, ns))
+    else:
+        log.write("%.3f cannot rename %s -> %s in %s: %s\n" % (time.time(), now, name, ns, r.stderr.strip()))
+
+
 def fabric(args):
     ec2 = client("ec2")
     log = open(args.log, "a", buffering=1)
     where = args.park
+    mac = None
     log.write("%.3f start %s\n" % (time.time(), where))
     while True:
         try:
-            att = interface(ec2, args.eni).get("Attachment") or {}
+            described = interface(ec2, args.eni)
+            mac = described["MacAddress"]
+            att = described.get("Attachment") or {}
         except Exception as e:  # moto restarting or busy: try again
             log.write("%.3f describe failed: %s\n" % (time.time(), e))
             time.sleep(0.2)
@@ -246,14 +276,24 @@ def fabric(args):
         # holds the interface where no lab host can see it.
         target = mapping.get(holder, args.park) if holder else args.park
         if target != where:
-            r = subprocess.run(
-                ["ip", "-n", where, "link", "set", "dev", args.device, "netns", target],
-                capture_output=True,
-                text=True,
-            )
+            name = device_in(where, mac) or args.device
+            arriving = args.device
+            if args.kernel_name and target != args.park:
+                arriving = args.kernel_name
+            if name != arriving:
+                ip(where, "link", "set", "dev", name, "down")
+                r = ip(where, "link", "set", "dev", name, "name", arriving)
+                name = arriving if r.returncode == 0 else name
+            r = ip(where, "link", "set", "dev", name, "netns", target)
             if r.returncode == 0:
-                log.write("%.3f moved %s -> %s (%s)\n" % (time.time(), where, target, holder))
+                log.write("%.3f moved %s -> %s (%s) as %s\n" % (time.time(), where, target, holder, name))
                 where = target
+                if name != args.device:
+                    threading.Thread(
+                        target=rename_later,
+                        args=(target, mac, args.device, args.rename_after, log),
+                        daemon=True,
+                    ).start()
             else:
                 log.write("%.3f cannot move to %s: %s\n" % (time.time(), target, r.stderr.strip()))
         time.sleep(0.05)
@@ -280,6 +320,8 @@ def main():
     s = sub.add_parser("fabric")
     for a in ("--eni", "--device", "--park", "--map", "--log"):
         s.add_argument(a, required=True)
+    s.add_argument("--kernel-name")
+    s.add_argument("--rename-after", type=float, default=0.05)
     args = p.parse_args()
     result = COMMANDS[args.cmd](args)
     print(json.dumps(result))

@@ -13,8 +13,12 @@ unchanged, and moto's answer is passed back, except:
   (moto leaves them attached to the terminated instance for good).
 - Faults armed through /__lab/faults: the next N calls of an action (or of
   any action, "*") answer HTTP 500 (InternalError), HTTP 503
-  (RequestLimitExceeded), drop the connection, or answer only after a delay
-  ("slow:SECONDS").
+  (RequestLimitExceeded), drop the connection, answer only after a delay
+  ("slow:SECONDS"), send moto's answer cut in the middle of its body and
+  then reset the connection ("cut"), stall for SECONDS in the middle of
+  the body ("stall:SECONDS"), or refuse as a role that is not usable yet
+  ("AuthFailure", HTTP 401; "UnauthorizedOperation", HTTP 403). A fault
+  with "skip": K lets the first K matching calls through first.
 
 The lab's own operations (launch, attach, detach, health, interface, tag:
 see aws_lab.py) are control calls too, /__lab/<operation> with the
@@ -28,7 +32,9 @@ Usage: aws_proxy.py --bind ADDR --port N --moto URL --log FILE
 import argparse
 import json
 import re
+import socket
 import socketserver
+import struct
 import threading
 import time
 import urllib.parse
@@ -94,6 +100,9 @@ def main():
         with lock:
             for f in faults:
                 if f["count"] > 0 and f["action"] in (action, "*"):
+                    if f.get("skip", 0) > 0:
+                        f["skip"] -= 1
+                        return None
                     f["count"] -= 1
                     return f["kind"]
         return None
@@ -140,22 +149,54 @@ def main():
                 return self.control(body)
             params = dict(urllib.parse.parse_qsl(body.decode()))
             action = params.get("Action", "?")
-            status, answer = self.answer(action, params, body)
+            kind = take_fault(action)
+            status, answer = self.answer(action, params, body, kind)
             if status is None:
                 log.write("%.3f %s drop\n" % (time.time(), action))
                 self.close_connection = True
                 return
+            if kind == "cut" or (kind or "").startswith("stall:"):
+                return self.send_broken(action, status, answer, kind)
             log.write("%.3f %s %d\n" % (time.time(), action, status))
             self.send(status, answer)
 
-        def answer(self, action, params, body):
-            kind = take_fault(action)
+        def send_broken(self, action, status, answer, kind):
+            """The status line, the headers and half the body; then a reset
+            ("cut") or a pause and the rest ("stall:SECONDS")."""
+            self.send_response(status)
+            self.send_header("Content-Type", "text/xml")
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            half = len(answer) // 2
+            self.wfile.write(answer[:half])
+            self.wfile.flush()
+            if kind == "cut":
+                log.write("%.3f %s cut\n" % (time.time(), action))
+                # A reset, not an orderly end: close with SO_LINGER 0.
+                self.connection.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                )
+                self.close_connection = True
+                return
+            log.write("%.3f %s stall\n" % (time.time(), action))
+            time.sleep(float(kind[len("stall:"):]))
+            try:
+                self.wfile.write(answer[half:])
+            except OSError:
+                pass  # the client gave up first
+            self.close_connection = True
+
+        def answer(self, action, params, body, kind):
             if kind == "drop":
                 return None, b""
             if kind == "500":
                 return ec2_error("InternalError", "An internal error has occurred", 500)
             if kind == "503":
                 return ec2_error("RequestLimitExceeded", "Request limit exceeded.", 503)
+            if kind == "AuthFailure":
+                return ec2_error("AuthFailure", "AWS was not able to validate the provided access credentials", 401)
+            if kind == "UnauthorizedOperation":
+                return ec2_error("UnauthorizedOperation", "You are not authorized to perform this operation.", 403)
             if kind and kind.startswith("slow:"):
                 time.sleep(float(kind[5:]))
             if action == "AttachNetworkInterface":

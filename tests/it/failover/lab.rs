@@ -37,6 +37,26 @@ use crate::netlab::{
 };
 use crate::support::{self, Finished};
 
+/// How the lab's EC2 behaves around an attachment.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Seconds after its device appears before an attached interface has
+    /// instance metadata (EC2 publishes it a while after the device).
+    pub metadata_lag: f64,
+    /// The device arrives in an instance as `eth1` and is renamed `ens6`
+    /// this many seconds later, as udev renames a new device.
+    pub rename_after: Option<f64>,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            metadata_lag: 1.0,
+            rename_after: None,
+        }
+    }
+}
+
 pub const REGION: &str = "us-east-1";
 pub const AZ: &str = "us-east-1a";
 const ROLE: &str = "natbake-lab-instance";
@@ -95,6 +115,9 @@ pub struct FailoverLab {
     pub instance: BTreeMap<Host, String>,
     pub files: InstallSet,
     python: PathBuf,
+    options: Options,
+    /// More arguments for each instance's metadata stub (see imds_stub.py).
+    imds_args: BTreeMap<Host, Vec<String>>,
     pub lab: Lab,
 }
 
@@ -122,6 +145,10 @@ fn batch(ns: &str, lines: &[String]) {
 
 impl FailoverLab {
     pub fn start(site_dir: &Path) -> FailoverLab {
+        FailoverLab::start_with(site_dir, Options::default())
+    }
+
+    pub fn start_with(site_dir: &Path, options: Options) -> FailoverLab {
         let python = moto_venv().join("bin/python3");
         assert!(
             python.exists(),
@@ -168,6 +195,8 @@ impl FailoverLab {
             instance: BTreeMap::new(),
             files: InstallSet::from_site_dir(site_dir, &manifest),
             python,
+            options,
+            imds_args: BTreeMap::new(),
             lab,
         };
         fl.build(vpc);
@@ -376,25 +405,29 @@ impl FailoverLab {
         self.procs.push(p);
         self.write_map();
         let fabric = helper("failover/aws_lab.py");
-        let f = self.spawn(
-            "fabric",
-            &ns_api,
-            &self.python.clone(),
-            &[
-                fabric,
-                "fabric".into(),
-                "--eni".into(),
-                self.eni.clone(),
-                "--device".into(),
-                "ens6".into(),
-                "--park".into(),
-                ns_api.clone(),
-                "--map".into(),
-                self.lab.dir().join("instances.map").display().to_string(),
-                "--log".into(),
-                self.lab.dir().join("fabric.log").display().to_string(),
-            ],
-        );
+        let mut args = vec![
+            fabric,
+            "fabric".into(),
+            "--eni".into(),
+            self.eni.clone(),
+            "--device".into(),
+            "ens6".into(),
+            "--park".into(),
+            ns_api.clone(),
+            "--map".into(),
+            self.lab.dir().join("instances.map").display().to_string(),
+            "--log".into(),
+            self.lab.dir().join("fabric.log").display().to_string(),
+        ];
+        if let Some(after) = self.options.rename_after {
+            args.extend([
+                "--kernel-name".into(),
+                "eth1".into(),
+                "--rename-after".into(),
+                after.to_string(),
+            ]);
+        }
+        let f = self.spawn("fabric", &ns_api, &self.python.clone(), &args);
         self.procs.push(f);
         self.wait_listening(&ns_api, &format!("{}:80", self.api));
         let env = self.script(
@@ -462,8 +495,11 @@ impl FailoverLab {
             "--role".into(),
             ROLE.into(),
             "--interface".into(),
-            format!("{}={vpc}", self.eni_mac),
+            format!("{}={vpc}={}", self.eni_mac, self.eni),
+            "--attach-lag".into(),
+            self.options.metadata_lag.to_string(),
         ];
+        args.extend(self.imds_args.get(&host).cloned().unwrap_or_default());
         for c in &self.lab.manifest.vpc_cidrs {
             args.push("--cidr".into());
             args.push(c.to_string());
@@ -476,6 +512,14 @@ impl FailoverLab {
         );
         self.imds.insert(host, proc);
         self.wait_listening(&ns, &format!("{IMDS_ADDRESS}:80"));
+    }
+
+    /// Starts `host`'s metadata stub again with these more arguments (see
+    /// imds_stub.py), as for a new instance.
+    pub fn restart_imds(&mut self, host: Host, args: &[&str]) {
+        self.imds_args
+            .insert(host, args.iter().map(|a| (*a).to_owned()).collect());
+        self.start_imds(host);
     }
 
     /// A new instance of the group booting in `host`'s namespace: the group

@@ -7,6 +7,8 @@
 //! These tests need root and the moto virtual environment that
 //! scripts/test.sh makes.
 
+mod checks;
+mod client;
 pub mod lab;
 
 use std::path::Path;
@@ -487,9 +489,12 @@ fn injected_races_end_serving_or_failed() {
             "{what}: the boot hung\n{}",
             fl.diagnostics(&run)
         );
-        // The wait, plus the 30 s a late device gets, plus slow answers.
+        // The wait, plus the 60 s a late device and its metadata get
+        // (POST_ATTACH), plus slow answers.
         assert!(
-            took < Duration::from_secs(u64::from(timeout) + 45),
+            took < Duration::from_secs(
+                u64::from(timeout + natbake::render::view::POST_ATTACH) + 15
+            ),
             "{what}: took {took:?}\n{}",
             fl.diagnostics(&run)
         );
@@ -644,7 +649,15 @@ fn takeover_timing() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(20);
-    let (_site, mut fl) = start();
+    // No metadata lag: the lab's EC2 would add it to the script's part.
+    let site = fixtures::render(Path::new(FIXTURE));
+    let mut fl = FailoverLab::start_with(
+        &site.site_dir,
+        lab::Options {
+            metadata_lag: 0.0,
+            ..lab::Options::default()
+        },
+    );
     let probe = forward_probes(&fl.lab)
         .into_iter()
         .find(|p| {

@@ -19,20 +19,30 @@ For instances that call AWS APIs, it also answers for the instance's
 identity (`--instance-id`), placement (`--region`, `--az`), the partition
 and its domain (`services/partition`, `services/domain`: `--partition`,
 `--domain`), the credentials of its role (`--role`; pretty-
-printed JSON as EC2 writes it, with fixed lab keys) and, per `--interface
-MAC=CIDR`, the subnet of another interface (what EC2 shows once an
-interface is attached).
+printed JSON as EC2 writes it, with fixed lab keys; with `--role-after S`,
+a new instance profile: no role at all until S seconds after the first
+request for it) and, per
+`--interface MAC=CIDR[=ENI]`, another interface: its subnet, interface id
+and device number, listed under `network/interfaces/macs/`. As on EC2,
+such an interface has metadata only while it is attached, which here
+means while a device with its MAC is in this namespace (watched every
+50 ms), and only from `--attach-lag` seconds after that device appeared:
+EC2 publishes a new attachment's metadata a while after the device.
 
 Usage: imds_stub.py --bind ADDR --port N --mac MAC --log FILE [--cidr CIDR]...
                     [--fault PATH=N:KIND]... [--instance-id ID --region R
-                    --az AZ --role NAME] [--interface MAC=CIDR]...
+                    --az AZ --role NAME [--role-after S]]
+                    [--interface MAC=CIDR[=ENI]]... [--attach-lag S]
 """
 
 import argparse
+import glob
 import http.server
 import json
 import secrets
 import socketserver
+import threading
+import time
 
 TOKEN_PATH = "/latest/api/token"
 TTL_HEADER = "X-aws-ec2-metadata-token-ttl-seconds"
@@ -55,8 +65,12 @@ def main():
     parser.add_argument("--domain", default="amazonaws.com")
     parser.add_argument("--partition", default="aws")
     parser.add_argument("--role")
+    parser.add_argument("--role-after", type=float, default=0.0)
     parser.add_argument("--interface", action="append", default=[])
+    parser.add_argument("--attach-lag", type=float, default=0.0)
     args = parser.parse_args()
+    # When the role's credentials were first asked for.
+    asked = {}
 
     # path -> [failures left, kind]
     faults = {}
@@ -71,7 +85,6 @@ def main():
     answers = {
         "/latest/meta-data/mac": args.mac,
         "/latest/meta-data/local-ipv4": args.local_ipv4,
-        "/latest/meta-data/network/interfaces/macs/": args.mac + "/",
         # AWS separates the blocks with newlines and ends without one.
         mac_prefix + "vpc-ipv4-cidr-blocks": "\n".join(args.cidr),
         mac_prefix + "vpc-ipv4-cidr-block": args.cidr[0] if args.cidr else "",
@@ -99,9 +112,54 @@ def main():
             },
             indent=2,
         )
+    # Answers that exist only while that MAC's device is here, and since
+    # when it has been (monotonic seconds).
+    attached = {}
+    present = {}
     for interface in args.interface:
-        mac, _, cidr = interface.partition("=")
-        answers["/latest/meta-data/network/interfaces/macs/%s/subnet-ipv4-cidr-block" % mac] = cidr
+        mac, _, rest = interface.partition("=")
+        cidr, _, eni = rest.partition("=")
+        prefix = "/latest/meta-data/network/interfaces/macs/%s/" % mac
+        attached[mac] = {prefix + "subnet-ipv4-cidr-block": cidr, prefix + "device-number": "1"}
+        if eni:
+            attached[mac][prefix + "interface-id"] = eni
+
+    def watch():
+        while True:
+            here = set()
+            for path in glob.glob("/sys/class/net/*/address"):
+                try:
+                    with open(path) as f:
+                        here.add(f.read().strip())
+                except OSError:
+                    pass  # renamed or gone between the listing and the read
+            now = time.monotonic()
+            for mac in attached:
+                if mac not in here:
+                    present.pop(mac, None)
+                elif mac not in present:
+                    present[mac] = now
+            time.sleep(0.05)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+    def lookup(path):
+        """The answer for path now, or None."""
+        if path in answers:
+            if args.role and path.startswith(creds):
+                asked.setdefault("creds", time.monotonic())
+                if time.monotonic() - asked["creds"] < args.role_after:
+                    return None
+            return answers[path]
+        visible = [
+            m for m, since in list(present.items()) if time.monotonic() - since >= args.attach_lag
+        ]
+        if path == "/latest/meta-data/network/interfaces/macs/":
+            return "\n".join([args.mac + "/"] + [m + "/" for m in visible])
+        for mac in visible:
+            if path in attached[mac]:
+                return attached[mac][path]
+        return None
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def fault(self):
@@ -152,8 +210,9 @@ def main():
                 return
             if self.headers.get(TOKEN_HEADER) not in tokens:
                 return self.reply(401)
-            if self.path in answers:
-                return self.reply(200, answers[self.path])
+            answer = lookup(self.path)
+            if answer is not None:
+                return self.reply(200, answer)
             self.reply(404)
 
         def log_message(self, *_):
