@@ -146,7 +146,10 @@ impl Manifest {
         for t in &m.targets {
             if behind_nlb {
                 if !t.routes.is_empty() {
-                    return Err(format!("target {}: routes behind a load balancer", t.address));
+                    return Err(format!(
+                        "target {}: routes behind a load balancer",
+                        t.address
+                    ));
                 }
                 continue;
             }
