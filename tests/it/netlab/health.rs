@@ -45,6 +45,21 @@ impl Lab {
             .unwrap_or_else(|e| panic!("natbake-status --json is not JSON ({e}): {}", done.stdout))
     }
 
+    /// The bytes `natbake-status ARGS…` prints, exactly (not read as
+    /// text, so that a byte that is not UTF-8 is seen), and whether it
+    /// succeeded.
+    pub fn status_bytes(&self, files: &InstallSet, args: &[&str]) -> (bool, Vec<u8>) {
+        let script = format!(
+            "{} {} >{}/status.out",
+            install_path(artifact::STATUS),
+            args.join(" "),
+            artifact::STATE_DIR
+        );
+        let done = self.run_installed(files, &["/bin/sh", "-c", &script], true);
+        let out = std::fs::read(self.kept_state().join("status.out")).unwrap_or_default();
+        (done.success(), out)
+    }
+
     /// Runs `program args…` in the NAT namespace (a fault, as an operator
     /// or other software would cause it); panics if it fails.
     pub fn on_nat(&self, program: &str, args: &[&str]) {
