@@ -12,9 +12,10 @@ unchanged, and moto's answer is passed back, except:
   detaches its interfaces in moto, as EC2 does for an instance that ends
   (moto leaves them attached to the terminated instance for good).
 - Faults armed through /__lab/faults: the next N calls of an action (or of
-  any action, "*") answer HTTP 500 (InternalError), HTTP 503
-  (RequestLimitExceeded), drop the connection, or answer only after a delay
-  ("slow:SECONDS").
+  any action, "*"), after the first "skip" (default 0), answer HTTP 400
+  (InvalidParameterValue: a refusal, not retried), HTTP 500
+  (InternalError), HTTP 503 (RequestLimitExceeded), drop the connection, or
+  answer only after a delay ("slow:SECONDS").
 
 The lab's own operations (launch, attach, detach, health, interface, tag:
 see aws_lab.py) are control calls too, /__lab/<operation> with the
@@ -94,6 +95,9 @@ def main():
         with lock:
             for f in faults:
                 if f["count"] > 0 and f["action"] in (action, "*"):
+                    if f.get("skip", 0) > 0:
+                        f["skip"] -= 1
+                        continue
                     f["count"] -= 1
                     return f["kind"]
         return None
@@ -154,6 +158,8 @@ def main():
                 return None, b""
             if kind == "500":
                 return ec2_error("InternalError", "An internal error has occurred", 500)
+            if kind == "400":
+                return ec2_error("InvalidParameterValue", "Refused by the lab.", 400)
             if kind == "503":
                 return ec2_error("RequestLimitExceeded", "Request limit exceeded.", 503)
             if kind and kind.startswith("slow:"):
