@@ -37,12 +37,13 @@ cd "$(dirname "$0")/.."
 # (debootstrap, systemd-nspawn, and nftables and conntrack to reset the
 # namespace between boots); time measures the peak memory of a build;
 # cron's `crontab -n` checks the health check's cron file; shfmt parses
-# the scripts with and without their comment lines.
+# the scripts with and without their comment lines; faketime steps the
+# health check's wall clock back (metrics go on by the monotonic clock).
 packages=(
   shellcheck packer cloud-init systemd iptables ipset iproute2 procps util-linux
   socat curl python3 python3-yaml python3-botocore debootstrap
   systemd-container coreutils nftables conntrack time python3-venv awscli
-  cron shfmt
+  cron shfmt faketime
 )
 missing=()
 for p in "${packages[@]}"; do

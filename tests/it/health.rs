@@ -1353,3 +1353,323 @@ fn ena_allowance_counters_come_from_ena_interfaces_only() {
     want.sort();
     assert_eq!(seen, want);
 }
+
+/// Runs `script` in bash with the rendered `lib` (a file of the site)
+/// sourced first, `awk` being `mawk` as on Debian 12 and Ubuntu; its
+/// standard output.
+fn with_library(site: &RenderedSite, lib: &str, dir: &std::path::Path, script: &str) -> String {
+    let mawk = std::path::Path::new("/usr/bin/mawk");
+    assert!(
+        mawk.exists(),
+        "mawk, Debian's awk, is needed: apt-get install mawk"
+    );
+    let bin = dir.join("bin");
+    fs::create_dir_all(&bin).unwrap();
+    let _ = std::os::unix::fs::symlink(mawk, bin.join("awk"));
+    let out = support::run(
+        std::process::Command::new("bash")
+            .arg("-c")
+            .arg(format!(
+                ". '{}' || exit 1\n{script}",
+                site.site_dir.join(lib).display()
+            ))
+            .current_dir(dir)
+            .env(
+                "PATH",
+                format!("{}:/usr/sbin:/usr/bin:/sbin:/bin", bin.display()),
+            ),
+    );
+    String::from_utf8(out.stdout).expect("UTF-8 output")
+}
+
+/// The datums of one publish, as the health check makes them under
+/// Debian's awk (mawk): counts of 2^31 and more exact (mawk prints awk
+/// numbers from there on as 2.14748e+09); a counter read under another
+/// reload id than its kept one counted whole, even when it has grown past
+/// the kept value (1,500 connections after a reload are 1,500, not 500);
+/// a counter below its kept value without a reload counted whole. And a
+/// publish that sent only its first request keeps the state of those
+/// datums only.
+#[test]
+fn metric_counts_are_exact_past_2_31_and_across_reloads() {
+    let site = render(&fixture_spec("metrics-only"));
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    fs::write(d.join("counters"), "web 1500 7\nopen 3000000005 -\n").unwrap();
+    let state = "conn web 1000 R1\ndenied web 2 R1\nconn open 5 R1\nconn * 1005 R1\ndenied * 2 R1\nbytes in 10 R1\nbytes out 3000000000 R1\ndrops - 9 R1\nena pps_allowance_exceeded 1 R1\n";
+    fs::write(d.join("state"), state).unwrap();
+    let datums = |reload: &str| {
+        with_library(
+            &site,
+            "natbake-lib.sh",
+            d,
+            &format!(
+                "metrics_datums counters state out healthy=1 per_forward=yes site=s reload={reload} bin=4294967306 bout=5 drops=4 count=3 fill=0.01 ena='pps_allowance_exceeded 2147483649' ena_metrics='pps_allowance_exceeded=PpsAllowanceExceeded' || exit 1\npaste -d '|' out out.keys"
+            ),
+        )
+    };
+    // The same load as the kept state: what was added.
+    assert_eq!(
+        datums("R1"),
+        "NewConnections Count 500 Site=s Forward=web|conn web 1500 R1\n\
+         DeniedAttempts Count 5 Site=s Forward=web|denied web 7 R1\n\
+         NewConnections Count 3000000000 Site=s Forward=open|conn open 3000000005 R1\n\
+         NewConnections Count 3000000500 Site=s|conn * 3000001505 R1\n\
+         DeniedAttempts Count 5 Site=s|denied * 7 R1\n\
+         ForwardedBytesIn Bytes 4294967296 Site=s|bytes in 4294967306 R1\n\
+         ForwardedBytesOut Bytes 5 Site=s|bytes out 5 R1\n\
+         ForwardDrops Count 4 Site=s|drops - 4 R1\n\
+         ConntrackEntries Count 3 Site=s|-\n\
+         ConntrackFillPercent Percent 0.01 Site=s|-\n\
+         PpsAllowanceExceeded Count 2147483648 Site=s|ena pps_allowance_exceeded 2147483649 R1\n\
+         Healthy None 1 Site=s|-\n"
+    );
+    // Reloaded since: every counter of the ruleset restarted, ENA's not.
+    let reloaded = datums("R2");
+    for want in [
+        "NewConnections Count 1500 Site=s Forward=web|conn web 1500 R2",
+        "DeniedAttempts Count 7 Site=s Forward=web|denied web 7 R2",
+        "NewConnections Count 3000001505 Site=s|conn * 3000001505 R2",
+        "ForwardedBytesIn Bytes 4294967306 Site=s|bytes in 4294967306 R2",
+        "ForwardDrops Count 4 Site=s|drops - 4 R2",
+        "PpsAllowanceExceeded Count 2147483648 Site=s|ena pps_allowance_exceeded 2147483649 R2",
+    ] {
+        assert!(
+            reloaded.lines().any(|l| l == want),
+            "{want:?} in\n{reloaded}"
+        );
+    }
+    // Only the first two datums went out: only their state moves on.
+    let kept = with_library(
+        &site,
+        "natbake-lib.sh",
+        d,
+        "metrics_commit state out.keys 2 || exit 1\nsort state",
+    );
+    let mut want: Vec<&str> = state
+        .lines()
+        .filter(|l| !l.starts_with("conn web") && !l.starts_with("denied web"))
+        .chain(["conn web 1500 R2", "denied web 7 R2"])
+        .collect();
+    want.sort();
+    assert_eq!(kept.lines().collect::<Vec<_>>(), want);
+}
+
+/// /etc/natbake/aws.env as people write it: comments, blank lines, leading
+/// blanks, `export `, quotes, CRLF, a last line without a newline; the
+/// environment wins over the file. A name natbake does not know, a value
+/// that is not a URL or word, or a line that is not NAME=VALUE is refused
+/// with its line number. Never sourced: a `$(...)` stays text, and is
+/// refused as a value.
+#[test]
+fn aws_env_file_is_parsed_as_people_write_it() {
+    let site = render(&fixture_spec("metrics-only"));
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let read = |text: &[u8], env: &str| {
+        fs::write(d.join("aws.env"), text).unwrap();
+        with_library(
+            &site,
+            "natbake-aws.sh",
+            d,
+            &format!(
+                "unset NATBAKE_EC2_ENDPOINT NATBAKE_AUTOSCALING_ENDPOINT NATBAKE_CLOUDWATCH_ENDPOINT NATBAKE_FLOATING_CONFIG\n{env}\nAWS_ENV_FILE=aws.env\nif aws_read_env_file; then echo \"${{NATBAKE_EC2_ENDPOINT:-}}|${{NATBAKE_AUTOSCALING_ENDPOINT:-}}|${{NATBAKE_CLOUDWATCH_ENDPOINT:-}}|${{NATBAKE_FLOATING_CONFIG:-}}\"; else echo \"refused: $AWS_MESSAGE\"; fi"
+            ),
+        )
+    };
+    let file = b"# endpoints of the VPC\n\n  export NATBAKE_EC2_ENDPOINT=https://vpce-1.ec2.us-east-1.vpce.amazonaws.com/\n\tNATBAKE_AUTOSCALING_ENDPOINT=\"http://10.0.0.9:8080/\"\r\nexport\tNATBAKE_FLOATING_CONFIG='ip'  \nNATBAKE_CLOUDWATCH_ENDPOINT=http://cw/";
+    assert_eq!(
+        read(file, ""),
+        "https://vpce-1.ec2.us-east-1.vpce.amazonaws.com/|http://10.0.0.9:8080/|http://cw/|ip\n"
+    );
+    assert_eq!(
+        read(file, "NATBAKE_EC2_ENDPOINT=http://from-env/"),
+        "http://from-env/|http://10.0.0.9:8080/|http://cw/|ip\n"
+    );
+    for (text, why) in [
+        (
+            &b"NATBAKE_EC2_ENDPOINT=http://a/\nNATBAKE_EC2_ENDPONT=http://b/\n"[..],
+            "line 2 sets NATBAKE_EC2_ENDPONT, which natbake does not know",
+        ),
+        (
+            b"NATBAKE_EC2_ENDPOINT=http://a/$(reboot)\n",
+            "line 1: the value of NATBAKE_EC2_ENDPOINT is not a URL or word",
+        ),
+        (
+            b"\nNATBAKE_EC2_ENDPOINT http://a/",
+            "line 2 is not NAME=VALUE",
+        ),
+    ] {
+        let got = read(text, "");
+        assert!(
+            got.starts_with("refused: ") && got.contains(why),
+            "{}: {got}",
+            String::from_utf8_lossy(text)
+        );
+    }
+}
+
+/// The nf_tables generation is read from the kernel's NFT_MSG_NEWGEN
+/// answer by the attribute's type without its two flag bits
+/// (NLA_TYPE_MASK, 0x3fff: NLA_F_NESTED and NLA_F_NET_BYTEORDER): the
+/// rendered perl program, its socket calls replaced by a canned answer
+/// whose NFTA_GEN_ID carries the byte-order flag.
+#[test]
+fn the_generation_attribute_is_found_whatever_its_flag_bits() {
+    let site = render(&fixture_spec("metrics-only"));
+    let lib = fs::read_to_string(site.site_dir.join("natbake-lib.sh")).unwrap();
+    let start = lib.find("perl -e '").expect("the generation reader") + "perl -e '".len();
+    let program = &lib[start..start + lib[start..].find("' 2>/dev/null").unwrap()];
+    // nlmsghdr, nfgenmsg, then NFTA_GEN_PROC_PID (2) and NFTA_GEN_ID (1),
+    // both with NLA_F_NET_BYTEORDER (0x4000).
+    let canned = r#"BEGIN {
+      my $m = pack("L S S L L C C n", 36, 10 << 8 | 15, 0, 1, 0, 0, 0, 0)
+        . pack("S S N", 8, 0x4002, 999) . pack("S S N", 8, 0x4001, 4000000000);
+      *CORE::GLOBAL::socket = sub { 1 }; *CORE::GLOBAL::bind = sub { 1 };
+      *CORE::GLOBAL::send = sub { 1 }; *CORE::GLOBAL::recv = sub { $_[1] = $m; "" };
+    }"#;
+    let out = std::process::Command::new("perl")
+        .args(["-e", canned, "-e", program])
+        .output()
+        .expect("perl");
+    assert_eq!(
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).as_ref()
+        ),
+        (true, "4000000000\n"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// natbake-status prints only what a JSON parser and a terminal can take,
+/// whatever the health check's reasons quote (a rule comment can hold any
+/// byte): terminal escapes (ESC, BEL, the C1 control CSI), bytes that are
+/// not UTF-8, quotes and backslashes. In JSON the output is valid UTF-8,
+/// control characters escaped and the bad bytes U+FFFD; in the table
+/// every control character and bad byte shows as \xNN.
+#[test]
+fn status_prints_valid_json_and_no_raw_escapes() {
+    if !support::require_root("the health tests") {
+        return;
+    }
+    let site = site();
+    let (lab, files) = lab_for(&site);
+    let check = lab.health_check(&files);
+    assert!(check.success(), "{}", check.explain());
+    let reason: &[u8] = b"natbake's rules differ: + nat NATBAKE-DNAT -m comment --comment \"\x1b[31mred\x1b]0;title\x07 \xc2\x9b2J caf\xc3\xa9 \xff\xfe \xe2\x82 \xed\xa0\x80 \\\"";
+    let state = lab.kept_state().join("health");
+    let mut text: Vec<u8> = fs::read(&state)
+        .unwrap()
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty() && !l.starts_with(b"last_repair"))
+        .flat_map(|l| l.iter().copied().chain([b'\n']))
+        .collect();
+    text.extend_from_slice(b"last_repair=1700000000\nlast_repair_reason=");
+    text.extend_from_slice(reason);
+    text.push(b'\n');
+    fs::write(&state, text).unwrap();
+
+    let (ok, json) = lab.status_bytes(&files, &["--json"]);
+    assert!(ok, "natbake-status --json failed");
+    let status: Value = serde_json::from_slice(&json).unwrap_or_else(|e| {
+        panic!(
+            "not JSON in UTF-8 ({e}): {}",
+            String::from_utf8_lossy(&json)
+        )
+    });
+    assert_eq!(
+        status["health"]["last_repair_reason"],
+        "natbake's rules differ: + nat NATBAKE-DNAT -m comment --comment \"\u{1b}[31mred\u{1b}]0;title\u{7} \u{9b}2J café \u{fffd}\u{fffd} \u{fffd}\u{fffd} \u{fffd}\u{fffd}\u{fffd} \\\""
+    );
+    // The escapes are \u escapes in the bytes, not raw.
+    assert!(
+        !json.iter().any(|&b| b < 0x20 && b != b'\n'),
+        "raw control bytes in the JSON"
+    );
+
+    let (ok, table) = lab.status_bytes(&files, &[]);
+    assert!(ok, "natbake-status failed");
+    let table = String::from_utf8(table).expect("the table is UTF-8");
+    assert!(
+        !table
+            .chars()
+            .any(|c| (c.is_control() && c != '\n') || c == '\u{fffd}'),
+        "raw control characters in the table:\n{table:?}"
+    );
+    assert!(
+        table.contains("--comment \"\\x1b[31mred\\x1b]0;title\\x07 \\xc2\\x9b2J café \\xff\\xfe \\xe2\\x82 \\xed\\xa0\\x80 \\\""),
+        "{table}"
+    );
+}
+
+/// 20,000 forwards, whose names alone are more than the kernel takes as
+/// one argument (128 KiB): the health check reads every forward's
+/// counters and records when each was last seen, and natbake-status shows
+/// them all, as JSON and as a table. Nothing is lost quietly.
+#[test]
+fn twenty_thousand_forwards_are_counted_and_shown() {
+    if !support::require_root("the health tests") {
+        return;
+    }
+    const FORWARDS: usize = 20_000;
+    let dir = tempfile::tempdir().unwrap();
+    let mut spec = String::from(
+        "version: 1\nsite: twenty-thousand\nos: debian-12\nvpc_cidrs: [10.0.0.0/16]\nhealth: {}\nforwards:\n",
+    );
+    for i in 0..FORWARDS {
+        spec.push_str(&format!(
+            "  - {{name: f{i:05}, port: {}, to: 10.0.{}.{}:8080, from: [203.0.113.110/32]}}\n",
+            20_000 + i,
+            64 + i / 250,
+            2 + i % 250
+        ));
+    }
+    let path = dir.path().join("twenty-thousand.yaml");
+    fs::write(&path, spec).unwrap();
+    let site = render(&path);
+    let (lab, files) = lab_for(&site);
+    let probed: Vec<usize> = lab.tested_forwards().map(|(i, _)| i).take(2).collect();
+    let mut f = Findings::new("20,000 forwards");
+    for &i in &probed {
+        let client = lab.plan.allowed_clients[i][0];
+        lab.run_probes(
+            &[
+                probe(&lab, i, client, Expect::SeenAs(client)),
+                probe(&lab, i, lab.plan.disallowed_client, Expect::Nothing),
+            ],
+            &mut f,
+        );
+    }
+    let check = lab.health_check(&files);
+    f.check(
+        check.success(),
+        format!("health check: {}", check.explain()),
+    );
+    let seen = fs::read_to_string(lab.kept_state().join("seen")).unwrap_or_default();
+    f.check(
+        seen.lines().filter(|l| !l.starts_with('#')).count() == FORWARDS,
+        format!("the check recorded {} forwards", seen.lines().count()),
+    );
+    let status = lab.status(&files);
+    let all = status["forwards"].as_array().cloned().unwrap_or_default();
+    f.check(
+        all.len() == FORWARDS,
+        format!("natbake-status shows {} forwards", all.len()),
+    );
+    for (i, fw) in lab.manifest.forwards.iter().enumerate() {
+        if !(probed.contains(&i) || i == 1 || i == FORWARDS - 2) {
+            continue;
+        }
+        let s = forward_status(&status, &fw.name);
+        let want = u64::from(probed.contains(&i));
+        f.check(
+            s["connections"] == want
+                && s["denied"] == want
+                && s["last_seen"].is_u64() == (want == 1),
+            format!("forward {}: {s}", fw.name),
+        );
+    }
+    f.assert_clean(&lab);
+}

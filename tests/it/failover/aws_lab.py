@@ -141,7 +141,17 @@ def metrics(args):
     cw = client("cloudwatch")
     now = datetime.datetime.now(datetime.timezone.utc)
     found, seen = [], set()
-    for m in cw.list_metrics(Namespace=args.namespace)["Metrics"]:
+    # Only these forwards' metrics (and the site's), when given.
+    forwards = getattr(args, "forwards", None)
+    listed = [
+        m
+        for page in cw.get_paginator("list_metrics").paginate(Namespace=args.namespace)
+        for m in page["Metrics"]
+    ]
+    for m in listed:
+        forward = [d["Value"] for d in m["Dimensions"] if d["Name"] == "Forward"]
+        if forwards is not None and forward and forward[0] not in forwards:
+            continue
         # moto 5.2.5 lists a metric of two or more dimensions once per
         # PutMetricData that sent it.
         key = (m["MetricName"], frozenset((d["Name"], d["Value"]) for d in m["Dimensions"]))

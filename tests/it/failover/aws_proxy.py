@@ -11,14 +11,16 @@ unchanged, and moto's answer is passed back, except:
   DescribeNetworkInterfaces, for the given number of seconds; then the proxy
   detaches its interfaces in moto, as EC2 does for an instance that ends
   (moto leaves them attached to the terminated instance for good).
+- PutMetricData goes to moto through boto3 (see put_metric_data).
 - Faults armed through /__lab/faults: the next N calls of an action (or of
-  any action, "*") answer HTTP 500 (InternalError), HTTP 503
-  (RequestLimitExceeded), drop the connection, answer only after a delay
-  ("slow:SECONDS"), send moto's answer cut in the middle of its body and
-  then reset the connection ("cut"), stall for SECONDS in the middle of
-  the body ("stall:SECONDS"), or refuse as a role that is not usable yet
-  ("AuthFailure", HTTP 401; "UnauthorizedOperation", HTTP 403). A fault
-  with "skip": K lets the first K matching calls through first.
+  any action, "*"), after the first "skip" (default 0: those pass
+  unchanged), answer HTTP 400 (InvalidParameterValue: a refusal, not
+  retried), HTTP 500 (InternalError), HTTP 503 (RequestLimitExceeded),
+  drop the connection, answer only after a delay ("slow:SECONDS"), send
+  moto's answer cut in the middle of its body and then reset the
+  connection ("cut"), stall for SECONDS in the middle of the body
+  ("stall:SECONDS"), or refuse as a role that is not usable yet
+  ("AuthFailure", HTTP 401; "UnauthorizedOperation", HTTP 403).
 
 The lab's own operations (launch, attach, detach, health, interface, tag:
 see aws_lab.py) are control calls too, /__lab/<operation> with the
@@ -74,6 +76,46 @@ def main():
         aws_access_key_id="AKIALAB0000000000000",
         aws_secret_access_key="lab0secret0lab0secret0lab0secret0lab0sec",
     )
+
+    cloudwatch = boto3.client(
+        "cloudwatch",
+        region_name="us-east-1",
+        endpoint_url=args.moto,
+        aws_access_key_id="AKIALAB0000000000000",
+        aws_secret_access_key="lab0secret0lab0secret0lab0secret0lab0sec",
+    )
+
+    def put_metric_data(params):
+        """PutMetricData of the Query API, passed to moto through boto3:
+        moto's own Query API parser takes time quadratic in the number of
+        datums (a request of 1,000, CloudWatch's limit, takes it longer than
+        the scripts wait), its boto3 protocol does not. boto3 checks each
+        datum against the API's model on the way."""
+        data = {}
+        for key, value in params.items():
+            m = re.fullmatch(r"MetricData\.member\.(\d+)\.(.+)", key)
+            if not m:
+                continue
+            datum = data.setdefault(int(m.group(1)), {"Dimensions": {}})
+            d = re.fullmatch(r"Dimensions\.member\.(\d+)\.(Name|Value)", m.group(2))
+            if d:
+                datum["Dimensions"].setdefault(int(d.group(1)), {})[d.group(2)] = value
+            elif m.group(2) == "Value":
+                datum["Value"] = float(value)
+            else:
+                datum[m.group(2)] = value
+        metric_data = []
+        for _, datum in sorted(data.items()):
+            datum["Dimensions"] = [v for _, v in sorted(datum["Dimensions"].items())]
+            metric_data.append(datum)
+        try:
+            cloudwatch.put_metric_data(Namespace=params.get("Namespace", ""), MetricData=metric_data)
+        except Exception as e:
+            return ec2_error("InvalidParameterValue", str(e).replace("<", "").replace("&", ""), 400)
+        return 200, (
+            '<PutMetricDataResponse xmlns="http://monitoring.amazonaws.com/doc/2010-08-01/">'
+            "<ResponseMetadata><RequestId>lab-proxy</RequestId></ResponseMetadata></PutMetricDataResponse>"
+        ).encode()
 
     def holder_of(eni):
         try:
@@ -191,6 +233,8 @@ def main():
                 return None, b""
             if kind == "500":
                 return ec2_error("InternalError", "An internal error has occurred", 500)
+            if kind == "400":
+                return ec2_error("InvalidParameterValue", "Refused by the lab.", 400)
             if kind == "503":
                 return ec2_error("RequestLimitExceeded", "Request limit exceeded.", 503)
             if kind == "AuthFailure":
@@ -199,6 +243,8 @@ def main():
                 return ec2_error("UnauthorizedOperation", "You are not authorized to perform this operation.", 403)
             if kind and kind.startswith("slow:"):
                 time.sleep(float(kind[5:]))
+            if action == "PutMetricData":
+                return put_metric_data(params)
             if action == "AttachNetworkInterface":
                 held = holder_of(params.get("NetworkInterfaceId", ""))
                 if held and held != params.get("InstanceId"):

@@ -585,7 +585,16 @@ impl FailoverLab {
     /// What CloudWatch received: (metric name, dimensions as
     /// `Name=Value` joined by `,`) to (sum, number of data points).
     pub fn metrics(&self) -> BTreeMap<(String, String), (f64, u64)> {
-        let got = self.op("metrics", json!({"namespace": "natbake"}));
+        self.metrics_where(json!({"namespace": "natbake"}))
+    }
+
+    /// [`FailoverLab::metrics`] of the site and of `forwards` only.
+    pub fn metrics_of(&self, forwards: &[String]) -> BTreeMap<(String, String), (f64, u64)> {
+        self.metrics_where(json!({"namespace": "natbake", "forwards": forwards}))
+    }
+
+    fn metrics_where(&self, args: Value) -> BTreeMap<(String, String), (f64, u64)> {
+        let got = self.op("metrics", args);
         got["metrics"]
             .as_array()
             .expect("metrics")

@@ -251,25 +251,63 @@ fn health_check_repairs_the_route_and_reports_a_lost_interface() {
     assert_eq!(fl.health(Host::A), "Unhealthy", "{}", fl.diagnostics(&run));
 }
 
-/// Moves the kept time of the last metrics publish back by a minute, as if
-/// a minute had passed.
+/// Moves the kept time of the last complete metrics publish back by a
+/// minute of the monotonic clock (`<boot id>/<seconds since boot> <wall
+/// time>`), as if a minute had passed.
 fn age_last_publish(fl: &FailoverLab) {
-    let path = fl.lab.dir().join("run-natbake/metrics");
-    let text = std::fs::read_to_string(&path).expect("the kept metrics state");
-    let aged: String = text
-        .lines()
-        .map(|l| match l.strip_prefix("published - ") {
-            Some(t) => format!("published - {}\n", t.parse::<u64>().expect("a time") - 60),
-            None => format!("{l}\n"),
-        })
-        .collect();
-    std::fs::write(&path, aged).expect("write the kept metrics state");
+    let path = fl.lab.dir().join("run-natbake/metrics.published");
+    let text = std::fs::read_to_string(&path).expect("the time of the last publish");
+    let (stamp, wall) = text.trim().split_once(' ').expect("stamp and wall time");
+    let (boot, up) = stamp.rsplit_once('/').expect("boot id and seconds");
+    let up: u64 = up.parse().expect("seconds since boot");
+    std::fs::write(&path, format!("{boot}/{} {wall}\n", up.saturating_sub(60)))
+        .expect("write the time of the last publish");
+}
+
+/// Sends `allowed` connections from allowed sources and `denied` from the
+/// outsider through each tested forward (by its rank among them: the
+/// numbers of forward k), and adds them to the tallies.
+fn traffic(
+    fl: &FailoverLab,
+    what: &str,
+    counts: impl Fn(usize) -> (u64, u64),
+    allowed: &mut BTreeMap<String, u64>,
+    denied: &mut BTreeMap<String, u64>,
+) {
+    let mut probes = Vec::new();
+    for (k, (i, fw)) in fl.lab.tested_forwards().enumerate() {
+        let (a, d) = counts(k);
+        let clients = &fl.lab.plan.allowed_clients[i];
+        for n in 0..a as usize {
+            let c = clients[n % clients.len()];
+            probes.push(crate::health::probe(&fl.lab, i, c, Expect::SeenAs(c)));
+        }
+        *allowed.entry(fw.name.clone()).or_default() += a;
+        if !fw.public {
+            for _ in 0..d {
+                probes.push(crate::health::probe(
+                    &fl.lab,
+                    i,
+                    fl.lab.plan.disallowed_client,
+                    Expect::Nothing,
+                ));
+            }
+            *denied.entry(fw.name.clone()).or_default() += d;
+        }
+    }
+    let mut f = Findings::new(what);
+    fl.lab.run_probes(&probes, &mut f);
+    f.assert_clean(&fl.lab);
 }
 
 /// With `metrics.cloudwatch`, the health check publishes at most once a
-/// minute, counts as what was added since the last publish: a known number
-/// of allowed and denied connections arrives in CloudWatch as exactly those
-/// sums, for the site and per forward; a failing check sends Healthy 0.
+/// minute (of the monotonic clock: a wall clock set back an hour changes
+/// nothing), counts as what was added since the last publish: a known
+/// number of allowed and denied connections arrives in CloudWatch as
+/// exactly those sums, for the site and per forward, also when the
+/// ruleset was loaded again in between and the counters grew past their
+/// old values since. A failing check sends every metric, with Healthy 0:
+/// a conntrack table 91 % full arrives as such.
 #[test]
 fn metrics_reach_cloudwatch_as_exact_sums() {
     if !support::require_root("failover metrics (network namespaces)") {
@@ -296,61 +334,89 @@ fn metrics_reach_cloudwatch_as_exact_sums() {
 
     // Two rounds of traffic: forward k gets k + 1 + round allowed
     // connections and k + 2 + round from a source it does not allow.
+    // Round 1 is checked with the wall clock an hour back.
     let mut allowed: BTreeMap<String, u64> = BTreeMap::new();
     let mut denied: BTreeMap<String, u64> = BTreeMap::new();
-    for round in 0..2 {
-        let mut probes = Vec::new();
-        for (k, (i, fw)) in fl.lab.tested_forwards().enumerate() {
-            let clients = &fl.lab.plan.allowed_clients[i];
-            for n in 0..k + 1 + round {
-                let c = clients[n % clients.len()];
-                probes.push(crate::health::probe(&fl.lab, i, c, Expect::SeenAs(c)));
-            }
-            *allowed.entry(fw.name.clone()).or_default() += (k + 1 + round) as u64;
-            if !fw.public {
-                for _ in 0..k + 2 + round {
-                    probes.push(crate::health::probe(
-                        &fl.lab,
-                        i,
-                        fl.lab.plan.disallowed_client,
-                        Expect::Nothing,
-                    ));
-                }
-                *denied.entry(fw.name.clone()).or_default() += (k + 2 + round) as u64;
-            }
-        }
-        let mut f = Findings::new(format!("traffic round {round}"));
-        fl.lab.run_probes(&probes, &mut f);
-        f.assert_clean(&fl.lab);
+    for round in 0..2u64 {
+        traffic(
+            &fl,
+            &format!("traffic round {round}"),
+            |k| (k as u64 + 1 + round, k as u64 + 2 + round),
+            &mut allowed,
+            &mut denied,
+        );
         // Within the minute: checked, not published; the counts wait.
         let run = fl.lab.health_check(&fl.files);
         assert_ok(&fl, &run, "check within the minute");
-        assert_eq!(puts(), 1 + round, "{}", fl.diagnostics(&run));
+        assert_eq!(puts(), 1 + round as usize, "{}", fl.diagnostics(&run));
         age_last_publish(&fl);
-        let run = fl.lab.health_check(&fl.files);
+        let run = if round == 1 {
+            fl.lab
+                .health_check_under(&fl.files, &["faketime", "-f", "-1h"])
+        } else {
+            fl.lab.health_check(&fl.files)
+        };
         assert_ok(&fl, &run, "check a minute later");
-        assert_eq!(puts(), 2 + round, "{}", fl.diagnostics(&run));
+        assert_eq!(
+            puts(),
+            2 + round as usize,
+            "round {round}{}\n{}",
+            if round == 1 {
+                ", the wall clock an hour back"
+            } else {
+                ""
+            },
+            fl.diagnostics(&run)
+        );
     }
+    // The ruleset loaded again (its counters restart), then more traffic
+    // than before through every forward: the counters pass their kept
+    // values, and still all of it is new.
+    let run = fl.lab.boot_step(&fl.files);
+    assert_ok(&fl, &run, "configure-pat.sh again");
+    let (before_a, before_d) = (allowed.clone(), denied.clone());
+    let names: Vec<(String, bool)> = fl
+        .lab
+        .tested_forwards()
+        .map(|(_, fw)| (fw.name.clone(), fw.public))
+        .collect();
+    traffic(
+        &fl,
+        "traffic after a reload",
+        |k| {
+            let (name, _) = &names[k];
+            (
+                before_a.get(name).copied().unwrap_or(0) + 1,
+                before_d.get(name).copied().unwrap_or(0) + 1,
+            )
+        },
+        &mut allowed,
+        &mut denied,
+    );
+    age_last_publish(&fl);
+    let run = fl.lab.health_check(&fl.files);
+    assert_ok(&fl, &run, "check after the reload");
+    assert_eq!(puts(), 4, "{}", fl.diagnostics(&run));
 
     let got = fl.metrics();
-    let sum = |name: &str, dims: &str| {
+    let sum = |got: &BTreeMap<(String, String), (f64, u64)>, name: &str, dims: &str| {
         got.get(&(name.to_owned(), dims.to_owned()))
             .copied()
             .unwrap_or_else(|| panic!("CloudWatch has no {name} {dims}: {got:?}"))
     };
     let site_dim = format!("Site={site}");
     let total = |m: &BTreeMap<String, u64>| m.values().sum::<u64>() as f64;
-    assert_eq!(sum("NewConnections", &site_dim), (total(&allowed), 3));
-    assert_eq!(sum("DeniedAttempts", &site_dim), (total(&denied), 3));
+    assert_eq!(sum(&got, "NewConnections", &site_dim), (total(&allowed), 4));
+    assert_eq!(sum(&got, "DeniedAttempts", &site_dim), (total(&denied), 4));
     for (name, n) in &allowed {
         let dims = format!("Forward={name},{site_dim}");
-        assert_eq!(sum("NewConnections", &dims).0, *n as f64, "{name}");
+        assert_eq!(sum(&got, "NewConnections", &dims).0, *n as f64, "{name}");
     }
     for (name, n) in &denied {
         let dims = format!("Forward={name},{site_dim}");
-        assert_eq!(sum("DeniedAttempts", &dims).0, *n as f64, "{name}");
+        assert_eq!(sum(&got, "DeniedAttempts", &dims).0, *n as f64, "{name}");
     }
-    assert_eq!(sum("Healthy", &site_dim), (3.0, 3));
+    assert_eq!(sum(&got, "Healthy", &site_dim), (4.0, 4));
     for name in [
         "ConntrackEntries",
         "ConntrackFillPercent",
@@ -358,9 +424,9 @@ fn metrics_reach_cloudwatch_as_exact_sums() {
         "ForwardedBytesOut",
         "ForwardDrops",
     ] {
-        assert_eq!(sum(name, &site_dim).1, 3, "{name}");
+        assert_eq!(sum(&got, name, &site_dim).1, 4, "{name}");
     }
-    assert!(sum("ForwardedBytesIn", &site_dim).0 > 0.0);
+    assert!(sum(&got, "ForwardedBytesIn", &site_dim).0 > 0.0);
     // The metrics the manifest announces, and no others, but ENA's: the
     // lab's interfaces are veth, without ENA's allowance counters.
     let per_forward = allowed.len() + denied.len();
@@ -378,17 +444,181 @@ fn metrics_reach_cloudwatch_as_exact_sums() {
         natbake::metrics::SITE_METRICS.len() + natbake::metrics::ENA_METRICS.len() + per_forward
     );
 
-    // A failing check (the interface taken away) still reports, as 0.
+    // The conntrack table 91 % full: the check fails, and every metric
+    // goes out, with the fill that the alarm watches, and Healthy 0.
+    let max: u64 = fl
+        .lab
+        .nat_sysctl("net.netfilter.nf_conntrack_max")
+        .parse()
+        .expect("conntrack max");
+    fl.lab.on_nat(
+        "sysctl",
+        &["-q", "-w", "net.netfilter.nf_conntrack_udp_timeout=600"],
+    );
+    // To the NAT's own loopback addresses (65,535 ports each): the
+    // datagrams never leave its namespace, and need no neighbour.
+    fl.lab.on_nat("ip", &["link", "set", "lo", "up"]);
+    let targets: Vec<String> = (1..=4).map(|i| format!("127.0.0.{i}")).collect();
+    support::run(
+        crate::netlab::in_ns(&fl.lab.ns.nat, "python3")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/netlab/conntrack_fill.py"))
+            .arg(targets.join(","))
+            .arg((max * 91 / 100).to_string()),
+    );
+    age_last_publish(&fl);
+    let run = fl.lab.health_check(&fl.files);
+    assert!(
+        !run.success() && run.stderr.contains("conntrack table holds"),
+        "{}",
+        fl.diagnostics(&run)
+    );
+    assert_eq!(puts(), 5, "{}", fl.diagnostics(&run));
+    let full = fl.metrics();
+    assert_eq!(sum(&full, "Healthy", &site_dim), (4.0, 5));
+    let fill = sum(&full, "ConntrackFillPercent", &site_dim).0
+        - sum(&got, "ConntrackFillPercent", &site_dim).0;
+    assert!(fill >= 90.0, "the fill published while unhealthy: {fill}");
+    for name in natbake::metrics::SITE_METRICS.iter().map(|(n, _)| *n) {
+        assert_eq!(sum(&full, name, &site_dim).1, 5, "{name}");
+    }
+    // Counted as before: nothing new, nothing twice.
+    assert_eq!(sum(&full, "NewConnections", &site_dim).0, total(&allowed));
+
+    // A failing check (the interface taken away) still reports everything, Healthy 0.
     fl.release();
     fl.wait_device(None);
     age_last_publish(&fl);
     let run = fl.lab.health_check(&fl.files);
     assert!(!run.success(), "{}", fl.diagnostics(&run));
-    assert_eq!(puts(), 4, "{}", fl.diagnostics(&run));
-    assert_eq!(
-        fl.metrics()[&("Healthy".to_owned(), site_dim.clone())],
-        (3.0, 4)
+    assert_eq!(puts(), 6, "{}", fl.diagnostics(&run));
+    let last = fl.metrics();
+    assert_eq!(sum(&last, "Healthy", &site_dim), (4.0, 6));
+    for name in natbake::metrics::SITE_METRICS.iter().map(|(n, _)| *n) {
+        assert_eq!(sum(&last, name, &site_dim).1, 6, "{name}");
+    }
+}
+
+/// Over 1,000 metrics a publish takes several requests. One that fails
+/// half way (the first request taken, the second refused) sends nothing
+/// twice: the next publish carries only what did not go out. And the
+/// publish runs outside natbake's lock: configure-pat.sh does not wait
+/// for a slow CloudWatch.
+#[test]
+fn a_publish_in_parts_sends_nothing_twice_and_holds_no_lock() {
+    if !support::require_root("failover metrics (network namespaces)") {
+        return;
+    }
+    // The failover fixture with 600 forwards: 1,208 metrics, two requests.
+    let fixture = std::fs::read_to_string(FIXTURE_HEALTH).expect("the fixture");
+    let head = &fixture[..fixture.find("forwards:\n").expect("forwards")];
+    let tail = &fixture[fixture.find("failover:\n").expect("failover")..];
+    let mut spec =
+        format!("{head}forwards:\n").replace("site: failover-health", "site: failover-many");
+    for i in 0..600 {
+        spec.push_str(&format!(
+            "  - {{name: f{i:03}, port: {}, to: 10.0.{}.{}:8080, from: [203.0.113.110/32]}}\n",
+            30_000 + i,
+            1 + i / 200,
+            10 + i % 200
+        ));
+    }
+    spec.push_str(tail);
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let path = dir.path().join("failover-many.yaml");
+    std::fs::write(&path, spec).expect("write the spec");
+    let (_site, fl) = start_with(path.to_str().expect("a UTF-8 path"));
+    let site = fl.lab.manifest.site.clone();
+    let run = fl.lab.boot_step(&fl.files);
+    assert_ok(&fl, &run, "boot of A");
+    let calls = |status: &str| {
+        fl.api_calls()
+            .iter()
+            .filter(|(a, s)| a == "PutMetricData" && s == status)
+            .count()
+    };
+
+    // The first publish, slow: configure-pat.sh runs meanwhile, at once.
+    fl.faults(r#"[{"action": "PutMetricData", "count": 1, "kind": "slow:6"}]"#);
+    let run = fl.lab.run_bash(
+        &fl.files,
+        &format!(
+            "{{ {check}; echo \"check $? $EPOCHREALTIME\"; }} & sleep 2; {boot} 2>/dev/null; echo \"boot $? $EPOCHREALTIME\"; wait",
+            check = natbake::render::install_path(natbake::render::artifact::HEALTH),
+            boot = fl.files.script_path()
+        ),
     );
+    fl.faults("[]");
+    let ended: BTreeMap<&str, (i32, f64)> = run
+        .stdout
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            Some((
+                w.next()?,
+                (w.next()?.parse().ok()?, w.next()?.parse().ok()?),
+            ))
+        })
+        .collect();
+    assert!(
+        ended.get("check").is_some_and(|c| c.0 == 0)
+            && ended.get("boot").is_some_and(|b| b.0 == 0)
+            && ended["boot"].1 < ended["check"].1,
+        "configure-pat.sh waited for the publish: {ended:?}\n{}",
+        fl.diagnostics(&run)
+    );
+    assert_eq!(calls("200"), 2, "{}", fl.diagnostics(&run));
+
+    // Traffic through the first tested forward (in the first request) and
+    // the last (in the second).
+    let mut allowed: BTreeMap<String, u64> = BTreeMap::new();
+    let mut denied: BTreeMap<String, u64> = BTreeMap::new();
+    let last = fl.lab.tested_forwards().count() - 1;
+    traffic(
+        &fl,
+        "traffic",
+        |k| if k == 0 || k == last { (2, 3) } else { (0, 0) },
+        &mut allowed,
+        &mut denied,
+    );
+    // The second request refused: the first one's datums are kept as sent.
+    fl.faults(r#"[{"action": "PutMetricData", "skip": 1, "count": 1, "kind": "400"}]"#);
+    age_last_publish(&fl);
+    let run = fl.lab.health_check(&fl.files);
+    fl.faults("[]");
+    assert_ok(&fl, &run, "check with a refused request");
+    assert_eq!(
+        (calls("200"), calls("400")),
+        (3, 1),
+        "{}",
+        fl.diagnostics(&run)
+    );
+    // Not complete, so the next check publishes again: the rest.
+    let run = fl.lab.health_check(&fl.files);
+    assert_ok(&fl, &run, "the next check");
+    assert_eq!(calls("200"), 5, "{}", fl.diagnostics(&run));
+
+    let busy: Vec<String> = allowed
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(name, _)| name.clone())
+        .collect();
+    let got = fl.metrics_of(&busy);
+    let site_dim = format!("Site={site}");
+    for (name, n) in allowed.iter().filter(|(_, n)| **n > 0) {
+        let dims = format!("Forward={name},{site_dim}");
+        assert_eq!(
+            got[&("NewConnections".to_owned(), dims.clone())].0,
+            *n as f64,
+            "{name}"
+        );
+        assert_eq!(
+            got[&("DeniedAttempts".to_owned(), dims)].0,
+            denied[name] as f64,
+            "{name}"
+        );
+    }
+    let total = allowed.values().sum::<u64>() as f64;
+    assert_eq!(got[&("NewConnections".to_owned(), site_dim)].0, total);
 }
 
 /// A small deterministic generator, so a failing race can be replayed

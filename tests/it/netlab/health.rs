@@ -20,6 +20,21 @@ impl Lab {
         self.run_installed(files, &[install_path(artifact::HEALTH)], true)
     }
 
+    /// One run of the installed natbake-health under `wrapper` (a
+    /// command that runs the rest of its arguments, such as `faketime`).
+    pub fn health_check_under(&self, files: &InstallSet, wrapper: &[&str]) -> Finished {
+        let mut command = wrapper.to_vec();
+        command.push(install_path(artifact::HEALTH));
+        self.run_installed(files, &command, true)
+    }
+
+    /// A bash script in the NAT namespace, with the files installed and
+    /// /run/natbake kept as for the other runs: several installed
+    /// programs in one view of the file system (so they share its lock).
+    pub fn run_bash(&self, files: &InstallSet, script: &str) -> Finished {
+        self.run_installed(files, &["/bin/bash", "-c", script], true)
+    }
+
     /// `runs` runs of natbake-health back to back in one process tree;
     /// stops at the first that exits non-zero and prints which one. Every
     /// second run finds its counters due (their last reading forgotten),
@@ -99,6 +114,21 @@ impl Lab {
                     .unwrap_or_else(|e| panic!("cannot age {}: {e}", path.display()));
             }
         }
+    }
+
+    /// The bytes `natbake-status ARGS…` prints, exactly (not read as
+    /// text, so that a byte that is not UTF-8 is seen), and whether it
+    /// succeeded.
+    pub fn status_bytes(&self, files: &InstallSet, args: &[&str]) -> (bool, Vec<u8>) {
+        let script = format!(
+            "{} {} >{}/status.out",
+            install_path(artifact::STATUS),
+            args.join(" "),
+            artifact::STATE_DIR
+        );
+        let done = self.run_installed(files, &["/bin/sh", "-c", &script], true);
+        let out = std::fs::read(self.kept_state().join("status.out")).unwrap_or_default();
+        (done.success(), out)
     }
 
     /// Runs `program args…` in the NAT namespace (a fault, as an operator
