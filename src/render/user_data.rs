@@ -36,7 +36,8 @@ pub(super) fn render(i: &mut Input<'_>) -> Result<Option<Output>> {
     // its 3 MB twice to learn so. Equally, when the whole file gzipped is
     // more than three quarters of the limit, the files compressed one by
     // one cannot fit once encoded, and are not tried.
-    let whole = super::gzip::within(&plain.bytes, USER_DATA_LIMIT);
+    let whole = super::gzip::within(&plain.bytes, USER_DATA_LIMIT)
+        .or_else(|| super::gzip::best_within(&plain.bytes, USER_DATA_LIMIT));
     if whole
         .as_ref()
         .is_some_and(|gz| gz.len() * 4 / 3 <= USER_DATA_LIMIT + MARGIN)
