@@ -119,7 +119,12 @@ mod tests {
     fn the_best_level_is_smaller_on_natbakes_scripts() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
         let mut text = Vec::new();
-        for t in ["configure-pat.sh", "natbake-lib.sh", "natbake-health.sh", "natbake-status.sh"] {
+        for t in [
+            "configure-pat.sh",
+            "natbake-lib.sh",
+            "natbake-health.sh",
+            "natbake-status.sh",
+        ] {
             text.extend(std::fs::read(root.join("templates").join(format!("{t}.hbs"))).unwrap());
         }
         let default = super::all(&text).len();
