@@ -173,3 +173,21 @@ pub fn user_data_text(site_dir: &Path) -> Option<String> {
         .expect("user-data.yaml.gz is valid gzip");
     Some(text)
 }
+
+/// The `forwards:` entries of a spec with `n` sources in all, `per_forward`
+/// to a forward (at most 1,000), each source one /24: `n` inbound rules.
+pub fn forwards_with_sources(n: u32, per_forward: usize) -> String {
+    let from: Vec<String> = (0..n)
+        .map(|i| format!("198.{}.{}.0/24", 18 + i / 256, i % 256))
+        .collect();
+    from.chunks(per_forward)
+        .enumerate()
+        .map(|(i, from)| {
+            format!(
+                "  - {{name: app{i}, port: {}, to: 10.0.1.5:443, from: [{}]}}\n",
+                8443 + i,
+                from.join(", ")
+            )
+        })
+        .collect()
+}

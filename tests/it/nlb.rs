@@ -256,15 +256,12 @@ fn assert_refused_for_the_nlb(v: &NlbVariant, why: &str) {
 #[test]
 fn nlb_stacks_pass_cfn_lint_without_a_warning() {
     let variants = nlb_variants();
-    let cfn_lint = moto_venv().join("bin/cfn-lint");
-    assert!(cfn_lint.exists(), "{} is missing", cfn_lint.display());
-    let mut cmd = Command::new(&cfn_lint);
-    cmd.args(["--format", "parseable", "--"]);
+    let mut stacks = Vec::new();
     let mut linted = Vec::new();
     for v in &variants {
         match &v.rendered {
             Ok(site) => {
-                cmd.arg(site.site_dir.join(NLB_STACK));
+                stacks.push(site.site_dir.join(NLB_STACK));
                 linted.push(v.label.as_str());
             }
             Err(why) => assert_refused_for_the_nlb(v, why),
@@ -272,14 +269,7 @@ fn nlb_stacks_pass_cfn_lint_without_a_warning() {
     }
     // Every fixture of the nlb folder, and most instance fixtures.
     assert!(linted.len() >= 10, "only {linted:?} can be NLB sites");
-    let out = support::output_of(&mut cmd);
-    assert!(
-        out.status.success(),
-        "cfn-lint found problems ({}):\n{}{}",
-        support::status_text(&out.status),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    support::assert_cfn_lint_clean(&stacks);
 }
 
 /// One proof that the shapes admit the same traffic: for every fixture,

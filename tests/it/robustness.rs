@@ -197,17 +197,8 @@ fn random_valid_specs_render_what_every_consumer_accepts() {
         .arg(&hcl));
 
     // The stacks, in one cfn-lint call: the description (`${…}` would be
-    // a substitution outside `Fn::Sub`, E1029) and the rules' text. Its
-    // exit code is a bitmask; any finding fails.
-    let cfn_lint = crate::failover::lab::moto_venv().join("bin/cfn-lint");
-    assert!(
-        cfn_lint.exists(),
-        "{} is missing: scripts/test.sh installs cfn-lint 1.58.0",
-        cfn_lint.display()
-    );
-    run(Command::new(&cfn_lint)
-        .args(["--format", "parseable", "--"])
-        .args(sites.iter().map(|s| s.join("stack.cfn.yaml"))));
+    // a substitution outside `Fn::Sub`, E1029) and the rules' text.
+    crate::support::assert_cfn_lint_clean(sites.iter().map(|s| s.join("stack.cfn.yaml")));
 
     if require_root("loading the random rulesets with iptables-restore in a network namespace") {
         run(Command::new("unshare")

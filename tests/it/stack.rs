@@ -56,26 +56,7 @@ fn substitutions(v: &Value, out: &mut Vec<String>) {
 #[test]
 fn every_stack_passes_cfn_lint_without_a_warning() {
     let sites: Vec<_> = valid_specs().iter().map(|s| render(&s.path)).collect();
-    let cfn_lint = moto_venv().join("bin/cfn-lint");
-    assert!(
-        cfn_lint.exists(),
-        "{} is missing: scripts/test.sh installs cfn-lint 1.58.0",
-        cfn_lint.display()
-    );
-    let mut cmd = Command::new(&cfn_lint);
-    cmd.args(["--format", "parseable", "--"]);
-    for s in &sites {
-        cmd.arg(s.site_dir.join(STACK));
-    }
-    let out = support::output_of(&mut cmd);
-    // The exit code is a bitmask: 2 errors, 4 warnings, 8 informational.
-    assert!(
-        out.status.success(),
-        "cfn-lint found problems ({}):\n{}{}",
-        support::status_text(&out.status),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    support::assert_cfn_lint_clean(sites.iter().map(|s| s.site_dir.join(STACK)));
 }
 
 /// The role's policy holds exactly the actions the site's scripts call
@@ -414,20 +395,7 @@ fn the_readme_lists_what_deploying_each_stack_needs() {
 
 /// A spec whose forwards have `n` sources in all (at most 1,000 each).
 fn spec_with_sources(dir: &Path, n: u32) -> std::path::PathBuf {
-    let from: Vec<String> = (0..n)
-        .map(|i| format!("198.{}.{}.0/24", 18 + i / 256, i % 256))
-        .collect();
-    let forwards: String = from
-        .chunks(1000)
-        .enumerate()
-        .map(|(i, from)| {
-            format!(
-                "  - {{name: app{i}, port: {}, to: 10.0.1.5:443, from: [{}]}}\n",
-                8443 + i,
-                from.join(", ")
-            )
-        })
-        .collect();
+    let forwards = crate::fixtures::forwards_with_sources(n, 1000);
     let spec = dir.join(format!("wide-{n}.yaml"));
     std::fs::write(
         &spec,

@@ -272,3 +272,26 @@ impl Drop for ScratchDir {
         }
     }
 }
+
+/// Runs cfn-lint 1.58 (from the moto venv scripts/test.sh makes) on
+/// `templates` in one call and fails on any finding: its exit code is a
+/// bitmask (2 errors, 4 warnings, 8 informational), and anything but 0
+/// fails.
+pub fn assert_cfn_lint_clean<P: AsRef<std::ffi::OsStr>>(templates: impl IntoIterator<Item = P>) {
+    let cfn_lint = crate::failover::lab::moto_venv().join("bin/cfn-lint");
+    assert!(
+        cfn_lint.exists(),
+        "{} is missing: scripts/test.sh installs cfn-lint 1.58.0",
+        cfn_lint.display()
+    );
+    let mut cmd = std::process::Command::new(&cfn_lint);
+    cmd.args(["--format", "parseable", "--"]).args(templates);
+    let out = output_of(&mut cmd);
+    assert!(
+        out.status.success(),
+        "cfn-lint found problems ({}):\n{}{}",
+        status_text(&out.status),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -536,20 +536,7 @@ fn target_rules_are_merged_and_pass_the_parameter_check() {
 /// A spec with `n` sources, spread over forwards of at most 500 (a forward
 /// may have 1,000): `n` inbound rules.
 fn spec_with_sources(n: u32) -> tempfile::TempDir {
-    let from: Vec<String> = (0..n)
-        .map(|i| format!("198.{}.{}.0/24", 18 + i / 256, i % 256))
-        .collect();
-    let forwards: String = from
-        .chunks(500)
-        .enumerate()
-        .map(|(i, from)| {
-            format!(
-                "  - {{name: app{i}, port: {}, to: 10.0.1.5:443, from: [{}]}}\n",
-                8443 + i,
-                from.join(", ")
-            )
-        })
-        .collect();
+    let forwards = crate::fixtures::forwards_with_sources(n, 500);
     spec_file(&format!(
         "version: 1\nsite: wide\nvpc_cidrs: [10.0.0.0/16]\negress: false\nforwards:\n{forwards}"
     ))
