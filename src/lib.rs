@@ -424,20 +424,89 @@ fn parallel_map_owned<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync
 }
 
 /// Maps `f` over `items` on all cores, keeping the order.
+///
+/// Each thread takes the next item as it finishes the last, rather than a
+/// fixed share: sites differ in size, and on a shared machine one core may
+/// run slower than the other, so fixed shares left a thread idle at the end
+/// while the other still had half its share to go.
 fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if threads < 2 || items.len() < 2 {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(items.len());
+    if threads < 2 {
         return items.iter().map(f).collect();
     }
-    let chunk = items.len().div_ceil(threads);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let work = || {
+        let mut done = Vec::new();
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(item) = items.get(i) else {
+                return done;
+            };
+            done.push((i, f(item)));
+        }
+    };
+    let mut slots: Vec<Option<R>> = std::iter::repeat_with(|| None).take(items.len()).collect();
     std::thread::scope(|s| {
-        let handles: Vec<_> = items
-            .chunks(chunk)
-            .map(|c| s.spawn(|| c.iter().map(&f).collect::<Vec<R>>()))
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().expect("a render thread panicked"))
-            .collect()
-    })
+        let handles: Vec<_> = (0..threads).map(|_| s.spawn(work)).collect();
+        for h in handles {
+            for (i, r) in h.join().expect("a render thread panicked") {
+                slots[i] = Some(r);
+            }
+        }
+    });
+    slots
+        .into_iter()
+        .map(|r| r.expect("every item is mapped once"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use std::time::{Duration, Instant};
+
+    /// Results come back in the order of the items, one per item.
+    #[test]
+    fn parallel_map_keeps_the_order() {
+        let items: Vec<usize> = (0..1000).collect();
+        let calls = AtomicUsize::new(0);
+        let out = parallel_map(&items, |&i| {
+            calls.fetch_add(1, Ordering::Relaxed);
+            i * 2
+        });
+        assert_eq!(out, items.iter().map(|i| i * 2).collect::<Vec<_>>());
+        assert_eq!(calls.load(Ordering::Relaxed), items.len());
+        assert_eq!(parallel_map(&[7], |&i| i + 1), vec![8]);
+        assert!(parallel_map(&[] as &[u8], |&i| i).is_empty());
+    }
+
+    /// A thread that is held up on one item does not hold up the items
+    /// after it: the other thread takes them all. With a fixed share per
+    /// thread, the first item would wait in vain for the rest of its share.
+    #[test]
+    fn parallel_map_shares_the_work_as_it_goes() {
+        if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+            return;
+        }
+        let items: Vec<usize> = (0..64).collect();
+        let done = AtomicUsize::new(0);
+        let out = parallel_map(&items, |&i| {
+            if i == 0 {
+                let start = Instant::now();
+                while done.load(Ordering::Acquire) < items.len() - 1 {
+                    if start.elapsed() > Duration::from_secs(10) {
+                        return false;
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            } else {
+                done.fetch_add(1, Ordering::Release);
+            }
+            true
+        });
+        assert!(out[0], "the other items waited for the first one's thread");
+    }
 }

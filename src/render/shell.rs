@@ -105,11 +105,13 @@ fn scan(line: &str, stack: &mut Vec<Quote>) {
                 _ => {}
             },
             _ => {
-                // Code: the script itself, or a command substitution.
+                // Code: the script itself, or a command substitution. Only
+                // a `#` needs to know where the word starts: that is asked
+                // for no other byte.
                 let at_word_start =
-                    i == 0 || b[i - 1].is_ascii_whitespace() || b";&|(".contains(&b[i - 1]);
+                    || i == 0 || b[i - 1].is_ascii_whitespace() || b";&|(".contains(&b[i - 1]);
                 match c {
-                    b'#' if at_word_start => return,
+                    b'#' if at_word_start() => return,
                     b'\\' => i += 1,
                     b'\'' => stack.push(Quote::Single { ansi: false }),
                     b'$' if next == Some(b'\'') => {
