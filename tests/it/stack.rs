@@ -374,7 +374,9 @@ fn the_readme_lists_what_deploying_each_stack_needs() {
         let (_, actions) = DEPLOY_ACTIONS
             .iter()
             .find(|(k, _)| k == kind)
-            .unwrap_or_else(|| panic!("{kind} is not in DEPLOY_ACTIONS (and docs/stack.md's list)"));
+            .unwrap_or_else(|| {
+                panic!("{kind} is not in DEPLOY_ACTIONS (and docs/stack.md's list)")
+            });
         for a in *actions {
             assert!(
                 section.contains(&format!("`{a}`")) || section.contains(&format!(":{a}`")),
