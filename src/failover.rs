@@ -2,7 +2,7 @@
 //! a floating interface, and the health check's CloudWatch metrics.
 //!
 //! [`ACTIONS`] is the one list of API actions the instance's scripts call;
-//! the IAM policy in the manifest and the README is built from the actions
+//! the IAM policy in the manifest and docs/failover.md is built from the actions
 //! a spec turns on ([`actions`]), and a test compares that with the
 //! `Action=` calls in the rendered scripts, so a new call cannot ship
 //! without its permission (or a permission without a call).

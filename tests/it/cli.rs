@@ -3,7 +3,7 @@
 
 use crate::fixtures::{assert_success, natbake, render, repo};
 use crate::support::run;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn code(cmd: &mut Command) -> (i32, String) {
@@ -243,31 +243,45 @@ fn a_broken_or_unknown_override_is_an_error_not_a_fallback() {
     }
 }
 
-/// The spec blocks in the README are real specs.
+/// The spec blocks in the README and in the reference (`docs/`) are real
+/// specs.
 #[test]
 fn the_readme_examples_validate() {
-    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
-    let blocks: Vec<&str> = readme
-        .split("```yaml\n")
-        .skip(1)
-        .map(|b| b.split("```").next().unwrap())
+    let mut docs: Vec<PathBuf> = std::fs::read_dir(repo().join("docs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "md"))
         .collect();
+    docs.sort();
+    docs.insert(0, repo().join("README.md"));
+    let mut blocks: Vec<(String, String)> = Vec::new();
+    for doc in &docs {
+        let text = std::fs::read_to_string(doc).unwrap();
+        let name = doc.strip_prefix(repo()).unwrap().display().to_string();
+        for (i, b) in text.split("```yaml\n").skip(1).enumerate() {
+            let block = b.split("```").next().unwrap();
+            blocks.push((format!("{name} yaml block {i}"), block.to_owned()));
+        }
+    }
     assert!(
         blocks.len() >= 2,
-        "the README shows the worked example and the reference"
+        "the README shows the worked example, docs/spec.md the reference"
+    );
+    assert!(
+        blocks.iter().any(|(n, _)| n.starts_with("docs/spec.md")),
+        "docs/spec.md shows every field"
     );
     let dir = tempfile::tempdir().unwrap();
-    for (i, block) in blocks.iter().enumerate() {
-        let path = dir.path().join(format!("readme-{i}.yaml"));
+    for (i, (name, block)) in blocks.iter().enumerate() {
+        let path = dir.path().join(format!("doc-{i}.yaml"));
         std::fs::write(&path, block).unwrap();
-        assert_success(
-            &natbake().arg("check").arg(&path).output().unwrap(),
-            &format!("README yaml block {i}"),
-        );
+        assert_success(&natbake().arg("check").arg(&path).output().unwrap(), name);
     }
-    // The worked example is the seed's scenario as shipped in images/.
+    // The worked example, the README's first spec, is the seed's scenario
+    // as shipped in images/.
+    assert_eq!(blocks[0].0, "README.md yaml block 0");
     assert_eq!(
-        blocks[0],
+        blocks[0].1,
         std::fs::read_to_string(repo().join("images/corp-prod.yaml")).unwrap()
     );
 }

@@ -6,6 +6,7 @@
 
 mod boot;
 mod cli;
+mod doc_links;
 mod failover;
 mod fixtures;
 mod health;

@@ -1,5 +1,5 @@
 //! Snapshots of every artifact of every valid spec, and of the error
-//! output for every invalid one. Reviewed by hand: see the README.
+//! output for every invalid one. Reviewed by hand: see CONTRIBUTING.md.
 //!
 //! Every snapshot is compared before the test fails, so one template edit
 //! that changes dozens of artifacts shows all of them in one run, with the
@@ -56,7 +56,7 @@ fn assert_every_snapshot(snapshots: Vec<(String, String)>) {
     assert!(
         failed.is_empty(),
         "{} of {total} snapshots do not match (each diff is printed above): {}\n\
-         review them: see the README, section Tests",
+         review them: see CONTRIBUTING.md, section Tests",
         failed.len(),
         failed.join(", ")
     );

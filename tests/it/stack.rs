@@ -263,7 +263,7 @@ fn hostile_text_stays_text_in_the_stack() {
 }
 
 /// What CloudFormation calls, as the deploying user, for each resource
-/// type the stacks hold: the README's list must name all of it.
+/// type the stacks hold: docs/stack.md's list must name all of it.
 const DEPLOY_ACTIONS: &[(&str, &[&str])] = &[
     (
         "AWS::EC2::SecurityGroup",
@@ -349,15 +349,16 @@ const DEPLOY_ACTIONS: &[(&str, &[&str])] = &[
     ),
 ];
 
-/// The README's list of the deploying user's permissions covers every
-/// resource type of every stack, and a stack whose alarm has an EC2
-/// action (the recover alarm) needs CloudWatch's service-linked role.
+/// The stack's reference (`docs/stack.md`) lists the deploying user's
+/// permissions: they cover every resource type of every stack, and a stack
+/// whose alarm has an EC2 action (the recover alarm) needs CloudWatch's
+/// service-linked role.
 #[test]
 fn the_readme_lists_what_deploying_each_stack_needs() {
-    let readme = std::fs::read_to_string(fixtures::repo().join("README.md")).unwrap();
+    let readme = std::fs::read_to_string(fixtures::repo().join("docs/stack.md")).unwrap();
     let start = readme
         .find("**The deploying user needs**")
-        .expect("the README lists the deploying user's permissions");
+        .expect("docs/stack.md lists the deploying user's permissions");
     let section = &readme[start..];
     let section = &section[..section.find("\n\n**").unwrap_or(section.len())];
     let mut kinds = BTreeSet::new();
@@ -373,11 +374,13 @@ fn the_readme_lists_what_deploying_each_stack_needs() {
         let (_, actions) = DEPLOY_ACTIONS
             .iter()
             .find(|(k, _)| k == kind)
-            .unwrap_or_else(|| panic!("{kind} is not in DEPLOY_ACTIONS (and the README's list)"));
+            .unwrap_or_else(|| {
+                panic!("{kind} is not in DEPLOY_ACTIONS (and docs/stack.md's list)")
+            });
         for a in *actions {
             assert!(
                 section.contains(&format!("`{a}`")) || section.contains(&format!(":{a}`")),
-                "the README's list lacks `{a}` ({kind})"
+                "docs/stack.md's list lacks `{a}` ({kind})"
             );
         }
     }
@@ -388,7 +391,7 @@ fn the_readme_lists_what_deploying_each_stack_needs() {
     ] {
         assert!(
             section.contains(a),
-            "the README's list lacks {a} (the recover alarm)"
+            "docs/stack.md's list lacks {a} (the recover alarm)"
         );
     }
 }
