@@ -100,17 +100,49 @@ pub fn actions(site: &Site) -> Vec<&'static Action> {
         .collect()
 }
 
-/// The ARN prefix of a service, written for CloudFormation's `Fn::Sub`.
-fn arn(service: &str, rest: &str) -> String {
-    format!("arn:${{AWS::Partition}}:{service}:${{AWS::Region}}:${{AWS::AccountId}}:{rest}")
+/// What a statement of the instance role's policy applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arn {
+    /// `*`: the action has no resource type, or one that cannot be
+    /// narrowed by tag.
+    Any,
+    /// The resources of a service in the stack's partition, region and
+    /// account.
+    Of {
+        service: &'static str,
+        path: &'static str,
+    },
 }
 
-/// The instance role's policy document for what `site` turns on, least
-/// privilege: describe calls (which EC2 cannot scope) on `*`, EC2 and Auto
-/// Scaling changes only on resources tagged `natbake:site=<site>`, metrics
-/// only into namespace `natbake`. ARNs hold `${AWS::Partition}`,
-/// `${AWS::Region}` and `${AWS::AccountId}` for `Fn::Sub`.
-pub fn iam_policy(site: &Site) -> Value {
+impl Arn {
+    /// The ARN as `Fn::Sub` takes it: partition, region and account are
+    /// `${AWS::Partition}`, `${AWS::Region}` and `${AWS::AccountId}`.
+    pub fn for_sub(self) -> String {
+        match self {
+            Arn::Any => "*".into(),
+            Arn::Of { service, path } => format!(
+                "arn:${{AWS::Partition}}:{service}:${{AWS::Region}}:${{AWS::AccountId}}:{path}"
+            ),
+        }
+    }
+}
+
+/// One statement of the instance role's policy: it allows `actions` on
+/// `resources`, when the condition (`StringEquals` of one key) holds.
+#[derive(Debug, Clone)]
+pub struct Statement {
+    pub sid: &'static str,
+    pub actions: Vec<String>,
+    /// One is written as a string, more as a list.
+    pub resources: Vec<Arn>,
+    pub condition: Option<(&'static str, String)>,
+}
+
+/// The instance role's policy for what `site` turns on, least privilege:
+/// describe calls (which EC2 cannot scope) on `*`, EC2 and Auto Scaling
+/// changes only on resources tagged `natbake:site=<site>`, metrics only
+/// into namespace `natbake`.
+pub fn statements(site: &Site) -> Vec<Statement> {
     let mut statements = Vec::new();
     let granted = actions(site);
     let names = |scope: Scope| -> Vec<String> {
@@ -120,39 +152,74 @@ pub fn iam_policy(site: &Site) -> Value {
             .map(|a| format!("{}:{}", a.service, a.name))
             .collect()
     };
+    let tagged = || Some(("aws:ResourceTag/natbake:site", site.name.clone()));
     if site.failover.is_some() {
-        statements.push(json!({
-            "Sid": "FindInterfaceAndHolder",
-            "Effect": "Allow",
-            "Action": names(Scope::Any),
-            "Resource": "*",
-        }));
-        statements.push(json!({
-            "Sid": "MoveSiteInterfaceBetweenSiteInstances",
-            "Effect": "Allow",
-            "Action": names(Scope::SiteInterfaceAndInstance),
-            "Resource": [arn("ec2", "network-interface/*"), arn("ec2", "instance/*")],
-            "Condition": {"StringEquals": {"aws:ResourceTag/natbake:site": site.name}},
-        }));
-        statements.push(json!({
-            "Sid": "ReportOwnHealth",
-            "Effect": "Allow",
-            "Action": names(Scope::SiteGroup),
-            "Resource": arn("autoscaling", "autoScalingGroup:*:autoScalingGroupName/*"),
-            "Condition": {"StringEquals": {"aws:ResourceTag/natbake:site": site.name}},
-        }));
+        statements.push(Statement {
+            sid: "FindInterfaceAndHolder",
+            actions: names(Scope::Any),
+            resources: vec![Arn::Any],
+            condition: None,
+        });
+        statements.push(Statement {
+            sid: "MoveSiteInterfaceBetweenSiteInstances",
+            actions: names(Scope::SiteInterfaceAndInstance),
+            resources: vec![
+                Arn::Of {
+                    service: "ec2",
+                    path: "network-interface/*",
+                },
+                Arn::Of {
+                    service: "ec2",
+                    path: "instance/*",
+                },
+            ],
+            condition: tagged(),
+        });
+        statements.push(Statement {
+            sid: "ReportOwnHealth",
+            actions: names(Scope::SiteGroup),
+            resources: vec![Arn::Of {
+                service: "autoscaling",
+                path: "autoScalingGroup:*:autoScalingGroupName/*",
+            }],
+            condition: tagged(),
+        });
     }
     if site.metrics.is_some() {
         // PutMetricData has no resource type; the namespace is its only
         // narrowing.
-        statements.push(json!({
-            "Sid": "PublishSiteMetrics",
-            "Effect": "Allow",
-            "Action": names(Scope::Namespace),
-            "Resource": "*",
-            "Condition": {"StringEquals": {"cloudwatch:namespace": crate::metrics::NAMESPACE}},
-        }));
+        statements.push(Statement {
+            sid: "PublishSiteMetrics",
+            actions: names(Scope::Namespace),
+            resources: vec![Arn::Any],
+            condition: Some(("cloudwatch:namespace", crate::metrics::NAMESPACE.into())),
+        });
     }
+    statements
+}
+
+/// [`statements`] as an IAM policy document, its ARNs written for
+/// `Fn::Sub` ([`Arn::for_sub`]).
+pub fn iam_policy(site: &Site) -> Value {
+    let statements: Vec<Value> = statements(site)
+        .into_iter()
+        .map(|s| {
+            let resources: Vec<String> = s.resources.iter().map(|a| a.for_sub()).collect();
+            let mut v = json!({
+                "Sid": s.sid,
+                "Effect": "Allow",
+                "Action": s.actions,
+                "Resource": match resources.as_slice() {
+                    [one] => json!(one),
+                    _ => json!(resources),
+                },
+            });
+            if let Some((key, value)) = s.condition {
+                v["Condition"] = json!({"StringEquals": {key: value}});
+            }
+            v
+        })
+        .collect();
     json!({"Version": "2012-10-17", "Statement": statements})
 }
 

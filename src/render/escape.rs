@@ -16,6 +16,13 @@ pub fn sh(s: &str) -> String {
 /// every character outside printable ASCII that YAML could read otherwise.
 pub fn yaml(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
+    yaml_into(&mut out, s);
+    out
+}
+
+/// [`yaml`], appended to `out`.
+pub fn yaml_into(out: &mut String, s: &str) {
+    out.reserve(s.len() + 2);
     out.push('"');
     for c in s.chars() {
         match c {
@@ -32,7 +39,6 @@ pub fn yaml(s: &str) -> String {
         }
     }
     out.push('"');
-    out
 }
 
 /// An HCL quoted string, safe from HCL and from Packer.

@@ -24,12 +24,12 @@ pub const SG_RULES_DEFAULT_QUOTA: usize = 60;
 pub const SG_RULES_PER_INTERFACE: usize = 1_000;
 
 /// One rule source: a CIDR and the rule's description.
-type Source = (Cidr, String);
+pub(super) type Source = (Cidr, String);
 
 /// Permissions keyed by protocol (`None` for all traffic) and ports, in
 /// the order first seen, each with its sources once.
 #[derive(Default)]
-struct Permissions {
+pub(super) struct Permissions {
     order: Vec<(Option<Proto>, Option<Ports>)>,
     sources: BTreeMap<(Option<Proto>, Option<Ports>), Vec<Source>>,
 }
@@ -44,6 +44,15 @@ impl Permissions {
         if !list.iter().any(|(c, _)| *c == cidr) {
             list.push((cidr, description));
         }
+    }
+
+    /// Every rule, as EC2 counts them: protocol (`None` for all
+    /// traffic), ports, source and description, in the order of
+    /// [`Permissions::to_json`].
+    pub(super) fn each(&self) -> impl Iterator<Item = (Option<Proto>, Option<Ports>, &Source)> {
+        self.order
+            .iter()
+            .flat_map(|key| self.sources[key].iter().map(|s| (key.0, key.1, s)))
     }
 
     /// How many rules EC2 counts.
@@ -78,7 +87,7 @@ impl Permissions {
 /// masquerades whatever the private hosts send out, of any protocol, so
 /// the group does not narrow it; what private hosts may send is for their
 /// own groups to say.
-fn nat_ingress(site: &Site) -> Permissions {
+pub(super) fn nat_ingress(site: &Site) -> Permissions {
     let mut p = Permissions::default();
     for f in &site.forwards {
         for c in &f.from {

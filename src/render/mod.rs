@@ -10,6 +10,7 @@
 //! Which files there are, and where they go, is the table in [`artifact`].
 
 pub mod artifact;
+pub mod cfn;
 pub mod escape;
 mod gzip;
 pub mod ipsets;

@@ -21,15 +21,22 @@
 //! gateway with fixed addresses needs the zones' names, and moto cannot
 //! create one to test; the zonal layout is the one every tool knows.
 //!
-//! Written with the same tree and emitter as `stack.cfn.yaml`: every
-//! string a double-quoted YAML scalar, nothing from the spec inside
+//! Written with the same tree and writer as `stack.cfn.yaml` ([`cfn`]):
+//! every string a double-quoted YAML scalar, nothing from the spec inside
 //! `Fn::Sub`.
 
 use super::artifact::{Input, Output};
-use super::stack::{SITE_TAG, Y, att, emit, map, no_value, r, resource, s, site_tags};
+use super::cfn::{
+    self, Entries, Node, Parameter, Resource, RouteTarget, Template, Text, att, entries, given,
+    map, no_value, r, s, site_tags, when,
+};
+use super::stack::SITE_TAG;
 use crate::site::{Forward, Proto, Site};
 use anyhow::Result;
 use std::collections::BTreeSet;
+
+/// A named entry of the template.
+type Named<T> = Vec<(Text, T)>;
 
 /// Listeners per Network Load Balancer: an AWS quota that cannot be raised.
 pub const MAX_LISTENERS: usize = 50;
@@ -40,8 +47,7 @@ pub const ZONES: usize = 3;
 
 /// Renders the stack.
 pub fn render(i: &mut Input<'_>) -> Result<Option<Output>> {
-    let mut text = String::new();
-    emit(&template(i.site), 0, &mut text);
+    let text = template(i.site).to_yaml();
     if text.len() > super::stack::DIRECT_UPLOAD_LIMIT {
         i.notes.push(super::stack::too_large_note(text.len()));
     }
@@ -111,13 +117,7 @@ fn proto_upper(p: Proto) -> &'static str {
     }
 }
 
-fn template(site: &Site) -> Y {
-    let mut top = vec![
-        ("AWSTemplateFormatVersion".to_string(), s("2010-09-09")),
-        ("Description".to_string(), s(&description(site))),
-        ("Parameters".to_string(), Y::Map(parameters(site))),
-        ("Conditions".to_string(), Y::Map(conditions(site))),
-    ];
+fn template(site: &Site) -> Template {
     let mut resources = Vec::new();
     if !site.forwards.is_empty() {
         resources.extend(load_balancer(site));
@@ -125,11 +125,17 @@ fn template(site: &Site) -> Y {
     if site.egress {
         resources.extend(nat_gateways(site));
     }
-    top.push(("Resources".into(), Y::Map(resources)));
-    top.push(("Outputs".into(), Y::Map(outputs(site))));
-    Y::Map(top)
+    Template {
+        description: description(site),
+        parameters: parameters(site),
+        conditions: conditions(site),
+        resources,
+        outputs: outputs(site),
+    }
 }
 
+/// What the stack makes, and the site's description when CloudFormation
+/// and its linter take it ([`Template::describe`]).
 fn description(site: &Site) -> String {
     let mut parts = Vec::new();
     if !site.forwards.is_empty() {
@@ -138,160 +144,119 @@ fn description(site: &Site) -> String {
     if site.egress {
         parts.push("NAT gateways");
     }
-    let mut d = format!("natbake site {}: {}", site.name, parts.join(" and "));
-    if let Some(text) = &site.description
-        && d.len() + 2 + text.len() <= 1024
-    {
-        d = format!("{d}: {text}");
-    }
-    d
+    Template::describe(
+        format!("natbake site {}: {}", site.name, parts.join(" and ")),
+        site.description.as_deref(),
+    )
 }
 
-fn parameters(site: &Site) -> Vec<(String, Y)> {
-    let mut p = Vec::new();
+fn parameters(site: &Site) -> Named<Parameter> {
+    let mut p: Named<Parameter> = Vec::new();
     // The groups and target groups name the VPC; NAT gateways find it
     // from their subnets.
     if !site.forwards.is_empty() {
         p.push((
-            "VpcId".to_string(),
-            map([
-                ("Type", s("AWS::EC2::VPC::Id")),
-                ("Description", s("The VPC of the site")),
-            ]),
+            "VpcId".into(),
+            Parameter::new("AWS::EC2::VPC::Id").describe("The VPC of the site"),
         ));
     }
-    for n in 1..=ZONES {
-        let what = if site.forwards.is_empty() {
-            "its NAT gateway"
-        } else if site.egress {
-            "the load balancer's node and elastic IP there, and its NAT gateway"
-        } else {
-            "the load balancer's node and elastic IP there"
-        };
-        if n == 1 {
-            p.push((
-                "PublicSubnet1".into(),
-                map([
-                    ("Type", s("AWS::EC2::Subnet::Id")),
-                    (
-                        "Description",
-                        s(&format!("A public subnet of the first zone: {what}")),
-                    ),
-                ]),
-            ));
-        } else {
-            p.push((
-                format!("PublicSubnet{n}"),
-                map([
-                    ("Type", s("String")),
-                    ("Default", s("")),
-                    ("AllowedPattern", s("^(subnet-[0-9a-f]+)?$")),
-                    (
-                        "Description",
-                        s(&format!(
-                            "A public subnet of another zone ({what}); empty for none"
-                        )),
-                    ),
-                ]),
-            ));
-        }
+    let what = if site.forwards.is_empty() {
+        "its NAT gateway"
+    } else if site.egress {
+        "the load balancer's node and elastic IP there, and its NAT gateway"
+    } else {
+        "the load balancer's node and elastic IP there"
+    };
+    p.push((
+        "PublicSubnet1".into(),
+        Parameter::new("AWS::EC2::Subnet::Id")
+            .describe(format!("A public subnet of the first zone: {what}")),
+    ));
+    for n in 2..=ZONES {
+        p.push((
+            format!("PublicSubnet{n}").into(),
+            Parameter::optional_id(
+                "subnet",
+                format!("A public subnet of another zone ({what}); empty for none"),
+            ),
+        ));
     }
     if site.egress {
         for n in 1..=ZONES {
             p.push((
-                format!("PrivateRouteTable{n}"),
-                map([
-                    ("Type", s("String")),
-                    ("Default", s("")),
-                    ("AllowedPattern", s("^(rtb-[0-9a-f]+)?$")),
-                    (
-                        "Description",
-                        s(&format!("The private route table in the zone of PublicSubnet{n}, whose 0.0.0.0/0 route goes to that zone's NAT gateway; empty for none")),
-                    ),
-                ]),
+                format!("PrivateRouteTable{n}").into(),
+                Parameter::optional_id(
+                    "rtb",
+                    format!("The private route table in the zone of PublicSubnet{n}, whose 0.0.0.0/0 route goes to that zone's NAT gateway; empty for none"),
+                ),
             ));
         }
     }
     p
 }
 
-fn is_empty(param: &str) -> Y {
-    map([("Fn::Equals", Y::List(vec![r(param), s("")]))])
-}
-
-fn not(c: Y) -> Y {
-    map([("Fn::Not", Y::List(vec![c]))])
-}
-
-fn conditions(site: &Site) -> Vec<(String, Y)> {
-    let mut c = Vec::new();
+fn conditions(site: &Site) -> Entries {
+    let mut c: Entries = Vec::new();
     for n in 2..=ZONES {
         c.push((
-            format!("HasZone{n}"),
-            not(is_empty(&format!("PublicSubnet{n}"))),
+            format!("HasZone{n}").into(),
+            given(format!("PublicSubnet{n}")),
         ));
     }
     if site.egress {
         for n in 1..=ZONES {
-            let table = not(is_empty(&format!("PrivateRouteTable{n}")));
+            let table = given(format!("PrivateRouteTable{n}"));
             let cond = if n == 1 {
                 table
             } else {
-                map([(
-                    "Fn::And",
-                    Y::List(vec![map([("Condition", s(&format!("HasZone{n}")))]), table]),
-                )])
+                cfn::all(vec![Node::Condition(format!("HasZone{n}").into()), table])
             };
-            c.push((format!("HasPrivateRoute{n}"), cond));
+            c.push((format!("HasPrivateRoute{n}").into(), cond));
         }
     }
     c
 }
 
-/// `resource` with a condition, for the resources of zones 2 and up.
-fn in_zone(n: usize, kind: &str, properties: Y) -> Y {
+/// A resource of zone `n`: made only when the zone is given, for zones
+/// 2 and up.
+fn in_zone(n: usize, kind: &'static str, properties: Entries) -> Resource {
+    let resource = Resource::new(kind, properties);
     if n == 1 {
-        return resource(kind, properties);
+        resource
+    } else {
+        resource.when(format!("HasZone{n}"))
     }
-    map([
-        ("Type", s(kind)),
-        ("Condition", s(&format!("HasZone{n}"))),
-        ("Properties", properties),
-    ])
 }
 
 /// The value when zone `n` exists, nothing otherwise.
-fn if_zone(n: usize, value: Y) -> Y {
+fn if_zone(n: usize, value: Node) -> Node {
     if n == 1 {
         return value;
     }
-    map([(
-        "Fn::If",
-        Y::List(vec![s(&format!("HasZone{n}")), value, no_value()]),
-    )])
+    when(format!("HasZone{n}"), value, no_value())
 }
 
-fn eip(site: &Site, n: usize) -> Y {
+fn eip(site: &Site, n: usize) -> Resource {
     in_zone(
         n,
         "AWS::EC2::EIP",
-        map([("Domain", s("vpc")), ("Tags", site_tags(site))]),
+        entries([("Domain", s("vpc")), ("Tags", site_tags(&site.name))]),
     )
 }
 
 /// The load balancer's inbound rules: each forward's sources on its port.
-fn ingress(site: &Site) -> Vec<Y> {
+fn ingress(site: &Site) -> Vec<Node> {
     let mut rules = Vec::new();
     for f in &site.forwards {
         for c in &f.from {
             rules.push(map([
                 ("IpProtocol", s(f.proto.name())),
-                ("FromPort", Y::Num(f.ports.first.into())),
-                ("ToPort", Y::Num(f.ports.last.into())),
-                ("CidrIp", s(&c.to_string())),
+                ("FromPort", Node::Int(f.ports.first.into())),
+                ("ToPort", Node::Int(f.ports.last.into())),
+                ("CidrIp", s(c.to_string())),
                 (
                     "Description",
-                    s(&format!("natbake {} {}", site.name, f.name)),
+                    s(format!("natbake {} {}", site.name, f.name)),
                 ),
             ]));
         }
@@ -310,9 +275,9 @@ fn to_target(f: &Forward) -> Vec<(Proto, u16)> {
     v
 }
 
-fn load_balancer(site: &Site) -> Vec<(String, Y)> {
-    let tags = site_tags(site);
-    let mut out = Vec::new();
+fn load_balancer(site: &Site) -> Named<Resource> {
+    let tags = site_tags(&site.name);
+    let mut out: Named<Resource> = Vec::new();
     let mut egress = Vec::new();
     // Two forwards may lead to one target and port (and a UDP forward's
     // health check is the TCP of its port): EC2 refuses a rule twice.
@@ -324,28 +289,28 @@ fn load_balancer(site: &Site) -> Vec<(String, Y)> {
             }
             egress.push(map([
                 ("IpProtocol", s(proto.name())),
-                ("FromPort", Y::Num(port.into())),
-                ("ToPort", Y::Num(port.into())),
-                ("CidrIp", s(&format!("{}/32", f.target))),
+                ("FromPort", Node::Int(port.into())),
+                ("ToPort", Node::Int(port.into())),
+                ("CidrIp", s(format!("{}/32", f.target))),
                 (
                     "Description",
-                    s(&format!("natbake {} {} to target", site.name, f.name)),
+                    s(format!("natbake {} {} to target", site.name, f.name)),
                 ),
             ]));
         }
     }
     out.push((
-        "LoadBalancerSecurityGroup".to_string(),
-        resource(
+        "LoadBalancerSecurityGroup".into(),
+        Resource::new(
             "AWS::EC2::SecurityGroup",
-            map([
+            entries([
                 (
                     "GroupDescription",
-                    s(&format!("natbake {} Network Load Balancer", site.name)),
+                    s(format!("natbake {} Network Load Balancer", site.name)),
                 ),
                 ("VpcId", r("VpcId")),
-                ("SecurityGroupIngress", Y::List(ingress(site))),
-                ("SecurityGroupEgress", Y::List(egress)),
+                ("SecurityGroupIngress", Node::List(ingress(site))),
+                ("SecurityGroupEgress", Node::List(egress)),
                 ("Tags", tags.clone()),
             ]),
         ),
@@ -354,142 +319,141 @@ fn load_balancer(site: &Site) -> Vec<(String, Y)> {
     for f in &site.forwards {
         to_targets.extend(to_target(f));
     }
-    let target_rules: Vec<Y> = to_targets
+    let target_rules: Vec<Node> = to_targets
         .into_iter()
         .map(|(proto, port)| {
             map([
                 ("IpProtocol", s(proto.name())),
-                ("FromPort", Y::Num(port.into())),
-                ("ToPort", Y::Num(port.into())),
+                ("FromPort", Node::Int(port.into())),
+                ("ToPort", Node::Int(port.into())),
                 (
                     "SourceSecurityGroupId",
                     att("LoadBalancerSecurityGroup", "GroupId"),
                 ),
                 (
                     "Description",
-                    s(&format!("natbake {} through the load balancer", site.name)),
+                    s(format!("natbake {} through the load balancer", site.name)),
                 ),
             ])
         })
         .collect();
     out.push((
         "TargetSecurityGroup".into(),
-        resource(
+        Resource::new(
             "AWS::EC2::SecurityGroup",
-            map([
+            entries([
                 (
                     "GroupDescription",
-                    s(&format!(
+                    s(format!(
                         "natbake {} targets: clients and health checks through the load balancer",
                         site.name
                     )),
                 ),
                 ("VpcId", r("VpcId")),
-                ("SecurityGroupIngress", Y::List(target_rules)),
+                ("SecurityGroupIngress", Node::List(target_rules)),
                 ("Tags", tags.clone()),
             ]),
         ),
     ));
     let mut mappings = Vec::new();
     for n in 1..=ZONES {
-        out.push((format!("LoadBalancerElasticIp{n}"), eip(site, n)));
+        out.push((format!("LoadBalancerElasticIp{n}").into(), eip(site, n)));
         mappings.push(if_zone(
             n,
             map([
-                ("SubnetId", r(&format!("PublicSubnet{n}"))),
+                ("SubnetId", r(format!("PublicSubnet{n}"))),
                 (
                     "AllocationId",
-                    att(&format!("LoadBalancerElasticIp{n}"), "AllocationId"),
+                    att(format!("LoadBalancerElasticIp{n}"), "AllocationId"),
                 ),
             ]),
         ));
     }
     out.push((
         "LoadBalancer".into(),
-        resource(
+        Resource::new(
             "AWS::ElasticLoadBalancingV2::LoadBalancer",
-            map([
+            entries([
                 ("Type", s("network")),
                 ("Scheme", s("internet-facing")),
                 ("IpAddressType", s("ipv4")),
                 (
                     "SecurityGroups",
-                    Y::List(vec![att("LoadBalancerSecurityGroup", "GroupId")]),
+                    Node::List(vec![att("LoadBalancerSecurityGroup", "GroupId")]),
                 ),
-                ("SubnetMappings", Y::List(mappings)),
+                ("SubnetMappings", Node::List(mappings)),
                 // Every zone's address reaches every target: clients dial
                 // the elastic IPs directly, and a target lives in one zone.
                 (
                     "LoadBalancerAttributes",
-                    Y::List(vec![map([
+                    Node::List(vec![map([
                         ("Key", s("load_balancing.cross_zone.enabled")),
                         ("Value", s("true")),
                     ])]),
                 ),
-                ("Tags", tags.clone()),
+                ("Tags", tags),
             ]),
         ),
     ));
     for l in listeners(site) {
         let id = &l.id;
-        let mut attributes = Vec::new();
+        let mut group = entries([
+            ("TargetType", s("ip")),
+            ("Protocol", s(l.protocol)),
+            ("Port", Node::Int(l.target_port.into())),
+            ("VpcId", r("VpcId")),
+            (
+                "Targets",
+                Node::List(vec![map([
+                    ("Id", s(l.target.to_string())),
+                    ("Port", Node::Int(l.target_port.into())),
+                ])]),
+            ),
+            ("HealthCheckEnabled", Node::Bool(true)),
+            ("HealthCheckProtocol", s("TCP")),
+            ("HealthCheckPort", s("traffic-port")),
+            ("HealthCheckIntervalSeconds", Node::Int(30)),
+            ("HealthyThresholdCount", Node::Int(3)),
+            ("UnhealthyThresholdCount", Node::Int(3)),
+        ]);
         if l.protocol == "TCP" {
             // On by default (and fixed) for UDP and TCP_UDP; off by
             // default for TCP targets of type ip.
-            attributes.push(map([
-                ("Key", s("preserve_client_ip.enabled")),
-                ("Value", s("true")),
-            ]));
-        }
-        let mut group = vec![
-            ("TargetType".to_string(), s("ip")),
-            ("Protocol".into(), s(l.protocol)),
-            ("Port".into(), Y::Num(l.target_port.into())),
-            ("VpcId".into(), r("VpcId")),
-            (
-                "Targets".into(),
-                Y::List(vec![map([
-                    ("Id", s(&l.target.to_string())),
-                    ("Port", Y::Num(l.target_port.into())),
+            group.push((
+                "TargetGroupAttributes".into(),
+                Node::List(vec![map([
+                    ("Key", s("preserve_client_ip.enabled")),
+                    ("Value", s("true")),
                 ])]),
-            ),
-            ("HealthCheckEnabled".into(), Y::Bool(true)),
-            ("HealthCheckProtocol".into(), s("TCP")),
-            ("HealthCheckPort".into(), s("traffic-port")),
-            ("HealthCheckIntervalSeconds".into(), Y::Num(30)),
-            ("HealthyThresholdCount".into(), Y::Num(3)),
-            ("UnhealthyThresholdCount".into(), Y::Num(3)),
-        ];
-        if !attributes.is_empty() {
-            group.push(("TargetGroupAttributes".into(), Y::List(attributes)));
+            ));
         }
         group.push((
             "Tags".into(),
-            Y::List(vec![
-                map([("Key", s(SITE_TAG)), ("Value", s(&site.name))]),
+            Node::List(vec![
+                map([("Key", s(SITE_TAG)), ("Value", s(site.name.clone()))]),
                 map([
                     ("Key", s("natbake:forward")),
-                    ("Value", s(&l.names.join("+"))),
+                    ("Value", s(l.names.join("+"))),
                 ]),
             ]),
         ));
         out.push((
-            format!("TargetGroup{id}"),
-            resource("AWS::ElasticLoadBalancingV2::TargetGroup", Y::Map(group)),
+            format!("TargetGroup{id}").into(),
+            Resource::new("AWS::ElasticLoadBalancingV2::TargetGroup", group),
         ));
         out.push((
-            format!("Listener{id}"),
-            resource(
+            format!("Listener{id}").into(),
+            Resource::new(
                 "AWS::ElasticLoadBalancingV2::Listener",
-                map([
+                entries([
                     ("LoadBalancerArn", r("LoadBalancer")),
-                    ("Port", Y::Num(l.port.into())),
+                    ("Port", Node::Int(l.port.into())),
                     ("Protocol", s(l.protocol)),
                     (
                         "DefaultActions",
-                        Y::List(vec![map([
+                        Node::List(vec![map([
                             ("Type", s("forward")),
-                            ("TargetGroupArn", r(&format!("TargetGroup{id}"))),
+                            ("TargetGroupArn", r(format!("TargetGroup{id}"))),
                         ])]),
                     ),
                 ]),
@@ -499,74 +463,68 @@ fn load_balancer(site: &Site) -> Vec<(String, Y)> {
     out
 }
 
-fn nat_gateways(site: &Site) -> Vec<(String, Y)> {
-    let mut out = Vec::new();
+fn nat_gateways(site: &Site) -> Named<Resource> {
+    let mut out: Named<Resource> = Vec::new();
     for n in 1..=ZONES {
-        out.push((format!("NatElasticIp{n}"), eip(site, n)));
+        out.push((format!("NatElasticIp{n}").into(), eip(site, n)));
         out.push((
-            format!("NatGateway{n}"),
+            format!("NatGateway{n}").into(),
             in_zone(
                 n,
                 "AWS::EC2::NatGateway",
-                map([
+                entries([
                     ("ConnectivityType", s("public")),
-                    ("SubnetId", r(&format!("PublicSubnet{n}"))),
+                    ("SubnetId", r(format!("PublicSubnet{n}"))),
                     (
                         "AllocationId",
-                        att(&format!("NatElasticIp{n}"), "AllocationId"),
+                        att(format!("NatElasticIp{n}"), "AllocationId"),
                     ),
-                    ("Tags", site_tags(site)),
+                    ("Tags", site_tags(&site.name)),
                 ]),
             ),
         ));
     }
     for n in 1..=ZONES {
+        let gateway = format!("NatGateway{n}");
         out.push((
-            format!("PrivateRoute{n}"),
-            map([
-                ("Type", s("AWS::EC2::Route")),
-                ("Condition", s(&format!("HasPrivateRoute{n}"))),
-                (
-                    "Properties",
-                    map([
-                        ("RouteTableId", r(&format!("PrivateRouteTable{n}"))),
-                        ("DestinationCidrBlock", s("0.0.0.0/0")),
-                        ("NatGatewayId", r(&format!("NatGateway{n}"))),
-                    ]),
-                ),
-            ]),
+            format!("PrivateRoute{n}").into(),
+            cfn::route(
+                format!("PrivateRouteTable{n}").into(),
+                format!("HasPrivateRoute{n}").into(),
+                "0.0.0.0/0".into(),
+                RouteTarget::NatGateway(&gateway),
+            ),
         ));
     }
     out
 }
 
-fn outputs(site: &Site) -> Vec<(String, Y)> {
-    let out =
-        |value: Y, description: &str| map([("Description", s(description)), ("Value", value)]);
-    let mut o = Vec::new();
-    let addresses = |prefix: &str| -> Y {
-        let list: Vec<Y> = (1..=ZONES)
-            .map(|n| if_zone(n, r(&format!("{prefix}{n}"))))
+fn outputs(site: &Site) -> Named<cfn::Output> {
+    let out = |value: Node, description: &'static str| cfn::Output { description, value };
+    let mut o: Named<cfn::Output> = Vec::new();
+    let addresses = |prefix: &str| -> Node {
+        let list: Vec<Node> = (1..=ZONES)
+            .map(|n| if_zone(n, r(format!("{prefix}{n}"))))
             .collect();
-        map([("Fn::Join", Y::List(vec![s(","), Y::List(list)]))])
+        Node::Fn("Fn::Join", vec![s(","), Node::List(list)])
     };
     if !site.forwards.is_empty() {
         o.push((
-            "LoadBalancerAddresses".to_string(),
+            "LoadBalancerAddresses".into(),
             out(
                 addresses("LoadBalancerElasticIp"),
                 "The load balancer's public addresses, one per zone, which clients dial",
             ),
         ));
         o.push((
-            "LoadBalancerDnsName".to_string(),
+            "LoadBalancerDnsName".into(),
             out(
                 att("LoadBalancer", "DNSName"),
                 "The load balancer's name in DNS",
             ),
         ));
         o.push((
-            "TargetSecurityGroupId".to_string(),
+            "TargetSecurityGroupId".into(),
             out(
                 att("TargetSecurityGroup", "GroupId"),
                 "Attach to the targets: admits the clients and health checks that come through the load balancer",
@@ -575,7 +533,7 @@ fn outputs(site: &Site) -> Vec<(String, Y)> {
     }
     if site.egress {
         o.push((
-            "NatAddresses".to_string(),
+            "NatAddresses".into(),
             out(
                 addresses("NatElasticIp"),
                 "The NAT gateways' public addresses, one per zone, which the private hosts' traffic comes from",
@@ -594,5 +552,30 @@ mod tests {
         let yaml = "version: 1\nsite: s\ndeployment: nlb\nvpc_cidrs: [10.0.0.0/16]\nforwards:\n  - {name: a-b, port: 1000, to: 10.0.0.9, from: [192.0.2.0/24]}\n  - {name: ab, port: 1001, to: 10.0.0.9, from: [192.0.2.0/24]}\n  - {name: a--b, port: 1002, to: 10.0.0.9, from: [192.0.2.0/24]}\n";
         let site = crate::validate::parse(std::path::Path::new("t.yaml"), yaml.as_bytes()).unwrap();
         assert_eq!(forward_ids(&site), ["1AB", "2Ab", "3AB"]);
+    }
+
+    /// The site's description joins the template's as the instance
+    /// stack's does: left out when cfn-lint would read a substitution in
+    /// it (E1029), which a template description cannot be.
+    #[test]
+    fn the_description_is_kept_unless_cfn_lint_would_read_a_substitution() {
+        for (text, kept) in [
+            ("Oracle $HOME {x}", true),
+            ("${AWS::Region}", false),
+            ("a ${VpcId} b", false),
+        ] {
+            let yaml = format!(
+                "version: 1\nsite: s\ndeployment: nlb\ndescription: {}\nvpc_cidrs: [10.0.0.0/16]\n",
+                crate::render::escape::yaml(text)
+            );
+            let site =
+                crate::validate::parse(std::path::Path::new("t.yaml"), yaml.as_bytes()).unwrap();
+            let expected = if kept {
+                format!("natbake site s: NAT gateways: {text}")
+            } else {
+                "natbake site s: NAT gateways".to_string()
+            };
+            assert_eq!(template(&site).description, expected, "{text}");
+        }
     }
 }

@@ -1,10 +1,13 @@
 //! `stack.cfn.yaml`: one CloudFormation template that deploys the site.
 //!
-//! The template is built as a tree here and written by a small YAML
-//! emitter in which every string is a double-quoted scalar made by
-//! [`escape::yaml`], so spec text stays text. Nothing from the spec goes
-//! through `Fn::Sub`: only the ARNs of [`failover::iam_policy`] and the
-//! recover action, which are natbake's own text, are substituted.
+//! The template is a [`cfn::Template`] built from typed inputs (the site,
+//! the NAT's inbound rules as [`json`] makes them for
+//! `security-group.json`, the role's statements from [`failover`], the
+//! user data's bytes) and written by [`cfn`]'s one YAML writer, in which
+//! every string is a double-quoted scalar, so spec text stays text.
+//! Nothing from the spec goes through `Fn::Sub`: only the ARNs of
+//! [`failover::statements`] and the recover action, which are natbake's
+//! own text, are substituted.
 //!
 //! Two shapes. With `failover`, an Auto Scaling group of one replaces a
 //! failed instance and the replacement takes over the floating interface,
@@ -13,12 +16,16 @@
 //! so there is one instance and a CloudWatch alarm that recovers it in
 //! place (same instance id, interface, address and routes).
 
-use super::artifact::{Input, Output, SECURITY_GROUP, USER_DATA};
-use super::escape;
-use crate::failover;
+use super::artifact::{Input, Output, USER_DATA};
+use super::cfn::{
+    self, Entries, Node, Parameter, Resource, RouteTarget, Template, Text, att, entries, given,
+    map, no_value, not, r, s, site_tags, sub, when,
+};
+use super::json;
+use crate::cidr::Cidr;
+use crate::failover::{self, Arn};
 use crate::site::Site;
 use anyhow::Result;
-use serde_json::Value;
 
 /// How many private route tables the template takes. CloudFormation cannot
 /// loop over a list parameter without the `AWS::LanguageExtensions`
@@ -41,8 +48,8 @@ pub const ROUTES_PER_TABLE: usize = 50;
 /// is a NAT gateway's cannot take: its subnet is a private route
 /// table's). None when there are more than a route table holds by
 /// default.
-pub fn target_route_destinations(site: &Site) -> Vec<crate::cidr::Cidr> {
-    let d = super::json::return_routes(site, site.forwards.iter().filter(|f| !f.public));
+pub fn target_route_destinations(site: &Site) -> Vec<Cidr> {
+    let d = json::return_routes(site, site.forwards.iter().filter(|f| !f.public));
     if d.len() > ROUTES_PER_TABLE {
         Vec::new()
     } else {
@@ -53,7 +60,7 @@ pub fn target_route_destinations(site: &Site) -> Vec<crate::cidr::Cidr> {
 /// What the user is told when the forwards have more return routes than
 /// the stack takes.
 pub fn target_routes_note(site: &Site) -> Option<String> {
-    let n = super::json::return_routes(site, site.forwards.iter().filter(|f| !f.public)).len();
+    let n = json::return_routes(site, site.forwards.iter().filter(|f| !f.public)).len();
     (n > ROUTES_PER_TABLE).then(|| {
         format!(
             "{} has no target route tables: the forwards' sources need {n} routes in each target subnet's \
@@ -81,87 +88,18 @@ pub(super) const SITE_TAG: &str = "natbake:site";
 /// The group's tag naming the image it launches.
 const IMAGE_TAG: &str = "natbake:image-id";
 
-/// A node of the template.
-#[derive(Debug, Clone)]
-pub(super) enum Y {
-    Str(String),
-    Num(i64),
-    Bool(bool),
-    Map(Vec<(String, Y)>),
-    List(Vec<Y>),
-}
-
-pub(super) fn s(text: &str) -> Y {
-    Y::Str(text.into())
-}
-
-pub(super) fn map<const N: usize>(entries: [(&str, Y); N]) -> Y {
-    Y::Map(entries.into_iter().map(|(k, v)| (k.into(), v)).collect())
-}
-
-pub(super) fn r(name: &str) -> Y {
-    map([("Ref", s(name))])
-}
-
-pub(super) fn att(resource: &str, attribute: &str) -> Y {
-    map([("Fn::GetAtt", Y::List(vec![s(resource), s(attribute)]))])
-}
-
-pub(super) fn sub(text: &str) -> Y {
-    map([("Fn::Sub", s(text))])
-}
-
-pub(super) fn when(condition: &str, then: Y, otherwise: Y) -> Y {
-    map([("Fn::If", Y::List(vec![s(condition), then, otherwise]))])
-}
-
-pub(super) fn no_value() -> Y {
-    r("AWS::NoValue")
-}
-
-pub(super) fn resource(kind: &str, properties: Y) -> Y {
-    map([("Type", s(kind)), ("Properties", properties)])
-}
-
-pub(super) fn site_tags(site: &Site) -> Y {
-    Y::List(vec![map([("Key", s(SITE_TAG)), ("Value", s(&site.name))])])
-}
-
-/// A JSON value as a tree; strings that hold `${` are natbake's ARNs
-/// written for `Fn::Sub` (spec text never reaches here with one: site
-/// names are letters, digits and dashes).
-fn from_json(v: &Value, substitute: bool) -> Y {
-    match v {
-        Value::String(t) if substitute && t.contains("${") => sub(t),
-        Value::String(t) => s(t),
-        Value::Number(n) => n.as_i64().map_or_else(|| s(&n.to_string()), Y::Num),
-        Value::Bool(b) => Y::Bool(*b),
-        Value::Null => s(""),
-        Value::Array(a) => Y::List(a.iter().map(|v| from_json(v, substitute)).collect()),
-        Value::Object(o) => Y::Map(
-            o.iter()
-                .map(|(k, v)| (k.clone(), from_json(v, substitute)))
-                .collect(),
-        ),
-    }
-}
-
 /// Renders the stack; a note (and the manifest) says when it is too large
 /// to upload directly.
 pub fn render(i: &mut Input<'_>) -> Result<Option<Output>> {
     let site = i.site;
-    let ingress = match i.rendered(SECURITY_GROUP) {
-        Ok(a) => serde_json::from_slice(&a.bytes)?,
-        Err(_) => Value::Array(Vec::new()),
-    };
+    // The user data as rendered above (plain, or `.gz` when it had to be
+    // compressed whole): the launch template carries its bytes.
     let user_data = i
         .done
         .iter()
         .find(|a| a.name.starts_with(USER_DATA))
-        .map(|a| super::escape::base64(&a.bytes));
-    let template = Stack::new(site, user_data).template(&ingress);
-    let mut text = String::new();
-    emit(&template, 0, &mut text);
+        .map(|a| a.bytes.as_slice());
+    let text = Stack::new(site, user_data).template().to_yaml();
     if text.len() > S3_LIMIT {
         i.notes.push(unusable_note(text.len(), site));
         return Ok(None);
@@ -191,7 +129,7 @@ pub fn unusable_note(bytes: usize, site: &Site) -> String {
          even from S3, mostly the security group's {} inbound rules (one per source CIDR of each forward); use \
          fewer, wider sources, or apply security-group.json and the other files by hand",
         super::artifact::STACK,
-        super::json::nat_inbound_rules(site),
+        json::nat_inbound_rules(site),
     )
 }
 
@@ -204,6 +142,9 @@ pub fn too_large_note(bytes: usize) -> String {
     )
 }
 
+/// A named entry of the template.
+type Named<T> = Vec<(Text, T)>;
+
 struct Stack<'a> {
     site: &'a Site,
     /// Base64 of the rendered user data, when the site has one.
@@ -211,50 +152,23 @@ struct Stack<'a> {
     /// The official image's SSM parameter, when the stack can launch it
     /// (the os has one and the user data carries natbake).
     official: Option<&'static str>,
+    /// [`target_route_destinations`], worked out once.
+    target_destinations: Vec<Cidr>,
 }
 
 impl<'a> Stack<'a> {
-    fn new(site: &'a Site, user_data: Option<String>) -> Stack<'a> {
-        let official = user_data
-            .as_ref()
-            .and_then(|_| site.os.official_image_parameter(site.arch));
+    fn new(site: &'a Site, user_data: Option<&[u8]>) -> Stack<'a> {
+        let official = user_data.and_then(|_| site.os.official_image_parameter(site.arch));
         Stack {
             site,
-            user_data,
+            user_data: user_data.map(super::escape::base64),
             official,
+            target_destinations: target_route_destinations(site),
         }
     }
 
-    fn template(&self, ingress: &Value) -> Y {
-        let mut top = vec![
-            ("AWSTemplateFormatVersion".to_string(), s("2010-09-09")),
-            ("Description".to_string(), s(&self.description())),
-            (
-                "Parameters".to_string(),
-                Y::Map(
-                    self.constrain_instance_type(
-                        [
-                            self.parameters(),
-                            self.address_parameters(),
-                            self.target_route_parameters(),
-                        ]
-                        .concat(),
-                    ),
-                ),
-            ),
-            (
-                "Conditions".to_string(),
-                Y::Map(
-                    [
-                        self.conditions(),
-                        self.address_conditions(),
-                        self.target_route_conditions(),
-                    ]
-                    .concat(),
-                ),
-            ),
-        ];
-        let mut resources = vec![("SecurityGroup".to_string(), self.security_group(ingress))];
+    fn template(&self) -> Template {
+        let mut resources = vec![("SecurityGroup".into(), self.security_group())];
         resources.extend(self.address_and_routes());
         resources.extend(self.target_routes());
         if self.has_role() {
@@ -263,60 +177,55 @@ impl<'a> Stack<'a> {
         resources.push(("LaunchTemplate".into(), self.launch_template()));
         resources.extend(self.instance_or_group());
         resources.extend(self.alarms());
-        top.push(("Resources".into(), Y::Map(resources)));
-        top.push(("Outputs".into(), Y::Map(self.outputs())));
-        Y::Map(top)
+        Template {
+            description: self.description(),
+            parameters: self.constrain_instance_type(
+                [
+                    self.parameters(),
+                    self.address_parameters(),
+                    self.target_route_parameters(),
+                ]
+                .concat(),
+            ),
+            conditions: [
+                self.conditions(),
+                self.address_conditions(),
+                self.target_route_conditions(),
+            ]
+            .concat(),
+            resources,
+            outputs: self.outputs(),
+        }
     }
 
     /// The site's name, and its description when CloudFormation and its
-    /// linter take it as it is: at most 1024 bytes in all, and no `${`,
-    /// which cfn-lint reads as a substitution outside `Fn::Sub` (E1029)
-    /// when it names a parameter, resource or pseudo parameter. A template
-    /// description cannot be an `Fn::Sub`, so such text is left out
-    /// rather than changed.
+    /// linter take it ([`Template::describe`]).
     fn description(&self) -> String {
-        let mut d = format!("natbake NAT instance of site {}", self.site.name);
-        if let Some(text) = &self.site.description
-            && d.len() + 2 + text.len() <= 1024
-            && !text.contains("${")
-        {
-            d = format!("{d}: {text}");
-        }
-        d
+        Template::describe(
+            format!("natbake NAT instance of site {}", self.site.name),
+            self.site.description.as_deref(),
+        )
     }
 
-    fn parameters(&self) -> Vec<(String, Y)> {
-        let mut p = vec![
+    fn parameters(&self) -> Named<Parameter> {
+        let mut p: Named<Parameter> = vec![
             (
-                "VpcId".to_string(),
-                map([
-                    ("Type", s("AWS::EC2::VPC::Id")),
-                    ("Description", s("The VPC of the NAT instance")),
-                ]),
+                "VpcId".into(),
+                Parameter::new("AWS::EC2::VPC::Id").describe("The VPC of the NAT instance"),
             ),
             (
-                "PublicSubnetId".to_string(),
-                map([
-                    ("Type", s("AWS::EC2::Subnet::Id")),
-                    (
-                        "Description",
-                        s("The public subnet (one availability zone) the NAT instance runs in"),
-                    ),
-                ]),
+                "PublicSubnetId".into(),
+                Parameter::new("AWS::EC2::Subnet::Id")
+                    .describe("The public subnet (one availability zone) the NAT instance runs in"),
             ),
         ];
         for n in 1..=ROUTE_TABLES {
             p.push((
-                format!("PrivateRouteTable{n}"),
-                map([
-                    ("Type", s("String")),
-                    ("Default", s("")),
-                    ("AllowedPattern", s("^(rtb-[0-9a-f]+)?$")),
-                    (
-                        "Description",
-                        s("A private route table whose 0.0.0.0/0 route goes through the NAT; empty for none"),
-                    ),
-                ]),
+                format!("PrivateRouteTable{n}").into(),
+                Parameter::optional_id(
+                    "rtb",
+                    "A private route table whose 0.0.0.0/0 route goes through the NAT; empty for none",
+                ),
             ));
         }
         // The image: the SSM parameter the image build publishes to (or,
@@ -326,77 +235,56 @@ impl<'a> Stack<'a> {
         let published = self.site.image_parameter();
         let (default, what) = match self.official {
             Some(name) => (
-                name.to_string(),
+                Text::from(name),
                 format!(
                     "The SSM parameter naming the image to launch: the official image's (the default; launched with the rendered user data), or {published}, where the image build publishes each baked image"
                 ),
             ),
             None => (
-                published.clone(),
+                Text::from(published.clone()),
                 format!(
                     "The SSM parameter naming the baked image to launch, {published} unless you say otherwise; the image build publishes each new image there ({})",
                     self.required_image_why()
                 ),
             ),
         };
+        const IMAGE_ID_PARAMETER: &str = "AWS::SSM::Parameter::Value<AWS::EC2::Image::Id>";
         p.push((
             "ImageParameter".into(),
-            map([
-                ("Type", s("AWS::SSM::Parameter::Value<AWS::EC2::Image::Id>")),
-                ("Default", s(&default)),
-                ("Description", s(&what)),
-            ]),
+            Parameter::new(IMAGE_ID_PARAMETER)
+                .default(default)
+                .describe(what),
         ));
         if let Some(name) = self.official {
             p.push((
                 "OfficialImageId".into(),
-                map([
-                    ("Type", s("AWS::SSM::Parameter::Value<AWS::EC2::Image::Id>")),
-                    ("Default", s(name)),
-                    (
-                        "Description",
-                        s("The official image's public SSM parameter: the user data goes with the image only when it is this one"),
-                    ),
-                ]),
+                Parameter::new(IMAGE_ID_PARAMETER).default(name).describe(
+                    "The official image's public SSM parameter: the user data goes with the image only when it is this one",
+                ),
             ));
         }
         p.push((
             "ImageId".into(),
-            map([
-                ("Type", s("String")),
-                ("Default", s("")),
-                ("AllowedPattern", s("^(ami-[0-9a-f]+)?$")),
-                (
-                    "Description",
-                    s("A baked natbake AMI id that overrides ImageParameter (to pin or roll back); empty for none"),
-                ),
-            ]),
+            Parameter::optional_id(
+                "ami",
+                "A baked natbake AMI id that overrides ImageParameter (to pin or roll back); empty for none",
+            ),
         ));
         p.push((
             "InstanceType".into(),
-            map([
-                ("Type", s("String")),
-                ("Default", s(&self.site.ami.instance_type)),
-            ]),
+            Parameter::new("String").default(self.site.ami.instance_type.clone()),
         ));
         p.push((
             "KeyName".into(),
-            map([
-                ("Type", s("String")),
-                ("Default", s("")),
-                ("Description", s("An EC2 key pair for SSH; empty for none")),
-            ]),
+            Parameter::new("String")
+                .default("")
+                .describe("An EC2 key pair for SSH; empty for none"),
         ));
         p.push((
             "AlarmTopicArn".into(),
-            map([
-                ("Type", s("String")),
-                ("Default", s("")),
-                (
-                    "Description",
-                    s("An SNS topic the alarms notify; empty for none"),
-                ),
-            ]),
+            Parameter::new("String")
+                .default("")
+                .describe("An SNS topic the alarms notify; empty for none"),
         ));
         p
     }
@@ -412,153 +300,135 @@ impl<'a> Stack<'a> {
         }
     }
 
-    fn conditions(&self) -> Vec<(String, Y)> {
-        let is_empty = |param: &str| map([("Fn::Equals", Y::List(vec![r(param), s("")]))]);
-        let not = |c: Y| map([("Fn::Not", Y::List(vec![c]))]);
-        let mut c = Vec::new();
+    fn conditions(&self) -> Entries {
+        let mut c: Entries = Vec::new();
         for n in 1..=ROUTE_TABLES {
             c.push((
-                format!("HasPrivateRouteTable{n}"),
-                not(is_empty(&format!("PrivateRouteTable{n}"))),
+                format!("HasPrivateRouteTable{n}").into(),
+                given(format!("PrivateRouteTable{n}")),
             ));
         }
-        c.push(("HasImageId".into(), not(is_empty("ImageId"))));
+        c.push(("HasImageId".into(), given("ImageId")));
         if self.official.is_some() {
             // The user data installs natbake on the official image only: a
             // baked image has it, and would run it twice.
             c.push((
                 "UseOfficialImage".into(),
-                map([(
-                    "Fn::And",
-                    Y::List(vec![
-                        not(map([("Condition", s("HasImageId"))])),
-                        map([(
-                            "Fn::Equals",
-                            Y::List(vec![r("ImageParameter"), r("OfficialImageId")]),
-                        )]),
-                    ]),
-                )]),
+                cfn::all(vec![
+                    not(Node::Condition("HasImageId".into())),
+                    cfn::equals(r("ImageParameter"), r("OfficialImageId")),
+                ]),
             ));
         }
-        c.push(("HasKeyName".into(), not(is_empty("KeyName"))));
-        c.push(("HasAlarmTopic".into(), not(is_empty("AlarmTopicArn"))));
+        c.push(("HasKeyName".into(), given("KeyName")));
+        c.push(("HasAlarmTopic".into(), given("AlarmTopicArn")));
         c
     }
 
     /// Inbound exactly as `security-group.json` (the same function makes
     /// both), one CloudFormation rule per source; outbound the default.
-    fn security_group(&self, ingress: &Value) -> Y {
-        let mut rules = Vec::new();
-        for p in ingress.as_array().into_iter().flatten() {
-            for range in p["IpRanges"].as_array().into_iter().flatten() {
-                let mut rule = vec![("IpProtocol".to_string(), from_json(&p["IpProtocol"], false))];
-                for port in ["FromPort", "ToPort"] {
-                    if let Some(v) = p.get(port) {
-                        rule.push((port.into(), from_json(v, false)));
+    fn security_group(&self) -> Resource {
+        let rules: Vec<Node> = json::nat_ingress(self.site)
+            .each()
+            .map(|(proto, ports, (cidr, description))| {
+                let mut rule: Entries = Vec::with_capacity(5);
+                match (proto, ports) {
+                    (Some(proto), Some(ports)) => {
+                        rule.push(("IpProtocol".into(), s(proto.name())));
+                        rule.push(("FromPort".into(), Node::Int(ports.first.into())));
+                        rule.push(("ToPort".into(), Node::Int(ports.last.into())));
                     }
+                    _ => rule.push(("IpProtocol".into(), s("-1"))),
                 }
-                rule.push(("CidrIp".into(), from_json(&range["CidrIp"], false)));
-                rule.push((
-                    "Description".into(),
-                    from_json(&range["Description"], false),
-                ));
-                rules.push(Y::Map(rule));
-            }
-        }
-        let mut props = vec![
+                rule.push(("CidrIp".into(), s(cidr.to_string())));
+                rule.push(("Description".into(), s(description.clone())));
+                Node::Map(rule)
+            })
+            .collect();
+        let mut props: Entries = vec![
             (
-                "GroupDescription".to_string(),
-                s(&format!("natbake {} NAT instance", self.site.name)),
+                "GroupDescription".into(),
+                s(format!("natbake {} NAT instance", self.site.name)),
             ),
             ("VpcId".into(), r("VpcId")),
         ];
         if !rules.is_empty() {
-            props.push(("SecurityGroupIngress".into(), Y::List(rules)));
+            props.push(("SecurityGroupIngress".into(), Node::List(rules)));
         }
-        props.push(("Tags".into(), site_tags(self.site)));
-        resource("AWS::EC2::SecurityGroup", Y::Map(props))
+        props.push(("Tags".into(), site_tags(&self.site.name)));
+        Resource::new("AWS::EC2::SecurityGroup", props)
     }
 
     /// The elastic IP and the private routes, on the floating interface
     /// (failover) or on the one instance.
-    fn address_and_routes(&self) -> Vec<(String, Y)> {
-        let (target_key, target) = if self.site.failover.is_some() {
-            ("NetworkInterfaceId", r("Interface"))
-        } else {
-            ("InstanceId", r("Instance"))
-        };
-        let mut out = Vec::new();
+    fn address_and_routes(&self) -> Named<Resource> {
+        let mut out: Named<Resource> = Vec::new();
         if self.site.failover.is_some() {
             out.push((
-                "Interface".to_string(),
-                resource(
+                "Interface".into(),
+                Resource::new(
                     "AWS::EC2::NetworkInterface",
-                    map([
+                    entries([
                         (
                             "Description",
-                            s(&format!("natbake {} floating interface", self.site.name)),
+                            s(format!("natbake {} floating interface", self.site.name)),
                         ),
                         ("SubnetId", r("PublicSubnetId")),
-                        ("GroupSet", Y::List(vec![att("SecurityGroup", "GroupId")])),
-                        ("SourceDestCheck", Y::Bool(false)),
-                        ("Tags", site_tags(self.site)),
+                        (
+                            "GroupSet",
+                            Node::List(vec![att("SecurityGroup", "GroupId")]),
+                        ),
+                        ("SourceDestCheck", Node::Bool(false)),
+                        ("Tags", site_tags(&self.site.name)),
                     ]),
                 ),
             ));
-        }
-        if self.site.failover.is_some() {
             // An address resource names an instance only: the interface
             // takes it through an association.
             out.push((
                 "ElasticIp".into(),
-                resource(
+                Resource::new(
                     "AWS::EC2::EIP",
-                    map([
+                    entries([
                         ("Domain", s("vpc")),
                         ("NetworkBorderGroup", Self::border_group()),
-                        ("Tags", site_tags(self.site)),
+                        ("Tags", site_tags(&self.site.name)),
                     ]),
                 ),
             ));
             out.push((
                 "ElasticIpAssociation".into(),
-                resource(
+                Resource::new(
                     "AWS::EC2::EIPAssociation",
-                    map([
+                    entries([
                         ("AllocationId", att("ElasticIp", "AllocationId")),
-                        (target_key, target.clone()),
+                        ("NetworkInterfaceId", r("Interface")),
                     ]),
                 ),
             ));
         } else {
             out.push((
                 "ElasticIp".into(),
-                resource(
+                Resource::new(
                     "AWS::EC2::EIP",
-                    map([
+                    entries([
                         ("Domain", s("vpc")),
                         ("NetworkBorderGroup", Self::border_group()),
-                        (target_key, target.clone()),
-                        ("Tags", site_tags(self.site)),
+                        ("InstanceId", r("Instance")),
+                        ("Tags", site_tags(&self.site.name)),
                     ]),
                 ),
             ));
         }
         for n in 1..=ROUTE_TABLES {
             out.push((
-                format!("PrivateRoute{n}"),
-                map([
-                    ("Type", s("AWS::EC2::Route")),
-                    ("Condition", s(&format!("HasPrivateRouteTable{n}"))),
-                    (
-                        "Properties",
-                        map([
-                            ("RouteTableId", r(&format!("PrivateRouteTable{n}"))),
-                            ("DestinationCidrBlock", s("0.0.0.0/0")),
-                            (target_key, target.clone()),
-                        ]),
-                    ),
-                ]),
+                format!("PrivateRoute{n}").into(),
+                cfn::route(
+                    format!("PrivateRouteTable{n}").into(),
+                    format!("HasPrivateRouteTable{n}").into(),
+                    "0.0.0.0/0".into(),
+                    self.route_target(),
+                ),
             ));
         }
         out
@@ -573,23 +443,18 @@ impl<'a> Stack<'a> {
     /// With the recover action, the `InstanceType` parameter takes only
     /// types it is documented for: a type EC2 refuses fails at the
     /// parameter, with this reason, not halfway through the stack.
-    fn constrain_instance_type(&self, mut parameters: Vec<(String, Y)>) -> Vec<(String, Y)> {
+    fn constrain_instance_type(&self, mut parameters: Named<Parameter>) -> Named<Parameter> {
         if !self.recovers() {
             return parameters;
         }
         let families = crate::values::RECOVERABLE_FAMILIES.join("|");
         for (name, p) in &mut parameters {
-            if let (true, Y::Map(entries)) = (name == "InstanceType", p) {
-                entries.push((
-                    "AllowedPattern".into(),
-                    s(&format!(
-                        "^({families}|u-[a-z0-9-]+)\\.(?!metal)[a-z0-9-]+$"
-                    )),
-                ));
-                entries.push((
-                    "ConstraintDescription".into(),
-                    s("must be a type EC2's recover action takes (not metal, no instance store but the documented few): the stack's alarm recovers the instance; for other types render the spec with that ami.instance_type"),
-                ));
+            if name == "InstanceType" {
+                p.allowed_pattern =
+                    Some(format!("^({families}|u-[a-z0-9-]+)\\.(?!metal)[a-z0-9-]+$").into());
+                p.constraint_description = Some(
+                    "must be a type EC2's recover action takes (not metal, no instance store but the documented few): the stack's alarm recovers the instance; for other types render the spec with that ami.instance_type".into(),
+                );
             }
         }
         parameters
@@ -600,111 +465,81 @@ impl<'a> Stack<'a> {
     /// own border group cannot be associated. CloudFormation cannot read
     /// a subnet's border group, so it is a parameter, empty in the
     /// region's own availability zones.
-    fn address_parameters(&self) -> Vec<(String, Y)> {
+    fn address_parameters(&self) -> Named<Parameter> {
         vec![(
             "NetworkBorderGroup".into(),
-            map([
-                ("Type", s("String")),
-                ("Default", s("")),
-                ("AllowedPattern", s("^([a-z]{2,4}(-[a-z0-9]+)+)?$")),
-                (
-                    "Description",
-                    s(
-                        "The network border group of the public subnet's zone when it is a Local Zone (us-west-2-lax-1) or Wavelength Zone (us-east-1-wl1-bos-wlz-1); empty in the region's availability zones",
-                    ),
+            Parameter::new("String")
+                .default("")
+                .pattern("^([a-z]{2,4}(-[a-z0-9]+)+)?$")
+                .describe(
+                    "The network border group of the public subnet's zone when it is a Local Zone (us-west-2-lax-1) or Wavelength Zone (us-east-1-wl1-bos-wlz-1); empty in the region's availability zones",
                 ),
-            ]),
         )]
     }
 
-    fn address_conditions(&self) -> Vec<(String, Y)> {
-        let empty = map([("Fn::Equals", Y::List(vec![r("NetworkBorderGroup"), s("")]))]);
-        vec![(
-            "HasNetworkBorderGroup".into(),
-            map([("Fn::Not", Y::List(vec![empty]))]),
-        )]
+    fn address_conditions(&self) -> Entries {
+        vec![("HasNetworkBorderGroup".into(), given("NetworkBorderGroup"))]
     }
 
-    fn border_group() -> Y {
+    fn border_group() -> Node {
         when("HasNetworkBorderGroup", r("NetworkBorderGroup"), no_value())
     }
 
     /// Where the routes through the NAT go: the floating interface, or
     /// the one instance.
-    fn route_target(&self) -> (&'static str, Y) {
+    fn route_target(&self) -> RouteTarget<'static> {
         if self.site.failover.is_some() {
-            ("NetworkInterfaceId", r("Interface"))
+            RouteTarget::Interface
         } else {
-            ("InstanceId", r("Instance"))
+            RouteTarget::Instance
         }
     }
 
-    fn target_route_destinations(&self) -> Vec<crate::cidr::Cidr> {
-        target_route_destinations(self.site)
-    }
-
-    fn target_route_parameters(&self) -> Vec<(String, Y)> {
-        if self.target_route_destinations().is_empty() {
+    fn target_route_parameters(&self) -> Named<Parameter> {
+        if self.target_destinations.is_empty() {
             return Vec::new();
         }
         (1..=TARGET_ROUTE_TABLES)
             .map(|n| {
                 (
-                    format!("TargetRouteTable{n}"),
-                    map([
-                        ("Type", s("String")),
-                        ("Default", s("")),
-                        ("AllowedPattern", s("^(rtb-[0-9a-f]+)?$")),
-                        (
-                            "Description",
-                            s("A route table of forward targets whose 0.0.0.0/0 goes elsewhere (a NAT gateway): it gets a route to each forward's sources through the NAT; empty for none"),
-                        ),
-                    ]),
+                    format!("TargetRouteTable{n}").into(),
+                    Parameter::optional_id(
+                        "rtb",
+                        "A route table of forward targets whose 0.0.0.0/0 goes elsewhere (a NAT gateway): it gets a route to each forward's sources through the NAT; empty for none",
+                    ),
                 )
             })
             .collect()
     }
 
-    fn target_route_conditions(&self) -> Vec<(String, Y)> {
-        if self.target_route_destinations().is_empty() {
+    fn target_route_conditions(&self) -> Entries {
+        if self.target_destinations.is_empty() {
             return Vec::new();
         }
         (1..=TARGET_ROUTE_TABLES)
             .map(|n| {
-                let empty = map([(
-                    "Fn::Equals",
-                    Y::List(vec![r(&format!("TargetRouteTable{n}")), s("")]),
-                )]);
                 (
-                    format!("HasTargetRouteTable{n}"),
-                    map([("Fn::Not", Y::List(vec![empty]))]),
+                    format!("HasTargetRouteTable{n}").into(),
+                    given(format!("TargetRouteTable{n}")),
                 )
             })
             .collect()
     }
 
     /// In each target route table given, a route to each destination of
-    /// [`Self::target_route_destinations`] through the NAT.
-    fn target_routes(&self) -> Vec<(String, Y)> {
-        let (target_key, target) = self.route_target();
-        let destinations = self.target_route_destinations();
-        let mut out = Vec::new();
+    /// [`target_route_destinations`] through the NAT.
+    fn target_routes(&self) -> Named<Resource> {
+        let mut out: Named<Resource> = Vec::new();
         for n in 1..=TARGET_ROUTE_TABLES {
-            for (k, d) in destinations.iter().enumerate() {
+            for (k, d) in self.target_destinations.iter().enumerate() {
                 out.push((
-                    format!("TargetRoute{n}To{}", k + 1),
-                    map([
-                        ("Type", s("AWS::EC2::Route")),
-                        ("Condition", s(&format!("HasTargetRouteTable{n}"))),
-                        (
-                            "Properties",
-                            map([
-                                ("RouteTableId", r(&format!("TargetRouteTable{n}"))),
-                                ("DestinationCidrBlock", s(&d.to_string())),
-                                (target_key, target.clone()),
-                            ]),
-                        ),
-                    ]),
+                    format!("TargetRoute{n}To{}", k + 1).into(),
+                    cfn::route(
+                        format!("TargetRouteTable{n}").into(),
+                        format!("HasTargetRouteTable{n}").into(),
+                        d.to_string().into(),
+                        self.route_target(),
+                    ),
                 ));
             }
         }
@@ -717,62 +552,95 @@ impl<'a> Stack<'a> {
         !failover::actions(self.site).is_empty()
     }
 
-    /// The instance role: exactly the permissions the scripts use, from
-    /// [`failover::iam_policy`].
-    fn role(&self) -> Vec<(String, Y)> {
-        let assume = serde_json::json!({
-            "Version": "2012-10-17",
-            "Statement": [{
-                "Effect": "Allow",
-                "Principal": {"Service": "ec2.amazonaws.com"},
-                "Action": "sts:AssumeRole",
-            }],
-        });
+    /// The instance role's policy document: exactly the permissions the
+    /// scripts use, from [`failover::statements`], each ARN an
+    /// `Fn::Sub`. Keys in the order of the manifest's copy (serde_json's,
+    /// sorted).
+    fn policy(&self) -> Node {
+        let statements = failover::statements(self.site)
+            .into_iter()
+            .map(|st| {
+                let mut e: Entries = vec![(
+                    "Action".into(),
+                    Node::List(st.actions.into_iter().map(s).collect()),
+                )];
+                if let Some((key, value)) = st.condition {
+                    e.push((
+                        "Condition".into(),
+                        map([("StringEquals", Node::Map(vec![(key.into(), s(value))]))]),
+                    ));
+                }
+                e.push(("Effect".into(), s("Allow")));
+                let arn = |a: &Arn| match a {
+                    Arn::Any => s("*"),
+                    Arn::Of { .. } => sub(a.for_sub()),
+                };
+                let resource = match st.resources.as_slice() {
+                    [one] => arn(one),
+                    all => Node::List(all.iter().map(arn).collect()),
+                };
+                e.push(("Resource".into(), resource));
+                e.push(("Sid".into(), s(st.sid)));
+                Node::Map(e)
+            })
+            .collect();
+        map([
+            ("Statement", Node::List(statements)),
+            ("Version", s("2012-10-17")),
+        ])
+    }
+
+    fn role(&self) -> Named<Resource> {
+        let assume = map([
+            (
+                "Statement",
+                Node::List(vec![map([
+                    ("Action", s("sts:AssumeRole")),
+                    ("Effect", s("Allow")),
+                    ("Principal", map([("Service", s("ec2.amazonaws.com"))])),
+                ])]),
+            ),
+            ("Version", s("2012-10-17")),
+        ]);
         vec![
             (
-                "InstanceRole".to_string(),
-                resource(
+                "InstanceRole".into(),
+                Resource::new(
                     "AWS::IAM::Role",
-                    map([
-                        ("AssumeRolePolicyDocument", from_json(&assume, false)),
+                    entries([
+                        ("AssumeRolePolicyDocument", assume),
                         (
                             "Policies",
-                            Y::List(vec![map([
+                            Node::List(vec![map([
                                 ("PolicyName", s("natbake-instance")),
-                                (
-                                    "PolicyDocument",
-                                    from_json(&failover::iam_policy(self.site), true),
-                                ),
+                                ("PolicyDocument", self.policy()),
                             ])]),
                         ),
-                        ("Tags", site_tags(self.site)),
+                        ("Tags", site_tags(&self.site.name)),
                     ]),
                 ),
             ),
             (
-                "InstanceProfile".to_string(),
-                resource(
+                "InstanceProfile".into(),
+                Resource::new(
                     "AWS::IAM::InstanceProfile",
-                    map([("Roles", Y::List(vec![r("InstanceRole")]))]),
+                    entries([("Roles", Node::List(vec![r("InstanceRole")]))]),
                 ),
             ),
         ]
     }
 
     /// The fixed image id when one is given, else the image parameter's.
-    fn image(&self) -> Y {
+    fn image() -> Node {
         when("HasImageId", r("ImageId"), r("ImageParameter"))
     }
 
-    fn launch_template(&self) -> Y {
-        let mut data = vec![
-            ("ImageId".to_string(), self.image()),
-            ("InstanceType".into(), r("InstanceType")),
-            (
-                "KeyName".into(),
-                when("HasKeyName", r("KeyName"), no_value()),
-            ),
-        ];
+    fn launch_template(&self) -> Resource {
+        let mut data = entries([
+            ("ImageId", Self::image()),
+            ("InstanceType", r("InstanceType")),
+            ("KeyName", when("HasKeyName", r("KeyName"), no_value())),
+        ]);
         if self.site.failover.is_some() {
             // Before it holds the floating interface, the instance reaches
             // the EC2 API (and, on the official image, its package
@@ -780,17 +648,17 @@ impl<'a> Stack<'a> {
             // address of its own, whatever the subnet's default.
             data.push((
                 "NetworkInterfaces".into(),
-                Y::List(vec![map([
-                    ("DeviceIndex", Y::Num(0)),
-                    ("AssociatePublicIpAddress", Y::Bool(true)),
-                    ("DeleteOnTermination", Y::Bool(true)),
-                    ("Groups", Y::List(vec![att("SecurityGroup", "GroupId")])),
+                Node::List(vec![map([
+                    ("DeviceIndex", Node::Int(0)),
+                    ("AssociatePublicIpAddress", Node::Bool(true)),
+                    ("DeleteOnTermination", Node::Bool(true)),
+                    ("Groups", Node::List(vec![att("SecurityGroup", "GroupId")])),
                 ])]),
             ));
         } else {
             data.push((
                 "SecurityGroupIds".into(),
-                Y::List(vec![att("SecurityGroup", "GroupId")]),
+                Node::List(vec![att("SecurityGroup", "GroupId")]),
             ));
         }
         if self.has_role() {
@@ -804,29 +672,29 @@ impl<'a> Stack<'a> {
             map([
                 ("HttpEndpoint", s("enabled")),
                 ("HttpTokens", s("required")),
-                ("HttpPutResponseHopLimit", Y::Num(1)),
+                ("HttpPutResponseHopLimit", Node::Int(1)),
             ]),
         ));
         data.push((
             "TagSpecifications".into(),
-            Y::List(vec![map([
+            Node::List(vec![map([
                 ("ResourceType", s("instance")),
-                ("Tags", site_tags(self.site)),
+                ("Tags", site_tags(&self.site.name)),
             ])]),
         ));
         if let (Some(_), Some(user_data)) = (self.official, &self.user_data) {
             data.push((
                 "UserData".into(),
-                when("UseOfficialImage", s(user_data), no_value()),
+                when("UseOfficialImage", s(user_data.clone()), no_value()),
             ));
         }
-        resource(
+        Resource::new(
             "AWS::EC2::LaunchTemplate",
-            map([("LaunchTemplateData", Y::Map(data))]),
+            entries([("LaunchTemplateData", Node::Map(data))]),
         )
     }
 
-    fn launch_template_ref() -> Y {
+    fn launch_template_ref() -> Node {
         map([
             ("LaunchTemplateId", r("LaunchTemplate")),
             ("Version", att("LaunchTemplate", "LatestVersionNumber")),
@@ -844,20 +712,20 @@ impl<'a> Stack<'a> {
     /// kept until the new is up) would start the new instance while the
     /// old still holds the interface, so it is off. Scaling processes that
     /// could act on the group meanwhile are suspended for the update.
-    fn update_policy() -> Y {
+    fn update_policy() -> Node {
         map([
             (
                 "AutoScalingReplacingUpdate",
-                map([("WillReplace", Y::Bool(false))]),
+                map([("WillReplace", Node::Bool(false))]),
             ),
             (
                 "AutoScalingRollingUpdate",
                 map([
-                    ("MaxBatchSize", Y::Num(1)),
-                    ("MinInstancesInService", Y::Num(0)),
+                    ("MaxBatchSize", Node::Int(1)),
+                    ("MinInstancesInService", Node::Int(0)),
                     (
                         "SuspendProcesses",
-                        Y::List(
+                        Node::List(
                             [
                                 "HealthCheck",
                                 "ReplaceUnhealthy",
@@ -875,72 +743,67 @@ impl<'a> Stack<'a> {
         ])
     }
 
-    fn instance_or_group(&self) -> Vec<(String, Y)> {
+    fn instance_or_group(&self) -> Named<Resource> {
         if self.site.failover.is_some() {
-            let group = map([
-                ("Type", s("AWS::AutoScaling::AutoScalingGroup")),
-                // The first instance finds the interface, and the elastic
-                // IP on it, at its first boot.
-                (
-                    "DependsOn",
-                    Y::List(vec![s("Interface"), s("ElasticIpAssociation")]),
-                ),
-                ("UpdatePolicy", Self::update_policy()),
-                (
-                    "Properties",
-                    map([
-                        ("MinSize", s("1")),
-                        ("MaxSize", s("1")),
-                        ("DesiredCapacity", s("1")),
-                        ("VPCZoneIdentifier", Y::List(vec![r("PublicSubnetId")])),
-                        ("LaunchTemplate", Self::launch_template_ref()),
-                        ("HealthCheckType", s("EC2")),
-                        // Replacements for health or an instance refresh
-                        // terminate first, as the update policy does.
-                        (
-                            "InstanceMaintenancePolicy",
+            let mut group = Resource::new(
+                "AWS::AutoScaling::AutoScalingGroup",
+                entries([
+                    ("MinSize", s("1")),
+                    ("MaxSize", s("1")),
+                    ("DesiredCapacity", s("1")),
+                    ("VPCZoneIdentifier", Node::List(vec![r("PublicSubnetId")])),
+                    ("LaunchTemplate", Self::launch_template_ref()),
+                    ("HealthCheckType", s("EC2")),
+                    // Replacements for health or an instance refresh
+                    // terminate first, as the update policy does.
+                    (
+                        "InstanceMaintenancePolicy",
+                        map([
+                            ("MinHealthyPercentage", Node::Int(0)),
+                            ("MaxHealthyPercentage", Node::Int(100)),
+                        ]),
+                    ),
+                    (
+                        "MetricsCollection",
+                        Node::List(vec![map([("Granularity", s("1Minute"))])]),
+                    ),
+                    (
+                        "Tags",
+                        Node::List(vec![
                             map([
-                                ("MinHealthyPercentage", Y::Num(0)),
-                                ("MaxHealthyPercentage", Y::Num(100)),
+                                ("Key", s(SITE_TAG)),
+                                ("Value", s(self.site.name.clone())),
+                                ("PropagateAtLaunch", Node::Bool(true)),
                             ]),
-                        ),
-                        (
-                            "MetricsCollection",
-                            Y::List(vec![map([("Granularity", s("1Minute"))])]),
-                        ),
-                        (
-                            "Tags",
-                            Y::List(vec![
-                                map([
-                                    ("Key", s(SITE_TAG)),
-                                    ("Value", s(&self.site.name)),
-                                    ("PropagateAtLaunch", Y::Bool(true)),
-                                ]),
-                                // The image the group last rolled out.
-                                map([
-                                    ("Key", s(IMAGE_TAG)),
-                                    ("Value", self.image()),
-                                    ("PropagateAtLaunch", Y::Bool(false)),
-                                ]),
+                            // The image the group last rolled out.
+                            map([
+                                ("Key", s(IMAGE_TAG)),
+                                ("Value", Self::image()),
+                                ("PropagateAtLaunch", Node::Bool(false)),
                             ]),
-                        ),
-                    ]),
-                ),
-            ]);
+                        ]),
+                    ),
+                ]),
+            )
+            // The first instance finds the interface, and the elastic IP
+            // on it, at its first boot.
+            .after("Interface")
+            .after("ElasticIpAssociation");
+            group.update_policy = Some(Self::update_policy());
             vec![("Group".into(), group)]
         } else {
             vec![(
                 "Instance".into(),
-                resource(
+                Resource::new(
                     "AWS::EC2::Instance",
-                    map([
+                    entries([
                         ("LaunchTemplate", Self::launch_template_ref()),
                         // The launch template's image again: CloudFormation
                         // takes the same value either way, and moto's
                         // launches an instance only from its own ImageId.
-                        ("ImageId", self.image()),
+                        ("ImageId", Self::image()),
                         ("SubnetId", r("PublicSubnetId")),
-                        ("SourceDestCheck", Y::Bool(false)),
+                        ("SourceDestCheck", Node::Bool(false)),
                     ]),
                 ),
             )]
@@ -949,17 +812,17 @@ impl<'a> Stack<'a> {
 
     /// The alarms on what AWS measures itself. Alarms on natbake's own
     /// health metrics join this list when the instance publishes them.
-    fn alarms(&self) -> Vec<(String, Y)> {
+    fn alarms(&self) -> Named<Resource> {
         let topic = || {
             when(
                 "HasAlarmTopic",
-                Y::List(vec![r("AlarmTopicArn")]),
+                Node::List(vec![r("AlarmTopicArn")]),
                 no_value(),
             )
         };
-        let mut alarms = if self.site.failover.is_some() {
+        let mut alarms: Named<Resource> = if self.site.failover.is_some() {
             let group = || {
-                Y::List(vec![map([
+                Node::List(vec![map([
                     ("Name", s("AutoScalingGroupName")),
                     ("Value", r("Group")),
                 ])])
@@ -968,7 +831,8 @@ impl<'a> Stack<'a> {
                 (
                     "NoInstanceAlarm".into(),
                     alarm(Alarm {
-                        description: "The NAT's Auto Scaling group has no instance in service",
+                        description: "The NAT's Auto Scaling group has no instance in service"
+                            .into(),
                         namespace: "AWS/AutoScaling",
                         metric: "GroupInServiceInstances",
                         dimensions: group(),
@@ -983,7 +847,8 @@ impl<'a> Stack<'a> {
                 (
                     "ReplacementAlarm".into(),
                     alarm(Alarm {
-                        description: "The NAT's Auto Scaling group is replacing its instance",
+                        description: "The NAT's Auto Scaling group is replacing its instance"
+                            .into(),
                         namespace: "AWS/AutoScaling",
                         metric: "GroupTerminatingInstances",
                         dimensions: group(),
@@ -1007,8 +872,8 @@ impl<'a> Stack<'a> {
                     "EC2 recovers the NAT instance in place (same id, address and routes) when its host fails",
                     when(
                         "HasAlarmTopic",
-                        Y::List(vec![recover.clone(), r("AlarmTopicArn")]),
-                        Y::List(vec![recover]),
+                        Node::List(vec![recover.clone(), r("AlarmTopicArn")]),
+                        Node::List(vec![recover]),
                     ),
                 )
             } else {
@@ -1020,10 +885,10 @@ impl<'a> Stack<'a> {
             vec![(
                 "RecoverAlarm".into(),
                 alarm(Alarm {
-                    description,
+                    description: description.into(),
                     namespace: "AWS/EC2",
                     metric: "StatusCheckFailed_System",
-                    dimensions: Y::List(vec![map([
+                    dimensions: Node::List(vec![map([
                         ("Name", s("InstanceId")),
                         ("Value", r("Instance")),
                     ])]),
@@ -1046,7 +911,7 @@ impl<'a> Stack<'a> {
     /// metrics the health check publishes (namespace natbake, dimension
     /// Site). They are made after the instance or group, so that their
     /// first minutes are the instance's first minutes.
-    fn metric_alarms(&self, topic: &dyn Fn() -> Y) -> Vec<(String, Y)> {
+    fn metric_alarms(&self, topic: &dyn Fn() -> Node) -> Named<Resource> {
         if self.site.metrics.is_none() {
             return Vec::new();
         }
@@ -1063,35 +928,33 @@ impl<'a> Stack<'a> {
             "Instance"
         };
         let site = || {
-            Y::List(vec![map([
+            Node::List(vec![map([
                 ("Name", s("Site")),
-                ("Value", s(&self.site.name)),
+                ("Value", s(self.site.name.clone())),
             ])])
         };
         let natbake = crate::metrics::NAMESPACE;
         vec![
             (
                 "NoHealthDataAlarm".into(),
-                depends_on(
-                    alarm(Alarm {
-                        description: &no_data_why,
-                        namespace: natbake,
-                        metric: "Healthy",
-                        dimensions: site(),
-                        statistic: "SampleCount",
-                        periods: silence,
-                        operator: "LessThanThreshold",
-                        threshold: 1,
-                        missing: "breaching",
-                        actions: topic(),
-                    }),
-                    after,
-                ),
+                alarm(Alarm {
+                    description: no_data_why.into(),
+                    namespace: natbake,
+                    metric: "Healthy",
+                    dimensions: site(),
+                    statistic: "SampleCount",
+                    periods: silence,
+                    operator: "LessThanThreshold",
+                    threshold: 1,
+                    missing: "breaching",
+                    actions: topic(),
+                })
+                .after(after),
             ),
             (
                 "UnhealthyAlarm".into(),
                 alarm(Alarm {
-                    description: "The NAT's health check failed: drift it could not repair, or a lost floating interface",
+                    description: "The NAT's health check failed: drift it could not repair, or a lost floating interface".into(),
                     namespace: natbake,
                     metric: "Healthy",
                     dimensions: site(),
@@ -1106,7 +969,7 @@ impl<'a> Stack<'a> {
             (
                 "ConntrackFullAlarm".into(),
                 alarm(Alarm {
-                    description: "The NAT's connection tracking table is above 90% of its maximum",
+                    description: "The NAT's connection tracking table is above 90% of its maximum".into(),
                     namespace: natbake,
                     metric: "ConntrackFillPercent",
                     dimensions: site(),
@@ -1121,19 +984,18 @@ impl<'a> Stack<'a> {
         ]
     }
 
-    fn outputs(&self) -> Vec<(String, Y)> {
-        let out =
-            |value: Y, description: &str| map([("Description", s(description)), ("Value", value)]);
-        let mut o = vec![
+    fn outputs(&self) -> Named<cfn::Output> {
+        let out = |value: Node, description: &'static str| cfn::Output { description, value };
+        let mut o: Named<cfn::Output> = vec![
             (
-                "ElasticIp".to_string(),
+                "ElasticIp".into(),
                 out(
                     r("ElasticIp"),
                     "The NAT's public address, which clients allow",
                 ),
             ),
             (
-                "SecurityGroupId".to_string(),
+                "SecurityGroupId".into(),
                 out(att("SecurityGroup", "GroupId"), "The NAT's security group"),
             ),
         ];
@@ -1191,119 +1053,37 @@ pub fn no_health_data_minutes(site: &Site) -> i64 {
     i64::try_from(gap.div_ceil(60) + 1).unwrap_or(i64::MAX)
 }
 
-/// `resource` made only after `other`.
-fn depends_on(resource: Y, other: &str) -> Y {
-    match resource {
-        Y::Map(mut entries) => {
-            entries.insert(1, ("DependsOn".into(), s(other)));
-            Y::Map(entries)
-        }
-        y => y,
-    }
-}
-
 /// One CloudWatch alarm, evaluated every minute.
-struct Alarm<'a> {
-    description: &'a str,
+struct Alarm {
+    description: Text,
     namespace: &'static str,
     metric: &'static str,
-    dimensions: Y,
+    dimensions: Node,
     statistic: &'static str,
     periods: i64,
     operator: &'static str,
     threshold: i64,
     missing: &'static str,
-    actions: Y,
+    actions: Node,
 }
 
-fn alarm(a: Alarm<'_>) -> Y {
-    resource(
+fn alarm(a: Alarm) -> Resource {
+    Resource::new(
         "AWS::CloudWatch::Alarm",
-        map([
-            ("AlarmDescription", s(a.description)),
+        entries([
+            ("AlarmDescription", Node::Str(a.description)),
             ("Namespace", s(a.namespace)),
             ("MetricName", s(a.metric)),
             ("Dimensions", a.dimensions),
             ("Statistic", s(a.statistic)),
-            ("Period", Y::Num(60)),
-            ("EvaluationPeriods", Y::Num(a.periods)),
+            ("Period", Node::Int(60)),
+            ("EvaluationPeriods", Node::Int(a.periods)),
             ("ComparisonOperator", s(a.operator)),
-            ("Threshold", Y::Num(a.threshold)),
+            ("Threshold", Node::Int(a.threshold)),
             ("TreatMissingData", s(a.missing)),
             ("AlarmActions", a.actions),
         ]),
     )
-}
-
-/// Keys are natbake's own names (letters, digits, `:`), plain in YAML.
-fn key(k: &str) -> String {
-    if !k.is_empty()
-        && k.chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == ':' || c == '_')
-    {
-        k.to_string()
-    } else {
-        escape::yaml(k)
-    }
-}
-
-fn scalar(y: &Y) -> Option<String> {
-    match y {
-        Y::Str(t) => Some(escape::yaml(t)),
-        Y::Num(n) => Some(n.to_string()),
-        Y::Bool(b) => Some(b.to_string()),
-        Y::Map(m) if m.is_empty() => Some("{}".into()),
-        Y::List(l) if l.is_empty() => Some("[]".into()),
-        _ => None,
-    }
-}
-
-/// Block-style YAML; `indent` is the column of a mapping's keys. The first
-/// line of a mapping inside a list item follows its `- ` directly.
-pub(super) fn emit(y: &Y, indent: usize, out: &mut String) {
-    let pad = " ".repeat(indent);
-    match y {
-        Y::Map(entries) => {
-            for (n, (k, v)) in entries.iter().enumerate() {
-                if n > 0 || !out.ends_with("- ") {
-                    out.push_str(&pad);
-                }
-                out.push_str(&key(k));
-                out.push(':');
-                match scalar(v) {
-                    Some(text) => {
-                        out.push(' ');
-                        out.push_str(&text);
-                        out.push('\n');
-                    }
-                    None => {
-                        out.push('\n');
-                        emit(v, indent + 2, out);
-                    }
-                }
-            }
-        }
-        Y::List(items) => {
-            for (n, item) in items.iter().enumerate() {
-                if n > 0 || !out.ends_with("- ") {
-                    out.push_str(&pad);
-                }
-                out.push_str("- ");
-                match scalar(item) {
-                    Some(text) => {
-                        out.push_str(&text);
-                        out.push('\n');
-                    }
-                    None => emit(item, indent + 2, out),
-                }
-            }
-        }
-        scalar_node => {
-            out.push_str(&pad);
-            out.push_str(&scalar(scalar_node).unwrap_or_default());
-            out.push('\n');
-        }
-    }
 }
 
 #[cfg(test)]
@@ -1313,6 +1093,15 @@ mod tests {
     fn site(extra: &str) -> Site {
         let yaml = format!("version: 1\nsite: t\nvpc_cidrs: [10.0.0.0/16]\n{extra}");
         crate::validate::parse(std::path::Path::new("t.yaml"), yaml.as_bytes()).unwrap()
+    }
+
+    /// Resources written as a template of their own.
+    fn yaml_of(resources: Named<Resource>) -> String {
+        Template {
+            resources,
+            ..Template::default()
+        }
+        .to_yaml()
     }
 
     /// The no-data alarm waits longer than the longest gap between two
@@ -1349,39 +1138,19 @@ mod tests {
             assert!(n as u64 * 60 <= 86_400);
 
             let stack = Stack::new(&s, None);
-            let alarms = stack.metric_alarms(&|| no_value());
-            let Y::Map(entries) = &alarms[0].1 else {
-                panic!()
-            };
-            let get = |k: &str| {
-                entries
-                    .iter()
-                    .find(|(key, _)| key == k)
-                    .map(|(_, v)| v.clone())
-            };
-            assert_eq!(alarms[0].0, "NoHealthDataAlarm");
+            let alarms = stack.metric_alarms(&no_value);
+            let (name, a) = &alarms[0];
+            assert_eq!(name, "NoHealthDataAlarm");
             let after = if s.failover.is_some() {
                 "Group"
             } else {
                 "Instance"
             };
-            assert!(
-                matches!(get("DependsOn"), Some(Y::Str(d)) if d == after),
-                "{extra}"
-            );
-            let Some(Y::Map(props)) = get("Properties") else {
-                panic!()
-            };
-            let prop = |k: &str| {
-                props
-                    .iter()
-                    .find(|(key, _)| key == k)
-                    .map(|(_, v)| v.clone())
-            };
-            assert!(matches!(prop("Period"), Some(Y::Num(60))));
-            assert!(matches!(prop("EvaluationPeriods"), Some(Y::Num(p)) if p == minutes));
-            assert!(matches!(prop("TreatMissingData"), Some(Y::Str(m)) if m == "breaching"));
-            assert!(matches!(prop("Statistic"), Some(Y::Str(m)) if m == "SampleCount"));
+            assert_eq!(a.depends_on, [after], "{extra}");
+            assert_eq!(a.property("Period"), Some(&Node::Int(60)));
+            assert_eq!(a.property("EvaluationPeriods"), Some(&Node::Int(minutes)));
+            assert_eq!(a.property("TreatMissingData"), Some(&cfn::s("breaching")));
+            assert_eq!(a.property("Statistic"), Some(&cfn::s("SampleCount")));
         }
     }
 
@@ -1403,10 +1172,8 @@ mod tests {
             assert_eq!(stack.target_route_parameters().is_empty(), routes == 0);
             assert_eq!(stack.target_route_conditions().is_empty(), routes == 0);
             assert_eq!(target_routes_note(&s).is_some(), routes == 0);
-            let no_default = stack.target_routes().iter().all(|(_, y)| {
-                let mut text = String::new();
-                emit(y, 0, &mut text);
-                !text.contains("0.0.0.0/0")
+            let no_default = stack.target_routes().iter().all(|(_, route)| {
+                route.property("DestinationCidrBlock") != Some(&cfn::s("0.0.0.0/0"))
             });
             assert!(
                 no_default,
@@ -1422,16 +1189,17 @@ mod tests {
         for extra in ["", "failover: {floating_eni: true}\n"] {
             let s = site(extra);
             let stack = Stack::new(&s, None);
-            let mut text = String::new();
-            emit(&Y::Map(stack.address_and_routes()), 0, &mut text);
-            let eip = &text[text.find("ElasticIp:").unwrap()..];
-            let eip = &eip[..eip
-                .find("\n  ElasticIp")
-                .or(eip.find("\nPrivateRoute"))
-                .unwrap_or(eip.len())];
-            assert!(
-                eip.contains("NetworkBorderGroup:\n      Fn::If:\n        - \"HasNetworkBorderGroup\"\n        - Ref: \"NetworkBorderGroup\"\n        - Ref: \"AWS::NoValue\""),
-                "{extra}: {eip}"
+            let resources = stack.address_and_routes();
+            let (_, eip) = resources.iter().find(|(k, _)| k == "ElasticIp").unwrap();
+            assert_eq!(eip.kind, "AWS::EC2::EIP");
+            assert_eq!(
+                eip.property("NetworkBorderGroup"),
+                Some(&when(
+                    "HasNetworkBorderGroup",
+                    r("NetworkBorderGroup"),
+                    no_value()
+                )),
+                "{extra}"
             );
             assert_eq!(stack.address_parameters()[0].0, "NetworkBorderGroup");
             assert_eq!(stack.address_conditions()[0].0, "HasNetworkBorderGroup");
@@ -1445,10 +1213,11 @@ mod tests {
     fn the_recover_action_is_only_for_types_ec2_recovers() {
         let pattern_of = |stack: &Stack<'_>| {
             let params = stack.constrain_instance_type(stack.parameters());
-            let mut text = String::new();
-            emit(&Y::Map(params), 0, &mut text);
-            let p = &text[text.find("InstanceType:").unwrap()..];
-            p[..p.find("\nKeyName").unwrap_or(p.len())].to_string()
+            let (_, p) = params
+                .into_iter()
+                .find(|(k, _)| k == "InstanceType")
+                .unwrap();
+            p.allowed_pattern.map(String::from)
         };
         for (extra, recovers) in [
             ("", true),
@@ -1461,25 +1230,12 @@ mod tests {
         ] {
             let s = site(extra);
             let stack = Stack::new(&s, None);
-            let mut text = String::new();
-            emit(&Y::Map(stack.alarms()), 0, &mut text);
+            let text = yaml_of(stack.alarms());
             assert_eq!(text.contains(":ec2:recover"), recovers, "{extra}");
-            assert_eq!(
-                pattern_of(&stack).contains("AllowedPattern"),
-                recovers,
-                "{extra}"
-            );
+            assert_eq!(pattern_of(&stack).is_some(), recovers, "{extra}");
         }
         let s = site("");
-        let p = pattern_of(&Stack::new(&s, None));
-        let pattern = p
-            .split("AllowedPattern: \"")
-            .nth(1)
-            .unwrap()
-            .split('"')
-            .next()
-            .unwrap()
-            .replace("\\\\", "\\");
+        let pattern = pattern_of(&Stack::new(&s, None)).unwrap();
         assert!(pattern.starts_with("^(a1|m3|"), "{pattern}");
         assert!(pattern.ends_with(")\\.(?!metal)[a-z0-9-]+$"), "{pattern}");
     }
@@ -1487,7 +1243,10 @@ mod tests {
     #[test]
     fn the_description_is_kept_unless_cfn_lint_would_read_a_substitution() {
         let described = |text: &str| {
-            let s = site(&format!("description: {}\n", escape::yaml(text)));
+            let s = site(&format!(
+                "description: {}\n",
+                super::super::escape::yaml(text)
+            ));
             Stack::new(&s, None).description()
         };
         assert_eq!(
@@ -1504,17 +1263,45 @@ mod tests {
         }
     }
 
+    /// The role's policy is the manifest's, its ARNs `Fn::Sub`s and
+    /// nothing else substituted.
     #[test]
-    fn nested_lists_and_maps_are_block_yaml() {
-        let y = map([
-            (
-                "A",
-                Y::List(vec![map([("K", s("v")), ("L", Y::List(vec![s("x")]))])]),
-            ),
-            ("B", Y::Num(1)),
-        ]);
-        let mut out = String::new();
-        emit(&y, 0, &mut out);
-        assert_eq!(out, "A:\n  - K: \"v\"\n    L:\n      - \"x\"\nB: 1\n");
+    fn the_role_policy_is_the_manifests_with_its_arns_substituted() {
+        let s = site("failover: {floating_eni: true}\nhealth: {}\nmetrics: {cloudwatch: true}\n");
+        let stack = Stack::new(&s, None);
+        let policy = stack.policy();
+        let json = crate::failover::iam_policy(&s);
+        let Some(Node::List(statements)) = policy.get("Statement") else {
+            panic!("{policy:?}")
+        };
+        let in_json = json["Statement"].as_array().unwrap();
+        assert_eq!(statements.len(), in_json.len());
+        let mut subs = 0;
+        for (st, js) in statements.iter().zip(in_json) {
+            let Node::Map(e) = st else { panic!() };
+            let keys: Vec<&str> = e.iter().map(|(k, _)| k.as_ref()).collect();
+            let json_keys: Vec<&str> = js.as_object().unwrap().keys().map(String::as_str).collect();
+            assert_eq!(keys, json_keys);
+            let arns: Vec<&Node> = match st.get("Resource").unwrap() {
+                Node::List(l) => l.iter().collect(),
+                one => vec![one],
+            };
+            let json_arns: Vec<&str> = match &js["Resource"] {
+                serde_json::Value::Array(a) => a.iter().map(|v| v.as_str().unwrap()).collect(),
+                one => vec![one.as_str().unwrap()],
+            };
+            for (a, j) in arns.iter().zip(&json_arns) {
+                match a {
+                    Node::Sub(t) => {
+                        subs += 1;
+                        assert_eq!(t, j);
+                        assert!(t.starts_with("arn:${AWS::Partition}:"), "{t}");
+                    }
+                    Node::Str(t) => assert_eq!((t.as_ref(), *j), ("*", "*")),
+                    other => panic!("{other:?}"),
+                }
+            }
+        }
+        assert_eq!(subs, 3);
     }
 }

@@ -594,3 +594,27 @@ fn build_renders_a_folder_of_nlb_specs() {
         assert!(!out.path().join(site).join("rules.v4").exists(), "{site}");
     }
 }
+
+/// Free text that CloudFormation or another consumer reads as syntax
+/// (`${AWS::Region}` among it) stays out of the NLB stack's reach: every
+/// such description renders a stack cfn-lint takes without a warning (a
+/// description with a substitution of a real name is left out, E1029).
+#[test]
+fn hostile_descriptions_leave_the_nlb_stack_clean() {
+    let dir = ScratchDir::new("nlb-hostile");
+    let mut sites = Vec::new();
+    for (n, token) in crate::specgen::TOKENS.iter().enumerate() {
+        let spec = dir.path().join(format!("h{n}.yaml"));
+        std::fs::write(
+            &spec,
+            format!(
+                "version: 1\nsite: h{n}\ndeployment: nlb\ndescription: {}\nvpc_cidrs: [10.0.0.0/16]\n\
+                 forwards:\n  - {{name: a, port: 1000, to: 10.0.0.9, from: [192.0.2.0/24]}}\n",
+                serde_json::to_string(&format!("reach {token} here")).unwrap()
+            ),
+        )
+        .unwrap();
+        sites.push(render(&spec));
+    }
+    support::assert_cfn_lint_clean(sites.iter().map(|s| s.site_dir.join(NLB_STACK)));
+}

@@ -81,7 +81,7 @@ const AWKWARD: &[char] = &[
 /// Whole words that some consumer reads as its own syntax: CloudFormation
 /// substitutions of real names (cfn-lint's E1029 fires only on a name the
 /// template defines), HCL and Go template openers, shell expansions.
-const TOKENS: &[&str] = &[
+pub const TOKENS: &[&str] = &[
     "${AWS::Region}",
     "${AWS::StackName}",
     "${VpcId}",
