@@ -295,13 +295,12 @@ impl Template {
 
     /// The template as one tree.
     pub fn into_node(self) -> Node {
-        let named = |items: Vec<(Text, Node)>| Node::Map(items);
         Node::Map(vec![
             ("AWSTemplateFormatVersion".into(), s("2010-09-09")),
             ("Description".into(), s(self.description)),
             (
                 "Parameters".into(),
-                named(
+                Node::Map(
                     self.parameters
                         .into_iter()
                         .map(|(k, p)| (k, p.into_node()))
@@ -311,7 +310,7 @@ impl Template {
             ("Conditions".into(), Node::Map(self.conditions)),
             (
                 "Resources".into(),
-                named(
+                Node::Map(
                     self.resources
                         .into_iter()
                         .map(|(k, r)| (k, r.into_node()))
@@ -320,7 +319,7 @@ impl Template {
             ),
             (
                 "Outputs".into(),
-                named(
+                Node::Map(
                     self.outputs
                         .into_iter()
                         .map(|(k, o)| {

@@ -1189,8 +1189,8 @@ mod tests {
         for extra in ["", "failover: {floating_eni: true}\n"] {
             let s = site(extra);
             let stack = Stack::new(&s, None);
-            let resources = stack.address_and_routes();
-            let (_, eip) = resources.iter().find(|(k, _)| k == "ElasticIp").unwrap();
+            let template = stack.template();
+            let eip = template.resource("ElasticIp").unwrap();
             assert_eq!(eip.kind, "AWS::EC2::EIP");
             assert_eq!(
                 eip.property("NetworkBorderGroup"),
