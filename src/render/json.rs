@@ -48,6 +48,7 @@ impl Permissions {
     }
 
     /// How many rules EC2 counts.
+    #[cfg(test)]
     fn rules(&self) -> usize {
         self.sources.values().map(Vec::len).sum()
     }
@@ -165,14 +166,40 @@ fn host(addr: Ipv4Addr) -> Cidr {
 }
 
 /// How many inbound rules the NAT instance has (none without forwards and
-/// egress, and then no `security-group.json`: EC2 refuses an empty request).
+/// egress, and then no `security-group.json`: EC2 refuses an empty request):
+/// the rules of [`nat_ingress`], counted without writing their
+/// descriptions, since a render asks for the count several times.
 pub fn nat_inbound_rules(site: &Site) -> usize {
-    nat_ingress(site).rules()
+    let forwards = site.forwards.iter().flat_map(|f| {
+        f.from
+            .iter()
+            .map(move |c| (Some(f.proto), Some(f.ports), *c))
+    });
+    let egress = site
+        .vpc_cidrs
+        .iter()
+        .filter(|_| site.egress)
+        .map(|c| (None, None, *c));
+    distinct(forwards.chain(egress))
 }
 
-/// How many inbound rules the targets need (none without forwards).
+/// How many inbound rules the targets need (none without forwards): the
+/// rules of [`target_ingress`], counted the same way.
 pub fn target_inbound_rules(site: &Site) -> usize {
-    target_ingress(site, site.forwards.iter()).rules()
+    distinct(site.forwards.iter().flat_map(|f| {
+        f.from
+            .iter()
+            .map(move |c| (Some(f.proto), Some(f.target_ports), *c))
+    }))
+}
+
+/// How many different rules: each protocol, ports and source once, as
+/// [`Permissions::add`] keeps them.
+fn distinct(rules: impl Iterator<Item = (Option<Proto>, Option<Ports>, Cidr)>) -> usize {
+    let mut rules: Vec<_> = rules.collect();
+    rules.sort_unstable();
+    rules.dedup();
+    rules.len()
 }
 
 /// `security-group.json`, the NAT instance's inbound rules.
@@ -570,6 +597,39 @@ mod tests {
             "version: 1\nsite: s\nvpc_cidrs: [10.0.0.0/16, 10.1.0.0/16]\nforwards:\n{forwards}"
         );
         crate::validate::parse(std::path::Path::new("t.yaml"), yaml.as_bytes()).unwrap()
+    }
+
+    /// The counts, made without descriptions, are the rules written.
+    #[test]
+    fn rule_counts_are_the_rules_written() {
+        for (egress, forwards) in [
+            ("true", ""),
+            ("false", ""),
+            (
+                "true",
+                concat!(
+                    "  - {name: a, port: 1001, to: 10.0.1.5:80, from: [203.0.113.7/32, 192.0.2.0/24]}\n",
+                    "  - {name: b, port: 1002, to: 10.0.1.5:80, from: [203.0.113.7/32]}\n",
+                    "  - {name: c, port: 1002, to: 10.0.1.6:80, proto: udp, from: [203.0.113.7/32]}\n",
+                    "  - {name: d, port: 1003-1004, to: 10.0.1.6, from: [0.0.0.0/0], public: true}\n",
+                ),
+            ),
+            (
+                "false",
+                "  - {name: a, port: 1001, to: 10.0.1.5:80, from: [203.0.113.7/32, 10.0.0.0/16]}\n",
+            ),
+        ] {
+            let yaml = format!(
+                "version: 1\nsite: s\negress: {egress}\nvpc_cidrs: [10.0.0.0/16, 10.1.0.0/16]\nforwards:\n{forwards}"
+            );
+            let s = crate::validate::parse(std::path::Path::new("t.yaml"), yaml.as_bytes()).unwrap();
+            assert_eq!(nat_inbound_rules(&s), nat_ingress(&s).rules(), "{yaml}");
+            assert_eq!(
+                target_inbound_rules(&s),
+                target_ingress(&s, s.forwards.iter()).rules(),
+                "{yaml}"
+            );
+        }
     }
 
     fn routes(site: &Site, target: &str) -> Vec<String> {
