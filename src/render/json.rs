@@ -325,7 +325,10 @@ impl Serialize for TargetEntry<'_> {
         t.serialize_field("address", &self.address)?;
         t.serialize_field("forwards", &self.forwards)?;
         t.serialize_field("routes", &self.routes)?;
-        t.serialize_field("security_group_ingress", &self.security_group_ingress.to_json())?;
+        t.serialize_field(
+            "security_group_ingress",
+            &self.security_group_ingress.to_json(),
+        )?;
         t.end()
     }
 }
@@ -622,7 +625,8 @@ mod tests {
             let yaml = format!(
                 "version: 1\nsite: s\negress: {egress}\nvpc_cidrs: [10.0.0.0/16, 10.1.0.0/16]\nforwards:\n{forwards}"
             );
-            let s = crate::validate::parse(std::path::Path::new("t.yaml"), yaml.as_bytes()).unwrap();
+            let s =
+                crate::validate::parse(std::path::Path::new("t.yaml"), yaml.as_bytes()).unwrap();
             assert_eq!(nat_inbound_rules(&s), nat_ingress(&s).rules(), "{yaml}");
             assert_eq!(
                 target_inbound_rules(&s),
