@@ -78,11 +78,19 @@ pub fn hcl(s: &str) -> String {
 /// with a space, which would change the detected indentation).
 pub fn yaml_literal_body(text: &str, indent: usize) -> Option<String> {
     let body = text.strip_suffix('\n')?;
+    // One pass over the bytes: a control character is ASCII (below 0x20,
+    // or 0x7f) or a C1 control (U+0080 to U+009F, UTF-8 0xc2 0x80-0x9f).
+    let b = body.as_bytes();
     let safe = !body.ends_with('\n')
         && !body.starts_with(' ')
         && !body.is_empty()
-        && body.chars().all(|c| c == '\n' || !c.is_control())
-        && body.split('\n').all(|l| !l.ends_with(' '));
+        && !body.ends_with(' ')
+        && b.iter().enumerate().all(|(i, &c)| match c {
+            b'\n' => i == 0 || b[i - 1] != b' ',
+            0..0x20 | 0x7f => false,
+            0xc2 => !matches!(b.get(i + 1), Some(0x80..=0x9f)),
+            _ => true,
+        });
     if !safe {
         return None;
     }
@@ -185,6 +193,15 @@ mod tests {
         assert_eq!(yaml_literal_body("a\n\n", 2), None);
         assert_eq!(yaml_literal_body("a \n", 2), None);
         assert_eq!(yaml_literal_body("a\tb\n", 2), None);
+        assert_eq!(yaml_literal_body("a \nb\n", 2), None);
+        assert_eq!(yaml_literal_body("a\r\nb\n", 2), None);
+        assert_eq!(yaml_literal_body("a\u{7f}\n", 2), None);
+        assert_eq!(yaml_literal_body("a\u{85}b\n", 2), None);
+        assert_eq!(yaml_literal_body("a\u{9f}\n", 2), None);
+        assert_eq!(
+            yaml_literal_body("é \u{a0}ü\n\u{100}\n", 2).unwrap(),
+            "  é \u{a0}ü\n  \u{100}\n"
+        );
     }
 
     #[test]

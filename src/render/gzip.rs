@@ -21,6 +21,13 @@ thread_local! {
     static DEFLATE_BEST: RefCell<Compress> = RefCell::new(Compress::new(Compression::best(), false));
 }
 
+#[cfg(test)]
+thread_local! {
+    /// How often this thread compressed at the best level, for the tests
+    /// of when that is worth it.
+    pub static BEST_RUNS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 /// Magic, deflate, no flags, mtime 0, extra flags (0 for the default level,
 /// 2 for the best), OS unknown: the header flate2's `GzBuilder` writes for
 /// these settings.
@@ -38,6 +45,8 @@ pub fn within(bytes: &[u8], limit: usize) -> Option<Vec<u8>> {
 /// Like [`within`], at deflate's best level: for an input that the default
 /// level leaves over `limit`. It too gives up as soon as it passes it.
 pub fn best_within(bytes: &[u8], limit: usize) -> Option<Vec<u8>> {
+    #[cfg(test)]
+    BEST_RUNS.with(|n| n.set(n.get() + 1));
     compress(&DEFLATE_BEST, true, bytes, limit)
 }
 

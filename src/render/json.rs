@@ -13,7 +13,8 @@ use super::Artifact;
 use super::artifact::{NLB_STACK, SECURITY_GROUP, STACK, TARGET_SECURITY_GROUPS, USER_DATA};
 use crate::cidr::Cidr;
 use crate::site::{Deployment, Forward, Ports, Proto, Site};
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
@@ -56,30 +57,60 @@ impl Permissions {
     }
 
     /// How many rules EC2 counts.
+    #[cfg(test)]
     fn rules(&self) -> usize {
         self.sources.values().map(Vec::len).sum()
     }
 
-    fn to_json(&self) -> Vec<Value> {
+    fn to_json(&self) -> Vec<IpPermission<'_>> {
         self.order
             .iter()
             .map(|key| {
-                let ranges: Vec<Value> = self.sources[key]
+                let ranges = self.sources[key]
                     .iter()
-                    .map(|(c, d)| json!({"CidrIp": c.to_string(), "Description": d}))
+                    .map(|(c, d)| IpRange {
+                        cidr_ip: c.to_string(),
+                        description: d,
+                    })
                     .collect();
-                match key {
-                    (Some(proto), Some(ports)) => json!({
-                        "IpProtocol": proto.name(),
-                        "FromPort": ports.first,
-                        "ToPort": ports.last,
-                        "IpRanges": ranges,
-                    }),
-                    _ => json!({"IpProtocol": "-1", "IpRanges": ranges}),
+                let (proto, ports) = match key {
+                    (Some(proto), Some(ports)) => (proto.name(), Some(ports)),
+                    _ => ("-1", None),
+                };
+                IpPermission {
+                    from_port: ports.map(|p| p.first),
+                    ip_protocol: proto,
+                    ip_ranges: ranges,
+                    to_port: ports.map(|p| p.last),
                 }
             })
             .collect()
     }
+}
+
+// The JSON files are written from typed values, straight to their bytes:
+// building serde_json `Value`s first (a B-tree map per object, a string
+// per key) took most of the manifest's time. Fields are declared in
+// sorted order, the order `Value`'s maps wrote them in, so the files read
+// as before.
+
+/// An EC2 `IpPermission` as the AWS CLI takes it.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct IpPermission<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    from_port: Option<u16>,
+    ip_protocol: &'static str,
+    ip_ranges: Vec<IpRange<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    to_port: Option<u16>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct IpRange<'a> {
+    cidr_ip: String,
+    description: &'a str,
 }
 
 /// The NAT instance's inbound rules: each forward's sources on its listen
@@ -144,28 +175,52 @@ fn host(addr: Ipv4Addr) -> Cidr {
 }
 
 /// How many inbound rules the NAT instance has (none without forwards and
-/// egress, and then no `security-group.json`: EC2 refuses an empty request).
+/// egress, and then no `security-group.json`: EC2 refuses an empty request):
+/// the rules of [`nat_ingress`], counted without writing their
+/// descriptions, since a render asks for the count several times.
 pub fn nat_inbound_rules(site: &Site) -> usize {
-    nat_ingress(site).rules()
+    let forwards = site.forwards.iter().flat_map(|f| {
+        f.from
+            .iter()
+            .map(move |c| (Some(f.proto), Some(f.ports), *c))
+    });
+    let egress = site
+        .vpc_cidrs
+        .iter()
+        .filter(|_| site.egress)
+        .map(|c| (None, None, *c));
+    distinct(forwards.chain(egress))
 }
 
-/// How many inbound rules the targets need (none without forwards).
+/// How many inbound rules the targets need (none without forwards): the
+/// rules of [`target_ingress`], counted the same way.
 pub fn target_inbound_rules(site: &Site) -> usize {
-    target_ingress(site, site.forwards.iter()).rules()
+    distinct(site.forwards.iter().flat_map(|f| {
+        f.from
+            .iter()
+            .map(move |c| (Some(f.proto), Some(f.target_ports), *c))
+    }))
+}
+
+/// How many different rules: each protocol, ports and source once, as
+/// [`Permissions::add`] keeps them.
+fn distinct(rules: impl Iterator<Item = (Option<Proto>, Option<Ports>, Cidr)>) -> usize {
+    let mut rules: Vec<_> = rules.collect();
+    rules.sort_unstable();
+    rules.dedup();
+    rules.len()
 }
 
 /// `security-group.json`, the NAT instance's inbound rules.
 pub fn security_group(site: &Site) -> Vec<u8> {
-    pretty(&Value::Array(nat_ingress(site).to_json()))
+    pretty(&nat_ingress(site).to_json())
 }
 
 /// `target-security-groups.json`: every forward's rule for its target, for
 /// a security group that the targets share. Targets with groups of their
 /// own take their entry in the manifest's `targets` instead.
 pub fn target_security_groups(site: &Site) -> Vec<u8> {
-    pretty(&Value::Array(
-        target_ingress(site, site.forwards.iter()).to_json(),
-    ))
+    pretty(&target_ingress(site, site.forwards.iter()).to_json())
 }
 
 /// Warnings about EC2's rule quotas, for render and check to print and
@@ -237,159 +292,310 @@ fn within(inner: &Cidr, outer: &Cidr) -> bool {
 /// Per target address: its forwards, the rules its security group needs
 /// and the routes its subnet needs back through the NAT (none behind a
 /// load balancer).
-fn targets(site: &Site) -> Vec<Value> {
+fn targets(site: &Site) -> Vec<TargetEntry<'_>> {
     let mut by_target: BTreeMap<Ipv4Addr, Vec<&Forward>> = BTreeMap::new();
     for f in &site.forwards {
         by_target.entry(f.target).or_default().push(f);
     }
     by_target
         .into_iter()
-        .map(|(addr, forwards)| {
-            json!({
-                "address": addr.to_string(),
-                "forwards": forwards.iter().map(|f| f.name.as_str()).collect::<Vec<_>>(),
-                "security_group_ingress": target_ingress(site, forwards.iter().copied()).to_json(),
-                "routes": match site.deployment {
-                    Deployment::Instance => return_routes(site, forwards.iter().copied())
-                        .iter()
-                        .map(|d| json!({"destination": d.to_string(), "via": NAT_INTERFACE}))
-                        .collect::<Vec<_>>(),
-                    // The load balancer carries the replies back itself,
-                    // whatever the subnet's own routes.
-                    Deployment::Nlb => Vec::new(),
-                },
-            })
+        .map(|(addr, forwards)| TargetEntry {
+            address: addr.to_string(),
+            security_group_ingress: target_ingress(site, forwards.iter().copied()),
+            routes: match site.deployment {
+                Deployment::Instance => return_routes(site, forwards.iter().copied())
+                    .iter()
+                    .map(|d| Route {
+                        destination: d.to_string(),
+                        via: NAT_INTERFACE,
+                    })
+                    .collect(),
+                // The load balancer carries the replies back itself,
+                // whatever the subnet's own routes.
+                Deployment::Nlb => Vec::new(),
+            },
+            forwards: forwards.iter().map(|f| f.name.as_str()).collect(),
         })
         .collect()
+}
+
+/// A target's entry in the manifest.
+struct TargetEntry<'a> {
+    address: String,
+    forwards: Vec<&'a str>,
+    routes: Vec<Route>,
+    security_group_ingress: Permissions,
+}
+
+impl Serialize for TargetEntry<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut t = s.serialize_struct("TargetEntry", 4)?;
+        t.serialize_field("address", &self.address)?;
+        t.serialize_field("forwards", &self.forwards)?;
+        t.serialize_field("routes", &self.routes)?;
+        t.serialize_field(
+            "security_group_ingress",
+            &self.security_group_ingress.to_json(),
+        )?;
+        t.end()
+    }
+}
+
+#[derive(Serialize)]
+struct Route {
+    destination: String,
+    via: &'static str,
+}
+
+/// `manifest.json`, as written: keys in sorted order.
+#[derive(Serialize)]
+struct Manifest<'a> {
+    arch: &'static str,
+    artifacts: Vec<FileEntry<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    deployment: Option<&'static str>,
+    description: &'a Option<String>,
+    egress: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    failover: Option<FailoverEntry<'a>>,
+    forwards: Vec<ForwardEntry<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metrics: Option<Value>,
+    natbake_version: &'static str,
+    os: &'static str,
+    security_groups: SecurityGroups,
+    site: &'a str,
+    spec_sha256: &'a str,
+    stack: Option<StackEntry<'a>>,
+    targets: Vec<TargetEntry<'a>>,
+    user_data: Option<UserDataEntry<'a>>,
+    vpc_cidrs: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct FileEntry<'a> {
+    install_path: Option<&'static str>,
+    mode: String,
+    path: &'a str,
+    sha256: &'a str,
+    size: usize,
+}
+
+#[derive(Serialize)]
+struct FailoverEntry<'a> {
+    attach_timeout: u32,
+    floating_eni: bool,
+    iam_policy: Value,
+    interface_tag: Tag<'a>,
+}
+
+#[derive(Serialize)]
+struct Tag<'a> {
+    key: &'static str,
+    value: &'a str,
+}
+
+#[derive(Serialize)]
+struct ForwardEntry<'a> {
+    description: &'a Option<String>,
+    from: Vec<String>,
+    listen_ports: [u16; 2],
+    log: bool,
+    name: &'a str,
+    proto: &'static str,
+    public: bool,
+    target_address: String,
+    target_ports: [u16; 2],
+}
+
+struct SecurityGroups {
+    /// Only with `deployment: nlb`.
+    load_balancer: Option<LoadBalancerGroup>,
+    nat: NatGroup,
+    notes: Vec<String>,
+    target_inbound_rules: usize,
+    targets_file: Option<&'static str>,
+}
+
+impl Serialize for SecurityGroups {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut t = s.serialize_struct("SecurityGroups", 5)?;
+        if let Some(lb) = &self.load_balancer {
+            t.serialize_field("load_balancer", lb)?;
+        }
+        t.serialize_field("nat", &self.nat)?;
+        t.serialize_field("notes", &self.notes)?;
+        t.serialize_field("target_inbound_rules", &self.target_inbound_rules)?;
+        t.serialize_field("targets_file", &self.targets_file)?;
+        t.end()
+    }
+}
+
+#[derive(Serialize)]
+struct LoadBalancerGroup {
+    in_file: &'static str,
+    inbound_rules: usize,
+}
+
+/// The NAT instance's group.
+struct NatGroup {
+    egress: Permissions,
+    inbound_rules: usize,
+    ingress_file: Option<&'static str>,
+}
+
+impl Serialize for NatGroup {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut t = s.serialize_struct("NatGroup", 3)?;
+        t.serialize_field("egress", &self.egress.to_json())?;
+        t.serialize_field("inbound_rules", &self.inbound_rules)?;
+        t.serialize_field("ingress_file", &self.ingress_file)?;
+        t.end()
+    }
+}
+
+#[derive(Serialize)]
+struct StackEntry<'a> {
+    bytes: usize,
+    file: &'a str,
+    needs_s3_bucket: bool,
+    note: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    target_route_destinations: Option<Vec<String>>,
+}
+
+#[derive(Serialize)]
+struct UserDataEntry<'a> {
+    bytes: usize,
+    file: &'a str,
+    gzip: bool,
 }
 
 /// What was rendered from what: natbake's version, the spec's digest, the
 /// forwards as machine-readable data, and every artifact's path, install
 /// path, mode, size and SHA-256.
 pub fn manifest(site: &Site, artifacts: &[Artifact]) -> Vec<u8> {
-    let forwards: Vec<Value> = site
+    let forwards = site
         .forwards
         .iter()
-        .map(|f| {
-            json!({
-                "name": f.name,
-                "proto": f.proto.name(),
-                "listen_ports": [f.ports.first, f.ports.last],
-                "target_address": f.target.to_string(),
-                "target_ports": [f.target_ports.first, f.target_ports.last],
-                "from": f.from.iter().map(|c| c.to_string()).collect::<Vec<_>>(),
-                "public": f.public,
-                "log": f.log,
-                "description": f.description,
-            })
+        .map(|f| ForwardEntry {
+            name: &f.name,
+            proto: f.proto.name(),
+            listen_ports: [f.ports.first, f.ports.last],
+            target_address: f.target.to_string(),
+            target_ports: [f.target_ports.first, f.target_ports.last],
+            from: f.from.iter().map(|c| c.to_string()).collect(),
+            public: f.public,
+            log: f.log,
+            description: &f.description,
         })
         .collect();
     let user_data = artifacts
         .iter()
         .find(|a| a.name.starts_with(USER_DATA))
-        .map(|a| json!({"file": a.name, "gzip": a.name.ends_with(".gz"), "bytes": a.bytes.len()}));
+        .map(|a| UserDataEntry {
+            file: &a.name,
+            gzip: a.name.ends_with(".gz"),
+            bytes: a.bytes.len(),
+        });
     // Whether `aws cloudformation deploy` can upload the stack directly.
     let stack = artifacts
         .iter()
         .find(|a| a.name == STACK || a.name == NLB_STACK)
         .map(|a| {
             let too_large = a.bytes.len() > super::stack::DIRECT_UPLOAD_LIMIT;
-            let mut stack = json!({
-                "file": a.name,
-                "bytes": a.bytes.len(),
-                "needs_s3_bucket": too_large,
-                "note": too_large.then(|| super::stack::too_large_note(a.bytes.len())),
-            });
-            // The load balancer answers its clients itself; only the NAT
-            // instance's targets need routes back through it.
-            if a.name == STACK {
-                stack["target_route_destinations"] = super::stack::target_route_destinations(site)
-                    .iter()
-                    .map(|c| c.to_string())
-                    .collect();
+            StackEntry {
+                file: &a.name,
+                bytes: a.bytes.len(),
+                needs_s3_bucket: too_large,
+                note: too_large.then(|| super::stack::too_large_note(a.bytes.len())),
+                // The load balancer answers its clients itself; only the NAT
+                // instance's targets need routes back through it.
+                target_route_destinations: (a.name == STACK).then(|| {
+                    super::stack::target_route_destinations(site)
+                        .iter()
+                        .map(|c| c.to_string())
+                        .collect()
+                }),
             }
-            stack
         });
-    let files: Vec<Value> = artifacts
+    let files = artifacts
         .iter()
-        .map(|a| {
-            json!({
-                "path": a.name,
-                "install_path": a.install_path,
-                "mode": format!("{:04o}", a.mode),
-                "size": a.bytes.len(),
-                "sha256": a.sha256,
-            })
+        .map(|a| FileEntry {
+            path: &a.name,
+            install_path: a.install_path,
+            mode: format!("{:04o}", a.mode),
+            size: a.bytes.len(),
+            sha256: &a.sha256,
         })
         .collect();
-    let mut manifest = json!({
-        "natbake_version": env!("CARGO_PKG_VERSION"),
-        "site": site.name,
-        "description": site.description,
-        "spec_sha256": site.spec_sha256,
-        "os": site.os.name(),
-        "arch": site.arch.name(),
-        "vpc_cidrs": site.vpc_cidrs.iter().map(|c| c.to_string()).collect::<Vec<_>>(),
-        "egress": site.egress,
-        "forwards": forwards,
-        "security_groups": {
-            "nat": {
-                "ingress_file": artifacts.iter().any(|a| a.name == SECURITY_GROUP).then_some(SECURITY_GROUP),
-                "inbound_rules": nat_inbound_rules(site),
-                "egress": nat_egress(site).to_json(),
-            },
-            "targets_file": artifacts.iter().any(|a| a.name == TARGET_SECURITY_GROUPS).then_some(TARGET_SECURITY_GROUPS),
-            "target_inbound_rules": target_inbound_rules(site),
-            "notes": security_group_notes(site),
-        },
-        "targets": targets(site),
-        "user_data": user_data,
-        "stack": stack,
-        "artifacts": files,
-    });
-    // Only with a floating interface: a spec without `failover` gets
-    // neither the key nor any permission.
-    if let (Some(f), Some(map)) = (site.failover, manifest.as_object_mut()) {
-        map.insert(
-            "failover".into(),
-            json!({
-                "floating_eni": true,
-                "attach_timeout": f.attach_timeout,
-                "interface_tag": {"key": "natbake:site", "value": site.name},
-                "iam_policy": crate::failover::iam_policy(site),
-            }),
-        );
-    }
-    // Only with `deployment: nlb`: instance specs keep their manifest. There
-    // is no NAT instance's group then (no rules in or out); the forwards'
-    // rules are the load balancer's, in its stack.
-    if let (Deployment::Nlb, Some(map)) = (site.deployment, manifest.as_object_mut()) {
-        map.insert("deployment".into(), json!(site.deployment.name()));
-        if let Some(groups) = map
-            .get_mut("security_groups")
-            .and_then(Value::as_object_mut)
-        {
-            groups.insert(
-                "nat".into(),
-                json!({"ingress_file": null, "inbound_rules": 0, "egress": []}),
-            );
-            groups.insert(
-                "load_balancer".into(),
-                json!({
-                    "in_file": NLB_STACK,
-                    "inbound_rules": site.forwards.iter().map(|f| f.from.len()).sum::<usize>(),
-                }),
-            );
+    let has = |name| artifacts.iter().any(|a| a.name == name).then_some(name);
+    // With `deployment: nlb` there is no NAT instance's group (no rules in
+    // or out); the forwards' rules are the load balancer's, in its stack.
+    let nlb = site.deployment == Deployment::Nlb;
+    let nat = if nlb {
+        NatGroup {
+            egress: Permissions::default(),
+            inbound_rules: 0,
+            ingress_file: None,
         }
-    }
-    if let (Some(m), Some(map)) = (crate::metrics::manifest(site), manifest.as_object_mut()) {
-        map.insert("metrics".into(), m);
-    }
+    } else {
+        NatGroup {
+            egress: nat_egress(site),
+            inbound_rules: nat_inbound_rules(site),
+            ingress_file: has(SECURITY_GROUP),
+        }
+    };
+    let manifest = Manifest {
+        natbake_version: env!("CARGO_PKG_VERSION"),
+        site: &site.name,
+        description: &site.description,
+        spec_sha256: &site.spec_sha256,
+        os: site.os.name(),
+        arch: site.arch.name(),
+        vpc_cidrs: site.vpc_cidrs.iter().map(|c| c.to_string()).collect(),
+        egress: site.egress,
+        forwards,
+        security_groups: SecurityGroups {
+            load_balancer: nlb.then(|| LoadBalancerGroup {
+                in_file: NLB_STACK,
+                inbound_rules: site.forwards.iter().map(|f| f.from.len()).sum(),
+            }),
+            nat,
+            targets_file: has(TARGET_SECURITY_GROUPS),
+            target_inbound_rules: target_inbound_rules(site),
+            notes: security_group_notes(site),
+        },
+        targets: targets(site),
+        user_data,
+        stack,
+        artifacts: files,
+        // Only with a floating interface: a spec without `failover` gets
+        // neither the key nor any permission.
+        failover: site.failover.map(|f| FailoverEntry {
+            floating_eni: true,
+            attach_timeout: f.attach_timeout,
+            interface_tag: Tag {
+                key: "natbake:site",
+                value: &site.name,
+            },
+            iam_policy: crate::failover::iam_policy(site),
+        }),
+        // Only with `deployment: nlb`: instance specs keep their manifest.
+        deployment: nlb.then(|| site.deployment.name()),
+        metrics: crate::metrics::manifest(site),
+    };
     pretty(&manifest)
 }
 
-fn pretty(v: &Value) -> Vec<u8> {
-    let mut out = serde_json::to_vec_pretty(v).unwrap_or_default();
+fn pretty(v: &impl Serialize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(16 * 1024);
+    // Serializing these types cannot fail: no map has keys that are not
+    // strings, and writing to a vector does not fail.
+    let _ = serde_json::to_writer_pretty(&mut out, v);
     out.push(b'\n');
     out
 }
@@ -403,6 +609,40 @@ mod tests {
             "version: 1\nsite: s\nvpc_cidrs: [10.0.0.0/16, 10.1.0.0/16]\nforwards:\n{forwards}"
         );
         crate::validate::parse(std::path::Path::new("t.yaml"), yaml.as_bytes()).unwrap()
+    }
+
+    /// The counts, made without descriptions, are the rules written.
+    #[test]
+    fn rule_counts_are_the_rules_written() {
+        for (egress, forwards) in [
+            ("true", ""),
+            ("false", ""),
+            (
+                "true",
+                concat!(
+                    "  - {name: a, port: 1001, to: 10.0.1.5:80, from: [203.0.113.7/32, 192.0.2.0/24]}\n",
+                    "  - {name: b, port: 1002, to: 10.0.1.5:80, from: [203.0.113.7/32]}\n",
+                    "  - {name: c, port: 1002, to: 10.0.1.6:80, proto: udp, from: [203.0.113.7/32]}\n",
+                    "  - {name: d, port: 1003-1004, to: 10.0.1.6, from: [0.0.0.0/0], public: true}\n",
+                ),
+            ),
+            (
+                "false",
+                "  - {name: a, port: 1001, to: 10.0.1.5:80, from: [203.0.113.7/32, 10.0.0.0/16]}\n",
+            ),
+        ] {
+            let yaml = format!(
+                "version: 1\nsite: s\negress: {egress}\nvpc_cidrs: [10.0.0.0/16, 10.1.0.0/16]\nforwards:\n{forwards}"
+            );
+            let s =
+                crate::validate::parse(std::path::Path::new("t.yaml"), yaml.as_bytes()).unwrap();
+            assert_eq!(nat_inbound_rules(&s), nat_ingress(&s).rules(), "{yaml}");
+            assert_eq!(
+                target_inbound_rules(&s),
+                target_ingress(&s, s.forwards.iter()).rules(),
+                "{yaml}"
+            );
+        }
     }
 
     fn routes(site: &Site, target: &str) -> Vec<String> {

@@ -17,6 +17,18 @@ pub const USER_DATA_LIMIT: usize = 16 * 1024;
 /// in common. A test measures it over many sites.
 const MARGIN: usize = 2048;
 
+/// The best level saves less than this part of the default level's size
+/// on natbake's user data (about 2 % at most; a test measures it over
+/// many sites). So when the default level leaves the file larger than the
+/// limit plus that part, the best level cannot bring it under, and is not
+/// tried: at three times the default's cost, it was the largest single
+/// cost of a `build` of sites whose user data does not fit.
+const BEST_GAIN_DIVISOR: usize = 16;
+
+/// How far past the limit the default level may go and the best level
+/// still be worth a try.
+const BEST_REACH: usize = USER_DATA_LIMIT + USER_DATA_LIMIT / BEST_GAIN_DIVISOR;
+
 /// The user data as EC2 will take it: plain YAML when it fits; else YAML
 /// carrying each file gzip-compressed (still text, so it can be read and
 /// embedded in other templates); else the plain YAML gzip-compressed whole
@@ -36,8 +48,7 @@ pub(super) fn render(i: &mut Input<'_>) -> Result<Option<Output>> {
     // its 3 MB twice to learn so. Equally, when the whole file gzipped is
     // more than three quarters of the limit, the files compressed one by
     // one cannot fit once encoded, and are not tried.
-    let whole = super::gzip::within(&plain.bytes, USER_DATA_LIMIT)
-        .or_else(|| super::gzip::best_within(&plain.bytes, USER_DATA_LIMIT));
+    let whole = whole_gzipped(&plain.bytes);
     if whole
         .as_ref()
         .is_some_and(|gz| gz.len() * 4 / 3 <= USER_DATA_LIMIT + MARGIN)
@@ -65,19 +76,28 @@ pub(super) fn render(i: &mut Input<'_>) -> Result<Option<Output>> {
     }
 }
 
+/// `bytes` gzipped whole if that fits the limit: at the default level, or
+/// at the best level when the default leaves it just over (within
+/// [`BEST_REACH`]).
+fn whole_gzipped(bytes: &[u8]) -> Option<Vec<u8>> {
+    match super::gzip::within(bytes, BEST_REACH) {
+        Some(gz) if gz.len() <= USER_DATA_LIMIT => Some(gz),
+        Some(_) => super::gzip::best_within(bytes, USER_DATA_LIMIT),
+        None => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::render::artifact::{ARTIFACTS, Input};
     use crate::render::{Artifact, Templates, view::View};
 
-    /// The shortcut above holds: whatever the site, the YAML with its files
-    /// compressed is never smaller than four thirds of the whole file
-    /// gzipped, less the margin; so when that is over the limit, so is it.
-    #[test]
-    fn files_compressed_one_by_one_are_never_much_smaller_than_the_whole_gzipped() {
+    /// Calls `f` with a description, the plain user data and the user data
+    /// with its files compressed one by one, for sites of every os, with
+    /// and without the health check, from no forwards to 200.
+    fn each_sites_user_data(mut f: impl FnMut(&str, Vec<u8>, Vec<u8>)) {
         let templates = Templates::load(None).unwrap();
-        let mut least = i64::MAX;
         for os in [
             "debian-12",
             "amazon-linux-2023",
@@ -85,7 +105,7 @@ mod tests {
             "amzn-ami-vpc-nat",
         ] {
             for health in ["", "health: {enabled: false}\n"] {
-                for n in [0, 1, 2, 5, 10, 20, 40, 80] {
+                for n in [0, 1, 2, 5, 10, 20, 40, 50, 80, 200] {
                     let mut yaml = format!(
                         "version: 1\nsite: s\nos: {os}\nvpc_cidrs: [10.0.0.0/16]\n{health}forwards:\n"
                     );
@@ -124,9 +144,8 @@ mod tests {
                             i.view_mut().add_files(before, false);
                             let plain = i.template().unwrap().bytes;
                             i.view_mut().add_files(before, true);
-                            let files = i.template().unwrap().bytes.len() as i64;
-                            let whole = crate::render::gzip::all(&plain).len() as i64;
-                            least = least.min(files - whole * 4 / 3);
+                            let files = i.template().unwrap().bytes;
+                            f(&format!("{os} {health:?} {n} forwards"), plain, files);
                             break;
                         }
                         if let Some(out) = (def.render)(&mut i).unwrap() {
@@ -136,10 +155,74 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The shortcut above holds: whatever the site, the YAML with its files
+    /// compressed is never smaller than four thirds of the whole file
+    /// gzipped, less the margin; so when that is over the limit, so is it.
+    #[test]
+    fn files_compressed_one_by_one_are_never_much_smaller_than_the_whole_gzipped() {
+        let mut least = i64::MAX;
+        each_sites_user_data(|_, plain, files| {
+            let whole = crate::render::gzip::all(&plain).len() as i64;
+            least = least.min(files.len() as i64 - whole * 4 / 3);
+        });
         assert!(
             least > -(MARGIN as i64),
             "the files compressed one by one came to {least} bytes against four thirds of the whole"
         );
         eprintln!("least difference: {least} bytes");
+    }
+
+    /// The best level saves less than [`BEST_GAIN_DIVISOR`]'s part on every
+    /// site's user data, so skipping it past [`BEST_REACH`] gives what
+    /// trying it gave: the same file, or none.
+    #[test]
+    fn the_best_level_never_saves_enough_to_matter_past_the_reach() {
+        let mut most = 0.0_f64;
+        each_sites_user_data(|site, plain, _| {
+            let default = crate::render::gzip::all(&plain).len();
+            let best = crate::render::gzip::best_within(&plain, usize::MAX)
+                .unwrap()
+                .len();
+            let saved = default.saturating_sub(best);
+            most = most.max(saved as f64 / default as f64);
+            assert!(
+                saved * BEST_GAIN_DIVISOR < default,
+                "{site}: the best level saved {saved} of {default} bytes"
+            );
+            let tried_both = crate::render::gzip::within(&plain, USER_DATA_LIMIT)
+                .or_else(|| crate::render::gzip::best_within(&plain, USER_DATA_LIMIT));
+            assert_eq!(whole_gzipped(&plain), tried_both, "{site}");
+        });
+        eprintln!("most saved by the best level: {:.2} %", most * 100.0);
+    }
+
+    /// The best level runs only for a file the default level leaves just
+    /// over the limit, never for one far over it, which it cannot save.
+    #[test]
+    fn the_best_level_runs_only_within_reach() {
+        // Bytes that do not compress: the gzipped size is the length plus
+        // a few dozen bytes.
+        let noise = |len: usize| -> Vec<u8> {
+            let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+            (0..len)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    (x >> 32) as u8
+                })
+                .collect()
+        };
+        let runs = || crate::render::gzip::BEST_RUNS.with(std::cell::Cell::get);
+        let fits = b"natbake ".repeat(10_000);
+        let before = runs();
+        assert!(whole_gzipped(&fits).is_some());
+        assert_eq!(runs(), before, "a file that fits at the default level");
+        assert_eq!(whole_gzipped(&noise(USER_DATA_LIMIT + 200)), None);
+        assert_eq!(runs(), before + 1, "a file just over the limit");
+        assert_eq!(whole_gzipped(&noise(BEST_REACH + 200)), None);
+        assert_eq!(runs(), before + 1, "a file past the reach");
     }
 }
