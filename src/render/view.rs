@@ -13,7 +13,7 @@ use serde::Serialize;
 
 /// Conntrack fill at which the health check fails: well before full, when
 /// the kernel starts dropping new connections.
-const CONNTRACK_LIMIT_PERCENT: u32 = 90;
+pub const CONNTRACK_LIMIT_PERCENT: u32 = 90;
 
 /// Seconds configure-pat.sh gives the floating interface's device, its
 /// metadata (which EC2 publishes a while after the device appears) and its
@@ -267,44 +267,8 @@ pub struct FileView {
 
 impl View {
     pub fn new(site: &Site) -> View {
-        let shared = ipsets::shared(site);
         let sets = ipsets::sets(site);
-        let forwards = site
-            .forwards
-            .iter()
-            .zip(shared)
-            .map(|(f, bytes_shared)| {
-                let to = if f.ports.is_range() {
-                    format!("{} (same ports)", f.target)
-                } else {
-                    format!("{}:{}", f.target, f.target_ports.first)
-                };
-                let from: Vec<String> = f.from.iter().map(|c| c.to_string()).collect();
-                let mut summary = format!(
-                    "forward {}: {} {} -> {} from {}",
-                    f.name,
-                    f.proto.name(),
-                    f.ports,
-                    to,
-                    from.join(" ")
-                );
-                if let Some(d) = &f.description {
-                    summary.push_str(&format!(" ({d})"));
-                }
-                ForwardView {
-                    name: f.name.clone(),
-                    summary,
-                    counted_as: format!(
-                        "{} {} {} {}",
-                        f.target,
-                        f.proto.name(),
-                        f.target_ports.first,
-                        f.target_ports.last
-                    ),
-                    bytes_shared,
-                }
-            })
-            .collect();
+        let forwards = forward_views(site);
         let install = install_script(&site.os.packages());
         let paths = Paths {
             rules: install_path(artifact::RULES),
@@ -447,6 +411,47 @@ impl View {
             })
             .collect();
     }
+}
+
+/// Each forward as the scripts and their settings see it.
+pub fn forward_views(site: &Site) -> Vec<ForwardView> {
+    let shared = ipsets::shared(site);
+    site
+        .forwards
+        .iter()
+        .zip(shared)
+        .map(|(f, bytes_shared)| {
+            let to = if f.ports.is_range() {
+                format!("{} (same ports)", f.target)
+            } else {
+                format!("{}:{}", f.target, f.target_ports.first)
+            };
+            let from: Vec<String> = f.from.iter().map(|c| c.to_string()).collect();
+            let mut summary = format!(
+                "forward {}: {} {} -> {} from {}",
+                f.name,
+                f.proto.name(),
+                f.ports,
+                to,
+                from.join(" ")
+            );
+            if let Some(d) = &f.description {
+                summary.push_str(&format!(" ({d})"));
+            }
+            ForwardView {
+                name: f.name.clone(),
+                summary,
+                counted_as: format!(
+                    "{} {} {} {}",
+                    f.target,
+                    f.proto.name(),
+                    f.target_ports.first,
+                    f.target_ports.last
+                ),
+                bytes_shared,
+            }
+        })
+        .collect()
 }
 
 /// How many tags natbake itself puts on an image and its snapshots: the

@@ -1,23 +1,41 @@
 #!/bin/bash
-# natbake-lib.sh: shell functions shared by natbake's scripts for site {{site}}.
-# Rendered by natbake {{version}} from a spec with sha256 {{spec_sha256}}.
-# Do not edit here: change the site spec and render again. The comments
-# explaining the code are in its template (`natbake templates dump DIR`).
+# natbake-lib.sh: functions shared by natbake's scripts; reads site.conf.
+# Comments: natbake's instance/ folder, or `natbake templates dump DIR`.
 #
 # Sourced by configure-pat.sh (boot), natbake-health (the periodic check)
 # and natbake-status, so that the boot step and the check compare the
-# ruleset the same way. Running it alone does nothing. The callers set
-# RULES (the ruleset file), IPSETS (the sets file) and RULES_SHA256 (the
-# ruleset's digest) before calling ruleset_differences.
+# ruleset the same way. Running it alone does nothing. The same bytes on
+# every site: what differs between sites is read from SITE_CONF by
+# load_site_conf, which the callers run first.
+#
+# The names below are natbake's, the same on every site: a test checks
+# each against natbake's own definition (the artifact table's install
+# paths, the ruleset's comments, the sets' names).
 
 # The settings below are read by the scripts that source this file.
 # shellcheck disable=SC2034
+SITE_CONF=/etc/natbake/site.conf
+RULES=/etc/natbake/rules.v4
+IPSETS=/etc/natbake/ipsets.v4
+SYSCTL_CONF=/etc/sysctl.d/90-natbake.conf
+SCRIPT=/usr/local/sbin/configure-pat.sh
+AWS_LIB=/usr/local/lib/natbake/natbake-aws.sh
+FAILOVER_LIB=/usr/local/lib/natbake/natbake-failover.sh
+METRICS_LIB=/usr/local/lib/natbake/natbake-metrics.sh
+# The sets counting forwarded bytes, and the comments of the rules that
+# count them, each way.
+IPSET_IN=natbake-in
+IPSET_OUT=natbake-out
+FORWARDED_IN=natbake:forwarded:in
+FORWARDED_OUT=natbake:forwarded:out
+# Conntrack fill, in percent of its maximum, that fails the health check.
+CONNTRACK_LIMIT_PERCENT=90
 # One run at a time: configure-pat.sh and a repair both take it.
 LOCK=/var/lock/natbake.lock
 # Volatile state: the expected view of the ruleset, the health check's
 # findings and when each forward was last seen. Gone at reboot, when the
 # boot step writes it again.
-STATE_DIR={{paths.state}}
+STATE_DIR=/run/natbake
 VIEW_CACHE=$STATE_DIR/ruleset.view
 HEALTH_STATE=$STATE_DIR/health
 SEEN_STATE=$STATE_DIR/seen
@@ -28,22 +46,103 @@ CLOSED=$STATE_DIR/closed
 # The natbake ipsets as configure-pat.sh loaded them: a digest of all
 # their elements, for the health check.
 IPSETS_LOADED=$STATE_DIR/ipsets.loaded
-# The ipsets counting each forward's bytes, and how many elements each holds.
-IPSET_NAMES=({{#each ipsets}}{{#unless @first}} {{/unless}}{{name}}{{/each}})
-IPSET_ELEMENTS={{ipset_elements}}
 
-# Under systemd, stderr is the journal (as SyslogIdentifier=natbake);
-# elsewhere lines go to syslog through logger and to stderr. Messages are
-# kept on one line, so that a syslog reader sees all of each.
-function log {
-  local line=${1//$'\n'/ }
-  if [ -n "${JOURNAL_STREAM:-}" ]; then
-    echo "$line" >&2
-  else
-    logger -t natbake -- "$line" 2>/dev/null
-    echo "natbake: $line" >&2
-  fi
+# The names site.conf holds, each with the extended regular expression
+# its value must match whole and, for a feature's settings, the setting
+# that must be yes for them to be there (they must be there then, and must
+# not be otherwise). In the expressions, @ip stands for an IPv4 address,
+# @net for a network a.b.c.d/n, @port for a port (1 to 65535), @sha for a
+# SHA-256 in lowercase hex, and _ for a space. Each NAME becomes the shell variable of that
+# name in capitals: the names come from this list, never from the file.
+# natbake's SiteConf (src/render/site_conf.rs) writes exactly these; a test
+# checks that the two lists agree.
+SITE_CONF_KEYS='site ^[a-z][a-z0-9-]*$
+description ^[^[:cntrl:]]*$
+spec_sha256 ^@sha$
+rules_sha256 ^@sha$
+ipsets_sha256 ^@sha$
+vpc_cidrs ^@net(_@net)*$
+systemd ^(yes|no)$
+byte_sets ^(yes|no)$
+ipset_names ^([a-z0-9-]+(_[a-z0-9-]+)*)?$
+ipset_elements ^(0|[1-9][0-9]?[0-9]?[0-9]?[0-9]?[0-9]?[0-9]?[0-9]?[0-9]?)$
+failover ^(yes|no)$
+attach_timeout ^([3-9][0-9]|[1-8][0-9][0-9]|900)$ failover
+metrics ^(yes|no)$
+per_forward ^(yes|no)$ metrics'
+# Besides those, per forward, in the spec's order, "forward=NAME TARGET
+# PROTO FIRST LAST own|shared" (what its bytes are counted on: target
+# address, protocol, first and last target port, and whether another
+# forward counts some of the same) then "summary=TEXT" (what it does, for
+# the log). They are checked here with the rest, and read where needed by
+# site_conf_records: nothing loops over them in bash, however many.
+
+# Reads the site's settings from file $1 (SITE_CONF if not given) into
+# the variables of SITE_CONF_KEYS, FORWARD_COUNT and AWS (yes with
+# failover or metrics). A line that is not NAME=VALUE with a known name
+# and a valid value, a name given twice, missing or out of place, is
+# refused: returns 1, and the reason, naming the file and line, is in
+# SITE_CONF_ERROR. The file is data: never sourced, never evaluated.
+function load_site_conf {
+  local file=${1:-$SITE_CONF} out key i=0 values
+  out=$(LC_ALL=C awk -v keys="$SITE_CONF_KEYS
+forward ^[a-z][a-z0-9-]*_@ip_(tcp|udp)_@port_@port_(own|shared)$
+summary ^[^[:cntrl:]]*$" '
+    function no(m) { print FILENAME ": " (end ? "" : "line " FNR ": ") m; exit bad = 1 }
+    BEGIN {
+      o = "(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+      p = "([1-9][0-9]?[0-9]?[0-9]?|[1-5][0-9][0-9][0-9][0-9]|6[0-4][0-9][0-9][0-9]|65[0-4][0-9][0-9]|655[0-2][0-9]|6553[0-5])"
+      while (length(h) < 512) h = h "[0-9a-f]"
+      n = split(keys, l, "\n")
+      for (i = 1; i <= n; i++) {
+        split(l[i], w, " "); key[i] = k = w[1]; need[k] = w[3]
+        gsub(/@net/, "@ip/([12]?[0-9]|3[0-2])", w[2]); gsub(/@ip/, o "[.]" o "[.]" o "[.]" o, w[2])
+        gsub(/@port/, p, w[2]); gsub(/@sha/, h, w[2]); gsub(/_/, " ", w[2]); re[k] = w[2]
+      }
+    }
+    /^(#|$)/ { next }
+    {
+      k = $0; sub(/=.*/, "", k); v = substr($0, length(k) + 2)
+      if (k == $0) no("not NAME=VALUE")
+      if (!(k in re)) no("`" k "` is not a setting natbake knows")
+      if (k in val) no("`" k "` is there twice")
+      if (v !~ re[k] || (k == "forward" && split(v, w, " ") && w[4] + 0 > w[5] + 0))
+        no("`" k "` cannot be " (v ~ /[[:cntrl:]]/ ? "text with control characters" : "`" v "`"))
+      if (k == "forward") { if (f++ != s) no("a forward without its summary") }
+      else if (k == "summary") { if (++s != f) no("a summary without its forward") }
+      else val[k] = v
+    }
+    END {
+      if (bad) exit 1
+      end = 1
+      if (f != s) no("a forward without its summary")
+      for (i = 1; i < n - 1; i++)
+        if (((k = key[i]) in val) != (need[k] == "" || val[need[k]] == "yes"))
+          no("`" k "` is " ((k in val) ? "there without `" need[k] "=yes`" : "missing"))
+      for (i = 1; i < n - 1; i++) print val[key[i]]
+      print f + 0
+    }' "$file" 2>&1) || {
+    SITE_CONF_ERROR=${out:-cannot read $file}
+    return 1
+  }
+  mapfile -t values <<<"$out"
+  while read -r key _; do
+    printf -v "${key^^}" '%s' "${values[i++]}"
+  done <<<"$SITE_CONF_KEYS"
+  FORWARD_COUNT=${values[i]}
+  AWS=no
+  [ "$FAILOVER$METRICS" = nono ] || AWS=yes
+  # The lists among them that the scripts walk, as arrays.
+  read -r -a IPSET_NAMES <<<"$IPSET_NAMES"
+  read -r -a VPC_CIDRS <<<"$VPC_CIDRS"
 }
+
+# The values of the "$1=..." lines of the site's settings (forward or
+# summary), in order, for the awk programs that read them.
+function site_conf_records {
+  LC_ALL=C awk -v k="$1=" 'index($0, k) == 1 { print substr($0, length(k) + 1) }' "${2:-$SITE_CONF}"
+}
+
 # Many lines at once: a spec may hold thousands of forwards.
 function log_lines {
   [ "$#" -gt 0 ] || return 0
@@ -55,11 +154,9 @@ function log_lines {
   fi
 }
 
-{{!--
-  Switching forwarding off is what makes a failure safe, so it is never
-  assumed: written (what sysctl -w does), then read back. A container or
-  a read-only /proc/sys can refuse the write.
---}}
+# Switching forwarding off is what makes a failure safe, so it is never
+# assumed: written (what sysctl -w does), then read back. A container or
+# a read-only /proc/sys can refuse the write.
 # Switches IP forwarding off and reads it back: returns 0 when it is off,
 # 1 (FORWARDING_NOW says what it reads) when it is not.
 function forwarding_off {
@@ -73,14 +170,12 @@ function forwarding_not_off {
   echo "CRITICAL: IP forwarding could NOT be switched off (it reads ${FORWARDING_NOW:-nothing})."
 }
 
-{{!--
-  What the kernel holds for natbake, one line per item, comparable between
-  two iptables-save outputs of the same iptables: the policies of the
-  built-in chains that $RULES sets, natbake's chains, their rules in
-  order, and every jump from a built-in chain into them. Counters aside,
-  so `iptables-save -c` output gives the same view.
-  Argument: "table:chain" words of the built-in chains whose policy counts.
---}}
+# What the kernel holds for natbake, one line per item, comparable between
+# two iptables-save outputs of the same iptables: the policies of the
+# built-in chains that $RULES sets, natbake's chains, their rules in
+# order, and every jump from a built-in chain into them. Counters aside,
+# so `iptables-save -c` output gives the same view.
+# Argument: "table:chain" words of the built-in chains whose policy counts.
 # natbake's part of an iptables-save (stdin), counters aside; $1 lists the
 # table:chain built-ins whose policy counts.
 function natbake_view {
@@ -102,18 +197,16 @@ function ruleset_builtins {
   awk '/^\*/ { table = substr($0, 2) } /^:[A-Z]+ (ACCEPT|DROP) / { print table ":" substr($1, 2) }' "$RULES" | tr '\n' ' '
 }
 
-{{!--
-  The nf_tables generation of this network namespace: a number the kernel
-  raises with every change to any nftables ruleset, which with the
-  nf_tables backend includes every iptables change (counters aside). Two
-  equal readings mean nothing changed between them, so a ruleset found
-  right at one generation is still right while it lasts: the health
-  check skips its iptables-save then. Asked with one netlink request
-  (NFT_MSG_GETGEN) from perl, which starts in milliseconds; no tool
-  prints it. Prints nothing (and the caller compares the slow way) with
-  the legacy x_tables backend, whose changes it does not count, or
-  without perl.
---}}
+# The nf_tables generation of this network namespace: a number the kernel
+# raises with every change to any nftables ruleset, which with the
+# nf_tables backend includes every iptables change (counters aside). Two
+# equal readings mean nothing changed between them, so a ruleset found
+# right at one generation is still right while it lasts: the health
+# check skips its iptables-save then. Asked with one netlink request
+# (NFT_MSG_GETGEN) from perl, which starts in milliseconds; no tool
+# prints it. Prints nothing (and the caller compares the slow way) with
+# the legacy x_tables backend, whose changes it does not count, or
+# without perl.
 # The nf_tables ruleset generation (raised by every change), or nothing
 # when it cannot tell or iptables does not use nf_tables.
 function ruleset_generation {
@@ -143,21 +236,19 @@ function view_differences {
   LC_ALL=C comm -3 <(LC_ALL=C sort <<<"$1") <(LC_ALL=C sort <<<"$2") | sed 's/^\t/+ /; t; s/^/- /'
 }
 
-{{!--
-  Whether what is loaded equals $RULES for everything natbake owns: each
-  natbake chain holds exactly the file's rules in the file's order, no
-  other natbake chain exists, each jump into them is there exactly once,
-  and the built-in policies are the file's. The file is read back in this
-  system's iptables spelling by loading it into a scratch network
-  namespace; that view is kept in $VIEW_CACHE (with $RULES_SHA256), so
-  that the health check compares against it without doing this again.
-  Keeping it is a shortcut, not a condition: when $STATE_DIR cannot take
-  it (a full /run), a warning says so and the comparison stands.
-  The scratch namespace gets empty copies of the sets of $IPSETS first:
-  iptables-restore refuses a rule that matches a set it cannot find.
-  Prints the differences (- missing, + unexpected); returns 1 if there are
-  any, 2 if the check itself could not run.
---}}
+# Whether what is loaded equals $RULES for everything natbake owns: each
+# natbake chain holds exactly the file's rules in the file's order, no
+# other natbake chain exists, each jump into them is there exactly once,
+# and the built-in policies are the file's. The file is read back in this
+# system's iptables spelling by loading it into a scratch network
+# namespace; that view is kept in $VIEW_CACHE (with $RULES_SHA256), so
+# that the health check compares against it without doing this again.
+# Keeping it is a shortcut, not a condition: when $STATE_DIR cannot take
+# it (a full /run), a warning says so and the comparison stands.
+# The scratch namespace gets empty copies of the sets of $IPSETS first:
+# iptables-restore refuses a rule that matches a set it cannot find.
+# Prints the differences (- missing, + unexpected); returns 1 if there are
+# any, 2 if the check itself could not run.
 # Whether what is loaded for natbake equals $RULES; prints the differences
 # (- missing, + unexpected). Returns 1 if any, 2 if it cannot tell. Keeps
 # the expected view in $VIEW_CACHE for the health check when it can.
@@ -185,13 +276,11 @@ function ruleset_differences {
   return 1
 }
 
-{{!--
-  The same comparison against the view kept by the last run of
-  ruleset_differences, for an iptables-save output on stdin: no scratch
-  namespace, no second listing, files compared with cmp (the view of
-  10,000 forwards is 1.5 MB). $1 is a scratch file for the loaded view.
-  Returns 2, printing nothing, when no view for this $RULES_SHA256 is kept.
---}}
+# The same comparison against the view kept by the last run of
+# ruleset_differences, for an iptables-save output on stdin: no scratch
+# namespace, no second listing, files compared with cmp (the view of
+# 10,000 forwards is 1.5 MB). $1 is a scratch file for the loaded view.
+# Returns 2, printing nothing, when no view for this $RULES_SHA256 is kept.
 # Like ruleset_differences, for the iptables-save output on stdin, against
 # the kept view ($1: a scratch file); returns 2 (printing nothing) when there
 # is none for this ruleset.
@@ -206,17 +295,15 @@ function cached_differences {
   return 1
 }
 
-{{!--
-  The sets that count each forward's bytes: each must exist, be a
-  hash:ip,port with counters, and hold exactly the rendered number of
-  elements. Only the headers are listed (ipset list -t), never the
-  elements, so that this stays cheap at 10,000 forwards. An ipset too old
-  to print the number of entries in the header is counted the slow way.
-  With $1 = elements, the digest of all their elements must also be the
-  one configure-pat.sh kept at load ($IPSETS_LOADED): a set swapped in
-  under natbake's name, of the same type and size, or edited in place,
-  holds other elements. When they match, the file's time is renewed.
---}}
+# The sets that count each forward's bytes: each must exist, be a
+# hash:ip,port with counters, and hold exactly the rendered number of
+# elements. Only the headers are listed (ipset list -t), never the
+# elements, so that this stays cheap at 10,000 forwards. An ipset too old
+# to print the number of entries in the header is counted the slow way.
+# With $1 = elements, the digest of all their elements must also be the
+# one configure-pat.sh kept at load ($IPSETS_LOADED): a set swapped in
+# under natbake's name, of the same type and size, or edited in place,
+# holds other elements. When they match, the file's time is renewed.
 # What is wrong with natbake's ipsets; prints it and returns 1 if anything.
 # $1 = elements: also compare every element with what was loaded.
 function ipset_problems {
@@ -255,12 +342,10 @@ function ipset_problems {
   return "$problems"
 }
 
-{{!--
-  Rules every rendered ruleset has, whatever the file says: FORWARD drops
-  what natbake does not accept, and the jumps into natbake's chains exist.
-  Read from an iptables-save output (stdin), so that a check that already
-  has one lists nothing again.
---}}
+# Rules every rendered ruleset has, whatever the file says: FORWARD drops
+# what natbake does not accept, and the jumps into natbake's chains exist.
+# Read from an iptables-save output (stdin), so that a check that already
+# has one lists nothing again.
 # What every rendered ruleset has, in the iptables-save output on stdin:
 # FORWARD policy DROP and natbake's jumps. Prints what is missing; returns 1 if any.
 function ruleset_invariants {
@@ -292,36 +377,32 @@ function installed_files_problems {
   done
 }
 
-{{!--
-  What the kernel will do to traffic through the instance, beyond
-  natbake's own chains being intact (ruleset_differences):
-  - natbake's jump is the FIRST rule of each built-in chain it hooks
-    (filter FORWARD, nat PREROUTING, nat POSTROUTING): anything before it
-    could decide a forwarded or translated packet first (an ACCEPT, a
-    DNAT, a jump into a chain that does). configure-pat.sh puts the jumps
-    first, so this is drift that a reload repairs;
-  - after natbake's chain, filter FORWARD sees only what natbake did not
-    accept, and must not accept all of it: a rule there without any
-    condition whose target is ACCEPT, or a jump into another chain that
-    accepts everything that way, would make the DROP policy void (an open
-    router). configure-pat.sh removes the plain `-A FORWARD -j ACCEPT`,
-    which is the policy in another form; anything else of that kind is
-    other software's chain, which natbake does not edit: it fails;
-  - nothing in the raw table's PREROUTING switches connection tracking
-    off (NOTRACK, CT --notrack): untracked packets skip the nat table, so
-    no forward and no masquerade applies to them. natbake cannot put
-    itself ahead of that without editing other software's rules: it fails.
-  Conditional rules after natbake's jumps are other software's business
-  and stay. Reads an iptables-save output (stdin); prints one line per
-  finding and returns 1 if any.
---}}
-{{!--
-  In the awk below: bare(r) is whether rule r has no condition (a comment
-  is none); all(r) whether bare rule r accepts every packet: its
-  target is ACCEPT, or a chain whose first deciding bare rule does (1);
-  a bare DROP, REJECT or RETURN decides the other way (0); a chain with
-  no deciding bare rule passes the packet on ("").
---}}
+# What the kernel will do to traffic through the instance, beyond
+# natbake's own chains being intact (ruleset_differences):
+# - natbake's jump is the FIRST rule of each built-in chain it hooks
+# (filter FORWARD, nat PREROUTING, nat POSTROUTING): anything before it
+# could decide a forwarded or translated packet first (an ACCEPT, a
+# DNAT, a jump into a chain that does). configure-pat.sh puts the jumps
+# first, so this is drift that a reload repairs;
+# - after natbake's chain, filter FORWARD sees only what natbake did not
+# accept, and must not accept all of it: a rule there without any
+# condition whose target is ACCEPT, or a jump into another chain that
+# accepts everything that way, would make the DROP policy void (an open
+# router). configure-pat.sh removes the plain `-A FORWARD -j ACCEPT`,
+# which is the policy in another form; anything else of that kind is
+# other software's chain, which natbake does not edit: it fails;
+# - nothing in the raw table's PREROUTING switches connection tracking
+# off (NOTRACK, CT --notrack): untracked packets skip the nat table, so
+# no forward and no masquerade applies to them. natbake cannot put
+# itself ahead of that without editing other software's rules: it fails.
+# Conditional rules after natbake's jumps are other software's business
+# and stay. Reads an iptables-save output (stdin); prints one line per
+# finding and returns 1 if any.
+# In the awk below: bare(r) is whether rule r has no condition (a comment
+# is none); all(r) whether bare rule r accepts every packet: its
+# target is ACCEPT, or a chain whose first deciding bare rule does (1);
+# a bare DROP, REJECT or RETURN decides the other way (0); a chain with
+# no deciding bare rule passes the packet on ("").
 # What could decide forwarded traffic before (or instead of) natbake's
 # rules, in the iptables-save output on stdin. Prints it; returns 1 if any.
 function ruleset_preemptions {
@@ -352,14 +433,12 @@ function ruleset_preemptions {
     }'
 }
 
-{{!--
-  The natbake ipsets as loaded, kept by configure-pat.sh in
-  $IPSETS_LOADED: one digest of all their elements, sorted, counters
-  aside. The check compares it when it reads the ruleset in full, at most
-  every 10 minutes (the file's time says when the sets were loaded or
-  last found right): a full listing costs about 0.13 s of CPU per set of
-  10,000 elements, too much for every check.
---}}
+# The natbake ipsets as loaded, kept by configure-pat.sh in
+# $IPSETS_LOADED: one digest of all their elements, sorted, counters
+# aside. The check compares it when it reads the ruleset in full, at most
+# every 10 minutes (the file's time says when the sets were loaded or
+# last found right): a full listing costs about 0.13 s of CPU per set of
+# 10,000 elements, too much for every check.
 # One digest of the elements of natbake's sets, sorted, counters aside.
 function ipset_elements_digest {
   local n
@@ -374,17 +453,15 @@ function keep_ipsets_loaded {
   { ipset_elements_digest >"$IPSETS_LOADED"; } 2>/dev/null || { rm -f "$IPSETS_LOADED"; return 1; }
 }
 
-{{!--
-  Each forward's counters, from the rules that carry its name in their
-  comment: natbake:<name> (its DNAT rules: the nat table sees only a
-  connection's first packet, so packets are connections) and
-  natbake:<name>:denied (connections from other sources; absent for a
-  public forward, printed as -). One line per forward, in the order of the
-  names in file $1, from the iptables-save -c output on stdin. The names
-  come in a file, not as arguments: 20,000 of them are more than the
-  kernel takes as one argument (128 KiB). Counts are printed with %.0f,
-  never as awk numbers, which mawk rounds from 2^31 on.
---}}
+# Each forward's counters, from the rules that carry its name in their
+# comment: natbake:<name> (its DNAT rules: the nat table sees only a
+# connection's first packet, so packets are connections) and
+# natbake:<name>:denied (connections from other sources; absent for a
+# public forward, printed as -). One line per forward, in the order of the
+# names in file $1, from the iptables-save -c output on stdin. The names
+# come in a file, not as arguments: 20,000 of them are more than the
+# kernel takes as one argument (128 KiB). Counts are printed with %.0f,
+# never as awk numbers, which mawk rounds from 2^31 on.
 # Per forward, from the iptables-save -c output on stdin, in the order of
 # the names in file $1 (one a line): "name connections denied".
 function natbake_counters {
@@ -403,15 +480,13 @@ function natbake_counters {
     }' "$1" -
 }
 
-{{!--
-  Every load of the ruleset restarts the counters of natbake's rules (and
-  of FORWARD's policy) from zero. configure-pat.sh records a new id in
-  $RELOADED right after each load, under the lock; a reader that kept a
-  counter with the id it was read under knows, when the id differs, that
-  the counter restarted since, even if it has grown past the kept value.
-  No id (never recorded, or it could not be written) reads as "none",
-  which differs from any kept id: the counters then count as restarted.
---}}
+# Every load of the ruleset restarts the counters of natbake's rules (and
+# of FORWARD's policy) from zero. configure-pat.sh records a new id in
+# $RELOADED right after each load, under the lock; a reader that kept a
+# counter with the id it was read under knows, when the id differs, that
+# the counter restarted since, even if it has grown past the kept value.
+# No id (never recorded, or it could not be written) reads as "none",
+# which differs from any kept id: the counters then count as restarted.
 RELOADED=$STATE_DIR/reloaded
 # Records that the ruleset was just loaded (its counters restarted).
 function mark_reload {
@@ -430,13 +505,11 @@ function reload_id {
   printf -v "$1" '%s' "$id"
 }
 
-{{!--
-  Intervals (once a minute: the counters, the metrics) are measured on a
-  clock that never steps: the seconds since boot (/proc/uptime), with the
-  boot id, since the count starts again at every boot. The wall clock,
-  which NTP or an operator may set back, is only for the times shown to
-  people. A stamp is "<boot id>/<seconds>", one word.
---}}
+# Intervals (once a minute: the counters, the metrics) are measured on a
+# clock that never steps: the seconds since boot (/proc/uptime), with the
+# boot id, since the count starts again at every boot. The wall clock,
+# which NTP or an operator may set back, is only for the times shown to
+# people. A stamp is "<boot id>/<seconds>", one word.
 # The monotonic stamp of now into variable $1: "<boot id>/<seconds since boot>".
 function monotonic_stamp {
   local boot='' up=''
@@ -452,106 +525,15 @@ function stamp_seconds {
   printf -v "$1" '%s' $(( ${3##*/} - ${2##*/} ))
 }
 
-{{#if metrics}}
-{{!--
-  The datums of one publish, for aws_put_metrics, from this check's
-  readings: counts go out as what was added since the last publish of the
-  same datum. Each counted datum keeps its own state line ("<key> <value>
-  <reload id>"), so that a publish whose later requests fail commits the
-  datums that went out and only those: nothing is sent twice, nothing
-  lost. A counter read under another reload id than its kept one
-  restarted at that load, and all of it is new; a counter below its kept
-  value without a reload (zeroed by hand) likewise. ENA's counters belong
-  to the driver, not the ruleset: only the second rule applies to them.
-  Every number is printed with %.0f (mawk prints awk numbers of 2^31 and
-  more rounded, as 2.14748e+09).
-  Arguments: the natbake_counters file, the kept state, the output file
-  (its .keys twin gets, line for line, the state line to keep once that
-  datum is sent, or "-" for a gauge), then the readings as NAME=VALUE
-  words: healthy (1 or 0), per_forward (yes or no), site, reload (see
-  reload_id), bin and bout (forwarded_bytes), drops (forward_drops),
-  count and fill (conntrack entries and percent), ena ("counter total"
-  lines), ena_metrics (ENA's counter names = metric names). Without bin,
-  no counts are published; without count, no conntrack gauges.
---}}
-# Writes the datums of one publish to $3 and their state lines to $3.keys,
-# from the counters in file $1, the state kept in file $2 and the readings
-# $4... (NAME=VALUE; see above).
-function metrics_datums {
-  local counters=$1 state=$2 out=$3 reading vars=()
-  shift 3
-  for reading in "$@"; do vars+=(-v "$reading"); done
-  LC_ALL=C awk -v state="$state" -v out="$out" -v keys="$out.keys" "${vars[@]}" '
-    function delta(key, cur, restarts) {
-      kept = key " " sprintf("%.0f", cur) " " reload
-      if (!(key in old)) return sprintf("%.0f", cur)
-      if ((restarts && old_reload[key] != reload) || cur + 0 < old[key] + 0) return sprintf("%.0f", cur)
-      return sprintf("%.0f", cur - old[key])
-    }
-    function datum(metric, unit, value, dims) { print metric, unit, value, "Site=" site dims > out; print kept > keys; kept = "-" }
-    BEGIN {
-      kept = "-"
-      while ((getline line < state) > 0) {
-        if (split(line, f, " ") != 4) continue
-        old[f[1] " " f[2]] = f[3]; old_reload[f[1] " " f[2]] = f[4]
-      }
-    }
-    {
-      conns += $2
-      if (per_forward == "yes") datum("NewConnections", "Count", delta("conn " $1, $2, 1), " Forward=" $1)
-      if ($3 == "-") next
-      denied += $3
-      if (per_forward == "yes") datum("DeniedAttempts", "Count", delta("denied " $1, $3, 1), " Forward=" $1)
-    }
-    END {
-      if (bin != "") {
-        datum("NewConnections", "Count", delta("conn *", conns, 1))
-        datum("DeniedAttempts", "Count", delta("denied *", denied, 1))
-        datum("ForwardedBytesIn", "Bytes", delta("bytes in", bin, 1))
-        datum("ForwardedBytesOut", "Bytes", delta("bytes out", bout, 1))
-        datum("ForwardDrops", "Count", delta("drops -", drops, 1))
-      }
-      if (count != "") {
-        datum("ConntrackEntries", "Count", count)
-        datum("ConntrackFillPercent", "Percent", fill)
-      }
-      # ENA allowance counters this driver has, among those published.
-      n = split(ena_metrics, pairs, " ")
-      for (i = 1; i <= n; i++) { split(pairs[i], kv, "="); metric[kv[1]] = kv[2] }
-      n = split(ena, lines, "\n")
-      for (i = 1; i <= n; i++) {
-        if (split(lines[i], f, " ") == 2 && (f[1] in metric))
-          datum(metric[f[1]], "Count", delta("ena " f[1], f[2], 0))
-      }
-      datum("Healthy", "None", healthy)
-    }' "$counters"
-}
-
-{{!--
-  The kept state after a publish that sent the first $3 lines of the
-  datums: the state lines of those ($2, the .keys file) replace the kept
-  ones of the same key; the others stay as they were. Writes $1.new.
---}}
-# Merges into the kept metrics state $1 the first $3 state lines of file $2.
-function metrics_commit {
-  LC_ALL=C awk -v sent="$3" -v state="$1" '
-    FNR <= sent && $1 != "-" { now[$1 " " $2] = $0; order[++n] = $1 " " $2 }
-    END {
-      while ((getline line < state) > 0)
-        if (split(line, f, " ") == 4 && !((f[1] " " f[2]) in now)) print line
-      for (i = 1; i <= n; i++) print now[order[i]]
-    }' "$2" >"$1.new" && mv -f "$1.new" "$1"
-}
-{{/if}}
 
 # Bytes of forwarded connections, from the iptables-save -c output on stdin:
 # "in out" (sent by the clients, sent back to them).
 function forwarded_bytes {
-  awk '
+  awk -v fin="$FORWARDED_IN" -v fout="$FORWARDED_OUT" '
     /^\[[0-9]+:[0-9]+\] -A NATBAKE-BYTES / {
       split(substr($1, 2, length($1) - 2), pb, ":")
-      if (index($0, "{{forwarded_in}}")) b_in += pb[2]
-      else if (index($0, "{{forwarded_out}}")) b_out += pb[2]
+      if (index($0, fin)) b_in += pb[2]
+      else if (index($0, fout)) b_out += pb[2]
     }
     END { printf "%.0f %.0f\n", b_in, b_out }'
 }
@@ -559,13 +541,11 @@ function forwarded_bytes {
 # Network devices, as the kernel lists them.
 SYSFS_NET=/sys/class/net
 
-{{!--
-  ENA (the Elastic Network Adapter driver, every Nitro instance) counts
-  packets it dropped or queued because the instance went over a limit of
-  its type: bandwidth in and out, packets per second, tracked connections,
-  link-local traffic (DNS, metadata). Older drivers lack the counters, and
-  other drivers have none: then nothing is printed.
---}}
+# ENA (the Elastic Network Adapter driver, every Nitro instance) counts
+# packets it dropped or queued because the instance went over a limit of
+# its type: bandwidth in and out, packets per second, tracked connections,
+# link-local traffic (DNS, metadata). Older drivers lack the counters, and
+# other drivers have none: then nothing is printed.
 # ENA's allowance counters (packets dropped or queued over the instance's
 # limits), one "device counter value" line each; nothing without ENA.
 function ena_allowance {

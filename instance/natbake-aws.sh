@@ -1,9 +1,11 @@
 #!/bin/bash
-# natbake-aws.sh: AWS helpers for natbake's scripts on the instance of site {{site}}.
-# Rendered by natbake {{version}}. Installed as {{paths.aws_lib}}
-# and sourced (not run) by configure-pat.sh and natbake-health, after
-# natbake-lib.sh (whose log it uses).
-# The comments explaining the code are in its template (`natbake templates dump DIR`).
+# natbake-aws.sh: AWS helpers for natbake's scripts on the instance.
+# Comments: natbake's instance/ folder, or `natbake templates dump DIR`.
+#
+# The same for every site. Installed as /usr/local/lib/natbake/natbake-aws.sh
+# on sites with failover or metrics, and sourced (not run) by
+# configure-pat.sh and natbake-health, after natbake-lib.sh (whose log it
+# uses).
 #
 # Needs only bash, curl >= 7.75 (for --aws-sigv4), sed, tr and grep: the AWS
 # CLI is not on every image. Every call is bounded: one request takes at most
@@ -34,14 +36,12 @@ AWS_DEADLINE=${AWS_DEADLINE:-$(( SECONDS + 30 ))}
 AWS_BODY='' AWS_STATUS='' AWS_ERROR='' AWS_MESSAGE=''
 AWS_IMDS_TOKEN='' AWS_INSTANCE_ID='' AWS_REGION='' AWS_AZ='' AWS_DOMAIN=''
 AWS_KEY='' AWS_SECRET='' AWS_TOKEN=''
-{{!--
-  A brand-new instance profile is not usable at once: for a while the
-  first calls of a new instance can find no role in metadata, credentials
-  that are not ready, or AuthFailure/UnauthorizedOperation from the API
-  (IAM is eventually consistent). Such refusals are tried again, loudly,
-  for at most AWS_AUTH_PATIENCE seconds after the first one (and never past
-  AWS_DEADLINE); a policy that is really wrong still fails soon.
---}}
+# A brand-new instance profile is not usable at once: for a while the
+# first calls of a new instance can find no role in metadata, credentials
+# that are not ready, or AuthFailure/UnauthorizedOperation from the API
+# (IAM is eventually consistent). Such refusals are tried again, loudly,
+# for at most AWS_AUTH_PATIENCE seconds after the first one (and never past
+# AWS_DEADLINE); a policy that is really wrong still fails soon.
 # Seconds after the first refusal of credentials or permission during which
 # calls keep trying (a new role takes a moment); when that first refusal was.
 AWS_AUTH_PATIENCE=60
@@ -67,14 +67,12 @@ function aws_auth_retry {
   [ $(( SECONDS - AWS_AUTH_SINCE )) -lt "$AWS_AUTH_PATIENCE" ]
 }
 
-{{!--
-  The file is data, never shell: it is parsed here, never sourced. What
-  people (and tools) write in such files is accepted: blank lines,
-  comments, leading and trailing blanks, an `export ` prefix, a value in
-  matching single or double quotes, a last line without a newline. What
-  is not understood is refused with the line number, never skipped: a
-  misspelt name would otherwise quietly send the calls elsewhere.
---}}
+# The file is data, never shell: it is parsed here, never sourced. What
+# people (and tools) write in such files is accepted: blank lines,
+# comments, leading and trailing blanks, an `export ` prefix, a value in
+# matching single or double quotes, a last line without a newline. What
+# is not understood is refused with the line number, never skipped: a
+# misspelt name would otherwise quietly send the calls elsewhere.
 # Endpoint overrides from /etc/natbake/aws.env (NAME=VALUE lines), unless
 # set in the environment. The file is parsed, never sourced; a line that
 # is not a known name with a URL or word is refused (AWS_MESSAGE).
@@ -102,11 +100,9 @@ function aws_read_env_file {
   done <"$AWS_ENV_FILE"
 }
 
-{{!--
-  A curl that fails (connection reset, or slower than --max-time) may
-  still have printed the status line it got: 200 with half a body. Only a
-  curl that succeeded gave a whole answer; anything else is no answer.
---}}
+# A curl that fails (connection reset, or slower than --max-time) may
+# still have printed the status line it got: 200 with half a body. Only a
+# curl that succeeded gave a whole answer; anything else is no answer.
 # One metadata GET (path under /latest/), retried while transient (no
 # whole answer, 5xx, 429). Metadata of a newly attached interface appears
 # a while after its device: aws_imds_lagging also retries a 404.
@@ -249,12 +245,10 @@ function aws_query {
         "${args[@]}" "$endpoint" 2>/dev/null)
     rc=$? code=${out##*$'\n'}
     AWS_STATUS=${code:-000} AWS_BODY=${out%$'\n'*}
-    {{!--
-      A whole answer is one curl finished without an error (a connection
-      reset, or the --max-time limit, mid-body is exit 18, 56 or 28 with
-      the status line already read) and, for a 200, the action's closing
-      element.
-    --}}
+    # A whole answer is one curl finished without an error (a connection
+    # reset, or the --max-time limit, mid-body is exit 18, 56 or 28 with
+    # the status line already read) and, for a 200, the action's closing
+    # element.
     if [ "$rc" -ne 0 ]; then
       last="no whole answer (curl exit $rc, HTTP status $AWS_STATUS)" AWS_STATUS=000
     elif [ "$AWS_STATUS" = 200 ]; then
@@ -287,7 +281,6 @@ function aws_xml_block { sed -n "s:.*<$1>\(.*\)</$1>.*:\1:p"; }
 # The document without any <NAME> element.
 function aws_xml_without { sed -e "s:<$1>.*</$1>::"; }
 
-{{#if failover}}
 # The site's floating interface ($1: the site) in this availability zone,
 # from one DescribeNetworkInterfaces: FLOATING_ID, FLOATING_MAC,
 # FLOATING_ADDR, FLOATING_STATUS (the interface's), FLOATING_HOLDER,
@@ -336,15 +329,13 @@ function device_of_mac {
   return 1
 }
 
-{{!--
-  udev renames a new network device (eth1 to ens6, enX1...) a moment after
-  the kernel made it, and a kernel that allows renaming a device that is
-  up can do it at any time: a name is good only until the next look. Where
-  udev runs, it is let finish with the new device first; everywhere, the
-  device is looked up by its MAC before each use, and sysfs is read twice
-  a moment apart before a device is called missing (a rename moves its
-  entry).
---}}
+# udev renames a new network device (eth1 to ens6, enX1...) a moment after
+# the kernel made it, and a kernel that allows renaming a device that is
+# up can do it at any time: a name is good only until the next look. Where
+# udev runs, it is let finish with the new device first; everywhere, the
+# device is looked up by its MAC before each use, and sysfs is read twice
+# a moment apart before a device is called missing (a rename moves its
+# entry).
 # Lets udev finish naming new devices, where it runs (at most 10 s).
 function udev_settle {
   [ -S /run/udev/control ] && command -v udevadm >/dev/null 2>&1 || return 0
@@ -367,15 +358,13 @@ function routes_through {
   [[ " $how " == *" dev $1 "* && " $how " == *" src $2 "* ]]
 }
 
-{{!--
-  What the boot step found, kept for later runs of the same boot (the
-  health check, a repair): the interface's id, MAC and address. With it, a
-  run tells from the instance itself whether the interface is still
-  attached here, without the EC2 API: a device has its MAC, and instance
-  metadata lists the interface id under that MAC (EC2 removes both when
-  the interface is detached). /run is emptied at boot, so a boot always
-  asks the API.
---}}
+# What the boot step found, kept for later runs of the same boot (the
+# health check, a repair): the interface's id, MAC and address. With it, a
+# run tells from the instance itself whether the interface is still
+# attached here, without the EC2 API: a device has its MAC, and instance
+# metadata lists the interface id under that MAC (EC2 removes both when
+# the interface is detached). /run is emptied at boot, so a boot always
+# asks the API.
 # The floating interface as the last takeover of this boot found it.
 FLOATING_STATE=$STATE_DIR/floating
 
@@ -395,14 +384,12 @@ function floating_kept {
   [[ $KEPT_ID =~ ^eni-[0-9a-f]{8,17}$ && $KEPT_MAC =~ ^[0-9a-f]{2}(:[0-9a-f]{2}){5}$ && $KEPT_ADDR =~ ^[0-9]{1,3}(\.[0-9]{1,3}){3}$ ]]
 }
 
-{{!--
-  EC2 throttles each API per account and Region, so the health check,
-  which runs every few seconds on hundreds of sites, looks from the
-  instance itself (floating_attached_here) and asks the API only when that
-  look fails, and otherwise every 4 to 6 minutes (jittered, so that sites
-  do not call together), counted in seconds since boot so that a clock
-  step changes nothing. A takeover that just asked counts as an ask.
---}}
+# EC2 throttles each API per account and Region, so the health check,
+# which runs every few seconds on hundreds of sites, looks from the
+# instance itself (floating_attached_here) and asks the API only when that
+# look fails, and otherwise every 4 to 6 minutes (jittered, so that sites
+# do not call together), counted in seconds since boot so that a clock
+# step changes nothing. A takeover that just asked counts as an ask.
 # When the EC2 API is next to be asked about the floating interface
 # (seconds since boot), and how long until then after an answer, or after
 # none.
@@ -478,14 +465,10 @@ function failover_unhealthy {
     log "Cannot report this instance Unhealthy to $group: $AWS_ERROR: $AWS_MESSAGE"
   fi
 }
-{{/if}}
-{{#if metrics}}
 
-{{!--
-  The caller learns how far it got: AWS_PUT_SENT counts the lines of stdin
-  up to the last request that succeeded, so that it can keep the state of
-  exactly the datums that went out.
---}}
+# The caller learns how far it got: AWS_PUT_SENT counts the lines of stdin
+# up to the last request that succeeded, so that it can keep the state of
+# exactly the datums that went out.
 # Publishes to CloudWatch namespace $1 the data on stdin, one datum a line:
 # "NAME UNIT VALUE DIMENSION=VALUE...", at most $2 metrics per request.
 # Returns like aws_query, at the first request that fails; AWS_PUT_SENT is
@@ -513,4 +496,3 @@ function aws_put_metrics {
   fi
   AWS_PUT_SENT=$lines
 }
-{{/if}}
