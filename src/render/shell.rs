@@ -180,7 +180,7 @@ mod tests {
         let script = "#!/bin/bash\nx\ny=$(\n  # a comment in the substitution\n  echo \"$(date)\" )\n# after\nz\n";
         assert_eq!(
             strip_comments(script),
-            "#!/bin/bash\nx\ny=$(\n  echo \"$(date)\" )\nz\n"
+            "#!/bin/bash\nx\ny=$(\necho \"$(date)\" )\nz\n"
         );
     }
 
