@@ -7,6 +7,9 @@
 # take_floating_interface before it loads the ruleset, and by
 # natbake-health, which calls floating_problems; both after natbake-lib.sh
 # and natbake-aws.sh. Running it alone does nothing.
+#
+# Variables shared with the scripts that source this file:
+# shellcheck disable=SC2034
 
 # The floating interface: created once outside the instance, tagged
 # natbake:site=<site>, with the elastic IP and source/destination check

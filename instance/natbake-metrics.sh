@@ -7,6 +7,9 @@
 # natbake-aws.sh: the counts become datums (metrics_datums, a pure
 # function of its files and readings), published at most once a minute
 # (publish_metrics). Running it alone does nothing.
+#
+# Variables shared with the scripts that source this file:
+# shellcheck disable=SC2153,SC2154
 
 # The datums of one publish, for aws_put_metrics, from this check's
 # readings: counts go out as what was added since the last publish of the

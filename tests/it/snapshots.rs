@@ -79,7 +79,7 @@ fn is_instance_script(file: &str) -> bool {
 
 /// Whether `file` carries the scripts' bytes (and so changes with them).
 fn carries_scripts(file: &str) -> bool {
-    file.starts_with("user-data.yaml") || file == "stack.cfn.yaml"
+    file.starts_with("user-data.yaml") || file == "stack.cfn.yaml" || file == "manifest.json"
 }
 
 /// A site's files as snapshotted: each instance script checked equal to
@@ -136,7 +136,20 @@ fn redact_digests(text: &str, digests: &[(String, String)]) -> String {
         if let Some(path) = trimmed.strip_prefix("\"path\": \"") {
             current = path.trim_end().trim_end_matches([',', '"']).to_string();
         }
-        let redacted = digests.iter().any(|(_, f)| *f == current);
+        // The manifest's sections on the user data and the stack.
+        if trimmed.starts_with("\"user_data\": {") {
+            current = "user-data.yaml".into();
+        } else if trimmed.starts_with("\"stack\": {") {
+            current = "stack.cfn.yaml".into();
+        }
+        let redacted = digests.iter().any(|(_, f)| f.starts_with(current.as_str()))
+            && !current.is_empty();
+        if redacted && trimmed.starts_with("\"bytes\": ") {
+            let indent = &line[..line.len() - trimmed.len()];
+            let comma = if trimmed.trim_end().ends_with(',') { "," } else { "" };
+            out.push_str(&format!("{indent}\"bytes\": \"<size of {current}>\"{comma}\n"));
+            continue;
+        }
         if redacted && trimmed.starts_with("\"size\": ") {
             let indent = &line[..line.len() - trimmed.len()];
             let comma = if trimmed.trim_end().ends_with(',') { "," } else { "" };
