@@ -144,6 +144,18 @@ function site_conf_records {
   LC_ALL=C awk -v k="$1=" 'index($0, k) == 1 { print substr($0, length(k) + 1) }' "${2:-$SITE_CONF}"
 }
 
+# Under systemd, stderr is the journal (as SyslogIdentifier=natbake);
+# elsewhere lines go to syslog through logger and to stderr. Messages are
+# kept on one line, so that a syslog reader sees all of each.
+function log {
+  local line=${1//$'\n'/ }
+  if [ -n "${JOURNAL_STREAM:-}" ]; then
+    echo "$line" >&2
+  else
+    logger -t natbake -- "$line" 2>/dev/null
+    echo "natbake: $line" >&2
+  fi
+}
 # Many lines at once: a spec may hold thousands of forwards.
 function log_lines {
   [ "$#" -gt 0 ] || return 0

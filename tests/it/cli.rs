@@ -176,9 +176,42 @@ fn templates_can_be_dumped_and_overridden_file_by_file() {
         .iter()
         .filter(|a| a.template.is_some())
         .count();
-    assert_eq!(entries(&t).len(), templates);
+    // The templates, and the instance's scripts with their comments.
+    assert_eq!(entries(&t).len(), templates + 1);
+    for s in natbake::render::instance::SCRIPTS {
+        assert_eq!(
+            std::fs::read_to_string(t.join("instance").join(s.artifact)).unwrap(),
+            s.source
+        );
+    }
     let (c, err) = code(natbake().args(["templates", "dump"]).arg(&t));
     assert_eq!(c, 1, "dump never overwrites: {err}");
+
+    // The whole dump is a templates folder as it is; an edited instance
+    // script in it is refused: natbake installs its own.
+    let whole = dir.path().join("whole");
+    assert_success(
+        &natbake()
+            .arg("--templates")
+            .arg(&t)
+            .args(["render", "images/corp-prod.yaml", "-o"])
+            .arg(&whole)
+            .output()
+            .unwrap(),
+        "render with the dump",
+    );
+    let edited = t.join("instance/configure-pat.sh");
+    let script = std::fs::read_to_string(&edited).unwrap();
+    std::fs::write(&edited, format!("{script}echo edited\n")).unwrap();
+    let (c, err) = code(
+        natbake()
+            .arg("--templates")
+            .arg(&t)
+            .args(["render", "images/corp-prod.yaml", "-o"])
+            .arg(dir.path().join("edited")),
+    );
+    assert_eq!(c, 1, "{err}");
+    assert!(err.contains("cannot be overridden"), "{err}");
 
     // Keep only one override, changed.
     let custom = dir.path().join("custom");
