@@ -15,9 +15,7 @@
 //! The instance's scripts are the same for every site ([`instance`]); what
 //! they need to know of the site is in site.conf ([`site_conf`]).
 
-use super::{
-    Artifact, Templates, instance, json, nlb, site_conf, stack, user_data, view::View,
-};
+use super::{Artifact, Templates, instance, json, nlb, site_conf, stack, user_data, view::View};
 use crate::os::Os;
 use crate::site::{Deployment, Site};
 use anyhow::{Result, anyhow};

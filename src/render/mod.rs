@@ -12,11 +12,11 @@
 pub mod artifact;
 pub mod escape;
 mod gzip;
+pub mod instance;
 pub mod ipsets;
 pub mod json;
 pub mod nlb;
 pub mod rules;
-pub mod instance;
 pub mod shell;
 pub mod site_conf;
 pub mod stack;

@@ -233,7 +233,11 @@ mod tests {
         assert!(SCRIPTS.len() >= 5);
         for s in SCRIPTS {
             let text = std::str::from_utf8(installed(s.artifact)).unwrap();
-            assert!(text.len() < s.source.len(), "{}: nothing stripped", s.artifact);
+            assert!(
+                text.len() < s.source.len(),
+                "{}: nothing stripped",
+                s.artifact
+            );
             assert_eq!(minified(text), minified(s.source), "{}", s.artifact);
         }
     }

@@ -125,10 +125,13 @@ impl SiteConf {
     /// The file's bytes. Refuses a value with a control character, which
     /// validation keeps out of the spec: one would end or break its line.
     pub fn render(&self) -> Result<Vec<u8>> {
-        let mut out = String::from("# natbake site settings, read by natbake-lib.sh's load_site_conf\n");
+        let mut out =
+            String::from("# natbake site settings, read by natbake-lib.sh's load_site_conf\n");
         for (name, value) in self.entries() {
             if value.chars().any(char::is_control) {
-                bail!("the site setting `{name}` has a control character, which site.conf cannot carry");
+                bail!(
+                    "the site setting `{name}` has a control character, which site.conf cannot carry"
+                );
             }
             out.push_str(name);
             out.push('=');
@@ -155,7 +158,10 @@ mod tests {
     /// The names natbake-lib.sh knows, in its order.
     fn lib_keys() -> Vec<String> {
         let lib = super::super::instance::source(artifact::LIB);
-        let start = lib.find("SITE_CONF_KEYS='").expect("SITE_CONF_KEYS in the lib") + 16;
+        let start = lib
+            .find("SITE_CONF_KEYS='")
+            .expect("SITE_CONF_KEYS in the lib")
+            + 16;
         let end = start + lib[start..].find('\'').unwrap();
         lib[start..end]
             .lines()

@@ -371,8 +371,7 @@ impl View {
 /// Each forward as the scripts and their settings see it.
 pub fn forward_views(site: &Site) -> Vec<ForwardView> {
     let shared = ipsets::shared(site);
-    site
-        .forwards
+    site.forwards
         .iter()
         .zip(shared)
         .map(|(f, bytes_shared)| {

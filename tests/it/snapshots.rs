@@ -142,18 +142,30 @@ fn redact_digests(text: &str, digests: &[(String, String)]) -> String {
         } else if trimmed.starts_with("\"stack\": {") {
             current = "stack.cfn.yaml".into();
         }
-        let redacted = digests.iter().any(|(_, f)| f.starts_with(current.as_str()))
-            && !current.is_empty();
+        let redacted =
+            digests.iter().any(|(_, f)| f.starts_with(current.as_str())) && !current.is_empty();
         if redacted && trimmed.starts_with("\"bytes\": ") {
             let indent = &line[..line.len() - trimmed.len()];
-            let comma = if trimmed.trim_end().ends_with(',') { "," } else { "" };
-            out.push_str(&format!("{indent}\"bytes\": \"<size of {current}>\"{comma}\n"));
+            let comma = if trimmed.trim_end().ends_with(',') {
+                ","
+            } else {
+                ""
+            };
+            out.push_str(&format!(
+                "{indent}\"bytes\": \"<size of {current}>\"{comma}\n"
+            ));
             continue;
         }
         if redacted && trimmed.starts_with("\"size\": ") {
             let indent = &line[..line.len() - trimmed.len()];
-            let comma = if trimmed.trim_end().ends_with(',') { "," } else { "" };
-            out.push_str(&format!("{indent}\"size\": \"<size of {current}>\"{comma}\n"));
+            let comma = if trimmed.trim_end().ends_with(',') {
+                ","
+            } else {
+                ""
+            };
+            out.push_str(&format!(
+                "{indent}\"size\": \"<size of {current}>\"{comma}\n"
+            ));
             continue;
         }
         let mut line = line.to_string();
@@ -190,7 +202,10 @@ fn redact_user_data(label: &str, text: &str, site: &[(String, Vec<u8>)]) -> Stri
         let mut unzipped = Vec::new();
         std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut unzipped)
             .expect("gzip");
-        assert!(unzipped == *bytes, "{label}: the user data writes another {file}");
+        assert!(
+            unzipped == *bytes,
+            "{label}: the user data writes another {file}"
+        );
         text.replace_range(start..end, &placeholder);
     }
     text
@@ -259,7 +274,10 @@ fn every_error_of_every_invalid_spec() {
 fn no_unreferenced_or_pending_snapshots() {
     let mut expected = BTreeSet::new();
     for s in SCRIPTS {
-        expected.insert(format!("{}.snap", artifact_snapshot("instance", s.artifact)));
+        expected.insert(format!(
+            "{}.snap",
+            artifact_snapshot("instance", s.artifact)
+        ));
     }
     for spec in all_valid_specs() {
         let site = render(&spec.path);

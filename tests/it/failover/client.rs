@@ -383,7 +383,9 @@ fn unit_timeouts_cover_the_scripts_own_bounds() {
     // Both locks; the floating interface looked at before and after the
     // repair, and the metrics.
     // The health check's part of natbake-failover.sh (the boot's comes first).
-    let health_side = &failover[failover.find("function floating_lost").expect("floating_lost")..];
+    let health_side = &failover[failover
+        .find("function floating_lost")
+        .expect("floating_lost")..];
     let health_bound = boot_timeout
         + sum(&health, "flock -w ")
         + 2 * (sum(health_side, "AWS_DEADLINE=$(( SECONDS + ")

@@ -28,8 +28,8 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
 use natbake::render::{artifact, install_path};
+use serde_json::{Value, json};
 
 use crate::manifest::Manifest;
 use crate::netlab::{
