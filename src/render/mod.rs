@@ -118,14 +118,7 @@ impl Templates {
         Ok(Templates { hb })
     }
 
-    #[cfg(test)]
-    pub(crate) fn render(&self, artifact: &str, view: &view::View) -> Result<String> {
-        self.hb
-            .render(artifact, view)
-            .with_context(|| format!("cannot render `{artifact}` for site `{}`", view.site))
-    }
-
-    /// Like [`Templates::render`], with the view already made a context.
+    /// Renders `artifact`'s template with the view already made a context.
     pub(crate) fn render_context(
         &self,
         artifact: &str,
