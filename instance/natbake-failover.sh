@@ -19,6 +19,194 @@
 # forwarding switched on. Every wait ends at ATTACH_TIMEOUT; any failure
 # goes through die, which also reports the instance unhealthy to its Auto
 # Scaling group so that it is replaced.
+# The floating interface through the EC2 API and the instance itself
+# (natbake-aws.sh's client underneath).
+
+# The site's floating interface ($1: the site) in this availability zone,
+# from one DescribeNetworkInterfaces: FLOATING_ID, FLOATING_MAC,
+# FLOATING_ADDR, FLOATING_STATUS (the interface's), FLOATING_HOLDER,
+# FLOATING_ATTACHMENT and FLOATING_ATTACHED (the attachment's id and
+# status). Returns like aws_query, with the reason in AWS_MESSAGE; not
+# exactly one interface, or one without a MAC or address, is a refusal.
+# shellcheck disable=SC2034 # its callers read what it sets
+function floating_describe {
+  local body eni att count rc
+  FLOATING_ID='' FLOATING_MAC='' FLOATING_ADDR='' FLOATING_STATUS=''
+  FLOATING_HOLDER='' FLOATING_ATTACHMENT='' FLOATING_ATTACHED=''
+  aws_query ec2 Action=DescribeNetworkInterfaces \
+    Filter.1.Name=tag:natbake:site "Filter.1.Value.1=$1" \
+    Filter.2.Name=availability-zone "Filter.2.Value.1=$AWS_AZ" || {
+    rc=$?
+    AWS_MESSAGE="Cannot list the network interfaces tagged natbake:site=$1 in $AWS_AZ: $AWS_ERROR: $AWS_MESSAGE"
+    return "$rc"
+  }
+  body=$(aws_xml_flat <<<"$AWS_BODY")
+  count=$(aws_xml_count networkInterfaceId <<<"$body")
+  [ "$count" -eq 1 ] || {
+    AWS_MESSAGE="Found $count network interfaces tagged natbake:site=$1 in $AWS_AZ; exactly one must exist there (created with the elastic IP, outside the instance)."
+    return 1
+  }
+  eni=$(aws_xml_block networkInterfaceSet <<<"$body")
+  FLOATING_ID=$(aws_xml_value networkInterfaceId <<<"$eni")
+  FLOATING_MAC=$(aws_xml_value macAddress <<<"$eni")
+  FLOATING_ADDR=$(aws_xml_value privateIpAddress <<<"$eni")
+  att=$(aws_xml_block attachment <<<"$eni")
+  FLOATING_STATUS=$(aws_xml_without attachment <<<"$eni" | aws_xml_value status)
+  FLOATING_HOLDER=$(aws_xml_value instanceId <<<"$att")
+  FLOATING_ATTACHMENT=$(aws_xml_value attachmentId <<<"$att")
+  FLOATING_ATTACHED=$(aws_xml_value status <<<"$att")
+  [[ $FLOATING_MAC =~ ^[0-9a-f]{2}(:[0-9a-f]{2}){5}$ && $FLOATING_ADDR =~ ^[0-9]{1,3}(\.[0-9]{1,3}){3}$ ]] || {
+    AWS_MESSAGE="The description of $FLOATING_ID (tagged natbake:site=$1 in $AWS_AZ) lacks a MAC or private address."
+    return 1
+  }
+}
+
+# The device whose MAC address is $1, if any, by its name now.
+function device_of_mac {
+  local f
+  for f in /sys/class/net/*/address; do
+    [ "$(cat "$f" 2>/dev/null)" = "$1" ] && { f=${f%/address}; echo "${f##*/}"; return 0; }
+  done
+  return 1
+}
+
+# udev renames a new network device (eth1 to ens6, enX1...) a moment after
+# the kernel made it, and a kernel that allows renaming a device that is
+# up can do it at any time: a name is good only until the next look. Where
+# udev runs, it is let finish with the new device first; everywhere, the
+# device is looked up by its MAC before each use, and sysfs is read twice
+# a moment apart before a device is called missing (a rename moves its
+# entry).
+# Lets udev finish naming new devices, where it runs (at most 10 s).
+function udev_settle {
+  [ -S /run/udev/control ] && command -v udevadm >/dev/null 2>&1 || return 0
+  udevadm settle --timeout=10 >/dev/null 2>&1 || log "WARNING: udev did not settle in 10 s; finding the floating device by its MAC anyway."
+}
+
+# The device with MAC $1 into FLOATING_DEV; fails only when two looks a
+# moment apart find none.
+# shellcheck disable=SC2034 # its callers read it
+function floating_device {
+  FLOATING_DEV=$(device_of_mac "$1") && return 0
+  sleep 0.2
+  FLOATING_DEV=$(device_of_mac "$1")
+}
+
+# Whether the default route now leaves through $1 from address $2.
+function routes_through {
+  local how
+  how=$(ip -4 -o route get 198.51.100.1 2>/dev/null) || return 1
+  [[ " $how " == *" dev $1 "* && " $how " == *" src $2 "* ]]
+}
+
+# What the boot step found, kept for later runs of the same boot (the
+# health check, a repair): the interface's id, MAC and address. With it, a
+# run tells from the instance itself whether the interface is still
+# attached here, without the EC2 API: a device has its MAC, and instance
+# metadata lists the interface id under that MAC (EC2 removes both when
+# the interface is detached). /run is emptied at boot, so a boot always
+# asks the API.
+# The floating interface as the last takeover of this boot found it.
+FLOATING_STATE=$STATE_DIR/floating
+
+# Keeps id $1, MAC $2 and address $3 in FLOATING_STATE; a failure to write
+# only costs later runs an API call.
+function floating_keep {
+  { mkdir -p "${FLOATING_STATE%/*}" && printf '%s %s %s\n' "$1" "$2" "$3" >"$FLOATING_STATE.new" &&
+    mv -f "$FLOATING_STATE.new" "$FLOATING_STATE"; } 2>/dev/null ||
+    log "WARNING: cannot keep the floating interface in $FLOATING_STATE; later checks ask the EC2 API instead."
+}
+
+# Reads FLOATING_STATE into KEPT_ID, KEPT_MAC and KEPT_ADDR; fails when
+# there is none (or it is not one).
+function floating_kept {
+  KEPT_ID='' KEPT_MAC='' KEPT_ADDR=''
+  { read -r KEPT_ID KEPT_MAC KEPT_ADDR <"$FLOATING_STATE"; } 2>/dev/null
+  [[ $KEPT_ID =~ ^eni-[0-9a-f]{8,17}$ && $KEPT_MAC =~ ^[0-9a-f]{2}(:[0-9a-f]{2}){5}$ && $KEPT_ADDR =~ ^[0-9]{1,3}(\.[0-9]{1,3}){3}$ ]]
+}
+
+# EC2 throttles each API per account and Region, so the health check,
+# which runs every few seconds on hundreds of sites, looks from the
+# instance itself (floating_attached_here) and asks the API only when that
+# look fails, and otherwise every 4 to 6 minutes (jittered, so that sites
+# do not call together), counted in seconds since boot so that a clock
+# step changes nothing. A takeover that just asked counts as an ask.
+# When the EC2 API is next to be asked about the floating interface
+# (seconds since boot), and how long until then after an answer, or after
+# none.
+FLOATING_API_DUE=$STATE_DIR/floating-api
+FLOATING_API_EVERY=240 FLOATING_API_JITTER=120 FLOATING_API_RETRY=60
+
+# Seconds since boot (the kernel's monotonic clock, unmoved by clock steps).
+function uptime_seconds {
+  local up=''
+  { read -r up _ </proc/uptime; } 2>/dev/null
+  echo "${up%%.*}"
+}
+
+# Sets when the API is next due, after an ask that returned $1.
+function floating_api_asked {
+  local up next
+  up=$(uptime_seconds)
+  [[ $up =~ ^[0-9]+$ ]] || return 0
+  if [ "$1" -eq 0 ]; then
+    next=$(( up + FLOATING_API_EVERY + RANDOM % FLOATING_API_JITTER ))
+  else
+    next=$(( up + FLOATING_API_RETRY + RANDOM % (FLOATING_API_RETRY / 2) ))
+  fi
+  { mkdir -p "${FLOATING_API_DUE%/*}" && echo "$next" >"$FLOATING_API_DUE"; } 2>/dev/null
+  return 0
+}
+
+# Whether the API is due to be asked (see FLOATING_API_DUE).
+function floating_api_due {
+  local due='' up
+  { read -r due <"$FLOATING_API_DUE"; } 2>/dev/null
+  up=$(uptime_seconds)
+  [[ $due =~ ^[0-9]+$ && $up =~ ^[0-9]+$ ]] || return 0
+  [ "$up" -ge "$due" ]
+}
+
+# Whether interface $1 (MAC $2) is attached to this instance as far as
+# the instance can see: a device has the MAC (into FLOATING_DEV) and
+# instance metadata lists the interface under it. Returns 1 when no device
+# has the MAC, 3 when metadata says otherwise or does not answer (the
+# reason in AWS_MESSAGE).
+function floating_attached_here {
+  floating_device "$2" || { AWS_MESSAGE="no device has the MAC address $2 of $1"; return 1; }
+  { aws_imds_token && aws_imds "meta-data/network/interfaces/macs/$2/interface-id"; } || {
+    AWS_MESSAGE="instance metadata does not list $1 under $2 (${AWS_MESSAGE:-no answer})"
+    return 3
+  }
+  [ "$AWS_BODY" = "$1" ] || { AWS_MESSAGE="instance metadata lists ${AWS_BODY:-nothing}, not $1, under $2"; return 3; }
+}
+
+# Asks the Auto Scaling group, if the instance is in one, to replace this
+# instance (after a failed boot, or a floating interface lost for good):
+# the group's tag on the instance names it.
+function failover_unhealthy {
+  local group
+  AWS_DEADLINE=$(( SECONDS + 20 ))
+  [ -n "$AWS_TOKEN" ] || aws_identity || {
+    log "Cannot tell the Auto Scaling group: this instance's identity or credentials are unknown ($AWS_MESSAGE)."
+    return 0
+  }
+  if ! aws_query ec2 Action=DescribeInstances "InstanceId.1=$AWS_INSTANCE_ID"; then
+    log "Cannot tell the Auto Scaling group: DescribeInstances failed ($AWS_ERROR: $AWS_MESSAGE)."
+    return 0
+  fi
+  group=$(aws_xml_flat <<<"$AWS_BODY" | grep -o '<key>aws:autoscaling:groupName</key><value>[^<]*</value>' | sed -n 's:.*<value>\(.*\)</value>:\1:p')
+  if [ -z "$group" ]; then
+    log "This instance is not in an Auto Scaling group; nothing to report unhealthy to."
+    return 0
+  fi
+  if aws_query autoscaling Action=SetInstanceHealth "InstanceId=$AWS_INSTANCE_ID" HealthStatus=Unhealthy ShouldRespectGracePeriod=false; then
+    log "Reported this instance Unhealthy to its Auto Scaling group $group, which replaces it."
+  else
+    log "Cannot report this instance Unhealthy to $group: $AWS_ERROR: $AWS_MESSAGE"
+  fi
+}
+
 # Step 1b: take over the floating interface (tag natbake:site=$SITE, this
 # instance's availability zone) as device 1 and route through it.
 # systemd-networkd's configuration of the floating interface, matched by

@@ -97,6 +97,37 @@ function metrics_commit {
     }' "$2" >"$1.new" && mv -f "$1.new" "$1"
 }
 
+# The caller learns how far it got: AWS_PUT_SENT counts the lines of stdin
+# up to the last request that succeeded, so that it can keep the state of
+# exactly the datums that went out.
+# Publishes to CloudWatch namespace $1 the data on stdin, one datum a line:
+# "NAME UNIT VALUE DIMENSION=VALUE...", at most $2 metrics per request.
+# Returns like aws_query, at the first request that fails; AWS_PUT_SENT is
+# the number of lines read up to the last request that succeeded.
+# shellcheck disable=SC2034 # its caller reads AWS_PUT_SENT
+function aws_put_metrics {
+  local namespace=$1 per=$2 name unit value dims dim n=0 d params=() lines=0
+  AWS_PUT_SENT=0
+  while read -r name unit value dims; do
+    lines=$(( lines + 1 ))
+    [ -n "$name" ] || continue
+    n=$(( n + 1 )) d=0
+    params+=("MetricData.member.$n.MetricName=$name" "MetricData.member.$n.Unit=$unit" "MetricData.member.$n.Value=$value")
+    for dim in $dims; do
+      d=$(( d + 1 ))
+      params+=("MetricData.member.$n.Dimensions.member.$d.Name=${dim%%=*}" "MetricData.member.$n.Dimensions.member.$d.Value=${dim#*=}")
+    done
+    if [ "$n" -ge "$per" ]; then
+      aws_query monitoring Action=PutMetricData "Namespace=$namespace" "${params[@]}" || return
+      AWS_PUT_SENT=$lines n=0 params=()
+    fi
+  done
+  if [ "$n" -gt 0 ]; then
+    aws_query monitoring Action=PutMetricData "Namespace=$namespace" "${params[@]}" || return
+  fi
+  AWS_PUT_SENT=$lines
+}
+
 # CloudWatch metrics, at most once a minute by the monotonic clock,
 # whether the check passes (Healthy 1) or not (Healthy 0). Counts go out
 # as what was added since the last publish: see metrics_datums. Each
