@@ -59,10 +59,12 @@ fn step(pattern: &str, times: u32, rc: i32, status: &str, body: &str) -> Value {
     json!({"match": pattern, "times": times, "rc": rc, "status": status, "body": body})
 }
 
-/// natbake-aws.sh of the failover fixture, sourced with a fake curl.
+/// natbake-aws.sh of the failover fixture, and natbake-failover.sh on
+/// it, sourced with a fake curl.
 struct Client {
     dir: ScratchDir,
     aws_sh: String,
+    failover_sh: String,
 }
 
 impl Client {
@@ -71,6 +73,9 @@ impl Client {
         let dir = ScratchDir::new("aws-client");
         let aws_sh = dir.path().join("natbake-aws.sh");
         fs::copy(site.site_dir.join("natbake-aws.sh"), &aws_sh).expect("copy natbake-aws.sh");
+        let failover_sh = dir.path().join("natbake-failover.sh");
+        fs::copy(site.site_dir.join("natbake-failover.sh"), &failover_sh)
+            .expect("copy natbake-failover.sh");
         let bin = dir.path().join("bin");
         fs::create_dir_all(&bin).expect("bin");
         std::os::unix::fs::symlink(
@@ -80,6 +85,7 @@ impl Client {
         .expect("link the fake curl");
         Client {
             aws_sh: aws_sh.display().to_string(),
+            failover_sh: failover_sh.display().to_string(),
             dir,
         }
     }
@@ -95,12 +101,13 @@ impl Client {
         .expect("write the scenario");
         let _ = fs::remove_file(p.join("curl.log"));
         let script = format!(
-            "set -u\nfunction log {{ echo \"LOG: $*\" >&2; }}\nSTATE_DIR={state}\n. {aws}\n\
+            "set -u\nfunction log {{ echo \"LOG: $*\" >&2; }}\nSTATE_DIR={state}\n. {aws}\n. {failover}\n\
              AWS_REGION=us-east-1 AWS_DOMAIN=amazonaws.com AWS_AZ=us-east-1a AWS_INSTANCE_ID=i-0123456789abcdef0\n\
              AWS_KEY=ASIAFAKE000000000000 AWS_SECRET=fake0secret0fake0secret0fake0secret0fake AWS_TOKEN=fakeSessionToken0000\n\
              AWS_IMDS_TOKEN=fake-imds-token\n{body}\n",
             state = p.join("state").display(),
             aws = self.aws_sh,
+            failover = self.failover_sh,
         );
         let path = format!(
             "{}:{}",
@@ -356,21 +363,28 @@ fn number_after(text: &str, key: &str) -> Vec<u32> {
 fn unit_timeouts_cover_the_scripts_own_bounds() {
     let site = fixtures::render(Path::new("tests/fixtures/valid/failover-health.yaml"));
     let read = |name: &str| fs::read_to_string(site.site_dir.join(name)).expect(name);
-    let (boot, health, aws) = (
+    let (boot, health, failover, metrics, conf) = (
         read("configure-pat.sh"),
         read("natbake-health.sh"),
-        read("natbake-aws.sh"),
+        read("natbake-failover.sh"),
+        read("natbake-metrics.sh"),
+        read("site.conf"),
     );
     let timeout = |unit: &str| number_after(&read(unit), "TimeoutStartSec=")[0];
     let one = |text: &str, key: &str| number_after(text, key)[0];
     let sum = |text: &str, key: &str| number_after(text, key).iter().sum::<u32>();
     // The report of a failure (failover_unhealthy's own deadline).
-    let report = one(&aws, "AWS_DEADLINE=$(( SECONDS + ");
+    let report = one(
+        &failover[failover
+            .find("function failover_unhealthy")
+            .expect("failover_unhealthy")..],
+        "AWS_DEADLINE=$(( SECONDS + ",
+    );
     let boot_bound = sum(&boot, "flock -w ")
         + one(&boot, "IMDS_BUDGET=")
-        + one(&boot, "ATTACH_TIMEOUT=")
+        + one(&conf, "attach_timeout=")
         + 12
-        + one(&boot, "POST_ATTACH=")
+        + one(&failover, "POST_ATTACH=")
         + report;
     let boot_timeout = timeout("natbake.service");
     assert!(
@@ -379,8 +393,14 @@ fn unit_timeouts_cover_the_scripts_own_bounds() {
     );
     // Both locks; the floating interface looked at before and after the
     // repair, and the metrics.
-    let health_bound =
-        boot_timeout + sum(&health, "flock -w ") + 2 * sum(&health, "AWS_DEADLINE=$(( SECONDS + ");
+    // The health check's part of natbake-failover.sh (the boot's comes first).
+    let health_side = &failover[failover
+        .find("function floating_lost")
+        .expect("floating_lost")..];
+    let health_bound = boot_timeout
+        + sum(&health, "flock -w ")
+        + 2 * (sum(health_side, "AWS_DEADLINE=$(( SECONDS + ")
+            + sum(&metrics, "AWS_DEADLINE=$(( SECONDS + "));
     let health_timeout = timeout("natbake-health.service");
     assert!(
         health_timeout >= health_bound + report,
