@@ -21,6 +21,7 @@ mod packages;
 mod packer;
 mod plan;
 mod robustness;
+mod shell_units;
 mod snapshots;
 mod specgen;
 mod stack;
