@@ -61,9 +61,14 @@ const STUBBED: &[&str] = &[
 ];
 
 /// The folder of this file's helpers (`stub.sh`, `prelude.sh`).
-fn helpers() -> PathBuf {
+pub fn helpers() -> PathBuf {
     crate::fixtures::repo().join("tests/it/shell_units")
 }
+
+/// Environment variable naming a folder of templates to render with
+/// (`--templates`) instead of the embedded ones: `mutants.py` breaks one
+/// function at a time that way, to see the tests catch it.
+pub const TEMPLATES_ENV: &str = "NATBAKE_UNIT_TEMPLATES";
 
 /// The site folder of fixture `name` (tests/fixtures/valid), rendered once
 /// per test process with the natbake binary into the target's scratch
@@ -86,13 +91,16 @@ pub fn site(name: &str) -> PathBuf {
     }
     let out = base.join(std::process::id().to_string()).join(name);
     let _ = fs::remove_dir_all(&out);
-    support::run(
-        natbake()
-            .arg("render")
-            .arg(fixture_spec(name))
-            .arg("-o")
-            .arg(&out),
-    );
+    let mut render = natbake();
+    render
+        .arg("render")
+        .arg(fixture_spec(name))
+        .arg("-o")
+        .arg(&out);
+    if let Some(dir) = std::env::var_os(TEMPLATES_ENV) {
+        render.arg("--templates").arg(dir);
+    }
+    support::run(&mut render);
     let dir = fs::read_dir(&out)
         .unwrap_or_else(|e| panic!("cannot list {}: {e}", out.display()))
         .flatten()
@@ -228,7 +236,11 @@ impl Shell {
     /// Adds `stderr` to the answer of `command` in `scope` (after
     /// [`Shell::answer_in`], which clears it).
     pub fn stderr_in(&self, scope: &str, command: &str, stderr: &str) -> &Shell {
-        fs::write(suffixed(&self.answer_file(scope, command), "stderr"), stderr).unwrap();
+        fs::write(
+            suffixed(&self.answer_file(scope, command), "stderr"),
+            stderr,
+        )
+        .unwrap();
         self
     }
 
@@ -241,8 +253,7 @@ impl Shell {
 
     /// What `command` (as given to `answer_in`) was fed on stdin.
     pub fn stdin_of(&self, scope: &str, command: &str) -> String {
-        fs::read_to_string(suffixed(&self.answer_file(scope, command), "read"))
-            .unwrap_or_default()
+        fs::read_to_string(suffixed(&self.answer_file(scope, command), "read")).unwrap_or_default()
     }
 
     fn answer_file(&self, scope: &str, command: &str) -> PathBuf {
@@ -251,9 +262,12 @@ impl Shell {
             .join(command.replace('/', "%"))
     }
 
-    /// The stand-ins' calls, "<scope> <name> <arguments>" each.
+    /// The stand-ins' calls in the last run, "<scope> <name> <arguments>" each.
     pub fn calls(&self) -> Vec<String> {
-        self.read("stubs/calls").lines().map(str::to_owned).collect()
+        self.read("stubs/calls")
+            .lines()
+            .map(str::to_owned)
+            .collect()
     }
 
     /// Runs `script` after the prelude, with empty stdin.
@@ -263,6 +277,7 @@ impl Shell {
 
     /// Runs `script` after the prelude, `stdin` on its stdin.
     pub fn run_with(&self, script: &str, stdin: &[u8]) -> Ran {
+        let _ = fs::remove_file(self.path("stubs/calls"));
         let mut text = format!(". '{}'\n", helpers().join("prelude.sh").display());
         for name in &self.load {
             text.push_str(&format!(
@@ -297,7 +312,7 @@ impl Shell {
 }
 
 /// Runs `test` once for each awk, with a fresh shell of `fixture`.
-pub fn each_awk(fixture: &str, test: impl Fn(Shell)) {
+pub fn each_awk(fixture: &str, mut test: impl FnMut(Shell)) {
     for awk in Awk::ALL {
         test(Shell::new(fixture, awk));
     }

@@ -13,6 +13,7 @@ mod counters;
 mod ipsets;
 mod metrics;
 mod ruleset;
+mod status;
 mod time_and_log;
 
 use crate::fixtures::repo;
