@@ -163,9 +163,8 @@ fn twenty_thousand_names_are_counted() {
         let mut listing = String::from("*nat\n:NATBAKE-DNAT - [0:0]\n");
         for (i, name) in names.iter().enumerate() {
             listing.push_str(&format!(
-                "[{i}:0] -A NATBAKE-DNAT -p tcp -m tcp --dport {} -m comment --comment \"{name}\" -j DNAT --to-destination 10.0.0.1\n",
+                "[{i}:0] -A NATBAKE-DNAT -p tcp -m tcp --dport {} -m comment --comment \"natbake:{name}\" -j DNAT --to-destination 10.0.0.1\n",
                 1024 + i,
-                name = format!("natbake:{name}")
             ));
         }
         listing.push_str("COMMIT\n");

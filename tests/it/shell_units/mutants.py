@@ -23,6 +23,7 @@ import tempfile
 import time
 
 LIB = "natbake-lib.sh.hbs"
+STATUS = "natbake-status.sh.hbs"
 
 # (name, file, original text, replacement, test filter)
 MUTANTS = [
@@ -153,6 +154,37 @@ MUTANTS = [
     ("log_lines of nothing logs", LIB,
      '[ "$#" -gt 0 ] || return 0\n', "",
      "shell_units::time_and_log::log_lines"),
+    ("JSON lets a control through", STATUS,
+     "if (b < 32 || b == 127) {", "if (b < 31 || b == 127) {",
+     "shell_units::status::status_prints"),
+    ("JSON lets DEL through", STATUS,
+     "if (b < 32 || b == 127) {", "if (b < 32) {",
+     "shell_units::status::status_prints"),
+    ("continuation bytes unchecked", STATUS,
+     "if (b2 < 128 || b2 > 191) ok = 0", "",
+     "shell_units::status::status_prints"),
+    ("overlong forms pass", STATUS,
+     "(b == 224 && b2 < 160) || ", "",
+     "shell_units::status::status_prints"),
+    ("surrogates pass", STATUS,
+     "(b == 237 && b2 > 159) || ", "",
+     "shell_units::status::status_prints"),
+    ("past U+10FFFF passes", STATUS,
+     " || (b == 244 && b2 > 143)", "",
+     "shell_units::status::status_prints"),
+    ("quotes unescaped", STATUS,
+     '(c == "\\"" || c == "\\\\")', '(c == "\\\\")',
+     "shell_units::status::status_prints"),
+    ("C1 controls raw", STATUS,
+     "else if (b == 194 && b2 < 160)", "else if (0)",
+     "shell_units::status::status_prints"),
+    ("the table shows bad bytes raw", STATUS,
+     r'if (!ok) out = out (mode == "json" ? "\\ufffd" : sprintf("\\x%02x", b))',
+     r'if (!ok) out = out (mode == "json" ? "\\ufffd" : c)',
+     "shell_units::status::status_prints"),
+    ("a range's bytes are its first port's", STATUS,
+     "for (p = f[4]; p <= f[5]; p++)", "for (p = f[4]; p <= f[4]; p++)",
+     "shell_units::status::status_reports"),
 ]
 
 

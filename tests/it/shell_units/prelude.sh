@@ -4,7 +4,8 @@
 # files at the site folder and the network devices at an empty folder, so
 # that nothing reads or writes the host's /run/natbake, /etc/natbake or
 # /sys/class/net.
-# shellcheck shell=bash disable=SC2034
+# shellcheck shell=bash disable=SC2034,SC2153 # the state names are the library's; SITE_DIR and SCRATCH come from the harness
+# shellcheck source=/dev/null
 
 # Where the library's settings point, moved into the scratch folder; run
 # again whenever the library is loaded again.
