@@ -188,6 +188,13 @@ impl Shell {
     /// behind its guard).
     #[allow(dead_code)] // for the scripts' own functions, once they have a main guard
     pub fn load(mut self, name: &str) -> Shell {
+        // Loading a script without the guard would run it: as root, a
+        // boot step would switch the host's forwarding.
+        let text = fs::read_to_string(self.site.join(name)).unwrap_or_default();
+        assert!(
+            text.contains("if [[ ${BASH_SOURCE[0]} == \"$0\" ]]; then"),
+            "{name} has no main guard: loading it would run it"
+        );
         self.load.push(name.to_owned());
         self
     }
