@@ -22,6 +22,7 @@ mod packer;
 mod plan;
 mod robustness;
 mod shell_units;
+mod site_conf;
 mod snapshots;
 mod specgen;
 mod stack;
