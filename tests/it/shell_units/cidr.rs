@@ -23,7 +23,10 @@ fn addresses_are_numbers_in_base_ten() {
             ("192.168.8.9", 3_232_237_577),
             ("255.255.255.255", 4_294_967_295),
         ];
-        let script: String = cases.iter().map(|(ip, _)| format!("ip_to_int {ip}\n")).collect();
+        let script: String = cases
+            .iter()
+            .map(|(ip, _)| format!("ip_to_int {ip}\n"))
+            .collect();
         let got = sh.run(&script);
         let want: String = cases.iter().map(|(_, n)| format!("{n}\n")).collect();
         assert_eq!(got.expect(0), want, "{}", got.explain());
@@ -68,11 +71,20 @@ fn only_a_network_in_cidr_form_is_a_cidr() {
     let script: String = good
         .iter()
         .chain(&bad)
-        .map(|c| format!("is_cidr '{}' && echo yes || echo no\n", c.replace('\'', "'\\''")))
+        .map(|c| {
+            format!(
+                "is_cidr '{}' && echo yes || echo no\n",
+                c.replace('\'', "'\\''")
+            )
+        })
         .collect();
     let ran = sh.run(&script);
     let got: Vec<&str> = ran.lines(0);
-    let want: Vec<&str> = good.iter().map(|_| "yes").chain(bad.iter().map(|_| "no")).collect();
+    let want: Vec<&str> = good
+        .iter()
+        .map(|_| "yes")
+        .chain(bad.iter().map(|_| "no"))
+        .collect();
     for ((case, g), w) in good.iter().chain(&bad).zip(&got).zip(&want) {
         assert_eq!(g, w, "is_cidr {case:?}");
     }
@@ -115,6 +127,11 @@ fn a_network_lies_within_another_by_its_mask() {
     let got = ran.lines(0);
     for (i, (a, b)) in within.iter().chain(&outside).enumerate() {
         let want = if i < within.len() { "yes" } else { "no" };
-        assert_eq!(got.get(i).copied(), Some(want), "cidr_within {a} {b}: {}", ran.explain());
+        assert_eq!(
+            got.get(i).copied(),
+            Some(want),
+            "cidr_within {a} {b}: {}",
+            ran.explain()
+        );
     }
 }

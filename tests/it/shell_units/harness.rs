@@ -60,15 +60,22 @@ const STUBBED: &[&str] = &[
     "curl",
 ];
 
+/// The instance scripts that are programs (the others are libraries).
+const PROGRAMS: &[&str] = &["configure-pat.sh", "natbake-health.sh", "natbake-status.sh"];
+
 /// The folder of this file's helpers (`stub.sh`, `prelude.sh`).
 pub fn helpers() -> PathBuf {
     crate::fixtures::repo().join("tests/it/shell_units")
 }
 
 /// Environment variable naming a folder of templates to render with
-/// (`--templates`) instead of the embedded ones: `mutants.py` breaks one
-/// function at a time that way, to see the tests catch it.
+/// (`--templates`) instead of the embedded ones. `mutants.py` breaks one
+/// function at a time through it or [`INSTANCE_ENV`], to see the tests
+/// catch it.
 pub const TEMPLATES_ENV: &str = "NATBAKE_UNIT_TEMPLATES";
+/// Environment variable naming a folder of instance scripts that replace
+/// the rendered site's copies of the same name.
+pub const INSTANCE_ENV: &str = "NATBAKE_UNIT_INSTANCE";
 
 /// The site folder of fixture `name` (tests/fixtures/valid), rendered once
 /// per test process with the natbake binary into the target's scratch
@@ -107,6 +114,14 @@ pub fn site(name: &str) -> PathBuf {
         .map(|e| e.path())
         .find(|p| p.is_dir())
         .unwrap_or_else(|| panic!("natbake render {name} wrote no site folder"));
+    if let Some(scripts) = std::env::var_os(INSTANCE_ENV) {
+        for entry in fs::read_dir(&scripts).into_iter().flatten().flatten() {
+            let installed = dir.join(entry.file_name());
+            if installed.exists() {
+                fs::copy(entry.path(), &installed).unwrap();
+            }
+        }
+    }
     sites.insert(name.to_owned(), dir.clone());
     dir
 }
@@ -186,13 +201,14 @@ impl Shell {
 
     /// Also loads the site's script `name` (its functions; its main stays
     /// behind its guard).
-    #[allow(dead_code)] // for the scripts' own functions, once they have a main guard
     pub fn load(mut self, name: &str) -> Shell {
-        // Loading a script without the guard would run it: as root, a
-        // boot step would switch the host's forwarding.
+        // Loading a program without the guard would run it: as root, a
+        // boot step would switch the host's forwarding. (The libraries
+        // only define functions.)
         let text = fs::read_to_string(self.site.join(name)).unwrap_or_default();
         assert!(
-            text.contains("if [[ ${BASH_SOURCE[0]} == \"$0\" ]]; then"),
+            !PROGRAMS.contains(&name)
+                || text.contains("if [[ ${BASH_SOURCE[0]} == \"$0\" ]]; then"),
             "{name} has no main guard: loading it would run it"
         );
         self.load.push(name.to_owned());
@@ -316,6 +332,45 @@ impl Shell {
             stdout: done.stdout,
             stderr: done.stderr,
         }
+    }
+}
+
+impl Shell {
+    /// Runs each of `cases` (a script and its stdin) after one prelude, in
+    /// a subshell of its own (nothing one sets reaches the next): many
+    /// cases for the price of one `bash`. Their outcomes, in order.
+    pub fn run_each(&self, cases: &[(String, Vec<u8>)]) -> Vec<Ran> {
+        let batch = self.path("batch");
+        let _ = fs::remove_dir_all(&batch);
+        fs::create_dir_all(&batch).unwrap();
+        let mut script = String::new();
+        for (i, (text, stdin)) in cases.iter().enumerate() {
+            fs::write(batch.join(format!("{i}.in")), stdin).unwrap();
+            script.push_str(&format!(
+                "(\n{text}\n) <\"$SCRATCH/batch/{i}.in\" >\"$SCRATCH/batch/{i}.out\" 2>\"$SCRATCH/batch/{i}.err\"\necho \"$?\" >\"$SCRATCH/batch/{i}.status\"\n"
+            ));
+        }
+        let all = self.run(&script);
+        assert_eq!(all.code, Some(0), "{}", all.explain());
+        (0..cases.len())
+            .map(|i| {
+                let read = |ext: &str| {
+                    String::from_utf8_lossy(&fs::read(batch.join(format!("{i}.{ext}"))).unwrap_or_default())
+                        .into_owned()
+                };
+                let code = read("status").trim().parse().ok();
+                let (stdout, stderr) = (read("out"), read("err"));
+                Ran {
+                    explained: format!(
+                        "[{:?}] case {i} of a batch:\n{}\nstatus: {code:?}\n--- stdout ---\n{stdout}--- stderr ---\n{stderr}",
+                        self.awk, cases[i].0
+                    ),
+                    code,
+                    stdout,
+                    stderr,
+                }
+            })
+            .collect()
     }
 }
 

@@ -9,10 +9,12 @@
 
 mod harness;
 
+mod cidr;
 mod counters;
 mod ipsets;
 mod metrics;
 mod ruleset;
+mod site_conf;
 mod status;
 mod time_and_log;
 

@@ -1,9 +1,9 @@
-# Sourced by bash before each shell unit test's own lines: loads the
-# rendered natbake-lib.sh of the site in $SITE_DIR as the scripts do, then
-# points natbake's state at the test's scratch folder ($SCRATCH/state), its
-# files at the site folder and the network devices at an empty folder, so
-# that nothing reads or writes the host's /run/natbake, /etc/natbake or
-# /sys/class/net.
+# Sourced by bash before each shell unit test's own lines: loads the site's
+# natbake-lib.sh (from the rendered site folder $SITE_DIR) and its
+# site.conf as the scripts do, then points natbake's state at the test's
+# scratch folder ($SCRATCH/state), its files at the site folder and the
+# network devices at an empty folder, so that nothing reads or writes the
+# host's /run/natbake, /etc/natbake or /sys/class/net.
 # shellcheck shell=bash disable=SC2034,SC2153 # the state names are the library's; SITE_DIR and SCRATCH come from the harness
 # shellcheck source=/dev/null
 
@@ -20,7 +20,11 @@ function unit_relocate {
   SYSFS_NET=$SCRATCH/sys/class/net
   RULES=$SITE_DIR/rules.v4
   IPSETS=$SITE_DIR/ipsets.v4
-  # The digests the boot step was rendered with (read, not run).
+  if [ -e "$SITE_DIR/site.conf" ]; then
+    SITE_CONF=$SITE_DIR/site.conf
+    return
+  fi
+  # Scripts rendered per site carry the digests themselves (read, not run).
   local line
   while IFS= read -r line; do
     case $line in
@@ -32,4 +36,9 @@ function unit_relocate {
 
 . "$SITE_DIR/natbake-lib.sh" || { echo "prelude: cannot load $SITE_DIR/natbake-lib.sh" >&2; exit 100; }
 unit_relocate
+if [ -e "$SITE_DIR/site.conf" ]; then
+  load_site_conf || { echo "prelude: $SITE_CONF_ERROR" >&2; exit 100; }
+  # load_site_conf sets what the file says: the paths stay the scratch ones.
+  unit_relocate
+fi
 cd "$SCRATCH" || exit 100

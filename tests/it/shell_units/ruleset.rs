@@ -4,7 +4,7 @@
 //! rules every rendered ruleset has (`ruleset_invariants`) and what could
 //! decide forwarded traffic before natbake (`ruleset_preemptions`).
 
-use super::harness::{Shell, each_awk};
+use super::harness::{Ran, Shell, each_awk};
 use super::{after, before, canned, replaced, without};
 
 /// What debian-mixed's rules.v4 sets the policy of.
@@ -27,6 +27,15 @@ fn without_counters(text: &str) -> String {
         })
         .map(|l| format!("{l}\n"))
         .collect()
+}
+
+/// `function` over each listing of `texts`, in one batch.
+fn each_on<'a>(sh: &Shell, function: &str, texts: impl IntoIterator<Item = &'a str>) -> Vec<Ran> {
+    let cases: Vec<(String, Vec<u8>)> = texts
+        .into_iter()
+        .map(|t| (function.to_owned(), t.as_bytes().to_vec()))
+        .collect();
+    sh.run_each(&cases)
 }
 
 fn view(sh: &Shell, text: &str) -> String {
@@ -195,8 +204,20 @@ fn every_change_to_natbake_s_part_is_a_difference() {
                 3,
             ),
         ];
-        for (what, loaded, want, count) in cases {
-            let got = differences(&sh, &base, &loaded);
+        sh.write("expected", &base);
+        let batch: Vec<(String, Vec<u8>)> = cases
+            .iter()
+            .enumerate()
+            .map(|(i, (_, loaded, _, _))| {
+                sh.write(&format!("loaded-{i}"), loaded);
+                (format!(
+                    "view_differences \"$(natbake_view '{BUILTINS}' <expected)\" \"$(natbake_view '{BUILTINS}' <loaded-{i})\""
+                ), Vec::new())
+            })
+            .collect();
+        let outcomes = sh.run_each(&batch);
+        for ((what, _, want, count), ran) in cases.into_iter().zip(outcomes) {
+            let got: Vec<String> = ran.lines(0).iter().map(|l| l.to_string()).collect();
             for line in &want {
                 assert!(
                     got.contains(line),
@@ -420,7 +441,7 @@ fn the_invariants_name_each_missing_rule() {
         let pre = "no jump from PREROUTING to NATBAKE-PREROUTING (nat table)";
         let post = "no jump from POSTROUTING to NATBAKE-POSTROUTING (nat table)";
         let drop = ":FORWARD DROP [42:9999999999]";
-        for (what, text, want) in [
+        let cases = [
             (
                 "policy ACCEPT",
                 replaced(&base, drop, Some(":FORWARD ACCEPT [42:9999999999]")),
@@ -469,8 +490,14 @@ fn the_invariants_name_each_missing_rule() {
                 String::new(),
                 vec![policy, forward, pre, post],
             ),
-        ] {
-            assert_eq!(check(&text).lines(1), want, "[{:?}] {what}", sh.awk());
+        ];
+        let outcomes = each_on(
+            &sh,
+            "ruleset_invariants",
+            cases.iter().map(|c| c.1.as_str()),
+        );
+        for ((what, _, want), ran) in cases.iter().zip(outcomes) {
+            assert_eq!(ran.lines(1), *want, "[{:?}] {what}", sh.awk());
         }
     });
 }
@@ -566,11 +593,15 @@ fn preemptions_find_what_decides_before_natbake() {
                 vec![notrack("-A PREROUTING -p udp -m udp --dport 53 -j CT --notrack")],
             ),
         ];
-        for (what, text, want) in cases {
-            let ran = check(&text);
+        let outcomes = each_on(
+            &sh,
+            "ruleset_preemptions",
+            cases.iter().map(|c| c.1.as_str()),
+        );
+        for ((what, _, want), ran) in cases.iter().zip(outcomes) {
             assert_eq!(
                 ran.lines(1),
-                want,
+                *want,
                 "[{:?}] {what}: {}",
                 sh.awk(),
                 ran.explain()
@@ -631,8 +662,12 @@ fn preemptions_find_what_decides_before_natbake() {
                 without(&base, JUMP),
             ),
         ];
-        for (what, text) in fine {
-            let ran = check(&text);
+        let outcomes = each_on(
+            &sh,
+            "ruleset_preemptions",
+            fine.iter().map(|c| c.1.as_str()),
+        );
+        for ((what, _), ran) in fine.iter().zip(outcomes) {
             assert_eq!(
                 ran.expect(0),
                 "",

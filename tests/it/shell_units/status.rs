@@ -8,13 +8,13 @@ use std::fs;
 use serde_json::Value;
 
 use super::canned;
-use super::harness::{Shell, each_awk, helpers};
+use super::harness::{Awk, Shell, each_awk, helpers};
 use crate::specgen::Rng;
 
-/// Stand-ins answering with the canned debian-mixed kernel state, and a
-/// network device `dev` driven by ENA whose `ethtool -S` shows two
-/// allowance counters.
-fn kernel(sh: &Shell, dev: &[u8]) {
+/// Stand-ins answering with the canned debian-mixed kernel state, and
+/// network devices `devs` driven by ENA, whose `ethtool -S` shows two
+/// allowance counters each.
+fn kernel(sh: &Shell, devs: &[&[u8]]) {
     use std::os::unix::ffi::OsStrExt;
     sh.answer(
         "iptables-save -c",
@@ -40,27 +40,34 @@ fn kernel(sh: &Shell, dev: &[u8]) {
     let _ = fs::remove_dir_all(&net);
     let driver = sh.path("sys/bus/pci/drivers/ena");
     fs::create_dir_all(&driver).unwrap();
-    let device = net.join(std::ffi::OsStr::from_bytes(dev)).join("device");
-    fs::create_dir_all(&device).unwrap();
-    std::os::unix::fs::symlink(&driver, device.join("driver")).unwrap();
+    for dev in devs {
+        let device = net.join(std::ffi::OsStr::from_bytes(dev)).join("device");
+        fs::create_dir_all(&device).unwrap();
+        std::os::unix::fs::symlink(&driver, device.join("driver")).unwrap();
+    }
 }
 
 /// natbake-status's stdout, byte for byte, with `args`, run as
 /// installed: the script loaded whole (before its main had a guard,
 /// loading it runs it) after `status_env.sh`.
 fn status(sh: &Shell, args: &str) -> Vec<u8> {
+    let ran = sh.run(&format!(
+        "{} >\"$SCRATCH/stdout.raw\"",
+        status_call(sh, args)
+    ));
+    assert_eq!(ran.code, Some(0), "{}", ran.explain());
+    fs::read(sh.path("stdout.raw")).unwrap()
+}
+
+/// The lines that run natbake-status with `args`.
+fn status_call(sh: &Shell, args: &str) -> String {
     let script = fs::read_to_string(sh.site_dir().join("natbake-status.sh")).unwrap();
     let call = if script.contains("\nfunction main {") {
         format!(". \"$SITE_DIR/natbake-status.sh\" && main {args}")
     } else {
         format!(". \"$SITE_DIR/natbake-status.sh\" {args}")
     };
-    let ran = sh.run(&format!(
-        ". '{}'\n{call} >\"$SCRATCH/stdout.raw\"",
-        helpers().join("status_env.sh").display()
-    ));
-    assert_eq!(ran.code, Some(0), "{}", ran.explain());
-    fs::read(sh.path("stdout.raw")).unwrap()
+    format!(". '{}'\n{call}", helpers().join("status_env.sh").display())
 }
 
 fn json(sh: &Shell) -> Value {
@@ -82,7 +89,7 @@ fn json(sh: &Shell) -> Value {
 #[test]
 fn status_reports_the_kernel_s_counters() {
     each_awk("debian-mixed", |sh| {
-        kernel(&sh, b"ens5");
+        kernel(&sh, &[b"ens5"]);
         sh.write(
             "state/health",
             "state=ok\nchecked=1760000000\ncompared=1759999990\nlast_repair=1759990000\nlast_repair_reason=- nat NATBAKE-DNAT 1 rule 2\n",
@@ -227,25 +234,50 @@ fn status_prints_valid_json_and_no_escapes_for_any_bytes() {
                     .collect(),
             );
         }
-        for reason in &reasons {
-            // An interface name: bytes the kernel takes (no '/', ':',
-            // blank or NUL; awk -v would read a backslash as an escape),
-            // not hidden from a glob by a leading dot.
-            let dev: Vec<u8> = b"e"
-                .iter()
-                .chain(reason)
-                .copied()
-                .filter(|b| !b" /:\t\r\x00\x0b\x0c\\".contains(b))
-                .take(15)
-                .collect();
-            kernel(&sh, &dev);
+        // Interfaces named after two of the reasons (every byte, random
+        // bytes): bytes the kernel takes in a name (no '/', ':', blank or
+        // NUL; awk -v would read a backslash as an escape), not hidden
+        // from a glob by a leading dot.
+        let devs: Vec<Vec<u8>> = [&reasons[4], &reasons[5]]
+            .into_iter()
+            .map(|reason| {
+                b"e".iter()
+                    .chain(reason)
+                    .copied()
+                    .filter(|b| !b" /:\t\r\x00\x0b\x0c\\".contains(b))
+                    .take(15)
+                    .collect()
+            })
+            .collect();
+        let mut unique: Vec<&[u8]> = devs.iter().map(Vec::as_slice).collect();
+        unique.sort();
+        unique.dedup();
+        kernel(&sh, &unique);
+        // Each reason as the check keeps it, then the status in JSON and
+        // as a table, in one batch.
+        let mut cases = Vec::new();
+        for (i, reason) in reasons.iter().enumerate() {
             let mut state = b"state=failed\nlast_failure=1760000000\nlast_failure_reason=".to_vec();
             state.extend_from_slice(reason);
             state.extend_from_slice(b"\nlast_repair_reason=");
             state.extend_from_slice(reason);
             state.push(b'\n');
-            sh.write("state/health", &state);
-            let raw = status(&sh, "--json");
+            sh.write(&format!("health-{i}"), &state);
+            for (mode, args) in [("json", "--json"), ("table", "")] {
+                cases.push((
+                    format!(
+                        "cp \"$SCRATCH/health-{i}\" \"$HEALTH_STATE\" || exit 1\n{} >\"$SCRATCH/{mode}-{i}\"",
+                        status_call(&sh, args)
+                    ),
+                    Vec::new(),
+                ));
+            }
+        }
+        for ran in sh.run_each(&cases) {
+            assert_eq!(ran.code, Some(0), "{}", ran.explain());
+        }
+        for (i, reason) in reasons.iter().enumerate() {
+            let raw = fs::read(sh.path(&format!("json-{i}"))).unwrap();
             let text = std::str::from_utf8(&raw).unwrap_or_else(|e| {
                 panic!(
                     "[{:?}] not UTF-8 ({e}): {}",
@@ -271,15 +303,29 @@ fn status_prints_valid_json_and_no_escapes_for_any_bytes() {
                 got["health"]["last_repair_reason"].as_str(),
                 Some(want.as_str())
             );
+            let names: Vec<&str> = got["ena"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["interface"].as_str().unwrap())
+                .collect();
             assert_eq!(
-                got["ena"].as_array().map(Vec::len),
-                Some(2),
-                "[{:?}] device {dev:?}: {:?}",
+                names.len(),
+                2 * unique.len(),
+                "[{:?}] {:?}",
                 sh.awk(),
                 got["ena"]
             );
+            for dev in &devs {
+                assert!(
+                    names.contains(&decoded(dev).as_str()),
+                    "[{:?}] {:?} not among {names:?}",
+                    sh.awk(),
+                    decoded(dev)
+                );
+            }
 
-            let table = status(&sh, "");
+            let table = fs::read(sh.path(&format!("table-{i}"))).unwrap();
             let table = std::str::from_utf8(&table).unwrap_or_else(|e| {
                 panic!(
                     "[{:?}] the table is not UTF-8 ({e}): {}",
@@ -305,4 +351,40 @@ fn status_prints_valid_json_and_no_escapes_for_any_bytes() {
             sh.awk()
         );
     });
+}
+
+/// What the health check keeps (`set_state` in natbake-health.sh) is what
+/// natbake-status shows: one line per finding whatever its newlines, later
+/// findings replacing earlier ones of the same name and keeping the others.
+#[test]
+fn the_check_s_findings_reach_the_status_whole() {
+    for awk in Awk::ALL {
+        let sh = Shell::new("debian-mixed", awk).load("natbake-health.sh");
+        kernel(&sh, &[b"ens5"]);
+        let ran = sh.run(
+            "set_state state=failed checked=1760000000 last_failure=1760000000 \
+             \"last_failure_reason=$(printf -- '- nat NATBAKE-DNAT 1 rule 2\\n+ nat \\033[31mrogue')\" || exit 1\n\
+             set_state state=ok checked=1760000060 || exit 1\ncat \"$HEALTH_STATE\"",
+        );
+        let mut kept = ran.lines(0);
+        kept.sort();
+        assert_eq!(
+            kept,
+            [
+                "checked=1760000060",
+                "last_failure=1760000000",
+                "last_failure_reason=- nat NATBAKE-DNAT 1 rule 2; + nat \u{1b}[31mrogue",
+                "state=ok",
+            ],
+            "[{awk:?}]"
+        );
+        let got = json(&sh);
+        assert_eq!(got["health"]["state"], "ok");
+        assert_eq!(got["health"]["checked"].as_u64(), Some(1_760_000_060));
+        assert_eq!(
+            got["health"]["last_failure_reason"],
+            "- nat NATBAKE-DNAT 1 rule 2; + nat \u{1b}[31mrogue",
+            "[{awk:?}]"
+        );
+    }
 }
