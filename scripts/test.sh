@@ -38,12 +38,14 @@ cd "$(dirname "$0")/.."
 # namespace between boots); time measures the peak memory of a build;
 # cron's `crontab -n` checks the health check's cron file; shfmt parses
 # the scripts with and without their comment lines; faketime steps the
-# health check's wall clock back (metrics go on by the monotonic clock).
+# health check's wall clock back (metrics go on by the monotonic clock);
+# mawk and gawk run the shell unit tests under each awk the instances have
+# (Debian and Ubuntu, Amazon Linux).
 packages=(
   shellcheck packer cloud-init systemd iptables ipset iproute2 procps util-linux
   socat curl python3 python3-yaml python3-botocore debootstrap
   systemd-container coreutils nftables conntrack time python3-venv awscli
-  cron shfmt faketime
+  cron shfmt faketime mawk gawk
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -53,6 +55,11 @@ if [ "${#missing[@]}" -gt 0 ]; then
   echo "Installing ${missing[*]}..."
   apt-get update -q
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+  # Installing gawk makes it the system's awk; the labs run the scripts
+  # under Debian's own, mawk, as a Debian instance does.
+  if [[ " ${missing[*]} " == *" gawk "* ]]; then
+    update-alternatives --set awk /usr/bin/mawk
+  fi
 fi
 
 # The failover and metrics tests talk to a real EC2, Auto Scaling and

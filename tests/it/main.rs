@@ -21,6 +21,7 @@ mod packages;
 mod packer;
 mod plan;
 mod robustness;
+mod shell_units;
 mod site_conf;
 mod snapshots;
 mod specgen;
