@@ -24,6 +24,7 @@ mod robustness;
 mod snapshots;
 mod specgen;
 mod stack;
+mod standby;
 mod support;
 mod template_docs;
 mod validators;
