@@ -13,6 +13,10 @@
 #   natbake-standby active|standby|fault    keepalived's notify scripts
 #   natbake-standby check                   keepalived's vrrp_script: can
 #                                           this instance serve?
+#   natbake-standby handover                hand the role to the peer before
+#                                           this instance goes (stop
+#                                           keepalived), then let the Auto
+#                                           Scaling group go on terminating
 #
 # Becoming active: commit the connection table the peer synced into the
 # kernel, take the floating interface over (the `takeover` command), then
@@ -35,6 +39,13 @@ TAKEOVERS_FILE=$STATE/takeovers
 LOCK_FILE=$STATE/lock
 # Longest wait for the lock: a takeover in progress holds it.
 LOCK_WAIT=60
+# natbake's one client of the AWS APIs, sourced (its code is fixed too).
+AWS_LIB=/usr/local/lib/natbake/natbake-aws.sh
+# The stack's termination lifecycle hook, which gives the handover time.
+LIFECYCLE_HOOK=natbake-handover
+# Seconds the peer gets to take the interface over before this instance
+# lets the group terminate it anyway.
+HANDOVER_WAIT=30
 
 # Settings (standby.conf may change them).
 TAKEOVER=/usr/local/sbin/configure-pat.sh
@@ -174,8 +185,47 @@ function do_check {
   conntrackd_do -s >/dev/null 2>&1 || { echo "conntrackd does not answer" >&2; return 1; }
 }
 
+# This instance is going (the group terminates it, or a clean shutdown):
+# keepalived stopping sends VRRP's priority-0 advert, on which the peer
+# becomes active at once; then, when the Auto Scaling group is waiting on
+# the lifecycle hook, tell it to go on.
+function do_handover {
+  local state group waited=0
+  log "Handing over to the peer."
+  if [ -d /run/systemd/system ]; then
+    systemctl stop keepalived.service || log "WARNING: stopping keepalived failed."
+  fi
+  # notify_stop has run `standby`; this is for a keepalived that was not running.
+  forwarding 0
+  role handed-over
+  [ -r "$AWS_LIB" ] || { log "No AWS client ($AWS_LIB); not telling the Auto Scaling group."; return 0; }
+  # shellcheck source=/dev/null
+  . "$AWS_LIB"
+  # shellcheck disable=SC2034 # natbake-aws.sh reads it
+  AWS_DEADLINE=$((SECONDS + HANDOVER_WAIT + 20))
+  aws_read_env_file || die "$AWS_MESSAGE"
+  aws_identity || die "Cannot read this instance's identity: $AWS_MESSAGE."
+  aws_imds meta-data/autoscaling/target-lifecycle-state || { log "No target lifecycle state: not in an Auto Scaling group."; return 0; }
+  state=$AWS_BODY
+  [ "$state" = Terminated ] || { log "Target lifecycle state is '$state'; the group is not terminating this instance."; return 0; }
+  # The peer attaches the interface as it becomes active; wait for it to
+  # leave this instance (or for the time to run out).
+  while [ "$waited" -lt "$HANDOVER_WAIT" ]; do
+    aws_query ec2 Action=DescribeInstances "InstanceId.1=$AWS_INSTANCE_ID" || break
+    [ "$(aws_xml_flat <<<"$AWS_BODY" | aws_xml_count deviceIndex)" -le 1 ] && break
+    sleep 1
+    waited=$((waited + 1))
+  done
+  group=$(aws_xml_flat <<<"$AWS_BODY" | grep -o '<key>aws:autoscaling:groupName</key><value>[^<]*</value>' | sed -n 's:.*<value>\(.*\)</value>:\1:p')
+  [ -n "$group" ] || { log "This instance is not in an Auto Scaling group."; return 0; }
+  aws_query autoscaling Action=CompleteLifecycleAction "AutoScalingGroupName=$group" \
+    "LifecycleHookName=$LIFECYCLE_HOOK" "InstanceId=$AWS_INSTANCE_ID" LifecycleActionResult=CONTINUE ||
+    die "CompleteLifecycleAction failed ($AWS_ERROR: $AWS_MESSAGE); the hook's timeout ends the wait."
+  log "Handed over; $group may terminate this instance."
+}
+
 function main {
-  [ $# -ge 1 ] || die "usage: natbake-standby peer LOCAL PEER IFACE | active | standby | fault | check"
+  [ $# -ge 1 ] || die "usage: natbake-standby peer LOCAL PEER IFACE | active | standby | fault | check | handover"
   local action=$1
   shift
   mkdir -p "$STATE"
@@ -192,6 +242,7 @@ function main {
     do_peer "$@"
     ;;
   active) do_active ;;
+  handover) do_handover ;;
   standby | fault) do_standby "$action" ;;
   *) die "unknown action '$action'" ;;
   esac

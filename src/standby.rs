@@ -18,6 +18,12 @@ pub const VRRP_PROTOCOL: u8 = 112;
 /// (169.254.169.x).
 pub const ROLE_MARKER: &str = "169.254.254.1";
 
+/// The stack's termination lifecycle hook; the script names it too.
+pub const LIFECYCLE_HOOK: &str = "natbake-handover";
+/// Seconds the group waits on the hook before it terminates anyway: the
+/// script's own wait for the peer (30 s) and its API calls, with room.
+pub const HANDOVER_HEARTBEAT: u32 = 120;
+
 /// Where the standby's files are on the instance.
 #[derive(Debug, Serialize)]
 pub struct Paths {
@@ -119,6 +125,7 @@ mod tests {
             ("KEEPALIVED_LOCAL", "$STATE/keepalived-local.conf"),
             ("CONNTRACKD_TEMPLATE", PATHS.conntrackd_template),
             ("CONNTRACKD_CONF", "$STATE/conntrackd.conf"),
+            ("LIFECYCLE_HOOK", LIFECYCLE_HOOK),
         ] {
             assert!(
                 script.contains(&format!("\n{name}={path}\n")),

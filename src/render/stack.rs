@@ -262,6 +262,7 @@ impl<'a> Stack<'a> {
         }
         resources.push(("LaunchTemplate".into(), self.launch_template()));
         resources.extend(self.instance_or_group());
+        resources.extend(self.standby_resources());
         resources.extend(self.alarms());
         top.push(("Resources".into(), Y::Map(resources)));
         top.push(("Outputs".into(), Y::Map(self.outputs())));
@@ -875,6 +876,137 @@ impl<'a> Stack<'a> {
         ])
     }
 
+    // ---- The warm standby pair (`failover.standby`) ----------------
+    // Everything a standby site changes in the stack is here: the group's
+    // size and policies, the rules between the pair, the lifecycle hook.
+
+    /// Instances in the group: a pair with a standby, else one.
+    fn group_size(&self) -> &'static str {
+        if crate::standby::of(self.site).is_some() {
+            "2"
+        } else {
+            "1"
+        }
+    }
+
+    /// Without a standby, see [`Self::update_policy`]. With one, a rolling
+    /// update replaces one instance at a time and keeps the other in
+    /// service: a standby that goes is replaced with no effect on
+    /// traffic, and an active that goes hands the interface over first
+    /// (the lifecycle hook gives it the time).
+    fn group_update_policy(&self) -> Y {
+        if crate::standby::of(self.site).is_none() {
+            return Self::update_policy();
+        }
+        map([
+            (
+                "AutoScalingReplacingUpdate",
+                map([("WillReplace", Y::Bool(false))]),
+            ),
+            (
+                "AutoScalingRollingUpdate",
+                map([
+                    ("MaxBatchSize", Y::Num(1)),
+                    ("MinInstancesInService", Y::Num(1)),
+                    (
+                        "SuspendProcesses",
+                        Y::List(
+                            [
+                                "HealthCheck",
+                                "ReplaceUnhealthy",
+                                "AZRebalance",
+                                "AlarmNotification",
+                                "ScheduledActions",
+                            ]
+                            .into_iter()
+                            .map(s)
+                            .collect(),
+                        ),
+                    ),
+                ]),
+            ),
+        ])
+    }
+
+    /// Replacements for health or an instance refresh: one at a time, the
+    /// other in service, with a standby; else terminate first.
+    fn maintenance_policy(&self) -> Y {
+        let min = if crate::standby::of(self.site).is_some() {
+            50
+        } else {
+            0
+        };
+        map([
+            ("MinHealthyPercentage", Y::Num(min)),
+            ("MaxHealthyPercentage", Y::Num(100)),
+        ])
+    }
+
+    /// With a standby: VRRP (IP protocol 112) and conntrackd's sync port
+    /// between the pair, by the group referencing itself; and the
+    /// termination lifecycle hook that gives an active instance time to
+    /// hand the interface over (`natbake-standby handover`).
+    fn standby_resources(&self) -> Vec<(String, Y)> {
+        if crate::standby::of(self.site).is_none() {
+            return Vec::new();
+        }
+        let pair_rule = |protocol: &str, port: Option<u16>, what: &str| {
+            let mut props = vec![
+                ("GroupId".to_string(), att("SecurityGroup", "GroupId")),
+                ("IpProtocol".into(), s(protocol)),
+            ];
+            // Ports mean nothing to a protocol other than TCP, UDP and
+            // ICMP (cfn-lint warns that they are ignored).
+            if let Some(p) = port {
+                props.push(("FromPort".into(), Y::Num(i64::from(p))));
+                props.push(("ToPort".into(), Y::Num(i64::from(p))));
+            }
+            props.push((
+                "SourceSecurityGroupId".into(),
+                att("SecurityGroup", "GroupId"),
+            ));
+            props.push(("Description".into(), s(what)));
+            resource("AWS::EC2::SecurityGroupIngress", Y::Map(props))
+        };
+        vec![
+            (
+                "PairVrrpIngress".into(),
+                pair_rule(
+                    &crate::standby::VRRP_PROTOCOL.to_string(),
+                    None,
+                    "natbake standby pair: VRRP (keepalived)",
+                ),
+            ),
+            (
+                "PairSyncIngress".into(),
+                pair_rule(
+                    "udp",
+                    Some(crate::standby::SYNC_PORT),
+                    "natbake standby pair: connection state sync (conntrackd)",
+                ),
+            ),
+            (
+                "HandoverHook".into(),
+                resource(
+                    "AWS::AutoScaling::LifecycleHook",
+                    map([
+                        ("AutoScalingGroupName", r("Group")),
+                        ("LifecycleHookName", s(crate::standby::LIFECYCLE_HOOK)),
+                        (
+                            "LifecycleTransition",
+                            s("autoscaling:EC2_INSTANCE_TERMINATING"),
+                        ),
+                        (
+                            "HeartbeatTimeout",
+                            Y::Num(i64::from(crate::standby::HANDOVER_HEARTBEAT)),
+                        ),
+                        ("DefaultResult", s("CONTINUE")),
+                    ]),
+                ),
+            ),
+        ]
+    }
+
     fn instance_or_group(&self) -> Vec<(String, Y)> {
         if self.site.failover.is_some() {
             let group = map([
@@ -885,25 +1017,19 @@ impl<'a> Stack<'a> {
                     "DependsOn",
                     Y::List(vec![s("Interface"), s("ElasticIpAssociation")]),
                 ),
-                ("UpdatePolicy", Self::update_policy()),
+                ("UpdatePolicy", self.group_update_policy()),
                 (
                     "Properties",
                     map([
-                        ("MinSize", s("1")),
-                        ("MaxSize", s("1")),
-                        ("DesiredCapacity", s("1")),
+                        ("MinSize", s(self.group_size())),
+                        ("MaxSize", s(self.group_size())),
+                        ("DesiredCapacity", s(self.group_size())),
                         ("VPCZoneIdentifier", Y::List(vec![r("PublicSubnetId")])),
                         ("LaunchTemplate", Self::launch_template_ref()),
                         ("HealthCheckType", s("EC2")),
                         // Replacements for health or an instance refresh
                         // terminate first, as the update policy does.
-                        (
-                            "InstanceMaintenancePolicy",
-                            map([
-                                ("MinHealthyPercentage", Y::Num(0)),
-                                ("MaxHealthyPercentage", Y::Num(100)),
-                            ]),
-                        ),
+                        ("InstanceMaintenancePolicy", self.maintenance_policy()),
                         (
                             "MetricsCollection",
                             Y::List(vec![map([("Granularity", s("1Minute"))])]),

@@ -785,6 +785,7 @@ fn scripts_call_exactly_the_granted_actions() {
         FIXTURE,
         FIXTURE_HEALTH,
         "tests/fixtures/valid/metrics-only.yaml",
+        "tests/fixtures/valid/standby.yaml",
     ] {
         scripts_call_exactly(fixture);
     }
@@ -794,7 +795,12 @@ fn scripts_call_exactly_the_granted_actions() {
 fn scripts_call_exactly(fixture: &str) {
     let site = fixtures::render(Path::new(fixture));
     let mut called = std::collections::BTreeSet::new();
-    for file in ["configure-pat.sh", "natbake-aws.sh", "natbake-health.sh"] {
+    for file in [
+        "configure-pat.sh",
+        "natbake-aws.sh",
+        "natbake-health.sh",
+        "natbake-standby.sh",
+    ] {
         let Ok(text) = std::fs::read_to_string(site.site_dir.join(file)) else {
             continue;
         };
