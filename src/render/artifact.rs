@@ -209,6 +209,8 @@ impl ArtifactDef {
     pub fn made_from(&self) -> String {
         match self.template {
             Some(_) => format!("`templates/{}.hbs`", self.name),
+            // A fixed script, the same for every site, kept in instance/.
+            None if self.name.ends_with(".sh") => format!("`instance/{}`", self.name),
             None => "code".into(),
         }
     }

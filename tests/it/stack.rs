@@ -214,8 +214,13 @@ fn the_group_rolls_a_new_launch_template_out_terminating_first() {
             let rolling = &group["UpdatePolicy"]["AutoScalingRollingUpdate"];
             assert_eq!(rolling["MaxBatchSize"], 1, "{name}");
             let min_in_service = rolling["MinInstancesInService"].as_i64().unwrap();
+            // A standby pair replaces one of its two at a time and keeps
+            // the other in service; never more than the group holds (a
+            // rolling update would then launch a third first).
+            let pair = loaded.failover.and_then(|f| f.standby).is_some();
+            let (want_min, want_max, want_healthy) = if pair { (1, 2, 50) } else { (0, 1, 0) };
             assert!(
-                min_in_service == 0 && max == 1,
+                min_in_service == want_min && max == want_max,
                 "{name}: a rolling update that keeps {min_in_service} of {max} in service launches first"
             );
             assert_ne!(
@@ -223,7 +228,7 @@ fn the_group_rolls_a_new_launch_template_out_terminating_first() {
                 "{name}: a replacing update starts a second group"
             );
             let maintenance = &p["InstanceMaintenancePolicy"];
-            assert_eq!(maintenance["MinHealthyPercentage"], 0, "{name}");
+            assert_eq!(maintenance["MinHealthyPercentage"], want_healthy, "{name}");
             assert_eq!(
                 maintenance["MaxHealthyPercentage"], 100,
                 "{name}: over 100 launches before it terminates"
@@ -287,6 +292,21 @@ const DEPLOY_ACTIONS: &[(&str, &[&str])] = &[
         &["CreateNetworkInterface", "ModifyNetworkInterfaceAttribute"],
     ),
     ("AWS::EC2::Route", &["CreateRoute"]),
+    (
+        "AWS::EC2::SecurityGroupIngress",
+        &[
+            "AuthorizeSecurityGroupIngress",
+            "RevokeSecurityGroupIngress",
+        ],
+    ),
+    (
+        "AWS::AutoScaling::LifecycleHook",
+        &[
+            "PutLifecycleHook",
+            "DeleteLifecycleHook",
+            "DescribeLifecycleHooks",
+        ],
+    ),
     (
         "AWS::EC2::LaunchTemplate",
         &["CreateLaunchTemplate", "ssm:GetParameters"],
