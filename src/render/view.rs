@@ -431,7 +431,7 @@ impl View {
         const INDENT: usize = 6;
         self.files = artifacts
             .iter()
-            .filter(|a| !artifact::artifact(&a.name).image_only())
+            .filter(|a| !ARTIFACTS.iter().any(|d| d.name == a.name && d.image_only()))
             .filter_map(|a| {
                 let path = a.install_path?;
                 let literal = || {
