@@ -38,12 +38,14 @@ cd "$(dirname "$0")/.."
 # namespace between boots); time measures the peak memory of a build;
 # cron's `crontab -n` checks the health check's cron file; shfmt parses
 # the scripts with and without their comment lines; faketime steps the
-# health check's wall clock back (metrics go on by the monotonic clock).
+# health check's wall clock back (metrics go on by the monotonic clock);
+# keepalived and conntrackd check a standby pair's files and run the
+# standby lab, whose timings bc computes.
 packages=(
   shellcheck packer cloud-init systemd iptables ipset iproute2 procps util-linux
   socat curl python3 python3-yaml python3-botocore debootstrap
   systemd-container coreutils nftables conntrack time python3-venv awscli
-  cron shfmt faketime
+  cron shfmt faketime keepalived conntrackd bc
 )
 missing=()
 for p in "${packages[@]}"; do
