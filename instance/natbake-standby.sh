@@ -248,6 +248,7 @@ function main {
   esac
 }
 
-if [ "${NATBAKE_STANDBY_NO_MAIN:-}" != 1 ]; then
+# Sourced (by a test), it only defines its functions.
+if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
   main "$@"
 fi

@@ -798,7 +798,9 @@ fn scripts_call_exactly(fixture: &str) {
     for file in [
         "configure-pat.sh",
         "natbake-aws.sh",
+        "natbake-failover.sh",
         "natbake-health.sh",
+        "natbake-metrics.sh",
         "natbake-standby.sh",
     ] {
         let Ok(text) = std::fs::read_to_string(site.site_dir.join(file)) else {
