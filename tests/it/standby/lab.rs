@@ -117,9 +117,9 @@ fn without_the_synced_table_pushed_connections_are_lost() {
     }
     let script = dir.join("natbake-standby.sh");
     let text = std::fs::read_to_string(&script).unwrap();
-    let commit = "  conntrackd_do -c ||";
+    let commit = "conntrackd_do -c ||";
     assert_eq!(text.matches(commit).count(), 1);
-    std::fs::write(&script, text.replace(commit, "  false ||")).unwrap();
+    std::fs::write(&script, text.replace(commit, "false ||")).unwrap();
     let run = &pair_lab(dir, 1)[0];
     // All of them in every run seen; a lucky one would not change the point.
     assert!(survived(run, "push") < u64::from(CONNECTIONS / 2), "{run}");
