@@ -83,7 +83,7 @@ fn install_bytes(source: &str) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::render::{install_path, ipsets, rules, stack, view};
+    use crate::render::{ipsets, rules, stack, view};
 
     /// The value of the first `NAME=` assignment at the start of a line
     /// of the script of artifact `script`, quotes removed.

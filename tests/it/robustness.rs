@@ -162,11 +162,9 @@ fn random_valid_specs_render_what_every_consumer_accepts() {
     let mut scripts: Vec<PathBuf> = Vec::new();
     let mut seen = BTreeSet::new();
     for site in &sites {
-        for name in ["provision.sh"] {
-            let path = site.join(name);
-            if seen.insert(std::fs::read(&path).unwrap()) {
-                scripts.push(path);
-            }
+        let path = site.join("provision.sh");
+        if seen.insert(std::fs::read(&path).unwrap()) {
+            scripts.push(path);
         }
     }
     // Two shellcheck processes, one per half, on a two-core machine.
