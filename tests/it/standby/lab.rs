@@ -49,7 +49,10 @@ static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 pub fn pair_lab(site_dir: &Path, runs: u32) -> Vec<Value> {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let work = ScratchDir::new("standby-lab");
-    let prefix = format!("sb{}", unique_id().replace('x', ""));
+    // Short: the lab's host-side link names (`<prefix>-v-flt`) must fit
+    // the kernel's 15 characters.
+    let id = unique_id().replace('x', "");
+    let prefix = format!("sb{}", &id[id.len().saturating_sub(6)..]);
     let _cleanup = Namespaces(prefix.clone());
     let done = run_bounded(
         Command::new("bash")

@@ -23,8 +23,10 @@ site=$1 runs=$2 conns=$3 work=$4
 here=$(cd "$(dirname "$0")" && pwd)
 netlab=$here/../netlab
 # Namespace names start with PAIR_LAB_PREFIX (the test's own, so that
-# it can remove them even if this script is killed).
+# it can remove them even if this script is killed); at most 8
+# characters, so that the host-side link names fit 15.
 p=${PAIR_LAB_PREFIX:-sb$$}
+[ "${#p}" -le 8 ] || { echo "pair_lab: prefix '$p' is longer than 8 characters" >&2; exit 2; }
 ns_all=("$p-vpc" "$p-a" "$p-b" "$p-tgt" "$p-prv" "$p-igw" "$p-cli")
 pids=()
 
