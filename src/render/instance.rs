@@ -37,6 +37,7 @@ pub const SCRIPTS: &[Script] = &[
     script!(artifact::HEALTH, "natbake-health.sh"),
     script!(artifact::STATUS, "natbake-status.sh"),
     script!(artifact::METRICS_LIB, "natbake-metrics.sh"),
+    script!(artifact::STANDBY_SCRIPT, "natbake-standby.sh"),
 ];
 
 /// The source of the script of artifact `name`, comments and all.
