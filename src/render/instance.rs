@@ -169,7 +169,7 @@ mod tests {
             );
         }
         // The floating interface is found by the stack's tag.
-        assert!(source(AWS_LIB).contains(&format!("Name=tag:{}", stack::SITE_TAG)));
+        assert!(source(artifact::FAILOVER_LIB).contains(&format!("Name=tag:{}", stack::SITE_TAG)));
         // The chains the scripts name are chains the ruleset makes.
         let site = crate::validate::parse(
             std::path::Path::new("t.yaml"),
