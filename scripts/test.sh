@@ -40,12 +40,13 @@ cd "$(dirname "$0")/.."
 # the scripts with and without their comment lines; faketime steps the
 # health check's wall clock back (metrics go on by the monotonic clock);
 # mawk and gawk run the shell unit tests under each awk the instances have
-# (Debian and Ubuntu, Amazon Linux).
+# (Debian and Ubuntu, Amazon Linux); keepalived and conntrackd check a
+# standby pair's files and run the standby lab, whose timings bc computes.
 packages=(
   shellcheck packer cloud-init systemd iptables ipset iproute2 procps util-linux
   socat curl python3 python3-yaml python3-botocore debootstrap
   systemd-container coreutils nftables conntrack time python3-venv awscli
-  cron shfmt faketime mawk gawk
+  cron shfmt faketime mawk gawk keepalived conntrackd bc
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -30,6 +30,8 @@ pub enum Needs {
     Failover,
     /// `metrics.cloudwatch`.
     Metrics,
+    /// `failover.standby`.
+    Standby,
 }
 
 /// One API action the instance calls, with why and how it is scoped.
@@ -81,6 +83,13 @@ pub const ACTIONS: &[Action] = &[
         why: "report this instance unhealthy after a failed boot or a lost interface, so that the group replaces it",
     },
     Action {
+        service: "autoscaling",
+        name: "CompleteLifecycleAction",
+        scope: Scope::SiteGroup,
+        needs: Needs::Standby,
+        why: "let the group terminate this instance once the standby has taken the interface over (the termination lifecycle hook)",
+    },
+    Action {
         service: "cloudwatch",
         name: "PutMetricData",
         scope: Scope::Namespace,
@@ -96,6 +105,7 @@ pub fn actions(site: &Site) -> Vec<&'static Action> {
         .filter(|a| match a.needs {
             Needs::Failover => site.failover.is_some(),
             Needs::Metrics => site.metrics.is_some(),
+            Needs::Standby => crate::standby::of(site).is_some(),
         })
         .collect()
 }
@@ -237,6 +247,7 @@ mod tests {
                 "failover: {floating_eni: true}\nhealth: {}\nmetrics: {cloudwatch: true}\n",
                 6,
             ),
+            ("failover: {floating_eni: true, standby: true}\n", 6),
         ] {
             let site = crate::validate::parse(
                 std::path::Path::new("t.yaml"),

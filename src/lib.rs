@@ -18,6 +18,7 @@ pub mod prices;
 pub mod render;
 pub mod site;
 pub mod spec;
+pub mod standby;
 pub mod validate;
 pub mod values;
 pub mod yaml;

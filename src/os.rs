@@ -71,6 +71,17 @@ const DEBIAN_NEEDS: &[Need] = &[
     need("perl", "perl-base"),
     need("ipset", "ipset"),
 ];
+/// A warm standby's daemons, by os (see docs/failover.md for how each
+/// was checked). Fedora's packaging, which AL2023 follows, ships
+/// conntrackd in `conntrack-tools`; Debian and Ubuntu split it out.
+const AL2023_STANDBY_NEEDS: &[Need] = &[
+    need("keepalived", "keepalived"),
+    need("conntrackd", "conntrack-tools"),
+];
+const DEBIAN_STANDBY_NEEDS: &[Need] = &[
+    need("keepalived", "keepalived"),
+    need("conntrackd", "conntrackd"),
+];
 const AMZN1_NEEDS: &[Need] = &[
     need("iptables-restore", "iptables"),
     need("curl", "curl"),
@@ -132,6 +143,17 @@ impl Os {
                 install: "yum install -y",
                 refresh: None,
             },
+        }
+    }
+
+    /// The packages of a warm standby's keepalived and conntrackd in the
+    /// os's own repositories; `None` where it cannot run them (the legacy
+    /// NAT AMI has no systemd, and no floating interface).
+    pub fn standby_needs(self) -> Option<&'static [Need]> {
+        match self {
+            Os::AmazonLinux2023 => Some(AL2023_STANDBY_NEEDS),
+            Os::Ubuntu2404 | Os::Debian12 => Some(DEBIAN_STANDBY_NEEDS),
+            Os::AmznAmiVpcNat => None,
         }
     }
 

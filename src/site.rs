@@ -184,6 +184,16 @@ pub struct Ami {
 pub struct Failover {
     /// Seconds to wait for the interface to become free before failing.
     pub attach_timeout: u32,
+    /// A second instance that takes over in seconds (`failover.standby`).
+    pub standby: Option<Standby>,
+}
+
+/// A warm standby: two instances, keepalived electing the holder of the
+/// floating interface, conntrackd keeping the standby's connection table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Standby {
+    /// Milliseconds between two VRRP adverts of the active.
+    pub advert_interval_ms: u32,
 }
 
 /// CloudWatch metrics, published by the health check once a minute.

@@ -73,6 +73,8 @@ pub struct RawAmi {
 pub struct RawFailover {
     pub floating_eni: Option<At<bool>>,
     pub attach_timeout: Option<At<ScalarText>>,
+    pub standby: Option<At<bool>>,
+    pub advert_interval_ms: Option<At<ScalarText>>,
 }
 
 /// Settings of the health check.

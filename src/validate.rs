@@ -15,7 +15,7 @@
 use crate::cidr::{Cidr, overlaps_earlier};
 use crate::error::{Diagnostic, SpecError};
 use crate::site::{
-    Ami, Arch, Deployment, Failover, Forward, Metrics, Os, Partition, Ports, Proto, Site,
+    Ami, Arch, Deployment, Failover, Forward, Metrics, Os, Partition, Ports, Proto, Site, Standby,
 };
 use crate::spec::{
     At, RawAmi, RawFailover, RawForward, RawHealth, RawMetrics, RawSpec, ScalarText, SpannedMap,
@@ -289,7 +289,17 @@ impl Validator {
             ),
             None => Some(values::DEFAULT_ATTACH_TIMEOUT),
         };
-        let on = f.floating_eni.as_ref().filter(|b| b.value)?;
+        let standby = self.standby(f, path, os);
+        let Some(on) = f.floating_eni.as_ref().filter(|b| b.value) else {
+            if let Some(at) = f.standby.as_ref().filter(|b| b.value) {
+                self.err(
+                    at,
+                    &path.key("standby"),
+                    "a standby takes over the floating interface when the active fails; add `floating_eni: true`",
+                );
+            }
+            return None;
+        };
         if !os.has_systemd() {
             self.err(
                 on,
@@ -303,7 +313,39 @@ impl Validator {
         }
         Some(Failover {
             attach_timeout: attach_timeout?,
+            standby: standby?,
         })
+    }
+
+    /// `failover.standby` and its knobs: `Some(None)` without a standby,
+    /// `None` once a problem is reported. The interval is checked either
+    /// way, so a typo does not wait until the standby is switched on.
+    fn standby(&mut self, f: &RawFailover, path: &YamlPath, os: Os) -> Option<Option<Standby>> {
+        let advert_interval_ms = match &f.advert_interval_ms {
+            Some(at) => self.check(
+                at,
+                &path.key("advert_interval_ms"),
+                values::advert_interval_ms(&at.value.0),
+            ),
+            None => Some(values::DEFAULT_ADVERT_INTERVAL_MS),
+        };
+        let Some(on) = f.standby.as_ref().filter(|b| b.value) else {
+            return Some(None);
+        };
+        if os.standby_needs().is_none() {
+            self.err(
+                on,
+                &path.key("standby"),
+                format!(
+                    "a standby needs keepalived and conntrackd from the image's own repositories, and systemd to run them; the legacy AWS NAT AMI (`{}`) has none of them; use `os: amazon-linux-2023`, `ubuntu-24.04` or `debian-12`",
+                    os.name()
+                ),
+            );
+            return None;
+        }
+        Some(Some(Standby {
+            advert_interval_ms: advert_interval_ms?,
+        }))
     }
 
     /// Free text as written; every problem with it is reported.

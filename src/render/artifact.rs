@@ -51,6 +51,14 @@ pub const HEALTH_UNIT: &str = "natbake-health.service";
 pub const HEALTH_TIMER: &str = "natbake-health.timer";
 /// The cron schedule of the health check where there is no systemd.
 pub const HEALTH_CRON: &str = "natbake-health.cron";
+/// A warm standby's election (keepalived), its state sync (conntrackd's
+/// configuration, a template the script fills in), their drop-ins, and
+/// the fixed script that keepalived runs on a change of role.
+pub const KEEPALIVED: &str = "keepalived.conf";
+pub const CONNTRACKD: &str = "conntrackd.conf";
+pub const KEEPALIVED_DROPIN: &str = "keepalived-natbake.conf";
+pub const CONNTRACKD_DROPIN: &str = "conntrackd-natbake.conf";
+pub const STANDBY_SCRIPT: &str = "natbake-standby.sh";
 /// The launch template's user data (`.gz` when it had to be compressed whole).
 pub const USER_DATA: &str = "user-data.yaml";
 /// What Packer runs on the build instance.
@@ -131,6 +139,9 @@ pub enum When {
     Metrics,
     /// Unless the spec turns the health check off.
     Health,
+    /// With `failover.standby`. Installed by the image only: a standby
+    /// site's scripts do not fit EC2's user data.
+    Standby,
     /// When it fits EC2's user data limit, compressed if need be; a note
     /// says so when it does not.
     FitsUserDataLimit,
@@ -178,6 +189,7 @@ impl When {
             When::Failover => site.failover.is_some(),
             When::Metrics => site.metrics.is_some(),
             When::Health => site.health_interval.is_some(),
+            When::Standby => crate::standby::of(site).is_some(),
         }
     }
 
@@ -191,6 +203,7 @@ impl When {
             When::Failover => "with failover",
             When::Metrics => "with metrics",
             When::Health => "with health",
+            When::Standby => "with a standby (image only)",
             When::FitsUserDataLimit => "if it fits 16 KiB",
             When::FitsStackLimit => "if it fits 1 MB",
         }
@@ -201,6 +214,11 @@ impl ArtifactDef {
     /// Whether `site` gets this artifact (before it is rendered).
     pub fn applies(&self, site: &Site) -> bool {
         self.os.includes(site) && self.when.holds(site)
+    }
+
+    /// Whether only the image installs it (the user data never carries it).
+    pub fn image_only(&self) -> bool {
+        self.when == When::Standby
     }
 
     /// The README's words for how it is made.
@@ -451,6 +469,51 @@ pub const ARTIFACTS: &[ArtifactDef] = &[
         when: When::Health,
     },
     ArtifactDef {
+        name: KEEPALIVED,
+        template: template!("keepalived.conf"),
+        render: just_the_template,
+        install_path: Some("/etc/natbake/keepalived.conf"),
+        mode: 0o644,
+        os: ForOs::Systemd,
+        when: When::Standby,
+    },
+    ArtifactDef {
+        name: CONNTRACKD,
+        template: template!("conntrackd.conf"),
+        render: just_the_template,
+        install_path: Some("/etc/natbake/conntrackd.conf.in"),
+        mode: 0o644,
+        os: ForOs::Systemd,
+        when: When::Standby,
+    },
+    ArtifactDef {
+        name: KEEPALIVED_DROPIN,
+        template: template!("keepalived-natbake.conf"),
+        render: just_the_template,
+        install_path: Some("/etc/systemd/system/keepalived.service.d/50-natbake.conf"),
+        mode: 0o644,
+        os: ForOs::Systemd,
+        when: When::Standby,
+    },
+    ArtifactDef {
+        name: CONNTRACKD_DROPIN,
+        template: template!("conntrackd-natbake.conf"),
+        render: just_the_template,
+        install_path: Some("/etc/systemd/system/conntrackd.service.d/50-natbake.conf"),
+        mode: 0o644,
+        os: ForOs::Systemd,
+        when: When::Standby,
+    },
+    ArtifactDef {
+        name: STANDBY_SCRIPT,
+        template: None,
+        render: instance_script,
+        install_path: Some("/usr/local/sbin/natbake-standby"),
+        mode: 0o755,
+        os: ForOs::Systemd,
+        when: When::Standby,
+    },
+    ArtifactDef {
         name: USER_DATA,
         template: template!("user-data.yaml"),
         render: user_data::render,
@@ -641,6 +704,16 @@ mod tests {
                 assert!(path.starts_with('/'), "{path}");
             }
         }
+    }
+
+    #[test]
+    fn the_standby_files_are_where_the_script_and_templates_look() {
+        let p = crate::standby::PATHS;
+        assert_eq!(install_path(KEEPALIVED), p.keepalived);
+        assert_eq!(install_path(CONNTRACKD), p.conntrackd_template);
+        assert_eq!(install_path(KEEPALIVED_DROPIN), p.keepalived_dropin);
+        assert_eq!(install_path(CONNTRACKD_DROPIN), p.conntrackd_dropin);
+        assert_eq!(install_path(STANDBY_SCRIPT), p.script);
     }
 
     #[test]

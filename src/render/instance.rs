@@ -37,6 +37,7 @@ pub const SCRIPTS: &[Script] = &[
     script!(artifact::HEALTH, "natbake-health.sh"),
     script!(artifact::STATUS, "natbake-status.sh"),
     script!(artifact::METRICS_LIB, "natbake-metrics.sh"),
+    script!(artifact::STANDBY_SCRIPT, "natbake-standby.sh"),
 ];
 
 /// The source of the script of artifact `name`, comments and all.
@@ -168,7 +169,7 @@ mod tests {
             );
         }
         // The floating interface is found by the stack's tag.
-        assert!(source(FAILOVER_LIB).contains(&format!("Name=tag:{}", stack::SITE_TAG)));
+        assert!(source(artifact::FAILOVER_LIB).contains(&format!("Name=tag:{}", stack::SITE_TAG)));
         // The chains the scripts name are chains the ruleset makes.
         let site = crate::validate::parse(
             std::path::Path::new("t.yaml"),

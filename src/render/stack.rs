@@ -176,6 +176,7 @@ impl<'a> Stack<'a> {
         }
         resources.push(("LaunchTemplate".into(), self.launch_template()));
         resources.extend(self.instance_or_group());
+        resources.extend(self.standby_resources());
         resources.extend(self.alarms());
         Template {
             description: self.description(),
@@ -743,26 +744,151 @@ impl<'a> Stack<'a> {
         ])
     }
 
+    // ---- The warm standby pair (`failover.standby`) ----------------
+    // Everything a standby site changes in the stack is here: the group's
+    // size and policies, the rules between the pair, the lifecycle hook.
+
+    /// Instances in the group: a pair with a standby, else one.
+    fn group_size(&self) -> &'static str {
+        if crate::standby::of(self.site).is_some() {
+            "2"
+        } else {
+            "1"
+        }
+    }
+
+    /// Without a standby, see [`Self::update_policy`]. With one, a rolling
+    /// update replaces one instance at a time and keeps the other in
+    /// service: a standby that goes is replaced with no effect on
+    /// traffic, and an active that goes hands the interface over first
+    /// (the lifecycle hook gives it the time).
+    fn group_update_policy(&self) -> Node {
+        if crate::standby::of(self.site).is_none() {
+            return Self::update_policy();
+        }
+        map([
+            (
+                "AutoScalingReplacingUpdate",
+                map([("WillReplace", Node::Bool(false))]),
+            ),
+            (
+                "AutoScalingRollingUpdate",
+                map([
+                    ("MaxBatchSize", Node::Int(1)),
+                    ("MinInstancesInService", Node::Int(1)),
+                    (
+                        "SuspendProcesses",
+                        Node::List(
+                            [
+                                "HealthCheck",
+                                "ReplaceUnhealthy",
+                                "AZRebalance",
+                                "AlarmNotification",
+                                "ScheduledActions",
+                            ]
+                            .into_iter()
+                            .map(s)
+                            .collect(),
+                        ),
+                    ),
+                ]),
+            ),
+        ])
+    }
+
+    /// Replacements for health or an instance refresh: one at a time, the
+    /// other in service, with a standby; else terminate first.
+    fn maintenance_policy(&self) -> Node {
+        let min = if crate::standby::of(self.site).is_some() {
+            50
+        } else {
+            0
+        };
+        map([
+            ("MinHealthyPercentage", Node::Int(min)),
+            ("MaxHealthyPercentage", Node::Int(100)),
+        ])
+    }
+
+    /// With a standby: VRRP (IP protocol 112) and conntrackd's sync port
+    /// between the pair, by the group referencing itself; and the
+    /// termination lifecycle hook that gives an active instance time to
+    /// hand the interface over (`natbake-standby handover`).
+    fn standby_resources(&self) -> Named<Resource> {
+        if crate::standby::of(self.site).is_none() {
+            return Vec::new();
+        }
+        let pair_rule = |protocol: String, port: Option<u16>, what: &'static str| {
+            let mut props = entries([
+                ("GroupId", att("SecurityGroup", "GroupId")),
+                ("IpProtocol", s(protocol)),
+            ]);
+            // Ports mean nothing to a protocol other than TCP, UDP and
+            // ICMP (cfn-lint warns that they are ignored).
+            if let Some(p) = port {
+                props.push(("FromPort".into(), Node::Int(i64::from(p))));
+                props.push(("ToPort".into(), Node::Int(i64::from(p))));
+            }
+            props.push((
+                "SourceSecurityGroupId".into(),
+                att("SecurityGroup", "GroupId"),
+            ));
+            props.push(("Description".into(), s(what)));
+            Resource::new("AWS::EC2::SecurityGroupIngress", props)
+        };
+        vec![
+            (
+                "PairVrrpIngress".into(),
+                pair_rule(
+                    crate::standby::VRRP_PROTOCOL.to_string(),
+                    None,
+                    "natbake standby pair: VRRP (keepalived)",
+                ),
+            ),
+            (
+                "PairSyncIngress".into(),
+                pair_rule(
+                    "udp".to_string(),
+                    Some(crate::standby::SYNC_PORT),
+                    "natbake standby pair: connection state sync (conntrackd)",
+                ),
+            ),
+            (
+                "HandoverHook".into(),
+                Resource::new(
+                    "AWS::AutoScaling::LifecycleHook",
+                    entries([
+                        ("AutoScalingGroupName", r("Group")),
+                        ("LifecycleHookName", s(crate::standby::LIFECYCLE_HOOK)),
+                        (
+                            "LifecycleTransition",
+                            s("autoscaling:EC2_INSTANCE_TERMINATING"),
+                        ),
+                        (
+                            "HeartbeatTimeout",
+                            Node::Int(i64::from(crate::standby::HANDOVER_HEARTBEAT)),
+                        ),
+                        ("DefaultResult", s("CONTINUE")),
+                    ]),
+                ),
+            ),
+        ]
+    }
+
     fn instance_or_group(&self) -> Named<Resource> {
         if self.site.failover.is_some() {
             let mut group = Resource::new(
                 "AWS::AutoScaling::AutoScalingGroup",
                 entries([
-                    ("MinSize", s("1")),
-                    ("MaxSize", s("1")),
-                    ("DesiredCapacity", s("1")),
+                    ("MinSize", s(self.group_size())),
+                    ("MaxSize", s(self.group_size())),
+                    ("DesiredCapacity", s(self.group_size())),
                     ("VPCZoneIdentifier", Node::List(vec![r("PublicSubnetId")])),
                     ("LaunchTemplate", Self::launch_template_ref()),
                     ("HealthCheckType", s("EC2")),
-                    // Replacements for health or an instance refresh
-                    // terminate first, as the update policy does.
-                    (
-                        "InstanceMaintenancePolicy",
-                        map([
-                            ("MinHealthyPercentage", Node::Int(0)),
-                            ("MaxHealthyPercentage", Node::Int(100)),
-                        ]),
-                    ),
+                    // Replacements for health or an instance refresh, as
+                    // the update policy does them.
+                    ("InstanceMaintenancePolicy", self.maintenance_policy()),
                     (
                         "MetricsCollection",
                         Node::List(vec![map([("Granularity", s("1Minute"))])]),
@@ -789,7 +915,7 @@ impl<'a> Stack<'a> {
             // on it, at its first boot.
             .after("Interface")
             .after("ElasticIpAssociation");
-            group.update_policy = Some(Self::update_policy());
+            group.update_policy = Some(self.group_update_policy());
             vec![("Group".into(), group)]
         } else {
             vec![(

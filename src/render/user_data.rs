@@ -36,6 +36,13 @@ const BEST_REACH: usize = USER_DATA_LIMIT + USER_DATA_LIMIT / BEST_GAIN_DIVISOR;
 /// Every form writes the same files byte for byte: those installed on the
 /// instance, which the artifact table renders before the user data.
 pub(super) fn render(i: &mut Input<'_>) -> Result<Option<Output>> {
+    if crate::standby::of(i.site).is_some() {
+        // keepalived, conntrackd and their files come with the image.
+        i.notes.push(format!(
+            "no user data written: a standby pair runs from the AMI ({PACKER_BUILD}), which installs keepalived and conntrackd"
+        ));
+        return Ok(None);
+    }
     let done = i.done;
     i.view_mut().add_files(done, false);
     let plain = i.template()?;

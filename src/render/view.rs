@@ -51,6 +51,9 @@ pub struct View {
     pub legacy: bool,
     /// Set only with `failover.floating_eni`.
     pub failover: Option<FailoverView>,
+    /// Set only with `failover.standby`: keepalived's and conntrackd's
+    /// settings and where the standby's files go.
+    pub standby: Option<crate::standby::StandbyView>,
     /// Whether the scripts call AWS (failover or metrics), and so get
     /// natbake-aws.sh.
     pub aws: bool,
@@ -241,7 +244,12 @@ pub struct FileView {
 impl View {
     pub fn new(site: &Site) -> View {
         let sets = ipsets::sets(site);
-        let install = install_script(&site.os.packages());
+        // A standby's daemons are installed with the boot step's tools.
+        let standby_needs = match crate::standby::of(site) {
+            Some(_) => site.os.standby_needs().unwrap_or_default(),
+            None => &[],
+        };
+        let install = install_script(&site.os.packages(), standby_needs);
         let paths = Paths {
             rules: install_path(artifact::RULES),
             ipsets: install_path(artifact::IPSETS),
@@ -288,6 +296,7 @@ impl View {
                 unit_timeout: f.attach_timeout + BOOT_AROUND_ATTACH,
                 post_attach: POST_ATTACH,
             }),
+            standby: crate::standby::of(site).map(|s| crate::standby::view(site, s)),
             aws: site.failover.is_some() || site.metrics.is_some(),
             vpc_cidrs: site.vpc_cidrs.iter().map(|c| c.to_string()).collect(),
             egress: site.egress,
@@ -341,6 +350,7 @@ impl View {
         const INDENT: usize = 6;
         self.files = artifacts
             .iter()
+            .filter(|a| !ARTIFACTS.iter().any(|d| d.name == a.name && d.image_only()))
             .filter_map(|a| {
                 let path = a.install_path?;
                 let literal = || {
@@ -540,9 +550,9 @@ fn yaml_block(text: &str, indent: usize) -> String {
 }
 
 /// The shell lines that install whatever the boot step misses.
-fn install_script(p: &Packages) -> String {
+fn install_script(p: &Packages, extra: &[crate::os::Need]) -> String {
     let mut s = String::from("missing=()\n");
-    for need in p.needs {
+    for need in p.needs.iter().chain(extra) {
         s.push_str(&format!(
             "command -v {} >/dev/null 2>&1 || missing+=({})\n",
             escape::sh(need.command),

@@ -23,7 +23,10 @@ pub use aws::{
     ami_name_prefix, default_instance_type, instance_type, recoverable, subnet_id, tag_key,
     tag_value, vpc_block,
 };
-pub use failover::{ATTACH_TIMEOUT, AttachTimeoutProblem, DEFAULT_ATTACH_TIMEOUT, attach_timeout};
+pub use failover::{
+    ADVERT_INTERVAL_MS, ATTACH_TIMEOUT, AdvertIntervalProblem, AttachTimeoutProblem,
+    DEFAULT_ADVERT_INTERVAL_MS, DEFAULT_ATTACH_TIMEOUT, advert_interval_ms, attach_timeout,
+};
 pub use health::{
     HEALTH_INTERVAL_DEFAULT, HEALTH_INTERVAL_MAX, HEALTH_INTERVAL_MIN, IntervalProblem,
     health_interval,

@@ -26,6 +26,7 @@ mod site_conf;
 mod snapshots;
 mod specgen;
 mod stack;
+mod standby;
 mod support;
 mod template_docs;
 mod validators;

@@ -40,7 +40,7 @@ fn two_specs_that_differ_in_every_field_render_the_same_scripts() {
          vpc_cidrs: [10.0.0.0/16]\negress: true\nforwards:\n  - name: oracle\n    port: 51532\n\
          \x20   to: 10.0.1.25:1532\n    from: [203.0.113.110/32]\n    log: true\n    description: Oracle\n\
          sysctl:\n  net.netfilter.nf_conntrack_max: 262144\nami:\n  region: us-east-1\n\
-         failover:\n  floating_eni: true\n  attach_timeout: 60\nhealth:\n  interval: 15\n\
+         failover:\n  floating_eni: true\n  attach_timeout: 60\n  standby: true\nhealth:\n  interval: 15\n\
          metrics:\n  cloudwatch: true\n  per_forward: true\n",
     )
     .unwrap();
@@ -51,7 +51,7 @@ fn two_specs_that_differ_in_every_field_render_the_same_scripts() {
          \x20 - name: dns\n    proto: udp\n    port: 5353\n    to: 172.16.2.53:53\n    from: [198.51.100.0/24]\n\
          \x20 - name: web\n    port: 60000-60010\n    to: 192.168.1.80\n    from: [0.0.0.0/0]\n    public: true\n\
          sysctl:\n  net.ipv4.tcp_fin_timeout: 20\nami:\n  region: eu-west-1\n  instance_type: t4g.small\n\
-         failover:\n  floating_eni: true\n  attach_timeout: 300\nhealth:\n  interval: 60\n\
+         failover:\n  floating_eni: true\n  attach_timeout: 300\n  standby: true\nhealth:\n  interval: 60\n\
          metrics:\n  cloudwatch: true\n  per_forward: false\n",
     )
     .unwrap();
@@ -220,7 +220,14 @@ fn the_parser_refuses_what_natbake_does_not_write() {
 #[test]
 fn sourcing_a_script_runs_nothing() {
     let site = render(Path::new("tests/fixtures/valid/failover-health.yaml"));
+    // The standby's script comes only with a standby.
+    let pair = render(Path::new("tests/fixtures/valid/standby.yaml"));
     for s in SCRIPTS {
+        let site = if site.site_dir.join(s.artifact).exists() {
+            &site
+        } else {
+            &pair
+        };
         let out = run(Command::new("unshare")
             .args(["-rn", "bash", "-c"])
             .arg(format!(

@@ -329,13 +329,19 @@ def main():
         fail("the launch template has no user data although ImageId was left empty", data)
     else:
         seen["image"] = "official, with user data"
+    # A standby pair: two instances, the rules between them, the hook.
+    rendered = yaml.safe_load(open(f"{a.site_dir}/stack.cfn.yaml"))["Resources"]
+    standby = "HandoverHook" in rendered
+    size = 2 if standby else 1
     if failover:
         name = outputs["AutoScalingGroupName"]
         g = asg.describe_auto_scaling_groups(AutoScalingGroupNames=[name])["AutoScalingGroups"][0]
-        if (g["MinSize"], g["MaxSize"], g["DesiredCapacity"]) != (1, 1, 1):
+        if (g["MinSize"], g["MaxSize"], g["DesiredCapacity"]) != (size, size, size):
             fail(f"group sizes {g['MinSize']}/{g['MaxSize']}/{g['DesiredCapacity']}")
-        if len(g["Instances"]) != 1:
+        if len(g["Instances"]) != size:
             fail(f"group has {len(g['Instances'])} instances", g)
+        if standby:
+            seen["standby"] = check_standby(ec2, asg, outputs["SecurityGroupId"], name, rendered["HandoverHook"])
         if g["VPCZoneIdentifier"] != subnet:
             fail(f"group in {g['VPCZoneIdentifier']}, not {subnet}")
         tags = {(t["Key"], t["Value"], t["PropagateAtLaunch"]) for t in g["Tags"]}
@@ -424,6 +430,37 @@ def main():
     if a.roll:
         seen["roll"] = roll(a, ec2, asg, cfn, ssm, env, deploy, outputs["AutoScalingGroupName"], lt_id)
     print(json.dumps(seen, default=str))
+
+
+def check_standby(ec2, asg, group_id, group_name, hook):
+    """The pair's own rules (VRRP, conntrackd's port), from the group to
+    itself, and the termination hook on the group. moto 5.2.5's
+    CloudFormation does not make lifecycle hooks: the template's hook is
+    put through the Auto Scaling API as CloudFormation would, which proves
+    that API takes its properties, and read back."""
+    group = ec2.describe_security_groups(GroupIds=[group_id])["SecurityGroups"][0]
+    pair = set()
+    for p in group["IpPermissions"]:
+        for g in p.get("UserIdGroupPairs", []):
+            if g.get("GroupId") != group_id:
+                fail(f"a rule from another group {g}", p)
+            pair.add((p["IpProtocol"], p.get("FromPort"), p.get("ToPort")))
+    # EC2 writes a protocol without ports with -1, or none at all.
+    pair = {(proto, None, None) if f in (None, -1) else (proto, f, t) for proto, f, t in pair}
+    want = {("112", None, None), ("udp", 3780, 3780)}
+    if pair != want:
+        fail(f"the pair's rules are {sorted(pair, key=str)}, not {sorted(want, key=str)}", group)
+    hooks = asg.describe_lifecycle_hooks(AutoScalingGroupName=group_name)["LifecycleHooks"]
+    if not hooks:
+        props = dict(hook["Properties"])
+        if props.pop("AutoScalingGroupName") != {"Ref": "Group"}:
+            fail(f"the hook is not on the stack's group: {hook}")
+        asg.put_lifecycle_hook(AutoScalingGroupName=group_name, **props)
+        hooks = asg.describe_lifecycle_hooks(AutoScalingGroupName=group_name)["LifecycleHooks"]
+    got = [(h["LifecycleHookName"], h["LifecycleTransition"], h.get("DefaultResult"), h.get("HeartbeatTimeout")) for h in hooks]
+    if got != [("natbake-handover", "autoscaling:EC2_INSTANCE_TERMINATING", "CONTINUE", 120)]:
+        fail(f"lifecycle hooks {got}")
+    return {"pair_rules": sorted(pair, key=str), "hook": got[0][0]}
 
 
 def roll(a, ec2, asg, cfn, ssm, env, deploy, group_name, lt_id):

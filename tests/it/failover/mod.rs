@@ -785,6 +785,7 @@ fn scripts_call_exactly_the_granted_actions() {
         FIXTURE,
         FIXTURE_HEALTH,
         "tests/fixtures/valid/metrics-only.yaml",
+        "tests/fixtures/valid/standby.yaml",
     ] {
         scripts_call_exactly(fixture);
     }
@@ -800,6 +801,7 @@ fn scripts_call_exactly(fixture: &str) {
         "natbake-failover.sh",
         "natbake-health.sh",
         "natbake-metrics.sh",
+        "natbake-standby.sh",
     ] {
         let Ok(text) = std::fs::read_to_string(site.site_dir.join(file)) else {
             continue;

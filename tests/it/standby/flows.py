@@ -1,0 +1,162 @@
+"""Traffic for the standby lab.
+
+  flows.py server PORT
+      a TCP server (one thread per connection): it echoes what it reads,
+      or, when a connection's first line is "push", sends a numbered line
+      every 50 ms until the connection ends.
+  flows.py hold ADDR PORT N SECONDS OUT [push]
+      opens N connections, then sends one numbered line on each every
+      50 ms and reads its echo, for SECONDS; with `push`, asks the server
+      to push instead and only reads (so that after a takeover the first
+      packet comes from the far side). Writes to OUT, as JSON, for each
+      connection whether it lived to the end (no reset, nothing missing,
+      no wait past 15 s) and its longest wait.
+  flows.py probe ADDR PORT OUT
+      tries a new connection (and one echo) every 50 ms until one works;
+      writes the time it worked (seconds since the epoch) to OUT.
+"""
+import json
+import socket
+import sys
+import threading
+import time
+
+
+def server(port):
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("0.0.0.0", port))
+    s.listen(256)
+
+    def echo(c):
+        with c:
+            first = b""
+            while not first.endswith(b"\n"):
+                data = c.recv(4096)
+                if not data:
+                    return
+                first += data
+            if first == b"push\n":
+                k = 0
+                try:
+                    while True:
+                        c.sendall(f"{k}\n".encode())
+                        k += 1
+                        time.sleep(0.05)
+                except OSError:
+                    return
+            c.sendall(first)
+            while True:
+                data = c.recv(4096)
+                if not data:
+                    return
+                c.sendall(data)
+
+    while True:
+        c, _ = s.accept()
+        threading.Thread(target=echo, args=(c,), daemon=True).start()
+
+
+def pushed(i, c, stop, result):
+    c.sendall(b"push\n")
+    buf = b""
+    k = 0
+    last = time.time()
+    while time.time() < stop:
+        try:
+            data = c.recv(4096)
+            if not data:
+                raise ConnectionError("closed by the far end")
+        except Exception as e:
+            result["alive"] = False
+            result["error"] = repr(e)
+            return
+        now = time.time()
+        result["longest_wait"] = max(result["longest_wait"], now - last)
+        last = now
+        buf += data
+        *lines, buf = buf.split(b"\n")
+        for line in lines:
+            if line != str(k).encode():
+                result["alive"] = False
+                result["error"] = f"line {line!r}, expected {k}"
+                return
+            k += 1
+
+
+def hold(addr, port, n, seconds, out, push=False):
+    conns = []
+    for _ in range(n):
+        c = socket.create_connection((addr, port), timeout=5)
+        c.settimeout(15)
+        conns.append(c)
+    results = [{"alive": True, "longest_wait": 0.0, "error": None} for _ in conns]
+    stop = time.time() + seconds
+
+    def run(i, c):
+        if push:
+            pushed(i, c, stop, results[i])
+            return
+        k = 0
+        buf = b""
+        while time.time() < stop:
+            line = f"{i}:{k}\n".encode()
+            sent = time.time()
+            try:
+                c.sendall(line)
+                while not buf.endswith(b"\n"):
+                    data = c.recv(4096)
+                    if not data:
+                        raise ConnectionError("closed by the far end")
+                    buf += data
+            except Exception as e:  # a reset, a timeout: the connection is lost
+                results[i]["alive"] = False
+                results[i]["error"] = repr(e)
+                return
+            if buf != line:
+                results[i]["alive"] = False
+                results[i]["error"] = f"echo {buf!r} for {line!r}"
+                return
+            buf = b""
+            results[i]["longest_wait"] = max(results[i]["longest_wait"], time.time() - sent)
+            k += 1
+            time.sleep(0.05)
+
+    threads = [threading.Thread(target=run, args=(i, c)) for i, c in enumerate(conns)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    with open(out, "w") as f:
+        json.dump(results, f)
+
+
+def probe(addr, port, out):
+    while True:
+        try:
+            c = socket.create_connection((addr, port), timeout=0.3)
+            c.settimeout(0.5)
+            c.sendall(b"probe\n")
+            if c.recv(64) == b"probe\n":
+                worked = time.time()
+                c.close()
+                break
+            c.close()
+        except OSError:
+            pass
+        time.sleep(0.05)
+    with open(out, "w") as f:
+        f.write(f"{worked:.3f}\n")
+
+
+if __name__ == "__main__":
+    mode = sys.argv[1]
+    if mode == "server":
+        server(int(sys.argv[2]))
+    elif mode == "hold":
+        push = sys.argv[7:] == ["push"]
+        hold(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]), sys.argv[6], push)
+    elif mode == "probe":
+        probe(sys.argv[2], int(sys.argv[3]), sys.argv[4])
+    else:
+        sys.exit(f"unknown mode {mode}")
