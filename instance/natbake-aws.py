@@ -19,7 +19,6 @@ Commands:
   instance-state INSTANCE  the instance's state and Auto Scaling group
   report-unhealthy         SetInstanceHealth Unhealthy, if in a group
   put-metrics NAMESPACE PER   datums on stdin, "NAME UNIT VALUE DIM=VALUE..."
-  generation               the nf_tables ruleset generation (netlink)
 
 Output: one NAME=VALUE line per fact on stdout, the value on one line of
 printable characters (checked where the caller relies on its form); never
@@ -44,10 +43,8 @@ import os
 import sys
 import time
 
-# The AWS commands load re, http.client, ssl, urllib, hmac, hashlib, json
-# and xml first (load_aws_modules); `generation`, which the health check
-# runs at every check, needs only _socket and struct, and starts in a
-# third of the time.
+# Loaded by main (load_aws_modules), after the arguments are known; the
+# tests load them the same way.
 
 
 def load_aws_modules():
@@ -76,6 +73,16 @@ SERVICES = {
     "ec2": ("NATBAKE_EC2_ENDPOINT", "2016-11-15"),
     "autoscaling": ("NATBAKE_AUTOSCALING_ENDPOINT", "2011-01-01"),
     "monitoring": ("NATBAKE_CLOUDWATCH_ENDPOINT", "2010-08-01"),
+}
+# The API actions each command calls: a site's IAM policy grants those of
+# the commands its scripts run (a contract test reads this table).
+ACTIONS = {
+    "describe-floating": ("DescribeNetworkInterfaces",),
+    "attach": ("AttachNetworkInterface",),
+    "detach": ("DetachNetworkInterface",),
+    "instance-state": ("DescribeInstances",),
+    "report-unhealthy": ("DescribeInstances", "SetInstanceHealth"),
+    "put-metrics": ("PutMetricData",),
 }
 TRANSIENT_CODES = {"RequestLimitExceeded", "Throttling", "ThrottlingException"}
 # A new instance profile is not usable at once (IAM is eventually
@@ -788,57 +795,6 @@ def cmd_put_metrics(aws, args):
         say("sent", sent)
 
 
-def generation(sock=None):
-    """The nf_tables generation of this network namespace, from one netlink
-    request (NFNL_SUBSYS_NFTABLES << 8 | NFT_MSG_GETGEN); None when the
-    answer is not one."""
-    import _socket
-    import struct
-
-    nfnl_nftables, getgen, newgen, request = 10, 16, 15, 1
-    # AF_NETLINK 16, SOCK_RAW 3, NETLINK_NETFILTER 12
-    s = sock or _socket.socket(16, 3, 12)
-    try:
-        s.settimeout(2)
-        s.bind((0, 0))
-        # nlmsghdr (len, type, flags, seq, pid) + nfgenmsg (family, version, res_id)
-        s.send(struct.pack("=IHHII", 20, nfnl_nftables << 8 | getgen, request, 1, 0) + struct.pack("!BBH", 0, 0, 0))
-        data = s.recv(8192)
-    finally:
-        s.close()
-    return read_generation(data, nfnl_nftables << 8 | newgen)
-
-
-def read_generation(data, want):
-    import struct
-
-    if len(data) < 20:
-        return None
-    length, kind = struct.unpack_from("=IH", data)
-    if kind != want or length > len(data):
-        return None
-    offset = 20
-    while offset + 8 <= length:
-        alen, atype = struct.unpack_from("=HH", data, offset)
-        if alen < 4:
-            break
-        # The type without its NLA_F_NESTED and byte-order flags; NFTA_GEN_ID is 1.
-        if atype & 0x3FFF == 1 and alen >= 8:
-            return struct.unpack_from("!I", data, offset + 4)[0]
-        offset += (alen + 3) & ~3
-    return None
-
-
-def cmd_generation(_aws, args):
-    try:
-        gen = generation()
-    except OSError as e:
-        raise refused("netlink: %s" % e)
-    if gen is None:
-        raise refused("the kernel's answer holds no nf_tables generation")
-    say("generation", gen)
-
-
 COMMANDS = {
     "config": cmd_config,
     "identity": cmd_identity,
@@ -849,7 +805,6 @@ COMMANDS = {
     "instance-state": cmd_instance_state,
     "report-unhealthy": cmd_report_unhealthy,
     "put-metrics": cmd_put_metrics,
-    "generation": cmd_generation,
 }
 
 
@@ -864,9 +819,6 @@ def usage(text):
 def main(argv):
     deadline, env_file = 30.0, ENV_FILE
     try:
-        if argv == ["generation"]:
-            cmd_generation(None, [])
-            return 0
         load_aws_modules()
         while argv and argv[0].startswith("--"):
             if argv[0] == "--deadline" and len(argv) > 1 and re.fullmatch(r"[0-9]+(\.[0-9]+)?", argv[1]):

@@ -31,8 +31,12 @@ pub const SCRIPT: &str = "configure-pat.sh";
 pub const LIB: &str = "natbake-lib.sh";
 /// The systemd unit that runs the boot step.
 pub const UNIT: &str = "natbake.service";
-/// The AWS API helpers that configure-pat.sh sources (floating interface).
+/// The AWS side of the scripts that configure-pat.sh and the health check
+/// source (floating interface, metrics), over [`AWS_PROGRAM`].
 pub const AWS_LIB: &str = "natbake-aws.sh";
+/// The one client of instance metadata and the AWS APIs: a Python 3
+/// program (standard library only), the same bytes for every site.
+pub const AWS_PROGRAM: &str = "natbake-aws.py";
 /// The periodic check that repairs drift.
 pub const HEALTH: &str = "natbake-health.sh";
 /// The table of counters and health on the instance.
@@ -356,6 +360,19 @@ pub const ARTIFACTS: &[ArtifactDef] = &[
         render: shell_script,
         install_path: Some("/usr/local/lib/natbake/natbake-aws.sh"),
         mode: 0o644,
+        os: ForOs::Systemd,
+        when: When::Aws,
+    },
+    ArtifactDef {
+        name: AWS_PROGRAM,
+        template: None,
+        render: |i| {
+            Ok(Some(i.output(
+                include_str!("../../instance/natbake-aws.py").into(),
+            )))
+        },
+        install_path: Some("/usr/local/lib/natbake/natbake-aws"),
+        mode: 0o755,
         os: ForOs::Systemd,
         when: When::Aws,
     },

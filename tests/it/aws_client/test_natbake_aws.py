@@ -1,7 +1,7 @@
 """Unit tests of instance/natbake-aws.py, without root: canned instance
 metadata and EC2 / Auto Scaling / CloudWatch answers on 127.0.0.1
 (canned_aws.py), SigV4 against AWS's published test vectors and botocore,
-the env-file parser with hostile input, the netlink reader on canned bytes.
+the env-file parser with hostile input.
 
 Run by tests/it/aws_client.rs as `python3 -m unittest` with NATBAKE_AWS
 naming the program. Most tests call its main() in this process (its
@@ -14,7 +14,6 @@ import importlib.machinery
 import importlib.util
 import io
 import os
-import struct
 import subprocess
 import sys
 import tempfile
@@ -364,6 +363,34 @@ class Calls(WithServer):
         self.assertIn("message=Cannot report this instance Unhealthy to nat-group: ValidationError: Instance Id not found", out)
 
 
+class Contract(WithServer):
+    def test_each_command_calls_exactly_its_actions(self):
+        ec2 = [
+            ("DescribeNetworkInterfaces", canned.interfaces(FLOATING + (None, ""))),
+            ("AttachNetworkInterface", '<AttachNetworkInterfaceResponse xmlns="%s"><attachmentId>eni-attach-0aaaaaaaaaaaaaaaa</attachmentId></AttachNetworkInterfaceResponse>' % canned.EC2),
+            ("DetachNetworkInterface", '<DetachNetworkInterfaceResponse xmlns="%s"><return>true</return></DetachNetworkInterfaceResponse>' % canned.EC2),
+            ("DescribeInstances", canned.instances(canned.INSTANCE, "running", "nat-group")),
+            ("SetInstanceHealth", canned.ok("SetInstanceHealth", canned.AUTOSCALING)),
+            ("PutMetricData", canned.ok("PutMetricData", canned.MONITORING)),
+        ]
+        for action, body in ec2:
+            self.server.step(action, 200, body, times=100)
+        argv = {
+            "describe-floating": ["corp"],
+            "attach": [FLOATING[0]],
+            "detach": ["eni-attach-0aaaaaaaaaaaaaaaa"],
+            "instance-state": [canned.INSTANCE],
+            "report-unhealthy": [],
+            "put-metrics": ["natbake", "1000"],
+        }
+        self.assertEqual(set(argv), set(nb.ACTIONS))
+        for command, args in argv.items():
+            self.server.calls = []
+            rc, out = self.run_main(command, *args, stdin="Healthy None 1\n")
+            self.assertEqual(rc, 0, out)
+            self.assertEqual(self.server.actions(), list(nb.ACTIONS[command]), command)
+
+
 def datums(n):
     return "".join("Forward%d Count %d Site=corp Forward=f%d\n" % (i, i, i) for i in range(n))
 
@@ -546,32 +573,6 @@ class Signing(unittest.TestCase):
             string_to_sign = signer.string_to_sign(request, canonical)
             want = signer.signature(string_to_sign, request)
             self.assertEqual(ours.rsplit("Signature=", 1)[1], want, url)
-
-
-class Generation(unittest.TestCase):
-    WANT = 10 << 8 | 15
-
-    def answer(self, *attrs):
-        body = b"".join(struct.pack("=HH", 8, t) + struct.pack("!I", v) for t, v in attrs)
-        return struct.pack("=IHHII", 20 + len(body), self.WANT, 0, 1, 0) + b"\x00\x00\x00\x00" + body
-
-    def test_the_id_is_found_whatever_its_flag_bits(self):
-        # NFTA_GEN_PROC_PID (2), then NFTA_GEN_ID (1) with NLA_F_NET_BYTEORDER.
-        self.assertEqual(nb.read_generation(self.answer((0x4002, 999), (0x4001, 4000000000)), self.WANT), 4000000000)
-        self.assertEqual(nb.read_generation(self.answer((1, 7)), self.WANT), 7)
-
-    def test_other_answers_are_none(self):
-        self.assertIsNone(nb.read_generation(self.answer((2, 7)), self.WANT))
-        self.assertIsNone(nb.read_generation(self.answer((1, 7))[:-2], self.WANT))
-        error = struct.pack("=IHHII", 36, 2, 0, 1, 0) + b"\x00" * 16
-        self.assertIsNone(nb.read_generation(error, self.WANT))
-        self.assertIsNone(nb.read_generation(b"", self.WANT))
-
-    def test_the_kernel_answers(self):
-        # Reading needs no privilege beyond a netlink socket; nothing changes.
-        rc = subprocess.run(["/usr/bin/python3", "-IS", PROGRAM, "generation"], capture_output=True, text=True)
-        self.assertEqual(rc.returncode, 0, rc.stdout + rc.stderr)
-        self.assertRegex(rc.stdout, r"^generation=[0-9]+\n$")
 
 
 if __name__ == "__main__":
