@@ -43,21 +43,17 @@ import os
 import sys
 import time
 
-# Loaded by main (load_aws_modules), after the arguments are known; the
-# tests load them the same way.
+# Modules are loaded where they are needed: `config` and the metadata
+# commands start without ssl, hashlib, json or xml, which cost more CPU
+# than the rest of such a run. main loads re and random (load_aws_modules);
+# the tests load them the same way.
 
 
 def load_aws_modules():
-    global hashlib, hmac, http, json, random, re, ssl, urllib
-    import hashlib
-    import hmac
-    import http.client
-    import json
+    global random, re
     import random
     import re
-    import ssl
-    import urllib.parse
-    import urllib.request
+
 
 ENV_FILE = "/etc/natbake/aws.env"
 IMDS = os.environ.get("NATBAKE_IMDS_ADDRESS", "169.254.169.254")
@@ -219,13 +215,21 @@ def settings(path):
 
 
 def http_request(url, method, headers, body, timeout, proxy_ok):
+    import http.client
+    import urllib.parse
+
     parts = urllib.parse.urlsplit(url)
     port = parts.port
     host = parts.hostname or ""
     path = parts.path or "/"
     proxy = None
-    if proxy_ok and not urllib.request.proxy_bypass_environment(host):
-        proxy = urllib.request.getproxies_environment().get(parts.scheme)
+    if proxy_ok:
+        import urllib.request
+
+        if not urllib.request.proxy_bypass_environment(host):
+            proxy = urllib.request.getproxies_environment().get(parts.scheme)
+    if parts.scheme == "https":
+        import ssl
     try:
         if proxy:
             p = urllib.parse.urlsplit(proxy)
@@ -346,6 +350,8 @@ class Patience:
 
 def credentials(imds, clock, patience):
     """The role's (key id, secret, token), waiting for a new role a while."""
+    import json
+
     while True:
         try:
             role = imds.get("meta-data/iam/security-credentials/").split("\n")[0].strip()
@@ -400,16 +406,25 @@ def credentials(imds, clock, patience):
 
 
 def _hmac(key, text):
+    import hashlib
+    import hmac
+
     return hmac.new(key, text.encode("utf-8"), hashlib.sha256).digest()
 
 
 def quote(text):
+    import urllib.parse
+
     return urllib.parse.quote(text, safe="-_.~")
 
 
 def sign(method, url, headers, body, region, service, key, secret, amz_date):
     """The Authorization header of a request (headers without it, lowercase
     names), for SigV4 with scope DATE/REGION/SERVICE/aws4_request."""
+    import hashlib
+    import hmac
+    import urllib.parse
+
     parts = urllib.parse.urlsplit(url)
     pairs = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
     query = "&".join("%s=%s" % kv for kv in sorted((quote(k), quote(v)) for k, v in pairs))
@@ -441,6 +456,8 @@ def sign(method, url, headers, body, region, service, key, secret, amz_date):
 
 
 def quote_path(path):
+    import urllib.parse
+
     return "/".join(quote(urllib.parse.unquote(p)) for p in path.split("/"))
 
 
@@ -526,6 +543,8 @@ class Aws:
 
         Transient failures are tried again until the deadline; refusals of
         credentials or permission for a while (Patience)."""
+        import urllib.parse
+
         ident = self.identity
         if self._creds is None:
             self._creds = credentials(self.imds, self.clock, self.patience)

@@ -195,6 +195,8 @@ impl ArtifactDef {
     pub fn made_from(&self) -> String {
         match self.template {
             Some(_) => format!("`templates/{}.hbs`", self.name),
+            // Installed as it is, the same bytes for every site.
+            None if self.name == AWS_PROGRAM => format!("`instance/{AWS_PROGRAM}`"),
             None => "code".into(),
         }
     }
