@@ -26,7 +26,8 @@ meant to be sourced or evaluated. "warning=" lines are for the log. A
 failure ends with "error=CODE" and "message=TEXT".
 
 Exit: 0 done; 1 a definite refusal; 2 no answer before the deadline
-(error natbake.NoAnswer); 3 wrong usage.
+(error natbake.NoAnswer); 3 wrong usage; 4 a failure of the program
+itself (error natbake.Crash).
 
 Every call is bounded by the deadline (default 30 s from start): one
 request takes at most 10 s (metadata 2 s), and transient failures (no
@@ -859,6 +860,10 @@ def main(argv):
         say("error", f.code)
         say("message", f.message)
         return f.status
+    except Exception as e:  # a bug, or a Python without a module it needs
+        say("error", "natbake.Crash")
+        say("message", "%s: %s" % (type(e).__name__, e))
+        return 4
 
 
 if __name__ == "__main__":

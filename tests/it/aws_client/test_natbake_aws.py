@@ -445,6 +445,20 @@ class AsInstalled(WithServer):
             self.assertEqual(rc, 3, argv)
             self.assertIn("error=natbake.Usage", out)
 
+    def test_a_crash_is_not_a_refusal(self):
+        # A Python without the modules the program needs (python3-minimal).
+        env = dict(os.environ, NATBAKE_IMDS_ADDRESS="127.0.0.1:%d" % self.server.port)
+        code = (
+            "import sys; sys.modules['http.client'] = None; sys.argv[0] = %r; "
+            "exec(compile(open(%r).read(), %r, 'exec'))" % (PROGRAM, PROGRAM, PROGRAM)
+        )
+        done = subprocess.run(
+            ["/usr/bin/python3", "-IS", "-c", code, "--env-file", self.env_file, "identity"],
+            capture_output=True, text=True, env=env, timeout=60,
+        )
+        self.assertEqual(done.returncode, 4, done.stdout + done.stderr)
+        self.assertIn("error=natbake.Crash", done.stdout)
+
     def test_the_environment_wins_over_the_file(self):
         os.environ["NATBAKE_EC2_ENDPOINT"] = "http://from-env/"
         try:
