@@ -118,14 +118,18 @@ function take_floating_interface {
     log "The floating interface $id is still attached to this instance ($FLOATING_DEV has its MAC, instance metadata lists it); going on without the EC2 API."
     [ "$FLOATING_CONFIG" != networkd ] || write_network_file "$mac"
   else
-    aws_identity || die "Cannot read this instance's identity and role credentials from instance metadata: $AWS_MESSAGE."
-    log "Taking over the floating interface of site $SITE in $AWS_AZ (instance $AWS_INSTANCE_ID; waiting at most ${ATTACH_TIMEOUT}s)..."
+    local first=yes
     while :; do
       # Each turn's calls may finish after the deadline; the turn then ends
       # the wait below, with what it found.
       # shellcheck disable=SC2034 # natbake-aws.sh reads it
       AWS_DEADLINE=$(( SECONDS + 10 > FLOATING_DEADLINE ? SECONDS + 10 : FLOATING_DEADLINE ))
       floating_describe "$SITE" || die "$AWS_MESSAGE"
+      # The first answer also says who and where this instance is.
+      if [ -n "$first" ]; then
+        log "Taking over the floating interface of site $SITE in $AWS_AZ (instance $AWS_INSTANCE_ID; waiting at most ${ATTACH_TIMEOUT}s)..."
+        first=''
+      fi
       id=$FLOATING_ID mac=$FLOATING_MAC addr=$FLOATING_ADDR status=$FLOATING_STATUS
       holder=$FLOATING_HOLDER att_id=$FLOATING_ATTACHMENT att_status=$FLOATING_ATTACHED
       [ "$FLOATING_CONFIG" != networkd ] || write_network_file "$mac"
@@ -137,8 +141,7 @@ function take_floating_interface {
       elif [ -z "$holder" ] && [ "$status" = available ]; then
         log "Attaching $id ($addr) as device 1..."
         pause=0.5
-        if ! aws_query ec2 Action=AttachNetworkInterface "NetworkInterfaceId=$id" \
-          "InstanceId=$AWS_INSTANCE_ID" DeviceIndex=1 NetworkCardIndex=0; then
+        if ! aws_run attach "$id"; then
           case $AWS_ERROR in
             # Taken or still held a moment: the next description says by whom.
             InvalidNetworkInterface.InUse | IncorrectState | natbake.NoAnswer) log "Attaching $id did not succeed ($AWS_ERROR); looking again." ;;
@@ -147,15 +150,15 @@ function take_floating_interface {
         fi
       elif [ -n "$holder" ] && [ "$holder" != "$AWS_INSTANCE_ID" ]; then
         state=''
-        if aws_query ec2 Action=DescribeInstances "InstanceId.1=$holder"; then
-          state=$(aws_xml_flat <<<"$AWS_BODY" | aws_xml_block instanceState | aws_xml_value name)
+        if aws_run instance-state "$holder"; then
+          state=${AWS_OUT[state]:-}
         fi
         case $state in
           stopping | stopped)
             # EC2 keeps an interface on a stopped instance for good.
             if [ -z "$detached" ] && [ -n "$att_id" ]; then
               log "$id is held by $holder, which is $state; detaching it from there."
-              aws_query ec2 Action=DetachNetworkInterface "AttachmentId=$att_id" ||
+              aws_run detach "$att_id" ||
                 log "Detaching $id from $holder failed: $AWS_ERROR: $AWS_MESSAGE"
               detached=yes
             fi ;;
@@ -220,13 +223,8 @@ FLOATING_FAILURE=''
 # sets when it is next due; returns like floating_describe.
 function floating_ask_api {
   if [ -z "$FLOATING_API_RC" ]; then
-    if [ -n "$AWS_TOKEN" ] || aws_identity; then
-      floating_describe "$SITE"
-      FLOATING_API_RC=$?
-    else
-      FLOATING_API_RC=$?
-      AWS_MESSAGE="cannot read this instance's identity and role credentials from instance metadata: $AWS_MESSAGE"
-    fi
+    floating_describe "$SITE"
+    FLOATING_API_RC=$?
     FLOATING_API_MESSAGE=$AWS_MESSAGE
     floating_api_asked "$FLOATING_API_RC"
   fi
@@ -240,7 +238,8 @@ function floating_problems {
   local here=0 id mac addr rc
   # shellcheck disable=SC2034 # natbake-aws.sh reads it
   AWS_DEADLINE=$(( SECONDS + 20 ))
-  aws_read_env_file || { FLOATING_FAILURE=$AWS_MESSAGE; return 0; }
+  # A malformed /etc/natbake/aws.env is refused by every call of the AWS
+  # client: the look below and the API's then fail with its line number.
   if floating_kept; then
     id=$KEPT_ID mac=$KEPT_MAC addr=$KEPT_ADDR
     floating_attached_here "$id" "$mac"

@@ -35,12 +35,16 @@ pub const SCRIPT: &str = "configure-pat.sh";
 pub const LIB: &str = "natbake-lib.sh";
 /// The systemd unit that runs the boot step.
 pub const UNIT: &str = "natbake.service";
-/// The AWS API helpers that configure-pat.sh sources (floating interface).
+/// The AWS side of the scripts that configure-pat.sh and the health check
+/// source (floating interface, metrics), over [`AWS_PROGRAM`].
 pub const AWS_LIB: &str = "natbake-aws.sh";
 /// The floating interface's steps, at boot and in the health check.
 pub const FAILOVER_LIB: &str = "natbake-failover.sh";
 /// The health check's CloudWatch metrics.
 pub const METRICS_LIB: &str = "natbake-metrics.sh";
+/// The one client of instance metadata and the AWS APIs: a Python 3
+/// program (standard library only), the same bytes for every site.
+pub const AWS_PROGRAM: &str = "natbake-aws.py";
 /// The periodic check that repairs drift.
 pub const HEALTH: &str = "natbake-health.sh";
 /// The table of counters and health on the instance.
@@ -207,6 +211,8 @@ impl ArtifactDef {
     pub fn made_from(&self) -> String {
         match self.template {
             Some(_) => format!("`templates/{}.hbs`", self.name),
+            // Installed as it is, the same bytes for every site.
+            None if self.name == AWS_PROGRAM => format!("`instance/{AWS_PROGRAM}`"),
             None if instance::SCRIPTS.iter().any(|s| s.artifact == self.name) => {
                 format!("`instance/{}`", self.name)
             }
@@ -395,6 +401,19 @@ pub const ARTIFACTS: &[ArtifactDef] = &[
         mode: 0o644,
         os: ForOs::Systemd,
         when: When::Failover,
+    },
+    ArtifactDef {
+        name: AWS_PROGRAM,
+        template: None,
+        render: |i| {
+            Ok(Some(i.output(
+                include_str!("../../instance/natbake-aws.py").into(),
+            )))
+        },
+        install_path: Some("/usr/local/lib/natbake/natbake-aws"),
+        mode: 0o755,
+        os: ForOs::Systemd,
+        when: When::Aws,
     },
     ArtifactDef {
         name: HEALTH,

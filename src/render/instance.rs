@@ -120,6 +120,7 @@ mod tests {
         for script in [SCRIPT, HEALTH, STATUS] {
             assert_eq!(assigned(script, "LIB"), install_path(LIB), "{script}");
         }
+        assert_eq!(assigned(AWS_LIB, "AWS_PROGRAM"), install_path(AWS_PROGRAM));
         assert_eq!(assigned(LIB, "STATE_DIR"), STATE_DIR);
         assert_eq!(assigned(LIB, "IPSET_IN"), ipsets::SET_IN);
         assert_eq!(assigned(LIB, "IPSET_OUT"), ipsets::SET_OUT);

@@ -52,7 +52,7 @@ pub struct View {
     /// Set only with `failover.floating_eni`.
     pub failover: Option<FailoverView>,
     /// Whether the scripts call AWS (failover or metrics), and so get
-    /// natbake-aws.sh.
+    /// natbake-aws.sh and natbake-aws.
     pub aws: bool,
     pub vpc_cidrs: Vec<String>,
     pub egress: bool,
@@ -118,6 +118,7 @@ pub struct Paths {
     pub script: &'static str,
     pub unit: &'static str,
     pub aws_lib: &'static str,
+    pub aws_program: &'static str,
     pub lib: &'static str,
     pub health: &'static str,
     pub status: &'static str,
@@ -249,6 +250,7 @@ impl View {
             script: install_path(artifact::SCRIPT),
             unit: install_path(artifact::UNIT),
             aws_lib: install_path(artifact::AWS_LIB),
+            aws_program: install_path(artifact::AWS_PROGRAM),
             lib: install_path(artifact::LIB),
             health: install_path(artifact::HEALTH),
             status: install_path(artifact::STATUS),
