@@ -405,11 +405,7 @@ pub const ARTIFACTS: &[ArtifactDef] = &[
     ArtifactDef {
         name: AWS_PROGRAM,
         template: None,
-        render: |i| {
-            Ok(Some(i.output(
-                include_str!("../../instance/natbake-aws.py").into(),
-            )))
-        },
+        render: |i| Ok(Some(i.output(instance::AWS_PROGRAM_SOURCE.into()))),
         install_path: Some("/usr/local/lib/natbake/natbake-aws"),
         mode: 0o755,
         os: ForOs::Systemd,

@@ -39,6 +39,20 @@ pub const SCRIPTS: &[Script] = &[
     script!(artifact::METRICS_LIB, "natbake-metrics.sh"),
 ];
 
+/// The AWS client (`instance/natbake-aws.py`): a Python program, not
+/// one of [`SCRIPTS`] (which are bash), installed as it is, comments and
+/// all, the same bytes for every site.
+pub const AWS_PROGRAM_SOURCE: &str = include_str!("../../instance/natbake-aws.py");
+
+/// Every file of natbake's `instance/` folder, as (artifact, source): the
+/// scripts and the AWS client.
+pub fn sources() -> impl Iterator<Item = (&'static str, &'static str)> {
+    SCRIPTS
+        .iter()
+        .map(|s| (s.artifact, s.source))
+        .chain(std::iter::once((artifact::AWS_PROGRAM, AWS_PROGRAM_SOURCE)))
+}
+
 /// The source of the script of artifact `name`, comments and all.
 ///
 /// # Panics
