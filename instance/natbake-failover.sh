@@ -19,6 +19,166 @@
 # forwarding switched on. Every wait ends at ATTACH_TIMEOUT; any failure
 # goes through die, which also reports the instance unhealthy to its Auto
 # Scaling group so that it is replaced.
+# The floating interface through the EC2 API and the instance itself
+# (natbake-aws.sh's client underneath).
+
+# The site's floating interface ($1: the site) in this availability zone,
+# from one DescribeNetworkInterfaces: FLOATING_ID, FLOATING_MAC,
+# FLOATING_ADDR, FLOATING_STATUS (the interface's), FLOATING_HOLDER,
+# FLOATING_ATTACHMENT and FLOATING_ATTACHED (the attachment's id and
+# status); AWS_INSTANCE_ID and AWS_AZ too. Returns like aws_run, with the
+# reason in AWS_MESSAGE; not exactly one interface, or one without a MAC
+# or address, is a refusal.
+# shellcheck disable=SC2034 # its callers read what it sets
+function floating_describe {
+  FLOATING_ID='' FLOATING_MAC='' FLOATING_ADDR='' FLOATING_STATUS=''
+  FLOATING_HOLDER='' FLOATING_ATTACHMENT='' FLOATING_ATTACHED=''
+  aws_run describe-floating "$1" || return
+  AWS_INSTANCE_ID=${AWS_OUT[instance]:-} AWS_AZ=${AWS_OUT[zone]:-}
+  FLOATING_ID=${AWS_OUT[id]:-} FLOATING_MAC=${AWS_OUT[mac]:-} FLOATING_ADDR=${AWS_OUT[address]:-}
+  FLOATING_STATUS=${AWS_OUT[status]:-} FLOATING_HOLDER=${AWS_OUT[holder]:-}
+  FLOATING_ATTACHMENT=${AWS_OUT[attachment]:-} FLOATING_ATTACHED=${AWS_OUT[attached]:-}
+}
+
+# The device whose MAC address is $1, if any, by its name now.
+function device_of_mac {
+  local f
+  for f in /sys/class/net/*/address; do
+    [ "$(cat "$f" 2>/dev/null)" = "$1" ] && { f=${f%/address}; echo "${f##*/}"; return 0; }
+  done
+  return 1
+}
+
+# udev renames a new network device (eth1 to ens6, enX1...) a moment after
+# the kernel made it, and a kernel that allows renaming a device that is
+# up can do it at any time: a name is good only until the next look. Where
+# udev runs, it is let finish with the new device first; everywhere, the
+# device is looked up by its MAC before each use, and sysfs is read twice
+# a moment apart before a device is called missing (a rename moves its
+# entry).
+# Lets udev finish naming new devices, where it runs (at most 10 s).
+function udev_settle {
+  [ -S /run/udev/control ] && command -v udevadm >/dev/null 2>&1 || return 0
+  udevadm settle --timeout=10 >/dev/null 2>&1 || log "WARNING: udev did not settle in 10 s; finding the floating device by its MAC anyway."
+}
+
+# The device with MAC $1 into FLOATING_DEV; fails only when two looks a
+# moment apart find none.
+# shellcheck disable=SC2034 # its callers read it
+function floating_device {
+  FLOATING_DEV=$(device_of_mac "$1") && return 0
+  sleep 0.2
+  FLOATING_DEV=$(device_of_mac "$1")
+}
+
+# Whether the default route now leaves through $1 from address $2.
+function routes_through {
+  local how
+  how=$(ip -4 -o route get 198.51.100.1 2>/dev/null) || return 1
+  [[ " $how " == *" dev $1 "* && " $how " == *" src $2 "* ]]
+}
+
+# What the boot step found, kept for later runs of the same boot (the
+# health check, a repair): the interface's id, MAC and address. With it, a
+# run tells from the instance itself whether the interface is still
+# attached here, without the EC2 API: a device has its MAC, and instance
+# metadata lists the interface id under that MAC (EC2 removes both when
+# the interface is detached). /run is emptied at boot, so a boot always
+# asks the API.
+# The floating interface as the last takeover of this boot found it.
+FLOATING_STATE=$STATE_DIR/floating
+
+# Keeps id $1, MAC $2 and address $3 in FLOATING_STATE; a failure to write
+# only costs later runs an API call.
+function floating_keep {
+  { mkdir -p "${FLOATING_STATE%/*}" && printf '%s %s %s\n' "$1" "$2" "$3" >"$FLOATING_STATE.new" &&
+    mv -f "$FLOATING_STATE.new" "$FLOATING_STATE"; } 2>/dev/null ||
+    log "WARNING: cannot keep the floating interface in $FLOATING_STATE; later checks ask the EC2 API instead."
+}
+
+# Reads FLOATING_STATE into KEPT_ID, KEPT_MAC and KEPT_ADDR; fails when
+# there is none (or it is not one).
+function floating_kept {
+  KEPT_ID='' KEPT_MAC='' KEPT_ADDR=''
+  { read -r KEPT_ID KEPT_MAC KEPT_ADDR <"$FLOATING_STATE"; } 2>/dev/null
+  [[ $KEPT_ID =~ ^eni-[0-9a-f]{8,17}$ && $KEPT_MAC =~ ^[0-9a-f]{2}(:[0-9a-f]{2}){5}$ && $KEPT_ADDR =~ ^[0-9]{1,3}(\.[0-9]{1,3}){3}$ ]]
+}
+
+# EC2 throttles each API per account and Region, so the health check,
+# which runs every few seconds on hundreds of sites, looks from the
+# instance itself (floating_attached_here) and asks the API only when that
+# look fails, and otherwise every 4 to 6 minutes (jittered, so that sites
+# do not call together), counted in seconds since boot so that a clock
+# step changes nothing. A takeover that just asked counts as an ask.
+# When the EC2 API is next to be asked about the floating interface
+# (seconds since boot), and how long until then after an answer, or after
+# none.
+FLOATING_API_DUE=$STATE_DIR/floating-api
+FLOATING_API_EVERY=240 FLOATING_API_JITTER=120 FLOATING_API_RETRY=60
+
+# Seconds since boot (the kernel's monotonic clock, unmoved by clock steps).
+function uptime_seconds {
+  local up=''
+  { read -r up _ </proc/uptime; } 2>/dev/null
+  echo "${up%%.*}"
+}
+
+# Sets when the API is next due, after an ask that returned $1.
+function floating_api_asked {
+  local up next
+  up=$(uptime_seconds)
+  [[ $up =~ ^[0-9]+$ ]] || return 0
+  if [ "$1" -eq 0 ]; then
+    next=$(( up + FLOATING_API_EVERY + RANDOM % FLOATING_API_JITTER ))
+  else
+    next=$(( up + FLOATING_API_RETRY + RANDOM % (FLOATING_API_RETRY / 2) ))
+  fi
+  { mkdir -p "${FLOATING_API_DUE%/*}" && echo "$next" >"$FLOATING_API_DUE"; } 2>/dev/null
+  return 0
+}
+
+# Whether the API is due to be asked (see FLOATING_API_DUE).
+function floating_api_due {
+  local due='' up
+  { read -r due <"$FLOATING_API_DUE"; } 2>/dev/null
+  up=$(uptime_seconds)
+  [[ $due =~ ^[0-9]+$ && $up =~ ^[0-9]+$ ]] || return 0
+  [ "$up" -ge "$due" ]
+}
+
+# Whether interface $1 (MAC $2) is attached to this instance as far as
+# the instance can see: a device has the MAC (into FLOATING_DEV) and
+# instance metadata lists the interface under it. Returns 1 when no device
+# has the MAC, 3 when metadata says otherwise or does not answer (the
+# reason in AWS_MESSAGE).
+function floating_attached_here {
+  floating_device "$2" || { AWS_MESSAGE="no device has the MAC address $2 of $1"; return 1; }
+  aws_imds "meta-data/network/interfaces/macs/$2/interface-id" || {
+    AWS_MESSAGE="instance metadata does not list $1 under $2 (${AWS_MESSAGE:-no answer})"
+    return 3
+  }
+  [ "$AWS_BODY" = "$1" ] || { AWS_MESSAGE="instance metadata lists ${AWS_BODY:-nothing}, not $1, under $2"; return 3; }
+}
+
+# Asks the Auto Scaling group, if the instance is in one, to replace this
+# instance (after a failed boot, or a floating interface lost for good):
+# the group's tag on the instance names it.
+function failover_unhealthy {
+  AWS_DEADLINE=$(( SECONDS + 20 ))
+  if aws_run report-unhealthy; then
+    if [ -n "${AWS_OUT[group]:-}" ]; then
+      log "Reported this instance Unhealthy to its Auto Scaling group ${AWS_OUT[group]:-}, which replaces it."
+    else
+      log "This instance is not in an Auto Scaling group; nothing to report unhealthy to."
+    fi
+  elif [ -n "${AWS_OUT[group]:-}" ]; then
+    log "$AWS_MESSAGE"
+  else
+    log "Cannot tell the Auto Scaling group: $AWS_MESSAGE"
+  fi
+  return 0
+}
+
 # Step 1b: take over the floating interface (tag natbake:site=$SITE, this
 # instance's availability zone) as device 1 and route through it.
 # systemd-networkd's configuration of the floating interface, matched by

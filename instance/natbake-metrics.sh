@@ -97,6 +97,22 @@ function metrics_commit {
     }' "$2" >"$1.new" && mv -f "$1.new" "$1"
 }
 
+# The caller learns how far it got: AWS_PUT_SENT counts the lines of stdin
+# up to the last request that succeeded, so that it can keep the state of
+# exactly the datums that went out.
+# Publishes to CloudWatch namespace $1 the data on stdin, one datum a line:
+# "NAME UNIT VALUE DIMENSION=VALUE...", at most $2 metrics per request.
+# Returns like aws_run, at the first request that fails; AWS_PUT_SENT is
+# the number of lines read up to the last request that succeeded.
+# shellcheck disable=SC2034 # its caller reads AWS_PUT_SENT
+function aws_put_metrics {
+  local rc=0
+  aws_run put-metrics "$1" "$2" || rc=$?
+  AWS_PUT_SENT=${AWS_OUT[sent]:-0}
+  [[ $AWS_PUT_SENT =~ ^[0-9]+$ ]] || AWS_PUT_SENT=0
+  return "$rc"
+}
+
 # CloudWatch metrics, at most once a minute by the monotonic clock,
 # whether the check passes (Healthy 1) or not (Healthy 0). Counts go out
 # as what was added since the last publish: see metrics_datums. Each

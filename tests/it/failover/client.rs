@@ -13,8 +13,9 @@ use std::time::Duration;
 use crate::fixtures;
 use crate::support::{self, Finished, ScratchDir};
 
-/// natbake-aws.sh of the failover fixture, sourced with `program` (a bash
-/// script) in place of natbake-aws; `log` prints "LOG: ..." on stderr.
+/// natbake-aws.sh of the failover fixture, and natbake-failover.sh on it,
+/// sourced with `program` (a bash script) in place of natbake-aws; `log`
+/// prints "LOG: ..." on stderr.
 fn run_with_program(program: &str, body: &str) -> (Finished, String) {
     let site = fixtures::render(Path::new("tests/fixtures/valid/failover-health.yaml"));
     let dir = ScratchDir::new("aws-glue");
@@ -26,9 +27,10 @@ fn run_with_program(program: &str, body: &str) -> (Finished, String) {
     .unwrap();
     fs::set_permissions(&fake, fs::Permissions::from_mode(0o755)).unwrap();
     let script = format!(
-        "set -u\nfunction log {{ echo \"LOG: $*\" >&2; }}\nSTATE_DIR={state}\n. {aws}\nAWS_PROGRAM={fake}\n{body}\n",
+        "set -u\nfunction log {{ echo \"LOG: $*\" >&2; }}\nSTATE_DIR={state}\n. {aws}\n. {failover}\nAWS_PROGRAM={fake}\n{body}\n",
         state = dir.path().join("state").display(),
         aws = site.site_dir.join("natbake-aws.sh").display(),
+        failover = site.site_dir.join("natbake-failover.sh").display(),
         fake = fake.display(),
     );
     let run = support::run_bounded(
@@ -153,10 +155,9 @@ fn number_after(text: &str, key: &str) -> Vec<u32> {
 fn unit_timeouts_cover_the_scripts_own_bounds() {
     let site = fixtures::render(Path::new("tests/fixtures/valid/failover-health.yaml"));
     let read = |name: &str| fs::read_to_string(site.site_dir.join(name)).expect(name);
-    let (boot, health, aws, failover, metrics, conf) = (
+    let (boot, health, failover, metrics, conf) = (
         read("configure-pat.sh"),
         read("natbake-health.sh"),
-        read("natbake-aws.sh"),
         read("natbake-failover.sh"),
         read("natbake-metrics.sh"),
         read("site.conf"),
@@ -165,7 +166,12 @@ fn unit_timeouts_cover_the_scripts_own_bounds() {
     let one = |text: &str, key: &str| number_after(text, key)[0];
     let sum = |text: &str, key: &str| number_after(text, key).iter().sum::<u32>();
     // The report of a failure (failover_unhealthy's own deadline).
-    let report = one(&aws, "AWS_DEADLINE=$(( SECONDS + ");
+    let report = one(
+        &failover[failover
+            .find("function failover_unhealthy")
+            .expect("failover_unhealthy")..],
+        "AWS_DEADLINE=$(( SECONDS + ",
+    );
     let boot_bound = sum(&boot, "flock -w ")
         + one(&boot, "IMDS_BUDGET=")
         + one(&conf, "attach_timeout=")

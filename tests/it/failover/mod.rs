@@ -857,10 +857,25 @@ fn scripts_call_exactly(fixture: &str) {
     assert_eq!(in_policy, granted, "{fixture}");
 }
 
+/// A plain site gets none of the files that call AWS; the scripts it does
+/// get are the same on every site (they name the AWS files' paths, and
+/// source them only when site.conf says failover or metrics).
 fn scripts_of_a_plain_spec_call_nothing() {
     let plain = fixtures::render(Path::new("tests/fixtures/valid/debian-mixed.yaml"));
+    let conf = std::fs::read_to_string(plain.site_dir.join("site.conf")).unwrap();
+    assert!(conf.contains("\nfailover=no\n") && conf.contains("\nmetrics=no\n"));
     for (name, bytes) in fixtures::files(&plain.site_dir) {
         let text = String::from_utf8_lossy(&bytes);
+        if natbake::render::instance::SCRIPTS
+            .iter()
+            .any(|s| s.artifact == name)
+        {
+            assert!(
+                !text.contains("Action=") && !name.contains("aws") && !name.contains("failover"),
+                "{name} of a spec without failover calls AWS"
+            );
+            continue;
+        }
         assert!(
             !text.contains("aws_run")
                 && !text.contains("natbake-aws")
