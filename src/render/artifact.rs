@@ -661,11 +661,12 @@ mod tests {
     #[test]
     fn executables_are_the_scripts() {
         for a in ARTIFACTS {
-            // A library under /usr/local/lib is sourced, never run.
+            // A library under /usr/local/lib is sourced, never run; the
+            // AWS client there is a program the libraries run.
             let library = a
                 .install_path
                 .is_some_and(|p| p.starts_with("/usr/local/lib/"));
-            let script = a.name.ends_with(".sh") && !library;
+            let script = (a.name.ends_with(".sh") && !library) || a.name == AWS_PROGRAM;
             assert_eq!(a.mode, if script { 0o755 } else { 0o644 }, "{}", a.name);
         }
     }

@@ -183,7 +183,10 @@ mod tests {
             );
         }
         // The floating interface is found by the stack's tag.
-        assert!(source(AWS_LIB).contains(&format!("Name=tag:{}", stack::SITE_TAG)));
+        assert!(
+            AWS_PROGRAM_SOURCE
+                .contains(&format!("(\"Filter.1.Name\", \"tag:{}\")", stack::SITE_TAG))
+        );
         // The chains the scripts name are chains the ruleset makes.
         let site = crate::validate::parse(
             std::path::Path::new("t.yaml"),
@@ -220,14 +223,11 @@ mod tests {
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         files.sort();
-        let mut names: Vec<String> = SCRIPTS.iter().map(|s| s.artifact.to_string()).collect();
+        let mut names: Vec<String> = sources().map(|(name, _)| name.to_string()).collect();
         names.sort();
         assert_eq!(files, names);
-        for s in SCRIPTS {
-            assert_eq!(
-                std::fs::read_to_string(dir.join(s.artifact)).unwrap(),
-                s.source
-            );
+        for (name, source) in sources() {
+            assert_eq!(std::fs::read_to_string(dir.join(name)).unwrap(), source);
         }
     }
 
