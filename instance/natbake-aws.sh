@@ -65,6 +65,7 @@ function aws_read_env_file {
 
 # One metadata value (PATH under /latest/) into AWS_BODY, one line each;
 # aws_imds_lagging also waits out a 404 (a new interface's metadata).
+# shellcheck disable=SC2034 # its callers read AWS_BODY
 function aws_imds {
   AWS_BODY=''
   aws_run imds "$@" || return
