@@ -26,39 +26,18 @@
 # from one DescribeNetworkInterfaces: FLOATING_ID, FLOATING_MAC,
 # FLOATING_ADDR, FLOATING_STATUS (the interface's), FLOATING_HOLDER,
 # FLOATING_ATTACHMENT and FLOATING_ATTACHED (the attachment's id and
-# status). Returns like aws_query, with the reason in AWS_MESSAGE; not
-# exactly one interface, or one without a MAC or address, is a refusal.
+# status); AWS_INSTANCE_ID and AWS_AZ too. Returns like aws_run, with the
+# reason in AWS_MESSAGE; not exactly one interface, or one without a MAC
+# or address, is a refusal.
 # shellcheck disable=SC2034 # its callers read what it sets
 function floating_describe {
-  local body eni att count rc
   FLOATING_ID='' FLOATING_MAC='' FLOATING_ADDR='' FLOATING_STATUS=''
   FLOATING_HOLDER='' FLOATING_ATTACHMENT='' FLOATING_ATTACHED=''
-  aws_query ec2 Action=DescribeNetworkInterfaces \
-    Filter.1.Name=tag:natbake:site "Filter.1.Value.1=$1" \
-    Filter.2.Name=availability-zone "Filter.2.Value.1=$AWS_AZ" || {
-    rc=$?
-    AWS_MESSAGE="Cannot list the network interfaces tagged natbake:site=$1 in $AWS_AZ: $AWS_ERROR: $AWS_MESSAGE"
-    return "$rc"
-  }
-  body=$(aws_xml_flat <<<"$AWS_BODY")
-  count=$(aws_xml_count networkInterfaceId <<<"$body")
-  [ "$count" -eq 1 ] || {
-    AWS_MESSAGE="Found $count network interfaces tagged natbake:site=$1 in $AWS_AZ; exactly one must exist there (created with the elastic IP, outside the instance)."
-    return 1
-  }
-  eni=$(aws_xml_block networkInterfaceSet <<<"$body")
-  FLOATING_ID=$(aws_xml_value networkInterfaceId <<<"$eni")
-  FLOATING_MAC=$(aws_xml_value macAddress <<<"$eni")
-  FLOATING_ADDR=$(aws_xml_value privateIpAddress <<<"$eni")
-  att=$(aws_xml_block attachment <<<"$eni")
-  FLOATING_STATUS=$(aws_xml_without attachment <<<"$eni" | aws_xml_value status)
-  FLOATING_HOLDER=$(aws_xml_value instanceId <<<"$att")
-  FLOATING_ATTACHMENT=$(aws_xml_value attachmentId <<<"$att")
-  FLOATING_ATTACHED=$(aws_xml_value status <<<"$att")
-  [[ $FLOATING_MAC =~ ^[0-9a-f]{2}(:[0-9a-f]{2}){5}$ && $FLOATING_ADDR =~ ^[0-9]{1,3}(\.[0-9]{1,3}){3}$ ]] || {
-    AWS_MESSAGE="The description of $FLOATING_ID (tagged natbake:site=$1 in $AWS_AZ) lacks a MAC or private address."
-    return 1
-  }
+  aws_run describe-floating "$1" || return
+  AWS_INSTANCE_ID=${AWS_OUT[instance]:-} AWS_AZ=${AWS_OUT[zone]:-}
+  FLOATING_ID=${AWS_OUT[id]:-} FLOATING_MAC=${AWS_OUT[mac]:-} FLOATING_ADDR=${AWS_OUT[address]:-}
+  FLOATING_STATUS=${AWS_OUT[status]:-} FLOATING_HOLDER=${AWS_OUT[holder]:-}
+  FLOATING_ATTACHMENT=${AWS_OUT[attachment]:-} FLOATING_ATTACHED=${AWS_OUT[attached]:-}
 }
 
 # The device whose MAC address is $1, if any, by its name now.
@@ -174,7 +153,7 @@ function floating_api_due {
 # reason in AWS_MESSAGE).
 function floating_attached_here {
   floating_device "$2" || { AWS_MESSAGE="no device has the MAC address $2 of $1"; return 1; }
-  { aws_imds_token && aws_imds "meta-data/network/interfaces/macs/$2/interface-id"; } || {
+  aws_imds "meta-data/network/interfaces/macs/$2/interface-id" || {
     AWS_MESSAGE="instance metadata does not list $1 under $2 (${AWS_MESSAGE:-no answer})"
     return 3
   }
@@ -185,26 +164,19 @@ function floating_attached_here {
 # instance (after a failed boot, or a floating interface lost for good):
 # the group's tag on the instance names it.
 function failover_unhealthy {
-  local group
   AWS_DEADLINE=$(( SECONDS + 20 ))
-  [ -n "$AWS_TOKEN" ] || aws_identity || {
-    log "Cannot tell the Auto Scaling group: this instance's identity or credentials are unknown ($AWS_MESSAGE)."
-    return 0
-  }
-  if ! aws_query ec2 Action=DescribeInstances "InstanceId.1=$AWS_INSTANCE_ID"; then
-    log "Cannot tell the Auto Scaling group: DescribeInstances failed ($AWS_ERROR: $AWS_MESSAGE)."
-    return 0
-  fi
-  group=$(aws_xml_flat <<<"$AWS_BODY" | grep -o '<key>aws:autoscaling:groupName</key><value>[^<]*</value>' | sed -n 's:.*<value>\(.*\)</value>:\1:p')
-  if [ -z "$group" ]; then
-    log "This instance is not in an Auto Scaling group; nothing to report unhealthy to."
-    return 0
-  fi
-  if aws_query autoscaling Action=SetInstanceHealth "InstanceId=$AWS_INSTANCE_ID" HealthStatus=Unhealthy ShouldRespectGracePeriod=false; then
-    log "Reported this instance Unhealthy to its Auto Scaling group $group, which replaces it."
+  if aws_run report-unhealthy; then
+    if [ -n "${AWS_OUT[group]:-}" ]; then
+      log "Reported this instance Unhealthy to its Auto Scaling group ${AWS_OUT[group]:-}, which replaces it."
+    else
+      log "This instance is not in an Auto Scaling group; nothing to report unhealthy to."
+    fi
+  elif [ -n "${AWS_OUT[group]:-}" ]; then
+    log "$AWS_MESSAGE"
   else
-    log "Cannot report this instance Unhealthy to $group: $AWS_ERROR: $AWS_MESSAGE"
+    log "Cannot tell the Auto Scaling group: $AWS_MESSAGE"
   fi
+  return 0
 }
 
 # Step 1b: take over the floating interface (tag natbake:site=$SITE, this
@@ -306,14 +278,18 @@ function take_floating_interface {
     log "The floating interface $id is still attached to this instance ($FLOATING_DEV has its MAC, instance metadata lists it); going on without the EC2 API."
     [ "$FLOATING_CONFIG" != networkd ] || write_network_file "$mac"
   else
-    aws_identity || die "Cannot read this instance's identity and role credentials from instance metadata: $AWS_MESSAGE."
-    log "Taking over the floating interface of site $SITE in $AWS_AZ (instance $AWS_INSTANCE_ID; waiting at most ${ATTACH_TIMEOUT}s)..."
+    local first=yes
     while :; do
       # Each turn's calls may finish after the deadline; the turn then ends
       # the wait below, with what it found.
       # shellcheck disable=SC2034 # natbake-aws.sh reads it
       AWS_DEADLINE=$(( SECONDS + 10 > FLOATING_DEADLINE ? SECONDS + 10 : FLOATING_DEADLINE ))
       floating_describe "$SITE" || die "$AWS_MESSAGE"
+      # The first answer also says who and where this instance is.
+      if [ -n "$first" ]; then
+        log "Taking over the floating interface of site $SITE in $AWS_AZ (instance $AWS_INSTANCE_ID; waiting at most ${ATTACH_TIMEOUT}s)..."
+        first=''
+      fi
       id=$FLOATING_ID mac=$FLOATING_MAC addr=$FLOATING_ADDR status=$FLOATING_STATUS
       holder=$FLOATING_HOLDER att_id=$FLOATING_ATTACHMENT att_status=$FLOATING_ATTACHED
       [ "$FLOATING_CONFIG" != networkd ] || write_network_file "$mac"
@@ -325,8 +301,7 @@ function take_floating_interface {
       elif [ -z "$holder" ] && [ "$status" = available ]; then
         log "Attaching $id ($addr) as device 1..."
         pause=0.5
-        if ! aws_query ec2 Action=AttachNetworkInterface "NetworkInterfaceId=$id" \
-          "InstanceId=$AWS_INSTANCE_ID" DeviceIndex=1 NetworkCardIndex=0; then
+        if ! aws_run attach "$id"; then
           case $AWS_ERROR in
             # Taken or still held a moment: the next description says by whom.
             InvalidNetworkInterface.InUse | IncorrectState | natbake.NoAnswer) log "Attaching $id did not succeed ($AWS_ERROR); looking again." ;;
@@ -335,15 +310,15 @@ function take_floating_interface {
         fi
       elif [ -n "$holder" ] && [ "$holder" != "$AWS_INSTANCE_ID" ]; then
         state=''
-        if aws_query ec2 Action=DescribeInstances "InstanceId.1=$holder"; then
-          state=$(aws_xml_flat <<<"$AWS_BODY" | aws_xml_block instanceState | aws_xml_value name)
+        if aws_run instance-state "$holder"; then
+          state=${AWS_OUT[state]:-}
         fi
         case $state in
           stopping | stopped)
             # EC2 keeps an interface on a stopped instance for good.
             if [ -z "$detached" ] && [ -n "$att_id" ]; then
               log "$id is held by $holder, which is $state; detaching it from there."
-              aws_query ec2 Action=DetachNetworkInterface "AttachmentId=$att_id" ||
+              aws_run detach "$att_id" ||
                 log "Detaching $id from $holder failed: $AWS_ERROR: $AWS_MESSAGE"
               detached=yes
             fi ;;
@@ -408,13 +383,8 @@ FLOATING_FAILURE=''
 # sets when it is next due; returns like floating_describe.
 function floating_ask_api {
   if [ -z "$FLOATING_API_RC" ]; then
-    if [ -n "$AWS_TOKEN" ] || aws_identity; then
-      floating_describe "$SITE"
-      FLOATING_API_RC=$?
-    else
-      FLOATING_API_RC=$?
-      AWS_MESSAGE="cannot read this instance's identity and role credentials from instance metadata: $AWS_MESSAGE"
-    fi
+    floating_describe "$SITE"
+    FLOATING_API_RC=$?
     FLOATING_API_MESSAGE=$AWS_MESSAGE
     floating_api_asked "$FLOATING_API_RC"
   fi
@@ -428,7 +398,8 @@ function floating_problems {
   local here=0 id mac addr rc
   # shellcheck disable=SC2034 # natbake-aws.sh reads it
   AWS_DEADLINE=$(( SECONDS + 20 ))
-  aws_read_env_file || { FLOATING_FAILURE=$AWS_MESSAGE; return 0; }
+  # A malformed /etc/natbake/aws.env is refused by every call of the AWS
+  # client: the look below and the API's then fail with its line number.
   if floating_kept; then
     id=$KEPT_ID mac=$KEPT_MAC addr=$KEPT_ADDR
     floating_attached_here "$id" "$mac"

@@ -102,30 +102,15 @@ function metrics_commit {
 # exactly the datums that went out.
 # Publishes to CloudWatch namespace $1 the data on stdin, one datum a line:
 # "NAME UNIT VALUE DIMENSION=VALUE...", at most $2 metrics per request.
-# Returns like aws_query, at the first request that fails; AWS_PUT_SENT is
+# Returns like aws_run, at the first request that fails; AWS_PUT_SENT is
 # the number of lines read up to the last request that succeeded.
 # shellcheck disable=SC2034 # its caller reads AWS_PUT_SENT
 function aws_put_metrics {
-  local namespace=$1 per=$2 name unit value dims dim n=0 d params=() lines=0
-  AWS_PUT_SENT=0
-  while read -r name unit value dims; do
-    lines=$(( lines + 1 ))
-    [ -n "$name" ] || continue
-    n=$(( n + 1 )) d=0
-    params+=("MetricData.member.$n.MetricName=$name" "MetricData.member.$n.Unit=$unit" "MetricData.member.$n.Value=$value")
-    for dim in $dims; do
-      d=$(( d + 1 ))
-      params+=("MetricData.member.$n.Dimensions.member.$d.Name=${dim%%=*}" "MetricData.member.$n.Dimensions.member.$d.Value=${dim#*=}")
-    done
-    if [ "$n" -ge "$per" ]; then
-      aws_query monitoring Action=PutMetricData "Namespace=$namespace" "${params[@]}" || return
-      AWS_PUT_SENT=$lines n=0 params=()
-    fi
-  done
-  if [ "$n" -gt 0 ]; then
-    aws_query monitoring Action=PutMetricData "Namespace=$namespace" "${params[@]}" || return
-  fi
-  AWS_PUT_SENT=$lines
+  local rc=0
+  aws_run put-metrics "$1" "$2" || rc=$?
+  AWS_PUT_SENT=${AWS_OUT[sent]:-0}
+  [[ $AWS_PUT_SENT =~ ^[0-9]+$ ]] || AWS_PUT_SENT=0
+  return "$rc"
 }
 
 # CloudWatch metrics, at most once a minute by the monotonic clock,
@@ -164,12 +149,6 @@ function put_metrics {
   AWS_PUT_SENT=0
   # shellcheck disable=SC2034 # natbake-aws.sh reads it
   AWS_DEADLINE=$(( SECONDS + 20 ))
-  if [ -z "$AWS_TOKEN" ]; then
-    if ! aws_read_env_file || ! aws_identity; then
-      log "WARNING: metrics not published: $AWS_MESSAGE"
-      return 1
-    fi
-  fi
   aws_put_metrics "$METRICS_NAMESPACE" "$METRICS_PER_REQUEST" || {
     local sent=''
     [ "$AWS_PUT_SENT" -eq 0 ] || sent=" past the first $AWS_PUT_SENT datums (those went out)"

@@ -61,14 +61,14 @@ const AL2023_NEEDS: &[Need] = &[
     need("iptables-restore", "iptables-nft"),
     need("curl", "curl-minimal"),
     need("logger", "util-linux"),
-    need("perl", "perl-interpreter"),
+    need("python3", "python3"),
     need("ipset", "ipset"),
 ];
 const DEBIAN_NEEDS: &[Need] = &[
     need("iptables-restore", "iptables"),
     need("curl", "curl"),
     need("logger", "bsdutils"),
-    need("perl", "perl-base"),
+    need("python3", "python3"),
     need("ipset", "ipset"),
 ];
 /// A warm standby's daemons, by os (see docs/failover.md for how each
@@ -442,12 +442,12 @@ mod tests {
         for os in Os::ALL {
             let p = os.packages();
             let commands: Vec<&str> = p.needs.iter().map(|n| n.command).collect();
-            // perl reads the nf_tables generation for the health check
-            // and ipset counts bytes per forward; the legacy AMI's
-            // iptables does not use nf_tables and its ipset predates
-            // counters.
+            // python3 reads the nf_tables generation for the health check
+            // and runs the AWS client, and ipset counts bytes per forward;
+            // the legacy AMI's iptables does not use nf_tables, its ipset
+            // predates counters, and AWS features are refused there.
             let want: &[&str] = if os.has_systemd() {
-                &["iptables-restore", "curl", "logger", "perl", "ipset"]
+                &["iptables-restore", "curl", "logger", "python3", "ipset"]
             } else {
                 &["iptables-restore", "curl", "logger"]
             };

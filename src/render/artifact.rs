@@ -35,12 +35,16 @@ pub const SCRIPT: &str = "configure-pat.sh";
 pub const LIB: &str = "natbake-lib.sh";
 /// The systemd unit that runs the boot step.
 pub const UNIT: &str = "natbake.service";
-/// The AWS API helpers that configure-pat.sh sources (floating interface).
+/// The AWS side of the scripts that configure-pat.sh and the health check
+/// source (floating interface, metrics), over [`AWS_PROGRAM`].
 pub const AWS_LIB: &str = "natbake-aws.sh";
 /// The floating interface's steps, at boot and in the health check.
 pub const FAILOVER_LIB: &str = "natbake-failover.sh";
 /// The health check's CloudWatch metrics.
 pub const METRICS_LIB: &str = "natbake-metrics.sh";
+/// The one client of instance metadata and the AWS APIs: a Python 3
+/// program (standard library only), the same bytes for every site.
+pub const AWS_PROGRAM: &str = "natbake-aws.py";
 /// The periodic check that repairs drift.
 pub const HEALTH: &str = "natbake-health.sh";
 /// The table of counters and health on the instance.
@@ -225,6 +229,8 @@ impl ArtifactDef {
     pub fn made_from(&self) -> String {
         match self.template {
             Some(_) => format!("`templates/{}.hbs`", self.name),
+            // Installed as it is, the same bytes for every site.
+            None if self.name == AWS_PROGRAM => format!("`instance/{AWS_PROGRAM}`"),
             None if instance::SCRIPTS.iter().any(|s| s.artifact == self.name) => {
                 format!("`instance/{}`", self.name)
             }
@@ -413,6 +419,15 @@ pub const ARTIFACTS: &[ArtifactDef] = &[
         mode: 0o644,
         os: ForOs::Systemd,
         when: When::Failover,
+    },
+    ArtifactDef {
+        name: AWS_PROGRAM,
+        template: None,
+        render: |i| Ok(Some(i.output(instance::AWS_PROGRAM_SOURCE.into()))),
+        install_path: Some("/usr/local/lib/natbake/natbake-aws"),
+        mode: 0o755,
+        os: ForOs::Systemd,
+        when: When::Aws,
     },
     ArtifactDef {
         name: HEALTH,
@@ -719,11 +734,12 @@ mod tests {
     #[test]
     fn executables_are_the_scripts() {
         for a in ARTIFACTS {
-            // A library under /usr/local/lib is sourced, never run.
+            // A library under /usr/local/lib is sourced, never run; the
+            // AWS client there is a program the libraries run.
             let library = a
                 .install_path
                 .is_some_and(|p| p.starts_with("/usr/local/lib/"));
-            let script = a.name.ends_with(".sh") && !library;
+            let script = (a.name.ends_with(".sh") && !library) || a.name == AWS_PROGRAM;
             assert_eq!(a.mode, if script { 0o755 } else { 0o644 }, "{}", a.name);
         }
     }

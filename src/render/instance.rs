@@ -40,6 +40,20 @@ pub const SCRIPTS: &[Script] = &[
     script!(artifact::STANDBY_SCRIPT, "natbake-standby.sh"),
 ];
 
+/// The AWS client (`instance/natbake-aws.py`): a Python program, not
+/// one of [`SCRIPTS`] (which are bash), installed as it is, comments and
+/// all, the same bytes for every site.
+pub const AWS_PROGRAM_SOURCE: &str = include_str!("../../instance/natbake-aws.py");
+
+/// Every file of natbake's `instance/` folder, as (artifact, source): the
+/// scripts and the AWS client.
+pub fn sources() -> impl Iterator<Item = (&'static str, &'static str)> {
+    SCRIPTS
+        .iter()
+        .map(|s| (s.artifact, s.source))
+        .chain(std::iter::once((artifact::AWS_PROGRAM, AWS_PROGRAM_SOURCE)))
+}
+
 /// The source of the script of artifact `name`, comments and all.
 ///
 /// # Panics
@@ -121,6 +135,7 @@ mod tests {
         for script in [SCRIPT, HEALTH, STATUS] {
             assert_eq!(assigned(script, "LIB"), install_path(LIB), "{script}");
         }
+        assert_eq!(assigned(AWS_LIB, "AWS_PROGRAM"), install_path(AWS_PROGRAM));
         assert_eq!(assigned(LIB, "STATE_DIR"), STATE_DIR);
         assert_eq!(assigned(LIB, "IPSET_IN"), ipsets::SET_IN);
         assert_eq!(assigned(LIB, "IPSET_OUT"), ipsets::SET_OUT);
@@ -169,7 +184,10 @@ mod tests {
             );
         }
         // The floating interface is found by the stack's tag.
-        assert!(source(artifact::FAILOVER_LIB).contains(&format!("Name=tag:{}", stack::SITE_TAG)));
+        assert!(
+            AWS_PROGRAM_SOURCE
+                .contains(&format!("(\"Filter.1.Name\", \"tag:{}\")", stack::SITE_TAG))
+        );
         // The chains the scripts name are chains the ruleset makes.
         let site = crate::validate::parse(
             std::path::Path::new("t.yaml"),
@@ -206,14 +224,11 @@ mod tests {
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         files.sort();
-        let mut names: Vec<String> = SCRIPTS.iter().map(|s| s.artifact.to_string()).collect();
+        let mut names: Vec<String> = sources().map(|(name, _)| name.to_string()).collect();
         names.sort();
         assert_eq!(files, names);
-        for s in SCRIPTS {
-            assert_eq!(
-                std::fs::read_to_string(dir.join(s.artifact)).unwrap(),
-                s.source
-            );
+        for (name, source) in sources() {
+            assert_eq!(std::fs::read_to_string(dir.join(name)).unwrap(), source);
         }
     }
 

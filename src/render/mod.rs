@@ -185,10 +185,9 @@ fn instance_scripts_unchanged(dir: &Path) -> Result<()> {
     for e in entries {
         let path = e.with_context(|| format!("cannot read `{shown}`"))?.path();
         let name = path.file_name().unwrap_or_default().to_string_lossy();
-        let same = instance::SCRIPTS
-            .iter()
-            .find(|s| s.artifact == name)
-            .map(|s| std::fs::read(&path).is_ok_and(|b| b == s.source.as_bytes()));
+        let same = instance::sources()
+            .find(|(artifact, _)| *artifact == name)
+            .map(|(_, source)| std::fs::read(&path).is_ok_and(|b| b == source.as_bytes()));
         if same != Some(true) {
             bail!(
                 "`{}` is not natbake's own instance script: the scripts the instance runs are the \
@@ -211,11 +210,7 @@ pub fn dump_templates(dir: &Path) -> Result<()> {
         .with_context(|| format!("cannot create `{}`", printable_path(&scripts)))?;
     let files = embedded()
         .map(|t| (dir.join(format!("{}.hbs", t.artifact)), t.text))
-        .chain(
-            instance::SCRIPTS
-                .iter()
-                .map(|s| (scripts.join(s.artifact), s.source)),
-        );
+        .chain(instance::sources().map(|(artifact, source)| (scripts.join(artifact), source)));
     for (path, text) in files {
         let mut f = std::fs::OpenOptions::new()
             .write(true)

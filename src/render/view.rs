@@ -55,7 +55,7 @@ pub struct View {
     /// settings and where the standby's files go.
     pub standby: Option<crate::standby::StandbyView>,
     /// Whether the scripts call AWS (failover or metrics), and so get
-    /// natbake-aws.sh.
+    /// natbake-aws.sh and natbake-aws.
     pub aws: bool,
     pub vpc_cidrs: Vec<String>,
     pub egress: bool,
@@ -121,6 +121,7 @@ pub struct Paths {
     pub script: &'static str,
     pub unit: &'static str,
     pub aws_lib: &'static str,
+    pub aws_program: &'static str,
     pub lib: &'static str,
     pub health: &'static str,
     pub status: &'static str,
@@ -257,6 +258,7 @@ impl View {
             script: install_path(artifact::SCRIPT),
             unit: install_path(artifact::UNIT),
             aws_lib: install_path(artifact::AWS_LIB),
+            aws_program: install_path(artifact::AWS_PROGRAM),
             lib: install_path(artifact::LIB),
             health: install_path(artifact::HEALTH),
             status: install_path(artifact::STATUS),

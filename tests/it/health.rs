@@ -1473,7 +1473,8 @@ fn aws_env_file_is_parsed_as_people_write_it() {
             "natbake-aws.sh",
             d,
             &format!(
-                "unset NATBAKE_EC2_ENDPOINT NATBAKE_AUTOSCALING_ENDPOINT NATBAKE_CLOUDWATCH_ENDPOINT NATBAKE_FLOATING_CONFIG\n{env}\nAWS_ENV_FILE=aws.env\nif aws_read_env_file; then echo \"${{NATBAKE_EC2_ENDPOINT:-}}|${{NATBAKE_AUTOSCALING_ENDPOINT:-}}|${{NATBAKE_CLOUDWATCH_ENDPOINT:-}}|${{NATBAKE_FLOATING_CONFIG:-}}\"; else echo \"refused: $AWS_MESSAGE\"; fi"
+                "unset NATBAKE_EC2_ENDPOINT NATBAKE_AUTOSCALING_ENDPOINT NATBAKE_CLOUDWATCH_ENDPOINT NATBAKE_FLOATING_CONFIG\n{env}\nAWS_ENV_FILE=aws.env AWS_PROGRAM='{program}'\nif aws_read_env_file; then echo \"${{AWS_OUT[NATBAKE_EC2_ENDPOINT]}}|${{AWS_OUT[NATBAKE_AUTOSCALING_ENDPOINT]}}|${{AWS_OUT[NATBAKE_CLOUDWATCH_ENDPOINT]}}|${{NATBAKE_FLOATING_CONFIG:-}}\"; else echo \"refused: $AWS_MESSAGE\"; fi",
+                program = site.site_dir.join("natbake-aws.py").display()
             ),
         )
     };
@@ -1483,7 +1484,7 @@ fn aws_env_file_is_parsed_as_people_write_it() {
         "https://vpce-1.ec2.us-east-1.vpce.amazonaws.com/|http://10.0.0.9:8080/|http://cw/|ip\n"
     );
     assert_eq!(
-        read(file, "NATBAKE_EC2_ENDPOINT=http://from-env/"),
+        read(file, "export NATBAKE_EC2_ENDPOINT=http://from-env/"),
         "http://from-env/|http://10.0.0.9:8080/|http://cw/|ip\n"
     );
     for (text, why) in [
@@ -1512,34 +1513,53 @@ fn aws_env_file_is_parsed_as_people_write_it() {
 /// The nf_tables generation is read from the kernel's NFT_MSG_NEWGEN
 /// answer by the attribute's type without its two flag bits
 /// (NLA_TYPE_MASK, 0x3fff: NLA_F_NESTED and NLA_F_NET_BYTEORDER): the
-/// rendered perl program, its socket calls replaced by a canned answer
-/// whose NFTA_GEN_ID carries the byte-order flag.
+/// rendered Python program, its socket replaced by one that gives a canned
+/// answer whose NFTA_GEN_ID carries the byte-order flag; an answer that is
+/// not NEWGEN, or is cut, prints nothing.
 #[test]
 fn the_generation_attribute_is_found_whatever_its_flag_bits() {
     let site = render(&fixture_spec("metrics-only"));
     let lib = fs::read_to_string(site.site_dir.join("natbake-lib.sh")).unwrap();
-    let start = lib.find("perl -e '").expect("the generation reader") + "perl -e '".len();
+    let start =
+        lib.find("python3 -IS -c '").expect("the generation reader") + "python3 -IS -c '".len();
     let program = &lib[start..start + lib[start..].find("' 2>/dev/null").unwrap()];
-    // nlmsghdr, nfgenmsg, then NFTA_GEN_PROC_PID (2) and NFTA_GEN_ID (1),
-    // both with NLA_F_NET_BYTEORDER (0x4000).
-    let canned = r#"BEGIN {
-      my $m = pack("L S S L L C C n", 36, 10 << 8 | 15, 0, 1, 0, 0, 0, 0)
-        . pack("S S N", 8, 0x4002, 999) . pack("S S N", 8, 0x4001, 4000000000);
-      *CORE::GLOBAL::socket = sub { 1 }; *CORE::GLOBAL::bind = sub { 1 };
-      *CORE::GLOBAL::send = sub { 1 }; *CORE::GLOBAL::recv = sub { $_[1] = $m; "" };
-    }"#;
-    let out = std::process::Command::new("perl")
-        .args(["-e", canned, "-e", program])
-        .output()
-        .expect("perl");
-    assert_eq!(
+    let run = |answer: &str| {
+        // nlmsghdr, nfgenmsg, then NFTA_GEN_PROC_PID (2) and NFTA_GEN_ID (1).
+        let canned = format!(
+            "import _socket, struct\n\
+             M = {answer}\n\
+             class S:\n    def __init__(self, *a): pass\n    def settimeout(self, t): pass\n\
+             \x20   def bind(self, a): pass\n    def send(self, d): return len(d)\n    def recv(self, n): return M\n\
+             _socket.socket = S\n"
+        );
+        let out = std::process::Command::new("/usr/bin/python3")
+            .args(["-IS", "-c", &format!("{canned}{program}")])
+            .output()
+            .expect("python3");
         (
             out.status.success(),
-            String::from_utf8_lossy(&out.stdout).as_ref()
-        ),
-        (true, "4000000000\n"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let attrs = r#"struct.pack("=HH", 8, 0x4002) + struct.pack("!I", 999) + struct.pack("=HH", 8, 0x4001) + struct.pack("!I", 4000000000)"#;
+    assert_eq!(
+        run(&format!(
+            r#"struct.pack("=IHHII", 36, 10 << 8 | 15, 0, 1, 0) + b"\0\0\0\0" + {attrs}"#
+        )),
+        (true, "4000000000\n".to_owned())
+    );
+    // An error answer (NLMSG_ERROR), and the right answer cut short.
+    assert_eq!(
+        run(&format!(
+            r#"struct.pack("=IHHII", 36, 2, 0, 1, 0) + b"\0\0\0\0" + {attrs}"#
+        )),
+        (false, String::new())
+    );
+    assert_eq!(
+        run(&format!(
+            r#"(struct.pack("=IHHII", 36, 10 << 8 | 15, 0, 1, 0) + b"\0\0\0\0" + {attrs})[:30]"#
+        )),
+        (false, String::new())
     );
 }
 

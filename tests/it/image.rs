@@ -87,6 +87,9 @@ impl Flavor {
             // IMDSv2 from configure-pat.sh.
             "curl",
             "ca-certificates",
+            // The health check's nf_tables generation reader and the AWS
+            // client; on every cloud image, where cloud-init needs it.
+            "python3",
             // Part of minbase already; named because the scripts rely on
             // them (logger, flock, ...).
             "util-linux",

@@ -4,6 +4,7 @@
 //! not root, and fail instead when NATBAKE_REQUIRE_ROOT_TESTS=1, which the
 //! README's test command and CI set.
 
+mod aws_client;
 mod boot;
 mod cli;
 mod doc_links;

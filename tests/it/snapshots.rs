@@ -1,8 +1,8 @@
 //! Snapshots of every artifact of every valid spec, and of the error
 //! output for every invalid one. Reviewed by hand: see CONTRIBUTING.md.
 //!
-//! The instance's scripts are the same bytes for every site: each has one
-//! snapshot (`instance@<script>`), and a site's copy is checked equal to it
+//! The instance's scripts (and the AWS client, natbake-aws.py) are the
+//! same bytes for every site: each has one snapshot (`instance@<script>`), and a site's copy is checked equal to it
 //! instead. What carries them (SHA256SUMS, the manifest, the user data and
 //! the stack that embeds it) is snapshotted with the scripts' bytes and
 //! digests replaced by placeholders, so that an edit of one script changes
@@ -15,8 +15,9 @@
 //! each diff; that line comes from insta and is not true here.
 
 use crate::fixtures::{all_valid_specs, files, invalid_specs, natbake, render};
+use natbake::render::artifact::AWS_PROGRAM;
 use natbake::render::escape;
-use natbake::render::instance::{SCRIPTS, installed};
+use natbake::render::instance::{AWS_PROGRAM_SOURCE, SCRIPTS, installed};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
@@ -72,9 +73,26 @@ fn assert_every_snapshot(snapshots: Vec<(String, String)>) {
     );
 }
 
-/// Whether `file` is one of the instance's scripts.
+/// Whether `file` is one of the instance's scripts (or the AWS client).
 fn is_instance_script(file: &str) -> bool {
-    SCRIPTS.iter().any(|s| s.artifact == file)
+    file == AWS_PROGRAM || SCRIPTS.iter().any(|s| s.artifact == file)
+}
+
+/// The bytes natbake installs on every site as `file`, an instance script.
+fn installed_everywhere(file: &str) -> &'static [u8] {
+    if file == AWS_PROGRAM {
+        AWS_PROGRAM_SOURCE.as_bytes()
+    } else {
+        installed(file)
+    }
+}
+
+/// Every instance script's name (the AWS client's last).
+fn instance_scripts() -> impl Iterator<Item = &'static str> {
+    SCRIPTS
+        .iter()
+        .map(|s| s.artifact)
+        .chain(std::iter::once(AWS_PROGRAM))
 }
 
 /// Whether `file` carries the scripts' bytes (and so changes with them).
@@ -97,7 +115,7 @@ fn site_snapshots(label: &str, site: &[(String, Vec<u8>)]) -> Vec<(String, Strin
     for (file, bytes) in site {
         if is_instance_script(file) {
             assert!(
-                bytes.as_slice() == installed(file),
+                bytes.as_slice() == installed_everywhere(file),
                 "{label}: {file} is not the script natbake installs on every site"
             );
             continue;
@@ -215,9 +233,9 @@ fn redact_user_data(label: &str, text: &str, site: &[(String, Vec<u8>)]) -> Stri
 fn every_artifact_of_every_valid_spec() {
     let _guard = settings().bind_to_scope();
     let mut snapshots = Vec::new();
-    for s in SCRIPTS {
-        let text = String::from_utf8(installed(s.artifact).to_vec()).unwrap();
-        snapshots.push((artifact_snapshot("instance", s.artifact), text));
+    for name in instance_scripts() {
+        let text = String::from_utf8(installed_everywhere(name).to_vec()).unwrap();
+        snapshots.push((artifact_snapshot("instance", name), text));
     }
     for spec in all_valid_specs() {
         let site = render(&spec.path);
@@ -273,11 +291,8 @@ fn every_error_of_every_invalid_spec() {
 #[test]
 fn no_unreferenced_or_pending_snapshots() {
     let mut expected = BTreeSet::new();
-    for s in SCRIPTS {
-        expected.insert(format!(
-            "{}.snap",
-            artifact_snapshot("instance", s.artifact)
-        ));
+    for name in instance_scripts() {
+        expected.insert(format!("{}.snap", artifact_snapshot("instance", name)));
     }
     for spec in all_valid_specs() {
         let site = render(&spec.path);

@@ -632,7 +632,7 @@ fn digests_match_sha256sum_and_the_manifest() {
     });
 }
 
-/// The metadata checks of `natbake-aws.sh` take every zone and region
+/// The metadata checks of the AWS client (`natbake-aws`) take every zone and region
 /// EC2 names: regional zones, Local Zones, Wavelength Zones, and the
 /// European Sovereign Cloud's region and domain; they still refuse a zone
 /// of another region and text that is no name. Run against the metadata
@@ -640,8 +640,8 @@ fn digests_match_sha256sum_and_the_manifest() {
 #[test]
 fn aws_identity_takes_local_zones_and_sovereign_regions() {
     let site = render(&crate::fixtures::fixture_spec("failover"));
-    let lib = site.site_dir.join("natbake-aws.sh");
-    assert!(lib.exists(), "the failover fixture has natbake-aws.sh");
+    let program = site.site_dir.join("natbake-aws.py");
+    assert!(program.exists(), "the failover fixture has natbake-aws.py");
     let scratch = crate::support::ScratchDir::new("imds-names");
     for (region, az, domain, partition, ok) in [
         ("us-east-1", "us-east-1a", "amazonaws.com", "aws", true),
@@ -723,22 +723,23 @@ fn aws_identity_takes_local_zones_and_sovereign_regions() {
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
         let out = crate::support::output_of(
-            Command::new("bash")
-                .arg("-c")
-                .arg(
-                    "source \"$1\" && AWS_IMDS=\"http://127.0.0.1:$2\" && AWS_DEADLINE=$(( SECONDS + 10 )) && \
-                     if aws_identity; then echo \"$AWS_REGION $AWS_AZ $AWS_DOMAIN\"; else echo \"$AWS_MESSAGE\"; exit 1; fi",
-                )
-                .arg("bash")
-                .arg(&lib)
-                .arg(port.to_string()),
+            Command::new("/usr/bin/python3")
+                .arg("-IS")
+                .arg(&program)
+                .args(["--deadline", "10", "identity"])
+                .env("NATBAKE_IMDS_ADDRESS", format!("127.0.0.1:{port}")),
         );
         let _ = stub.kill();
         let _ = stub.wait();
         let stdout = String::from_utf8_lossy(&out.stdout);
         if ok {
             assert!(out.status.success(), "{region} {az}: {stdout}");
-            assert_eq!(stdout.trim(), format!("{region} {az} {domain}"));
+            assert_eq!(
+                stdout,
+                format!(
+                    "instance=i-0123456789abcdef0\nregion={region}\nzone={az}\ndomain={domain}\n"
+                )
+            );
         } else {
             assert!(!out.status.success(), "{region} {az} taken: {stdout}");
             assert!(stdout.contains("malformed"), "{region} {az}: {stdout}");

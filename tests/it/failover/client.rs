@@ -1,343 +1,135 @@
-//! The AWS client of the instance (natbake-aws.sh) on canned answers, no
-//! root needed: the rendered file is sourced by bash with `fake_curl.py`
-//! in place of curl (answers from a scenario, each call logged), and its
-//! functions are called as the scripts call them. Also: the systemd units'
-//! start timeouts cover the bounds the scripts set themselves.
+//! The AWS side of the instance's scripts (natbake-aws.sh) without root:
+//! its functions read what the AWS client (`natbake-aws`, tested on its
+//! own in `aws_client`) prints as data, with a stand-in program in its
+//! place. Also: the systemd units' start timeouts cover the bounds the
+//! scripts set themselves.
 
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use serde_json::{Value, json};
-
 use crate::fixtures;
 use crate::support::{self, Finished, ScratchDir};
 
-const SITE: &str = "failover-health";
-const ENI: &str = "eni-0a1b2c3d4e5f60718";
-const MAC: &str = "0e:11:22:33:44:55";
-
-/// A DescribeNetworkInterfaces answer as EC2 gives it: the site's one
-/// interface, attached to `i-0123456789abcdef0`.
-fn described() -> String {
-    format!(
-        r#"<?xml version="1.0" encoding="UTF-8"?>
-<DescribeNetworkInterfacesResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/">
-    <requestId>4a3c1d2e-0000-4000-8000-000000000000</requestId>
-    <networkInterfaceSet>
-        <item>
-            <networkInterfaceId>{ENI}</networkInterfaceId>
-            <subnetId>subnet-0123456789abcdef0</subnetId>
-            <availabilityZone>us-east-1a</availabilityZone>
-            <description>natbake floating interface</description>
-            <status>in-use</status>
-            <macAddress>{MAC}</macAddress>
-            <privateIpAddress>10.0.0.2</privateIpAddress>
-            <sourceDestCheck>false</sourceDestCheck>
-            <attachment>
-                <attachmentId>eni-attach-0123456789abcdef0</attachmentId>
-                <instanceId>i-0123456789abcdef0</instanceId>
-                <deviceIndex>1</deviceIndex>
-                <status>attached</status>
-            </attachment>
-            <tagSet><item><key>natbake:site</key><value>{SITE}</value></item></tagSet>
-        </item>
-    </networkInterfaceSet>
-</DescribeNetworkInterfacesResponse>"#
+/// natbake-aws.sh of the failover fixture, and natbake-failover.sh on it,
+/// sourced with `program` (a bash script) in place of natbake-aws; `log`
+/// prints "LOG: ..." on stderr.
+fn run_with_program(program: &str, body: &str) -> (Finished, String) {
+    let site = fixtures::render(Path::new("tests/fixtures/valid/failover-health.yaml"));
+    let dir = ScratchDir::new("aws-glue");
+    let fake = dir.path().join("natbake-aws");
+    fs::write(
+        &fake,
+        format!("#!/bin/bash\necho \"$*\" >>\"${{0%/*}}/calls\"\n{program}"),
     )
+    .unwrap();
+    fs::set_permissions(&fake, fs::Permissions::from_mode(0o755)).unwrap();
+    let script = format!(
+        "set -u\nfunction log {{ echo \"LOG: $*\" >&2; }}\nSTATE_DIR={state}\n. {aws}\n. {failover}\nAWS_PROGRAM={fake}\n{body}\n",
+        state = dir.path().join("state").display(),
+        aws = site.site_dir.join("natbake-aws.sh").display(),
+        failover = site.site_dir.join("natbake-failover.sh").display(),
+        fake = fake.display(),
+    );
+    let run = support::run_bounded(
+        Command::new("bash").args(["-c", &script]),
+        b"",
+        Duration::from_secs(60),
+    );
+    let calls = fs::read_to_string(dir.path().join("calls")).unwrap_or_default();
+    (run, calls)
 }
 
-fn ec2_error(code: &str, message: &str) -> String {
-    format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>{code}</Code><Message>{message}</Message></Error></Errors><RequestID>x</RequestID></Response>"
-    )
-}
-
-/// One step of fake_curl.py's scenario.
-fn step(pattern: &str, times: u32, rc: i32, status: &str, body: &str) -> Value {
-    json!({"match": pattern, "times": times, "rc": rc, "status": status, "body": body})
-}
-
-/// natbake-aws.sh of the failover fixture, and natbake-failover.sh on
-/// it, sourced with a fake curl.
-struct Client {
-    dir: ScratchDir,
-    aws_sh: String,
-    failover_sh: String,
-}
-
-impl Client {
-    fn new() -> Client {
-        let site = fixtures::render(Path::new("tests/fixtures/valid/failover-health.yaml"));
-        let dir = ScratchDir::new("aws-client");
-        let aws_sh = dir.path().join("natbake-aws.sh");
-        fs::copy(site.site_dir.join("natbake-aws.sh"), &aws_sh).expect("copy natbake-aws.sh");
-        let failover_sh = dir.path().join("natbake-failover.sh");
-        fs::copy(site.site_dir.join("natbake-failover.sh"), &failover_sh)
-            .expect("copy natbake-failover.sh");
-        let bin = dir.path().join("bin");
-        fs::create_dir_all(&bin).expect("bin");
-        std::os::unix::fs::symlink(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/failover/fake_curl.py"),
-            bin.join("curl"),
-        )
-        .expect("link the fake curl");
-        Client {
-            aws_sh: aws_sh.display().to_string(),
-            failover_sh: failover_sh.display().to_string(),
-            dir,
-        }
-    }
-
-    /// Runs `body` in bash after sourcing natbake-aws.sh, with the
-    /// scenario `steps`; `log` prints "LOG: ..." on stderr.
-    fn run(&self, steps: &[Value], body: &str) -> Finished {
-        let p = self.dir.path();
-        fs::write(
-            p.join("scenario.json"),
-            Value::Array(steps.to_vec()).to_string(),
-        )
-        .expect("write the scenario");
-        let _ = fs::remove_file(p.join("curl.log"));
-        let script = format!(
-            "set -u\nfunction log {{ echo \"LOG: $*\" >&2; }}\nSTATE_DIR={state}\n. {aws}\n. {failover}\n\
-             AWS_REGION=us-east-1 AWS_DOMAIN=amazonaws.com AWS_AZ=us-east-1a AWS_INSTANCE_ID=i-0123456789abcdef0\n\
-             AWS_KEY=ASIAFAKE000000000000 AWS_SECRET=fake0secret0fake0secret0fake0secret0fake AWS_TOKEN=fakeSessionToken0000\n\
-             AWS_IMDS_TOKEN=fake-imds-token\n{body}\n",
-            state = p.join("state").display(),
-            aws = self.aws_sh,
-            failover = self.failover_sh,
-        );
-        let path = format!(
-            "{}:{}",
-            p.join("bin").display(),
-            std::env::var("PATH").unwrap()
-        );
-        support::run_bounded(
-            Command::new("bash")
-                .args(["-c", &script])
-                .env("PATH", path)
-                .env("FAKE_CURL_SCENARIO", p.join("scenario.json"))
-                .env("FAKE_CURL_LOG", p.join("curl.log")),
-            b"",
-            Duration::from_secs(60),
-        )
-    }
-
-    /// fake_curl.py's log: one "<action or URL> max-time=<value>" per call.
-    fn calls(&self) -> Vec<String> {
-        fs::read_to_string(self.dir.path().join("curl.log"))
-            .unwrap_or_default()
-            .lines()
-            .map(str::to_owned)
-            .collect()
-    }
-}
-
-const DESCRIBE: &str = "AWS_DEADLINE=$(( SECONDS + 20 ))\nfloating_describe failover-health\necho \"rc=$? id=$FLOATING_ID mac=$FLOATING_MAC holder=$FLOATING_HOLDER\"\necho \"message=$AWS_MESSAGE\"";
-
-/// An answer cut in the middle of its body (a reset, or curl's time limit)
-/// arrives with status 200 and half the XML: it is no answer, tried again,
-/// and the whole one is read.
+/// What the program prints is data: a value holding `$(...)`, backquotes
+/// or quotes stays text, warnings reach the log, and the deadline goes
+/// to the program as the seconds left.
 #[test]
-fn an_answer_cut_short_is_tried_again() {
-    let c = Client::new();
-    let full = described();
-    let half = &full[..full.len() / 2];
-    for (rc, what) in [
-        (18, "reset mid-body"),
-        (28, "over curl's limit"),
-        (0, "no end"),
+fn the_programs_answers_are_read_as_data() {
+    let (run, calls) = run_with_program(
+        r#"cat <<'OUT'
+warning=a new role; trying again
+instance=i-0123456789abcdef0
+zone=us-east-1a
+id=eni-0a1b2c3d4e5f60718
+mac=0e:11:22:33:44:55
+address=10.0.0.2
+status=in-use
+holder=$(touch /tmp/natbake-glue-was-run) `id` "x'
+attachment=eni-attach-0123456789abcdef0
+attached=attached
+OUT"#,
+        "AWS_DEADLINE=$(( SECONDS + 20 ))\nfloating_describe failover-health\necho \"rc=$? id=$FLOATING_ID az=$AWS_AZ\"\nprintf 'holder=%s\\n' \"$FLOATING_HOLDER\"",
+    );
+    assert!(run.success(), "{}", run.explain());
+    assert!(
+        run.stdout
+            .contains("rc=0 id=eni-0a1b2c3d4e5f60718 az=us-east-1a"),
+        "{}",
+        run.explain()
+    );
+    assert!(
+        run.stdout
+            .contains("holder=$(touch /tmp/natbake-glue-was-run) `id` \"x'"),
+        "{}",
+        run.explain()
+    );
+    assert!(!Path::new("/tmp/natbake-glue-was-run").exists());
+    assert!(
+        run.stderr
+            .contains("LOG: WARNING: a new role; trying again"),
+        "{}",
+        run.explain()
+    );
+    let deadline: u32 = calls
+        .split_whitespace()
+        .skip_while(|w| *w != "--deadline")
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    assert!((19..=20).contains(&deadline), "{calls}");
+    assert!(
+        calls.contains("describe-floating failover-health"),
+        "{calls}"
+    );
+}
+
+/// A refusal and no answer come back with the program's error and message;
+/// a crash (any other status) is a refusal naming the program; a deadline
+/// already past never starts it.
+#[test]
+fn failures_keep_their_error_and_message() {
+    for (program, want) in [
+        (
+            "echo error=InvalidParameterValue; echo 'message=Cannot list it: bad'; exit 1",
+            "rc=1 error=InvalidParameterValue message=Cannot list it: bad",
+        ),
+        (
+            "echo error=natbake.NoAnswer; echo 'message=no complete answer'; exit 2",
+            "rc=2 error=natbake.NoAnswer message=no complete answer",
+        ),
+        (
+            "echo Traceback >&2; exit 7",
+            "rc=1 error=natbake.Failed message=",
+        ),
     ] {
-        let run = c.run(
-            &[
-                step("DescribeNetworkInterfaces", 1, rc, "200", half),
-                step("DescribeNetworkInterfaces", 5, 0, "200", &full),
-            ],
-            DESCRIBE,
+        let (run, _) = run_with_program(
+            program,
+            "AWS_DEADLINE=$(( SECONDS + 20 ))\nfloating_describe failover-health\necho \"rc=$? error=$AWS_ERROR message=$AWS_MESSAGE\"",
         );
-        assert!(
-            run.stdout.contains(&format!(
-                "rc=0 id={ENI} mac={MAC} holder=i-0123456789abcdef0"
-            )),
-            "{what}: {}",
-            run.explain()
-        );
-        assert_eq!(c.calls().len(), 2, "{what}: {:?}", c.calls());
+        assert!(run.stdout.contains(want), "{program}: {}", run.explain());
     }
-}
-
-/// An API that never answers wholly ends at the deadline with a message
-/// that names the interface's tag and zone and what the last try got.
-#[test]
-fn no_answer_names_the_interface() {
-    let c = Client::new();
-    let run = c.run(
-        &[step("DescribeNetworkInterfaces", 100, 56, "200", "<Desc")],
-        "AWS_DEADLINE=$(( SECONDS + 3 ))\nfloating_describe failover-health\necho \"rc=$? error=$AWS_ERROR\"\necho \"message=$AWS_MESSAGE\"",
+    let (run, calls) = run_with_program(
+        "exit 0",
+        "AWS_DEADLINE=$SECONDS\nfloating_describe failover-health\necho \"rc=$? error=$AWS_ERROR\"",
     );
     assert!(
         run.stdout.contains("rc=2 error=natbake.NoAnswer"),
         "{}",
         run.explain()
     );
-    for needle in ["natbake:site=failover-health", "us-east-1a", "curl exit 56"] {
-        assert!(run.stdout.contains(needle), "{needle}: {}", run.explain());
-    }
-}
-
-/// curl takes `--max-time 0` for no limit at all: the seconds left are
-/// read once per try, so a deadline that runs out between the check and
-/// the call is the end, never a call without a limit. (The clock is played
-/// by aws_left itself: one second left at its first reading, none after.)
-#[test]
-fn a_deadline_that_ran_out_is_never_no_limit() {
-    let c = Client::new();
-    let ticks = c.dir.path().join("ticks");
-    let body = format!(
-        r#"function aws_left {{
-  local n v
-  n=$(cat {ticks} 2>/dev/null || echo 0)
-  echo $(( n + 1 )) >{ticks}
-  v=$(( n == 0 ? 1 : 0 ))
-  if [ "$#" -ge 2 ]; then printf -v "$1" '%s' "$v"; else echo "$v"; fi
-  [ "$v" -gt 0 ]
-}}
-for call in "aws_imds meta-data/instance-id" "aws_query ec2 Action=DescribeInstances" "aws_imds_token_again"; do
-  rm -f {ticks}
-  case $call in
-    aws_imds_token_again) AWS_IMDS_TOKEN=''; aws_imds_token ;;
-    *) $call ;;
-  esac
-  echo "$call: $?"
-done"#,
-        ticks = ticks.display()
-    );
-    let run = c.run(&[], &body);
-    assert!(run.success(), "{}", run.explain());
-    let calls = c.calls();
-    assert!(!calls.is_empty(), "{}", run.explain());
-    for call in &calls {
-        let limit: i64 = call
-            .rsplit("max-time=")
-            .next()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("no --max-time in {call}"));
-        assert!(
-            limit > 0,
-            "curl ran without a time limit: {call}\n{calls:?}"
-        );
-    }
-}
-
-/// A brand-new role: the API refuses the first calls (AuthFailure,
-/// UnauthorizedOperation) while IAM catches up. They are tried again,
-/// loudly, and the call succeeds.
-#[test]
-fn a_new_role_is_given_time() {
-    let c = Client::new();
-    let run = c.run(
-        &[
-            step(
-                "DescribeNetworkInterfaces",
-                1,
-                0,
-                "401",
-                &ec2_error(
-                    "AuthFailure",
-                    "AWS was not able to validate the provided access credentials",
-                ),
-            ),
-            step(
-                "DescribeNetworkInterfaces",
-                1,
-                0,
-                "403",
-                &ec2_error(
-                    "UnauthorizedOperation",
-                    "You are not authorized to perform this operation.",
-                ),
-            ),
-            step("DescribeNetworkInterfaces", 1, 0, "200", &described()),
-        ],
-        DESCRIBE,
-    );
-    assert!(
-        run.stdout.contains(&format!("rc=0 id={ENI}")),
-        "{}",
-        run.explain()
-    );
-    assert!(
-        run.stderr
-            .contains("LOG: WARNING: DescribeNetworkInterfaces was refused (AuthFailure")
-            && run.stderr.contains("trying again for up to 60s"),
-        "{}",
-        run.explain()
-    );
-}
-
-/// ... but not forever: a permission that is really missing fails once the
-/// patience is over, long before the deadline, with EC2's own error.
-#[test]
-fn a_missing_permission_still_fails() {
-    let c = Client::new();
-    let run = c.run(
-        &[step(
-            "DescribeNetworkInterfaces",
-            1000,
-            0,
-            "403",
-            &ec2_error(
-                "UnauthorizedOperation",
-                "You are not authorized to perform this operation.",
-            ),
-        )],
-        &format!("AWS_AUTH_PATIENCE=3\n{}", DESCRIBE.replace("+ 20", "+ 60")),
-    );
-    assert!(run.stdout.contains("rc=1 "), "{}", run.explain());
-    assert!(
-        run.stdout
-            .contains("UnauthorizedOperation: You are not authorized"),
-        "{}",
-        run.explain()
-    );
-    assert!(run.elapsed < Duration::from_secs(20), "{}", run.explain());
-}
-
-/// A new instance profile: metadata has no role for a while, then
-/// credentials; they are waited for, loudly.
-#[test]
-fn credentials_of_a_new_role_are_waited_for() {
-    let creds = r#"{
-  "Code" : "Success",
-  "LastUpdated" : "2026-12-06T05:00:00Z",
-  "Type" : "AWS-HMAC",
-  "AccessKeyId" : "ASIAEXAMPLE000000000",
-  "SecretAccessKey" : "secret0secret0secret0secret0secret0secre",
-  "Token" : "IQoJb3JpZ2luX2VjEXAMPLEtoken0000",
-  "Expiration" : "2026-12-06T11:00:00Z"
-}"#;
-    let c = Client::new();
-    let run = c.run(
-        &[
-            step("security-credentials/ $", 2, 0, "404", ""),
-            step("security-credentials/ $", 1, 0, "200", "natbake-role"),
-            step("security-credentials/natbake-role $", 1, 0, "200", creds),
-        ],
-        "AWS_DEADLINE=$(( SECONDS + 30 ))\naws_credentials\necho \"rc=$? key=$AWS_KEY\"",
-    );
-    assert!(
-        run.stdout.contains("rc=0 key=ASIAEXAMPLE000000000"),
-        "{}",
-        run.explain()
-    );
-    assert!(
-        run.stderr
-            .contains("LOG: WARNING: instance metadata shows no IAM role for this instance"),
-        "{}",
-        run.explain()
-    );
+    assert_eq!(calls, "");
 }
 
 /// The numbers right after each `key` in `text`.
