@@ -16,8 +16,11 @@ Commands:
   describe-floating SITE   the interface tagged natbake:site=SITE in this zone
   attach ENI               attach ENI to this instance as device 1
   detach ATTACHMENT [--force]
-  instance-state INSTANCE  the instance's state and Auto Scaling group
+  instance-state INSTANCE  the instance's state, Auto Scaling group and
+                           number of attached network interfaces
   report-unhealthy         SetInstanceHealth Unhealthy, if in a group
+  complete-lifecycle HOOK  CompleteLifecycleAction CONTINUE for this
+                           instance's HOOK, if in a group
   put-metrics NAMESPACE PER   datums on stdin, "NAME UNIT VALUE DIM=VALUE..."
 
 Output: one NAME=VALUE line per fact on stdout, the value on one line of
@@ -79,6 +82,7 @@ ACTIONS = {
     "detach": ("DetachNetworkInterface",),
     "instance-state": ("DescribeInstances",),
     "report-unhealthy": ("DescribeInstances", "SetInstanceHealth"),
+    "complete-lifecycle": ("DescribeInstances", "CompleteLifecycleAction"),
     "put-metrics": ("PutMetricData",),
 }
 TRANSIENT_CODES = {"RequestLimitExceeded", "Throttling", "ThrottlingException"}
@@ -710,6 +714,13 @@ def cmd_detach(aws, args):
 
 def describe_instance(aws, instance):
     """(state name, Auto Scaling group or '') of an instance."""
+    state, group, _ = describe_instance_interfaces(aws, instance)
+    return state, group
+
+
+def describe_instance_interfaces(aws, instance):
+    """(state name, Auto Scaling group or '', attached network interfaces)
+    of an instance."""
     root = aws.query("ec2", "DescribeInstances", [("InstanceId.1", instance)])
     for r in children(root, "reservationSet"):
         for res in children(r, "item"):
@@ -718,21 +729,23 @@ def describe_instance(aws, instance):
                     if child_text(inst, "instanceId") != instance:
                         continue
                     state = path_text(inst, "instanceState", "name")
+                    interfaces = sum(len(children(n, "item")) for n in children(inst, "networkInterfaceSet"))
                     group = ""
                     for tags in children(inst, "tagSet"):
                         for tag in children(tags, "item"):
                             if child_text(tag, "key") == "aws:autoscaling:groupName":
                                 group = child_text(tag, "value")
-                    return state, group
-    return "", ""
+                    return state, group, interfaces
+    return "", "", 0
 
 
 def cmd_instance_state(aws, args):
     if len(args) != 1 or not re.fullmatch(INSTANCE_ID, args[0]):
         raise usage("instance-state INSTANCE")
-    state, group = describe_instance(aws, args[0])
+    state, group, interfaces = describe_instance_interfaces(aws, args[0])
     say("state", state if re.fullmatch(WORD, state) else "")
     say("group", group)
+    say("interfaces", interfaces)
 
 
 def cmd_report_unhealthy(aws, args):
@@ -757,6 +770,31 @@ def cmd_report_unhealthy(aws, args):
         f.message = "Cannot report this instance Unhealthy to %s: %s: %s" % (group, f.code, f.message)
         raise
     say("reported", "Unhealthy")
+
+
+def cmd_complete_lifecycle(aws, args):
+    if len(args) != 1 or not re.fullmatch(r"[A-Za-z0-9._/-]{1,255}", args[0]):
+        raise usage("complete-lifecycle HOOK")
+    me = aws.identity.instance_id
+    try:
+        _, group = describe_instance(aws, me)
+    except Failure as f:
+        f.message = "DescribeInstances failed (%s: %s)" % (f.code, f.message)
+        raise
+    say("group", group)
+    if not group:
+        return
+    aws.query(
+        "autoscaling",
+        "CompleteLifecycleAction",
+        [
+            ("AutoScalingGroupName", group),
+            ("LifecycleHookName", args[0]),
+            ("InstanceId", me),
+            ("LifecycleActionResult", "CONTINUE"),
+        ],
+    )
+    say("completed", args[0])
 
 
 def datums(lines):
@@ -824,6 +862,7 @@ COMMANDS = {
     "detach": cmd_detach,
     "instance-state": cmd_instance_state,
     "report-unhealthy": cmd_report_unhealthy,
+    "complete-lifecycle": cmd_complete_lifecycle,
     "put-metrics": cmd_put_metrics,
 }
 

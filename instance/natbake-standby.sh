@@ -190,7 +190,7 @@ function do_check {
 # becomes active at once; then, when the Auto Scaling group is waiting on
 # the lifecycle hook, tell it to go on.
 function do_handover {
-  local state group waited=0
+  local state group me waited=0
   log "Handing over to the peer."
   if [ -d /run/systemd/system ]; then
     systemctl stop keepalived.service || log "WARNING: stopping keepalived failed."
@@ -204,23 +204,23 @@ function do_handover {
   # shellcheck disable=SC2034 # natbake-aws.sh reads it
   AWS_DEADLINE=$((SECONDS + HANDOVER_WAIT + 20))
   aws_read_env_file || die "$AWS_MESSAGE"
-  aws_identity || die "Cannot read this instance's identity: $AWS_MESSAGE."
   aws_imds meta-data/autoscaling/target-lifecycle-state || { log "No target lifecycle state: not in an Auto Scaling group."; return 0; }
   state=$AWS_BODY
   [ "$state" = Terminated ] || { log "Target lifecycle state is '$state'; the group is not terminating this instance."; return 0; }
+  aws_run identity || die "Cannot read this instance's identity: $AWS_MESSAGE."
+  me=${AWS_OUT[instance]}
   # The peer attaches the interface as it becomes active; wait for it to
   # leave this instance (or for the time to run out).
   while [ "$waited" -lt "$HANDOVER_WAIT" ]; do
-    aws_query ec2 Action=DescribeInstances "InstanceId.1=$AWS_INSTANCE_ID" || break
-    [ "$(aws_xml_flat <<<"$AWS_BODY" | aws_xml_count deviceIndex)" -le 1 ] && break
+    aws_run instance-state "$me" || break
+    [ "${AWS_OUT[interfaces]:-0}" -le 1 ] && break
     sleep 1
     waited=$((waited + 1))
   done
-  group=$(aws_xml_flat <<<"$AWS_BODY" | grep -o '<key>aws:autoscaling:groupName</key><value>[^<]*</value>' | sed -n 's:.*<value>\(.*\)</value>:\1:p')
-  [ -n "$group" ] || { log "This instance is not in an Auto Scaling group."; return 0; }
-  aws_query autoscaling Action=CompleteLifecycleAction "AutoScalingGroupName=$group" \
-    "LifecycleHookName=$LIFECYCLE_HOOK" "InstanceId=$AWS_INSTANCE_ID" LifecycleActionResult=CONTINUE ||
+  aws_run complete-lifecycle "$LIFECYCLE_HOOK" ||
     die "CompleteLifecycleAction failed ($AWS_ERROR: $AWS_MESSAGE); the hook's timeout ends the wait."
+  group=${AWS_OUT[group]:-}
+  [ -n "$group" ] || { log "This instance is not in an Auto Scaling group."; return 0; }
   log "Handed over; $group may terminate this instance."
 }
 

@@ -322,7 +322,7 @@ class Calls(WithServer):
         self.assertEqual(self.run_main("attach", FLOATING[0]), (0, "attachment=eni-attach-0aaaaaaaaaaaaaaaa\n"))
         self.assertEqual(self.run_main("detach", "eni-attach-0aaaaaaaaaaaaaaaa", "--force")[0], 0)
         rc, out = self.run_main("instance-state", "i-0fedcba9876543210")
-        self.assertEqual((rc, lines(out)), (0, [("state", "stopped"), ("group", "nat-group")]))
+        self.assertEqual((rc, lines(out)), (0, [("state", "stopped"), ("group", "nat-group"), ("interfaces", "1")]))
         attach, detach, describe = [f for f, _ in self.server.calls]
         self.assertEqual(
             {k: attach[k] for k in ("NetworkInterfaceId", "InstanceId", "DeviceIndex", "NetworkCardIndex")},
@@ -363,6 +363,30 @@ class Calls(WithServer):
         self.assertIn("message=Cannot report this instance Unhealthy to nat-group: ValidationError: Instance Id not found", out)
 
 
+    def test_a_handover_completes_the_groups_lifecycle_action(self):
+        self.server.step("DescribeInstances", 200, canned.instances(canned.INSTANCE, "running", "nat-group"))
+        self.server.step("CompleteLifecycleAction", 200, canned.ok("CompleteLifecycleAction", canned.AUTOSCALING))
+        rc, out = self.run_main("complete-lifecycle", "natbake-handover")
+        self.assertEqual((rc, lines(out)), (0, [("group", "nat-group"), ("completed", "natbake-handover")]), out)
+        fields, headers = self.server.calls[1]
+        self.assertEqual(
+            (fields["AutoScalingGroupName"], fields["LifecycleHookName"], fields["InstanceId"], fields["LifecycleActionResult"]),
+            ("nat-group", "natbake-handover", canned.INSTANCE, "CONTINUE"),
+        )
+        self.assertIn("/us-east-1/autoscaling/aws4_request", headers["authorization"])
+
+    def test_outside_a_group_no_lifecycle_action_is_completed(self):
+        self.server.step("DescribeInstances", 200, canned.instances(canned.INSTANCE, "running"))
+        rc, out = self.run_main("complete-lifecycle", "natbake-handover")
+        self.assertEqual((rc, out), (0, "group=\n"))
+        self.assertEqual(self.server.actions(), ["DescribeInstances"])
+
+    def test_instance_state_counts_the_attached_interfaces(self):
+        self.server.step("DescribeInstances", 200, canned.instances(canned.INSTANCE, "running", "nat-group"))
+        rc, out = self.run_main("instance-state", canned.INSTANCE)
+        self.assertEqual((rc, dict(lines(out))["interfaces"]), (0, "1"), out)
+
+
 class Contract(WithServer):
     def test_each_command_calls_exactly_its_actions(self):
         ec2 = [
@@ -371,6 +395,7 @@ class Contract(WithServer):
             ("DetachNetworkInterface", '<DetachNetworkInterfaceResponse xmlns="%s"><return>true</return></DetachNetworkInterfaceResponse>' % canned.EC2),
             ("DescribeInstances", canned.instances(canned.INSTANCE, "running", "nat-group")),
             ("SetInstanceHealth", canned.ok("SetInstanceHealth", canned.AUTOSCALING)),
+            ("CompleteLifecycleAction", canned.ok("CompleteLifecycleAction", canned.AUTOSCALING)),
             ("PutMetricData", canned.ok("PutMetricData", canned.MONITORING)),
         ]
         for action, body in ec2:
@@ -381,6 +406,7 @@ class Contract(WithServer):
             "detach": ["eni-attach-0aaaaaaaaaaaaaaaa"],
             "instance-state": [canned.INSTANCE],
             "report-unhealthy": [],
+            "complete-lifecycle": ["natbake-handover"],
             "put-metrics": ["natbake", "1000"],
         }
         self.assertEqual(set(argv), set(nb.ACTIONS))
