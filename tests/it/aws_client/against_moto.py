@@ -113,7 +113,7 @@ def prove(run, ec2, asg, eni, instance, endpoint):
     assert (found["holder"], found["attachment"], found["attached"]) == (instance, att["AttachmentId"], "attached"), found
 
     state = dict(run("instance-state", instance))
-    assert state == {"state": "running", "group": "nat-group"}, state
+    assert state == {"state": "running", "group": "nat-group", "interfaces": "2"}, state
 
     run("detach", att["AttachmentId"], "--force")
     after = ec2.describe_network_interfaces(NetworkInterfaceIds=[eni["NetworkInterfaceId"]])["NetworkInterfaces"][0]
