@@ -713,7 +713,9 @@ impl<'a> Stack<'a> {
     /// kept until the new is up) would start the new instance while the
     /// old still holds the interface, so it is off. Scaling processes that
     /// could act on the group meanwhile are suspended for the update.
-    fn update_policy() -> Node {
+    /// `in_service` is the instances kept in service: 0 for one instance,
+    /// 1 for a standby pair (see [`Self::group_update_policy`]).
+    fn update_policy(in_service: i64) -> Node {
         map([
             (
                 "AutoScalingReplacingUpdate",
@@ -723,7 +725,7 @@ impl<'a> Stack<'a> {
                 "AutoScalingRollingUpdate",
                 map([
                     ("MaxBatchSize", Node::Int(1)),
-                    ("MinInstancesInService", Node::Int(0)),
+                    ("MinInstancesInService", Node::Int(in_service)),
                     (
                         "SuspendProcesses",
                         Node::List(
@@ -763,37 +765,12 @@ impl<'a> Stack<'a> {
     /// traffic, and an active that goes hands the interface over first
     /// (the lifecycle hook gives it the time).
     fn group_update_policy(&self) -> Node {
-        if crate::standby::of(self.site).is_none() {
-            return Self::update_policy();
-        }
-        map([
-            (
-                "AutoScalingReplacingUpdate",
-                map([("WillReplace", Node::Bool(false))]),
-            ),
-            (
-                "AutoScalingRollingUpdate",
-                map([
-                    ("MaxBatchSize", Node::Int(1)),
-                    ("MinInstancesInService", Node::Int(1)),
-                    (
-                        "SuspendProcesses",
-                        Node::List(
-                            [
-                                "HealthCheck",
-                                "ReplaceUnhealthy",
-                                "AZRebalance",
-                                "AlarmNotification",
-                                "ScheduledActions",
-                            ]
-                            .into_iter()
-                            .map(s)
-                            .collect(),
-                        ),
-                    ),
-                ]),
-            ),
-        ])
+        let in_service = if crate::standby::of(self.site).is_some() {
+            1
+        } else {
+            0
+        };
+        Self::update_policy(in_service)
     }
 
     /// Replacements for health or an instance refresh: one at a time, the
