@@ -748,9 +748,8 @@ def cmd_instance_state(aws, args):
     say("interfaces", interfaces)
 
 
-def cmd_report_unhealthy(aws, args):
-    if args:
-        raise usage("report-unhealthy")
+def my_group(aws):
+    """(this instance's id, its Auto Scaling group or ''), the group said."""
     me = aws.identity.instance_id
     try:
         _, group = describe_instance(aws, me)
@@ -758,6 +757,13 @@ def cmd_report_unhealthy(aws, args):
         f.message = "DescribeInstances failed (%s: %s)" % (f.code, f.message)
         raise
     say("group", group)
+    return me, group
+
+
+def cmd_report_unhealthy(aws, args):
+    if args:
+        raise usage("report-unhealthy")
+    me, group = my_group(aws)
     if not group:
         return
     try:
@@ -775,13 +781,7 @@ def cmd_report_unhealthy(aws, args):
 def cmd_complete_lifecycle(aws, args):
     if len(args) != 1 or not re.fullmatch(r"[A-Za-z0-9._/-]{1,255}", args[0]):
         raise usage("complete-lifecycle HOOK")
-    me = aws.identity.instance_id
-    try:
-        _, group = describe_instance(aws, me)
-    except Failure as f:
-        f.message = "DescribeInstances failed (%s: %s)" % (f.code, f.message)
-        raise
-    say("group", group)
+    me, group = my_group(aws)
     if not group:
         return
     aws.query(
