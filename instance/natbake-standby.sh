@@ -60,9 +60,6 @@
 # failures themselves.
 set -u
 
-PATH="/usr/sbin:/sbin:/usr/bin:/bin"
-export PATH
-
 CONF_FILE=/etc/natbake/standby.conf
 STATE=/run/natbake/standby
 KEEPALIVED_LOCAL=$STATE/keepalived-local.conf
@@ -86,6 +83,8 @@ COMPLETED_FILE=$STATE/completed
 FLOATING_KEPT=/run/natbake/floating
 IP_FORWARD=/proc/sys/net/ipv4/ip_forward
 NET_DEVICES=/sys/class/net
+UPTIME=/proc/uptime
+SYSTEMD_DIR=/run/systemd/system
 # Longest wait for the lock: a takeover in progress holds it.
 LOCK_WAIT=60
 # natbake's library, its boot step and floating interface's steps and its
@@ -139,7 +138,7 @@ function forwarding { echo "$1" >"$IP_FORWARD"; }
 # Seconds since boot (unmoved by clock steps).
 function uptime_now {
   local up=''
-  { read -r up _ </proc/uptime; } 2>/dev/null
+  { read -r up _ <"$UPTIME"; } 2>/dev/null
   echo "${up%%.*}"
 }
 
@@ -207,7 +206,7 @@ function holds_interface {
 # conntrackd's client, against the running daemon's socket.
 function conntrackd_do { conntrackd -C "$CONNTRACKD_CONF" "$@"; }
 
-function systemd_runs { [ -d /run/systemd/system ]; }
+function systemd_runs { [ -d "$SYSTEMD_DIR" ]; }
 
 # Replaces FILE by the text on stdin when it differs; true if it changed.
 function replace_file {
@@ -709,6 +708,8 @@ function do_status {
 }
 
 function main {
+  PATH="/usr/sbin:/sbin:/usr/bin:/bin"
+  export PATH
   [ $# -ge 1 ] || die "usage: natbake-standby start | watch | discover | peer LOCAL PEER IFACE | active | standby | fault | stopped | check | holds | handover | health | status"
   local action=$1
   shift
