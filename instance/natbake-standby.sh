@@ -519,7 +519,11 @@ function do_standby {
     return 0
   fi
   forwarding 0
-  role "$name"
+  # The FAULT that a yielded takeover's failing check brings keeps the
+  # yield (and its hold); any other change of role is written.
+  if [ "$ROLE" != yielded ] || [ $(($(date +%s) - ROLE_AT)) -ge "$YIELD_HOLD" ]; then
+    role "$name"
+  fi
   [ -e "$CONNTRACKD_CONF" ] || { log "Now $name: forwarding off."; return 0; }
   # Entries of the connections this instance forwarded expire soon
   # (PurgeTimeout); ask the active for its whole table.

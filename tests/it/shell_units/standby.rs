@@ -315,7 +315,7 @@ fn a_takeover_yields_to_a_new_peer_and_after_a_loss() {
             &format!(
                 "{}{setup}; echo 1 >\"$IP_FORWARD\"; role standby\n\
                  (do_active); echo rc=$?; cat \"$IP_FORWARD\"; read -r r _ <\"$ROLE_FILE\"; echo \"$r\"\n\
-                 iptables() {{ :; }}; conntrackd_do() {{ :; }}; do_check; echo check=$?",
+                 iptables() {{ :; }}; conntrackd_do() {{ :; }}; (do_standby fault); do_check; echo check=$?",
                 devices(false)
             ),
         );
