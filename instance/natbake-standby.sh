@@ -114,6 +114,7 @@ DISCOVER_ALONE=10
 
 # Settings (standby.conf may change them).
 TAKEOVER=''
+RELOAD=''
 
 function log {
   local line=${1//$'\n'/ }
@@ -165,11 +166,11 @@ function read_conf {
     name=${BASH_REMATCH[1]}
     value=${BASH_REMATCH[2]}
     case $name in
-    takeover)
-      [[ $value =~ ^/[A-Za-z0-9_./-]+$ ]] || die "$file:$n: takeover must be an absolute path, not '$value'"
-      TAKEOVER=$value
+    takeover | reload)
+      [[ $value =~ ^/[A-Za-z0-9_./-]+$ ]] || die "$file:$n: $name must be an absolute path, not '$value'"
+      printf -v "${name^^}" '%s' "$value"
       ;;
-    *) die "$file:$n: unknown setting '$name' (known: takeover)" ;;
+    *) die "$file:$n: unknown setting '$name' (known: takeover, reload)" ;;
     esac
   done <"$file"
 }
@@ -240,7 +241,10 @@ function do_peer {
     return 0
   fi
   log "Peer is $peer, from $local_address on $interface."
-  if systemd_runs && [ -z "${PEER_AT_BOOT:-}" ]; then
+  [ -z "${PEER_AT_BOOT:-}" ] || return 0
+  if [ -n "$RELOAD" ]; then
+    "$RELOAD" || die "$RELOAD failed to reload keepalived and conntrackd with the new peer."
+  elif systemd_runs; then
     # conntrackd reads its configuration only at start; a running
     # keepalived rereads its own on SIGHUP and keeps its role, and one that
     # is not running yet (this instance was alone) starts now.

@@ -633,3 +633,30 @@ fn the_boot_step_and_the_health_check_leave_a_standby_to_natbake_standby() {
     );
     assert!(aws_calls(&sh).is_empty(), "{:?}", sh.calls());
 }
+
+/// Without systemd (a lab), standby.conf's `reload` command reloads the
+/// daemons after a new peer instead of systemctl; a setting it does not
+/// know stops it with the line.
+#[test]
+fn standby_conf_names_the_reload_command() {
+    let sh = shell();
+    let out = run(
+        &sh,
+        "printf '#!/bin/sh\\necho reloaded >>\"$SCRATCH/reloads\"\\n' >\"$SCRATCH/reload\"; chmod +x \"$SCRATCH/reload\"\n\
+         printf '# lab\\nreload=%s\\n' \"$SCRATCH/reload\" >\"$CONF_FILE\"; read_conf \"$CONF_FILE\"\n\
+         (do_peer 10.0.1.10 10.0.1.11 eth0); (do_peer 10.0.1.10 10.0.1.11 eth0); cat \"$SCRATCH/reloads\"\n\
+         echo 'reloads=/x' >\"$CONF_FILE\"; (read_conf \"$CONF_FILE\"); echo rc=$?",
+    );
+    assert_eq!(out.lines(0), ["reloaded", "rc=1"], "{}", out.explain());
+    assert!(
+        out.stderr
+            .contains("standby.conf:1: unknown setting 'reloads'"),
+        "{}",
+        out.explain()
+    );
+    assert!(
+        !sh.calls().iter().any(|c| c.contains("systemctl")),
+        "{:?}",
+        sh.calls()
+    );
+}
