@@ -78,6 +78,8 @@ LAST_TAKEOVER=$STATE/last-takeover
 DISCOVER_DUE=$STATE/discover-due
 # What the lifecycle hook was completed for (a second handover skips it).
 COMPLETED_FILE=$STATE/completed
+# Since when conntrackd has not answered `check` (epoch).
+SYNC_DOWN=$STATE/sync-down
 # The floating interface as the last takeover found it ("ID MAC ADDRESS",
 # natbake-failover.sh's FLOATING_STATE).
 FLOATING_KEPT=/run/natbake/floating
@@ -106,6 +108,8 @@ HANDOVER_WAIT=30
 JOIN_GRACE=60
 YIELD_HOLD=30
 STABLE=10
+# Seconds conntrackd may not answer `check` (a restart) before it fails.
+SYNC_SILENCE=5
 # How often the EC2 API is asked for the peer: with one, every 30 to 40
 # seconds; alone or with a peer that is gone, every 10.
 DISCOVER_EVERY=30
@@ -566,7 +570,17 @@ function do_check {
   esac
   iptables -w 5 -t nat -S NATBAKE-PREROUTING >/dev/null 2>&1 ||
     { echo "natbake's ruleset is not loaded" >&2; return 1; }
-  conntrackd_do -s >/dev/null 2>&1 || { echo "conntrackd does not answer" >&2; return 1; }
+  # conntrackd restarts when the peer is replaced: silence counts only
+  # once it has lasted SYNC_SILENCE seconds.
+  local since now
+  if conntrackd_do -s >/dev/null 2>&1; then
+    rm -f "$SYNC_DOWN"
+    return 0
+  fi
+  now=$(date +%s)
+  { read -r since <"$SYNC_DOWN"; } 2>/dev/null || { since=$now; echo "$now" >"$SYNC_DOWN"; }
+  [[ $since =~ ^[0-9]+$ ]] || since=$now
+  [ $((now - since)) -lt "$SYNC_SILENCE" ] || { echo "conntrackd does not answer" >&2; return 1; }
 }
 
 # ---- Leaving ----------------------------------------------------------
@@ -616,8 +630,11 @@ function do_handover {
     sleep 1
     waited=$((waited + 1))
   done
-  aws_run complete-lifecycle "$LIFECYCLE_HOOK" ||
-    die "CompleteLifecycleAction failed ($AWS_ERROR: $AWS_MESSAGE); the hook's timeout ends the wait."
+  if ! aws_run complete-lifecycle "$LIFECYCLE_HOOK"; then
+    # Still handed over: the hook's heartbeat timeout ends the group's wait.
+    log "ERROR: CompleteLifecycleAction failed ($AWS_ERROR: $AWS_MESSAGE); the hook's timeout ends the wait."
+    return 1
+  fi
   date +%s >"$COMPLETED_FILE" 2>/dev/null || true
   [ -n "${AWS_OUT[group]:-}" ] || { log "This instance is not in an Auto Scaling group."; return 0; }
   log "Handed over; ${AWS_OUT[group]} may terminate this instance."

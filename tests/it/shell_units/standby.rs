@@ -660,3 +660,19 @@ fn standby_conf_names_the_reload_command() {
         sh.calls()
     );
 }
+
+/// conntrackd restarting (a new peer) does not fail the check at once:
+/// only silence of 5 s does.
+#[test]
+fn the_check_gives_a_restarting_conntrackd_a_few_seconds() {
+    let sh = shell();
+    sh.answer("conntrackd", "", 1);
+    let out = run(
+        &sh,
+        "iptables() { :; }; role standby; touch \"$CONNTRACKD_CONF\"\n\
+         do_check; echo first=$?\n\
+         echo $(( $(date +%s) - 6 )) >\"$SYNC_DOWN\"; do_check; echo later=$?",
+    );
+    assert_eq!(out.lines(0), ["first=0", "later=1"], "{}", out.explain());
+    assert!(out.stderr.contains("conntrackd does not answer"));
+}

@@ -22,6 +22,7 @@ LOST_FILE=$STATE/lost
 LAST_TAKEOVER=$STATE/last-takeover
 DISCOVER_DUE=$STATE/discover-due
 COMPLETED_FILE=$STATE/completed
+SYNC_DOWN=$STATE/sync-down
 FLOATING_KEPT=$SCRATCH/state/floating
 IP_FORWARD=$SCRATCH/ip_forward
 NET_DEVICES=$SCRATCH/sys/class/net
