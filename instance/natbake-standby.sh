@@ -694,6 +694,8 @@ function do_health {
       lost
     elif [ "$forwarding" != 1 ]; then
       problems+=("active, but IP forwarding is off")
+    elif [ -z "$TAKEOVER" ]; then
+      repair_route || problems+=("the default route does not leave through the floating interface")
     fi
     ;;
   taking-over | starting) ;;
@@ -705,6 +707,21 @@ function do_health {
     ;;
   esac
   [ "${#problems[@]}" -eq 0 ] || { printf '%s\n' "${problems[@]}"; return 1; }
+}
+
+# The active's default route through the floating interface, as the
+# boot step's health part checks it elsewhere: gone (a DHCP client, a
+# person), the takeover's own steps configure it again (from what this
+# instance keeps, without the EC2 API while the interface is here). A
+# takeover that fails switches forwarding off (its die), and keepalived
+# hands the role on.
+function repair_route {
+  load_takeover
+  floating_kept && floating_device "$KEPT_MAC" || return 0
+  routes_through "$FLOATING_DEV" "$KEPT_ADDR" && return 0
+  log "The default route does not leave through the floating interface $KEPT_ID ($FLOATING_DEV); configuring it again."
+  (take_over) || return 1
+  floating_device "$KEPT_MAC" && routes_through "$FLOATING_DEV" "$KEPT_ADDR"
 }
 
 function do_status {

@@ -676,3 +676,59 @@ fn the_check_gives_a_restarting_conntrackd_a_few_seconds() {
     assert_eq!(out.lines(0), ["first=0", "later=1"], "{}", out.explain());
     assert!(out.stderr.contains("conntrackd does not answer"));
 }
+
+/// The active's default route gone: the health part configures the
+/// interface again with the takeover's own steps, from what it keeps
+/// (metadata, not the EC2 API, says the interface is still here); a
+/// route that does not come back is reported.
+#[test]
+fn the_health_part_repairs_the_actives_route() {
+    for comes_back in [true, false] {
+        let sh = shell();
+        sh.answer(
+            "ip -4 -o route get 198.51.100.1",
+            "198.51.100.1 via 10.0.1.1 dev eth0 src 10.0.1.10 uid 0\n",
+            0,
+        );
+        if comes_back {
+            sh.write(
+                "stubs/route-after",
+                "198.51.100.1 via 10.0.1.1 dev ens6 src 10.0.1.100 uid 0\n",
+            );
+        }
+        aws(
+            &sh,
+            &format!("imds meta-data%network%interfaces%macs%{ENI_MAC}%interface-id"),
+            &[&format!("value={ENI}")],
+        );
+        let out = run(
+            &sh,
+            &format!(
+                "{}echo 1 >\"$IP_FORWARD\"; role active; (do_health); echo rc=$?; cat \"$IP_FORWARD\"",
+                devices(true)
+            ),
+        );
+        let want: &[&str] = if comes_back {
+            &["rc=0", "1"]
+        } else {
+            &[
+                "the default route does not leave through the floating interface",
+                "rc=1",
+                "1",
+            ]
+        };
+        assert_eq!(out.lines(0), want, "{}", out.explain());
+        assert!(
+            sh.calls()
+                .iter()
+                .any(|c| c.starts_with("host configure_floating")),
+            "{:?}",
+            sh.calls()
+        );
+        let calls = aws_calls(&sh);
+        assert!(
+            !calls.iter().any(|c| c.starts_with("aws describe-floating")),
+            "{calls:?}"
+        );
+    }
+}

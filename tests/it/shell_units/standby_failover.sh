@@ -13,8 +13,12 @@ function device_of_mac {
   return 1
 }
 function udev_settle { :; }
+function floating_device { FLOATING_DEV=$(device_of_mac "$1"); }
+# Records the call; the route the test says it makes ($STUB_DIR/route-after)
+# becomes what `ip route get` answers.
 function configure_floating {
   echo "host configure_floating $*" >>"$STUB_DIR/calls"
   FLOATING_DEV=$(device_of_mac "$2")
+  [ ! -e "$STUB_DIR/route-after" ] || cp "$STUB_DIR/route-after" "$STUB_DIR/host/ip -4 -o route get 198.51.100.1"
 }
 function sleep { :; }
