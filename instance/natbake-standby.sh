@@ -110,6 +110,9 @@ YIELD_HOLD=30
 STABLE=10
 # Seconds conntrackd may not answer `check` (a restart) before it fails.
 SYNC_SILENCE=5
+# Seconds a takeover that may not force the interface away waits for its
+# holder to let it go (a handover) before it yields.
+RELEASE_WAIT=10
 # How often the EC2 API is asked for the peer: with one, every 30 to 40
 # seconds; alone or with a peer that is gone, every 10.
 DISCOVER_EVERY=30
@@ -430,6 +433,21 @@ function may_force {
   fi
 }
 
+# Whether the holder lets the interface go within RELEASE_WAIT seconds:
+# a holder that hands over (its keepalived stopped, which is what made
+# this instance master) detaches it a moment later. Looks again every
+# second (floating_describe's answer, from natbake-failover.sh).
+function released_soon {
+  local until=$((SECONDS + RELEASE_WAIT))
+  while :; do
+    case $FLOATING_ATTACHED in detaching | detached) return 0 ;; esac
+    [ -n "$FLOATING_HOLDER" ] && [ "$FLOATING_HOLDER" != "$AWS_INSTANCE_ID" ] || return 0
+    [ "$SECONDS" -lt "$until" ] || return 1
+    sleep 1
+    floating_describe "$SITE" || return 1
+  done
+}
+
 # The takeover itself: the boot step's take_floating_interface (attach,
 # wait, configure, route, under its deadline, with its fail-closed die),
 # told which holder it may detach by force. Returns 3 when it yields.
@@ -450,14 +468,15 @@ function take_over {
       stopping | stopped | shutting-down | terminated) ;;
       *)
         # Running, pending, or the API cannot say: it may be serving.
-        if ! may_force "$FLOATING_HOLDER"; then
+        if may_force "$FLOATING_HOLDER"; then
+          FLOATING_FORCE=$FLOATING_HOLDER
+        elif ! released_soon; then
           forwarding 0
           role yielded
           record_takeover yielded "$FLOATING_HOLDER"
           log "Not taking $FLOATING_ID from $FLOATING_HOLDER (${state:-state unknown}): $YIELD_WHY. Standing by; keepalived tries again in ${YIELD_HOLD}s."
           return 3
         fi
-        FLOATING_FORCE=$FLOATING_HOLDER
         ;;
       esac
     fi

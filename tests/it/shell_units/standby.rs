@@ -732,3 +732,49 @@ fn the_health_part_repairs_the_actives_route() {
         );
     }
 }
+
+/// A new peer that the holder hands over to (the holder's keepalived
+/// stopped, then it lets the interface go) takes it without force, even
+/// within the join grace, instead of yielding.
+#[test]
+fn a_takeover_within_the_grace_waits_for_a_handing_over_holder() {
+    let sh = shell();
+    let att = "eni-attach-0bbbbbbbbbbbbbbbb";
+    describe(&sh, "describe-floating.1", Some((PEER_B, att)));
+    let mut detaching = floating(Some((PEER_B, att)));
+    detaching[8] = "attached=detaching".into();
+    let detaching: Vec<&str> = detaching.iter().map(String::as_str).collect();
+    aws(&sh, "describe-floating.2", &detaching);
+    aws(&sh, "describe-floating.3", &detaching);
+    describe(&sh, "describe-floating.4", None);
+    describe(
+        &sh,
+        "describe-floating",
+        Some((ME, "eni-attach-0aaaaaaaaaaaaaaaa")),
+    );
+    aws(
+        &sh,
+        "instance-state",
+        &["state=running", "group=nat", "interfaces=2"],
+    );
+    aws(&sh, "attach", &["attachment=eni-attach-0aaaaaaaaaaaaaaaa"]);
+    sh.write(
+        "stubs/aws/attach.do",
+        format!("mkdir -p \"$SCRATCH/sys/class/net/ens6\"; echo {ENI_MAC} >\"$SCRATCH/sys/class/net/ens6/address\"\n"),
+    );
+    let out = run(
+        &sh,
+        &format!(
+            "{}RELEASE_WAIT=5; echo '{PEER_B} 10.0.1.11 990' >\"$PEER_FILE\"; role standby\n\
+             (do_active); echo rc=$?; cat \"$IP_FORWARD\"",
+            devices(false)
+        ),
+    );
+    assert_eq!(out.lines(0), ["rc=0", "1"], "{}", out.explain());
+    let calls = aws_calls(&sh);
+    assert!(calls.contains(&format!("aws attach {ENI}")), "{calls:?}");
+    assert!(
+        !calls.iter().any(|c| c.starts_with("aws detach")),
+        "{calls:?}"
+    );
+}

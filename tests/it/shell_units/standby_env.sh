@@ -35,6 +35,7 @@ SITE_LIB=$HELPERS/standby_lib.sh
 AWS_LIB=$HELPERS/standby_awslib.sh
 BOOT_SCRIPT=$SITE_DIR/configure-pat.sh
 HANDOVER_WAIT=3
+RELEASE_WAIT=0
 JOURNAL_STREAM=unit
 
 # A network device NAME with MAC into the scratch sysfs.
