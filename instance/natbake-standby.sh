@@ -113,6 +113,8 @@ SYNC_SILENCE=5
 # Seconds a takeover that may not force the interface away waits for its
 # holder to let it go (a handover) before it yields.
 RELEASE_WAIT=10
+# Seconds a bulk send to a new peer gets before the handover goes on.
+BULK_SETTLE=2
 # How often the EC2 API is asked for the peer: with one, every 30 to 40
 # seconds; alone or with a peer that is gone, every 10.
 DISCOVER_EVERY=30
@@ -614,6 +616,7 @@ function do_handover {
   local state='' me held=0 waited=0
   log "Handing over to the peer."
   holds_interface && held=1
+  [ "$held" -eq 0 ] || sync_new_peer
   if systemd_runs; then
     systemctl stop keepalived.service || log "WARNING: stopping keepalived failed."
   fi
@@ -657,6 +660,26 @@ function do_handover {
   date +%s >"$COMPLETED_FILE" 2>/dev/null || true
   [ -n "${AWS_OUT[group]:-}" ] || { log "This instance is not in an Auto Scaling group."; return 0; }
   log "Handed over; ${AWS_OUT[group]} may terminate this instance."
+}
+
+# Before the holder hands over: a peer that replaced the last one (a
+# rolling replacement) may not be known here yet, and would take over
+# without this instance's connections. Looks now; a new peer is paired
+# with (conntrackd restarted, keepalived reloaded) and sent the whole
+# table (`conntrackd -B`), with a moment for it to arrive.
+function sync_new_peer {
+  local before='' after='' i
+  { read -r before _ <"$PEER_FILE"; } 2>/dev/null || true
+  (do_discover) || return 0
+  { read -r after _ <"$PEER_FILE"; } 2>/dev/null || true
+  [ -n "$after" ] && [ "$after" != "$before" ] || return 0
+  log "A new peer $after: sending it the connection table before handing over."
+  for i in 1 2 3 4 5 6 7 8 9 10; do
+    conntrackd_do -s >/dev/null 2>&1 && break
+    sleep 0.5
+  done
+  conntrackd_do -B || log "WARNING: the bulk send to the new peer failed."
+  sleep "$BULK_SETTLE"
 }
 
 # ---- The timer --------------------------------------------------------

@@ -778,3 +778,34 @@ fn a_takeover_within_the_grace_waits_for_a_handing_over_holder() {
         "{calls:?}"
     );
 }
+
+/// A rolling replacement: the holder hands over while the peer it knows
+/// has been replaced by one it has not seen yet. It looks first, pairs
+/// with the new one and sends it the whole table, then stops keepalived.
+#[test]
+fn the_holder_sends_its_table_to_a_new_peer_before_handing_over() {
+    let sh = shell();
+    terminating(&sh);
+    peers(&sh, &[(PEER_C, "10.0.1.12", "running")]);
+    let out = run(
+        &sh,
+        &format!(
+            "{}BULK_SETTLE=0; echo '{PEER_B} 10.0.1.11 100' >\"$PEER_FILE\"; role active\n\
+             (do_handover); echo rc=$?; cat \"$PEER_FILE\"",
+            devices(true)
+        ),
+    );
+    let lines = out.lines(0);
+    assert_eq!(lines[0], "rc=0", "{}", out.explain());
+    assert!(lines[1].starts_with(PEER_C), "{}", out.explain());
+    let calls = sh.calls();
+    let bulk = calls
+        .iter()
+        .position(|c| c.starts_with("host conntrackd") && c.ends_with(" -B"))
+        .unwrap_or_else(|| panic!("no bulk send: {calls:?}"));
+    let stop = calls
+        .iter()
+        .position(|c| c == "host systemctl stop keepalived.service")
+        .unwrap_or_else(|| panic!("keepalived not stopped: {calls:?}"));
+    assert!(bulk < stop, "{calls:?}");
+}
