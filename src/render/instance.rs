@@ -146,6 +146,10 @@ mod tests {
             view::CONNTRACK_LIMIT_PERCENT.to_string()
         );
         assert_eq!(
+            assigned(FAILOVER_LIB, "STANDBY_SCRIPT"),
+            install_path(STANDBY_SCRIPT)
+        );
+        assert_eq!(
             assigned(FAILOVER_LIB, "POST_ATTACH"),
             view::POST_ATTACH.to_string()
         );
@@ -174,6 +178,7 @@ mod tests {
         }
         let priced: std::collections::BTreeSet<(String, String)> = crate::metrics::SITE_METRICS
             .iter()
+            .chain(crate::metrics::STANDBY_METRICS)
             .map(|(n, u)| (n.to_string(), u.to_string()))
             .collect();
         assert_eq!(published, priced);
