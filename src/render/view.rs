@@ -349,7 +349,7 @@ impl View {
     /// `gz+b64`), which keeps the user data readable YAML when the plain form
     /// is over EC2's size limit.
     pub fn add_files(&mut self, artifacts: &[Artifact], compress: bool) {
-        const INDENT: usize = 6;
+        const INDENT: usize = USER_DATA_INDENT;
         self.files = artifacts
             .iter()
             .filter(|a| !ARTIFACTS.iter().any(|d| d.name == a.name && d.image_only()))
@@ -360,15 +360,22 @@ impl View {
                         .ok()
                         .and_then(|t| escape::yaml_literal_body(t, INDENT))
                 };
+                let plain = || {
+                    if let Some(body) = literal() {
+                        format!("content: |\n{}", body.strip_suffix('\n').unwrap_or(&body))
+                    } else {
+                        format!("encoding: b64\n    content: {}", escape::base64(&a.bytes))
+                    }
+                };
                 let content = if compress {
                     format!(
                         "encoding: gz+b64\n    content: {}",
                         escape::base64(&super::gzip::all(&a.bytes))
                     )
-                } else if let Some(body) = literal() {
-                    format!("content: |\n{}", body.strip_suffix('\n').unwrap_or(&body))
+                } else if let Some(made) = instance_script_content(a) {
+                    made.to_owned()
                 } else {
-                    format!("encoding: b64\n    content: {}", escape::base64(&a.bytes))
+                    plain()
                 };
                 Some(FileView {
                     path: path.into(),
@@ -379,6 +386,32 @@ impl View {
             .collect();
     }
 }
+
+/// The plain user data's `content` of an instance script: the scripts are
+/// the same bytes for every site (see [`super::instance`]), so their
+/// indented literal blocks, most of a site's user data, are made once per
+/// process. `None` for any other file, or bytes that are not the script's.
+fn instance_script_content(a: &Artifact) -> Option<&'static str> {
+    static MADE: std::sync::OnceLock<Vec<(&'static str, String)>> = std::sync::OnceLock::new();
+    let made = MADE.get_or_init(|| {
+        super::instance::SCRIPTS
+            .iter()
+            .filter_map(|s| {
+                let bytes = super::instance::installed(s.artifact);
+                let body = std::str::from_utf8(bytes)
+                    .ok()
+                    .and_then(|t| escape::yaml_literal_body(t, USER_DATA_INDENT))?;
+                let content = format!("content: |\n{}", body.strip_suffix('\n').unwrap_or(&body));
+                Some((s.artifact, content))
+            })
+            .collect()
+    });
+    let (name, content) = made.iter().find(|(name, _)| *name == a.name)?;
+    (a.bytes == super::instance::installed(name)).then_some(content.as_str())
+}
+
+/// How deep the user data indents the lines of a file it carries.
+const USER_DATA_INDENT: usize = 6;
 
 /// Each forward as the scripts and their settings see it.
 pub fn forward_views(site: &Site) -> Vec<ForwardView> {
