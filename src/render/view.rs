@@ -349,26 +349,19 @@ impl View {
     /// `gz+b64`), which keeps the user data readable YAML when the plain form
     /// is over EC2's size limit.
     pub fn add_files(&mut self, artifacts: &[Artifact], compress: bool) {
-        const INDENT: usize = 6;
         self.files = artifacts
             .iter()
             .filter(|a| !ARTIFACTS.iter().any(|d| d.name == a.name && d.image_only()))
             .filter_map(|a| {
                 let path = a.install_path?;
-                let literal = || {
-                    std::str::from_utf8(&a.bytes)
-                        .ok()
-                        .and_then(|t| escape::yaml_literal_body(t, INDENT))
-                };
                 let content = if compress {
                     format!(
                         "encoding: gz+b64\n    content: {}",
                         escape::base64(&super::gzip::all(&a.bytes))
                     )
-                } else if let Some(body) = literal() {
-                    format!("content: |\n{}", body.strip_suffix('\n').unwrap_or(&body))
                 } else {
-                    format!("encoding: b64\n    content: {}", escape::base64(&a.bytes))
+                    instance_script_content(a)
+                        .map_or_else(|| plain_content(&a.bytes), str::to_owned)
                 };
                 Some(FileView {
                     path: path.into(),
@@ -377,6 +370,40 @@ impl View {
                 })
             })
             .collect();
+    }
+}
+
+/// The plain user data's `content` of an instance script: the scripts are
+/// the same bytes for every site (see [`super::instance`]), so their
+/// indented literal blocks, most of a site's user data, are made once per
+/// process. `None` for any other file, or bytes that are not the script's.
+fn instance_script_content(a: &Artifact) -> Option<&'static str> {
+    static MADE: std::sync::OnceLock<Vec<(&'static str, String)>> = std::sync::OnceLock::new();
+    let made = MADE.get_or_init(|| {
+        super::instance::SCRIPTS
+            .iter()
+            .map(|s| {
+                (
+                    s.artifact,
+                    plain_content(super::instance::installed(s.artifact)),
+                )
+            })
+            .collect()
+    });
+    let (name, content) = made.iter().find(|(name, _)| *name == a.name)?;
+    (a.bytes == super::instance::installed(name)).then_some(content.as_str())
+}
+
+/// A file's `content` in the plain user data: a literal block when that
+/// carries the bytes exactly, base64 otherwise.
+fn plain_content(bytes: &[u8]) -> String {
+    const INDENT: usize = 6;
+    match std::str::from_utf8(bytes)
+        .ok()
+        .and_then(|t| escape::yaml_literal_body(t, INDENT))
+    {
+        Some(body) => format!("content: |\n{}", body.strip_suffix('\n').unwrap_or(&body)),
+        None => format!("encoding: b64\n    content: {}", escape::base64(bytes)),
     }
 }
 
@@ -573,6 +600,31 @@ fn install_script(p: &Packages, extra: &[crate::os::Need]) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    /// A script's content made once is what the file would get made
+    /// afresh, and only for the script's own bytes.
+    #[test]
+    fn instance_scripts_content_is_made_once_for_their_bytes_only() {
+        for s in crate::render::instance::SCRIPTS {
+            let bytes = crate::render::instance::installed(s.artifact).to_vec();
+            let mut a = crate::render::Artifact {
+                name: s.artifact.into(),
+                install_path: None,
+                mode: 0o755,
+                sha256: String::new(),
+                bytes: bytes.clone(),
+            };
+            assert_eq!(
+                super::instance_script_content(&a),
+                Some(super::plain_content(&bytes).as_str())
+            );
+            a.bytes.extend_from_slice(b"echo changed\n");
+            assert_eq!(super::instance_script_content(&a), None, "{}", s.artifact);
+            a.bytes = bytes;
+            a.name = "rules.v4".into();
+            assert_eq!(super::instance_script_content(&a), None);
+        }
+    }
 
     fn ami(os: &str, region: &str) -> super::AmiView {
         let yaml = format!(
