@@ -277,13 +277,21 @@ LIST
   python3 "$netlab/devlog_sink.py" "$dir/devlog.sock" "$work/syslog-$slot.txt" &
   pids+=($!)
   wait_for "the syslog socket of $slot" 10 test -S "$dir/devlog.sock"
+  # shellcheck disable=SC2046 # one unit a word
   in_ns "$ns" unshare -m --propagation private sh "$netlab/installed_run.sh" "$dir" "$dir/devlog.sock" \
-    env LAB_LOG=/run/natbake-lab/units.log /usr/local/sbin/lab-systemd boot >>"$work/boot-$slot.log" 2>&1 &
+    env LAB_LOG=/run/natbake-lab/units.log /usr/local/sbin/lab-systemd boot $(enabled_units) >>"$work/boot-$slot.log" 2>&1 &
   pids+=($!)
   log "instance $slot: $id at $address"
 }
 
-function units_log { cat "$work/share-$1/units.log" 2>/dev/null; }
+# The units enabled on the image: those the rendered provision.sh enables,
+# and keepalived's and conntrackd's, which Debian's packages enable when
+# they are installed.
+function enabled_units {
+  local line
+  line=$(grep -E '^systemctl enable ' "$site/provision.sh") || { log "provision.sh enables nothing"; exit 1; }
+  echo "${line#systemctl enable } keepalived.service conntrackd.service"
+}
 
 # The slot of the instance the API says holds the floating interface.
 function holder_slot {
@@ -411,7 +419,7 @@ PY
 function stamp_of { awk -v w="$2" 'index($0, w) {print $1; exit}' "$1" 2>/dev/null; }
 
 function one_run {
-  local run=$1 a b t_event t_first t_egress moved_at attach_at detach_at detect_at active end_state
+  local run=$1 a b t_event t_first t_egress moved_at attach_at detach_at active end_state api_first_at
   hook_missed=0
   slots=()
   rm -rf "$work"/share-* "$work"/stage-* "$work"/syslog-*.txt "$work"/fabric.log "$work"/api.log \
@@ -490,16 +498,17 @@ function one_run {
   if [ "$active" = none ] || ! serving "$active"; then end_state=not-serving; fi
   local forwarding_list='' s
   for s in "${slots[@]}"; do forwarding_list+="\"$s=$(forwarding "$s")\","; done
-  detect_at=$(grep -h 'Becoming active' "$work"/syslog-*.txt 2>/dev/null | awk '{print $1}' | sort -n | tail -n 1)
   attach_at=$(awk -v t="$t_event" '$1 >= t && /AttachNetworkInterface 200/ {print $1; exit}' "$work/api.log")
   detach_at=$(awk -v t="$t_event" '$1 >= t && /DetachNetworkInterface/ {print $1; exit}' "$work/api.log")
   moved_at=$(awk -v t="$t_event" '$1 >= t && / moved / {print $1; exit}' "$work/fabric.log")
+  # The first call any instance made to the API after the event (not the
+  # lab's own control calls): the end of detection.
+  api_first_at=$(awk -v t="$t_event" '$1 >= t && $2 != "control" && $2 ~ /^[A-Z]/ {print $1; exit}' "$work/api.log")
   count "run=$run" "scenario=\"$scenario\"" \
     "takeover_s=$(echo "$t_first - $t_event" | bc)" \
     "egress_after_s=$(echo "$t_egress - $t_event" | bc)" \
     "event_at=$t_event" "first_at=$t_first" \
-    "api_detach_at=${detach_at:-null}" "api_attach_at=${attach_at:-null}" "moved_at=${moved_at:-null}" \
-    "becoming_active_at=${detect_at:-null}" \
+    "api_first_at=${api_first_at:-null}" "api_detach_at=${detach_at:-null}" "api_attach_at=${attach_at:-null}" "moved_at=${moved_at:-null}" \
     "moves=$(($(moves) - before_moves))" "active=\"$active\"" "end=\"$end_state\"" \
     "forwarding=[${forwarding_list%,}]" "hooks_missed=$hook_missed" \
     "eip_before=\"$eip_before\"" "eip_after=\"$(eip_state)\""

@@ -7,12 +7,13 @@
 # clears the list). Run by installed_run.sh in the instance's own network
 # and mount namespaces; never on the host.
 #
-#   lab-systemd boot      the boot: binds itself over systemctl, starts
-#                         natbake.service, then every other enabled unit
-#                         (natbake's own services, conntrackd, keepalived,
-#                         in that order, as their After= lines ask), then
-#                         runs the timers; stays until TERM, then stops
-#                         every unit in reverse order (a clean shutdown)
+#   lab-systemd boot UNIT...
+#                         the boot: binds itself over systemctl, starts
+#                         the enabled units given (services in the order
+#                         their After= lines ask, timers running their
+#                         Unit= every OnUnitInactiveSec); stays until
+#                         TERM, then stops the services in reverse order
+#                         (a clean shutdown)
 #   systemctl VERB UNIT   start, stop, restart, try-restart, reload,
 #                         try-reload-or-restart, is-active [--quiet],
 #                         daemon-reload and enable (no-ops)
@@ -20,7 +21,7 @@
 # What it keeps of systemd's semantics: Type=oneshot runs to the end
 # (RemainAfterExit keeps it active), other types run in the background
 # with their main pid ($MAINPID); Requires= starts the required unit and
-# fails when it fails; ConditionFileNotEmpty= skips the start quietly;
+# fails when it fails, Requisite= fails unless the unit is active; ConditionFileNotEmpty= skips the start quietly;
 # Restart=on-failure with RestartSec=; ExecStop= and ExecReload=; a `-`
 # before a command ignores its failure; EnvironmentFile= of NAME=VALUE
 # lines. Every unit's output goes to $LAB_LOG with its name.
@@ -110,6 +111,9 @@ function start {
   while read -r req; do
     for r in $req; do start "$r" || { note "$u: required $r failed"; set_state "$u" failed; return 1; }; done
   done < <(values "$u" Requires)
+  while read -r req; do
+    for r in $req; do is_active "$r" || { note "$u: requisite $r is not active"; return 1; }; done
+  done < <(values "$u" Requisite)
   conditions_hold "$u" || return 0
   type=$(value "$u" Type)
   if [ "$type" = oneshot ]; then
@@ -184,25 +188,33 @@ function reload {
   [ "$n" -eq 1 ] || { echo "Job type reload is not applicable for unit $u." >&2; return 1; }
 }
 
-# The units the image enables, in their boot order.
-function enabled_units {
-  local f
-  echo natbake.service
-  for f in /etc/systemd/system/natbake-*.service; do
-    [ -f "$f" ] || continue
-    f=${f##*/}
-    # The health check is its timer's.
-    [ -f "/etc/systemd/system/${f%.service}.timer" ] || echo "$f"
+# The units given, services in the order their After= lines ask (a unit
+# comes after those of the given ones it names), then the timers.
+function boot_order {
+  local -a left=("$@") next=() done_=()
+  local u dep ready progress
+  while [ "${#left[@]}" -gt 0 ]; do
+    next=() progress=0
+    for u in "${left[@]}"; do
+      ready=1
+      for dep in $(values "$u" After); do
+        [[ " ${left[*]} " == *" $dep "* && $dep != "$u" ]] && ready=0
+      done
+      if [ "$ready" -eq 1 ]; then done_+=("$u"); progress=1; else next+=("$u"); fi
+    done
+    # A cycle: the rest in the order given.
+    [ "$progress" -eq 1 ] || { done_+=("${next[@]}"); next=(); }
+    left=("${next[@]}")
   done
-  for f in conntrackd.service keepalived.service; do
-    [ -d "/etc/systemd/system/$f.d" ] && echo "$f"
-  done
+  printf '%s\n' "${done_[@]}"
 }
 
 function seconds { local v=${1%s}; [[ $v =~ ^[0-9]+$ ]] && echo "$v" || echo 15; }
 
 function timer {
-  local t=$1 service=${1%.timer}.service first every
+  local t=$1 service first every
+  service=$(value "$t" Unit)
+  service=${service:-${t%.timer}.service}
   first=$(seconds "$(value "$t" OnBootSec)")
   every=$(seconds "$(value "$t" OnUnitInactiveSec)")
   sleep "$first"
@@ -217,17 +229,14 @@ function boot {
   local -a started=() timers=()
   mkdir -p /run/systemd/system "${LAB_LOG%/*}"
   mount --bind "$0" /usr/bin/systemctl || { note "cannot bind over systemctl"; exit 1; }
-  note "boot"
+  note "boot: $*"
   echo "$$" >"${LAB_LOG%/*}/init.pid"
   while read -r u; do
-    start "$u"
-    started+=("$u")
-  done < <(enabled_units)
-  for t in /etc/systemd/system/*.timer; do
-    [ -f "$t" ] || continue
-    timer "${t##*/}" &
-    timers+=($!)
-  done
+    case $u in
+    *.timer) timer "$u" & timers+=($!) ;;
+    *) start "$u"; started+=("$u") ;;
+    esac
+  done < <(boot_order "$@")
   note "booted: $(for u in "${started[@]}"; do printf '%s=%s ' "$u" "$(cat "$STATE/$u.state" 2>/dev/null)"; done)"
   # A clean shutdown: the timers first, then the units in reverse order.
   trap 'note shutdown; kill "${timers[@]}" 2>/dev/null; for ((i = ${#started[@]} - 1; i >= 0; i--)); do stop "${started[i]}"; done; note halted; exit 0' TERM
@@ -235,7 +244,7 @@ function boot {
 }
 
 case ${1:-} in
-boot) boot ;;
+boot) shift; boot "$@" ;;
 start | stop | reload) "$1" "$2" ;;
 restart) stop "$2" && start "$2" ;;
 try-restart) if is_active "$2"; then stop "$2" && start "$2"; fi ;;
