@@ -310,11 +310,32 @@ function serving {
     [ "$(forwarding "$s")" = 1 ]
 }
 
-# A standby: keepalived made it one (natbake-standby says so) and it does not forward.
-function standby {
-  local s=$1
-  grep -q 'Now standby' "$work/syslog-$s.txt" 2>/dev/null && [ "$(forwarding "$s")" = 0 ]
+# A command inside the instance in slot $1 (its mount and network
+# namespaces, as its own processes see them).
+function on_instance {
+  local s=$1 init
+  shift
+  init=$(cat "$work/share-$s/init.pid" 2>/dev/null) || return 1
+  nsenter -t "$init" -m -n "$@"
 }
+
+# The role natbake-standby keeps (active, standby, fault...) and the peer
+# in this instance's part of keepalived.conf.
+function role_of { on_instance "$1" cat /run/natbake/standby/role 2>/dev/null | awk '{print $1}'; }
+function peer_of {
+  on_instance "$1" cat /run/natbake/standby/keepalived-local.conf 2>/dev/null |
+    awk '/unicast_peer/ {p = 1; next} p && NF {print $1; exit}'
+}
+
+# Slot $1 is serving and paired with slot $2, which is a standby that does
+# not forward: each names the other as its peer. Holds twice, 2 s apart.
+function paired_once {
+  local a=$1 b=$2
+  serving "$a" && [ "$(role_of "$a")" = active ] && [ "$(role_of "$b")" = standby ] &&
+    [ "$(forwarding "$b")" = 0 ] &&
+    [ "$(peer_of "$a")" = "$(cat "$work/address-$b")" ] && [ "$(peer_of "$b")" = "$(cat "$work/address-$a")" ]
+}
+function paired { paired_once "$1" "$2" && sleep 2 && paired_once "$1" "$2"; }
 
 # The elastic IP's public address and the interface it is associated with.
 function eip_state {
@@ -435,7 +456,7 @@ function one_run {
   instance i1
   wait_for "i1 serving" "$BOOT_S" serving i1
   instance i2
-  wait_for "i2 standby" "$BOOT_S" standby i2
+  wait_for "i1 active and i2 standby, paired" "$BOOT_S" paired i1 i2
   # A standby that has just started misses the connections opened in its
   # first moments (see docs/failover.md).
   sleep "${PAIR_LAB_SETTLE:-1}"
@@ -477,11 +498,12 @@ function one_run {
     # active, whose role the new one takes.
     group_terminates "$b"
     instance i3
-    wait_for "i3 standby" "$BOOT_S" standby i3
+    wait_for "$a active and i3 standby, paired" "$BOOT_S" paired "$a" i3
     sleep "${PAIR_LAB_SETTLE:-1}"
     group_terminates "$a"
+    wait_for "i3 serving" "$BOOT_S" serving i3
     instance i4
-    wait_for "i4 standby" "$BOOT_S" standby i4
+    wait_for "i3 active and i4 standby, paired" "$BOOT_S" paired i3 i4
     ;;
   esac
   if ! probe; then
