@@ -131,11 +131,14 @@ def main():
             if found:
                 waiting.pop(instance)
         if not found or params.get("LifecycleActionResult") not in ("CONTINUE", "ABANDON"):
-            return ec2_error(
-                "ValidationError",
-                "No active Lifecycle Action found with instance ID %s" % instance,
-                400,
+            # Auto Scaling's own error shape, not EC2's.
+            body = (
+                '<ErrorResponse xmlns="http://autoscaling.amazonaws.com/doc/2011-01-01/"><Error>'
+                "<Type>Sender</Type><Code>ValidationError</Code>"
+                "<Message>No active Lifecycle Action found with instance ID %s</Message>"
+                "</Error><RequestId>lab-proxy</RequestId></ErrorResponse>" % instance
             )
+            return 400, body.encode()
         log.write("%.3f lifecycle-completed %s %s\n" % (time.time(), instance, params["LifecycleActionResult"]))
         return 200, (
             '<CompleteLifecycleActionResponse xmlns="http://autoscaling.amazonaws.com/doc/2011-01-01/">'
