@@ -39,7 +39,7 @@ FLOWS=5
 [[ $PLANNED =~ ^[1-9][0-9]{0,2}$ ]] || die "BENCH_STANDBY_PLANNED_RUNS must be 1..999"
 
 bench_begin "usage: sudo bench/standby.sh   the warm standby pair: takeover time, flows that survive a kill, a handover and a rolling replacement" "$@"
-for c in keepalived conntrackd conntrack bc curl; do need_cmd "$c" || die "missing $c (scripts/test.sh installs it)"; done
+for c in keepalived conntrackd conntrack curl nsenter; do need_cmd "$c" || die "missing $c (scripts/test.sh installs it)"; done
 venv=${NATBAKE_MOTO_VENV:-${NATBAKE_CACHE_DIR:-$REPO/target}/moto-5.2.5-venv}
 [ -x "$venv/bin/moto_server" ] || die "no moto virtual environment at $venv (scripts/test.sh makes it)"
 log "== standby"

@@ -449,7 +449,7 @@ function one_run {
   api
   in_ns "$p-tgt" python3 "$here/flows.py" server 1532 &
   pids+=($!)
-  in_ns "$p-tgt" python3 "$here/flows.py" udpserver 53 &
+  in_ns "$p-tgt" python3 "$here/flows.py" udpserver 10.0.2.53 53 &
   pids+=($!)
   in_ns "$p-cli" python3 "$here/flows.py" server 9000 &
   pids+=($!)
@@ -467,6 +467,8 @@ function one_run {
   start_flows "$long"
   sleep 2
   local before_moves eip_before
+  # The pair as it was found, still: the event meets an active and a standby.
+  paired_once "$a" "$b" || { log "the pair changed before the event: $a is $(role_of "$a"), $b is $(role_of "$b")"; diagnostics; exit 1; }
   before_moves=$(moves)
   eip_before=$(eip_state)
   t_event=$(date +%s.%N)
@@ -527,8 +529,8 @@ function one_run {
   # lab's own control calls): the end of detection.
   api_first_at=$(awk -v t="$t_event" '$1 >= t && $2 != "control" && $2 ~ /^[A-Z]/ {print $1; exit}' "$work/api.log")
   count "run=$run" "scenario=\"$scenario\"" \
-    "takeover_s=$(echo "$t_first - $t_event" | bc)" \
-    "egress_after_s=$(echo "$t_egress - $t_event" | bc)" \
+    "takeover_s=$(awk -v a="$t_first" -v b="$t_event" 'BEGIN {printf "%.3f", a - b}')" \
+    "egress_after_s=$(awk -v a="$t_egress" -v b="$t_event" 'BEGIN {printf "%.3f", a - b}')" \
     "event_at=$t_event" "first_at=$t_first" \
     "api_first_at=${api_first_at:-null}" "api_detach_at=${detach_at:-null}" "api_attach_at=${attach_at:-null}" "moved_at=${moved_at:-null}" \
     "moves=$(($(moves) - before_moves))" "active=\"$active\"" "end=\"$end_state\"" \

@@ -14,8 +14,10 @@
   flows.py probe ADDR PORT OUT
       tries a new connection (and one echo) every 50 ms until one works;
       writes the time it worked (seconds since the epoch) to OUT.
-  flows.py udpserver PORT
-      a UDP server that sends every datagram back where it came from.
+  flows.py udpserver ADDR PORT
+      a UDP server on ADDR (so that its answers leave from the address
+      the forward targets) that sends every datagram back where it came
+      from.
   flows.py udphold ADDR PORT N SECONDS OUT
       N UDP flows (each from its own socket), each sending a numbered
       datagram every 50 ms and reading the echoes, for SECONDS; writes to
@@ -172,9 +174,9 @@ def probe(addr, port, out):
         f.write(f"{worked:.3f}\n")
 
 
-def udpserver(port):
+def udpserver(addr, port):
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("0.0.0.0", port))
+    s.bind((addr, port))
     while True:
         data, peer = s.recvfrom(2048)
         s.sendto(data, peer)
@@ -242,7 +244,7 @@ if __name__ == "__main__":
     elif mode == "probe":
         probe(sys.argv[2], int(sys.argv[3]), sys.argv[4])
     elif mode == "udpserver":
-        udpserver(int(sys.argv[2]))
+        udpserver(sys.argv[2], int(sys.argv[3]))
     elif mode == "udphold":
         udphold(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]), sys.argv[6])
     else:

@@ -24,7 +24,8 @@
 # fails when it fails, Requisite= fails unless the unit is active; ConditionFileNotEmpty= skips the start quietly;
 # Restart=on-failure with RestartSec=; ExecStop= and ExecReload=; a `-`
 # before a command ignores its failure; EnvironmentFile= of NAME=VALUE
-# lines. Every unit's output goes to $LAB_LOG with its name.
+# lines; commands start without the caller's open files and environment.
+# Every unit's output goes to $LAB_LOG with its name.
 set -u
 STATE=/run/lab-systemd
 LAB_LOG=${LAB_LOG:-/run/natbake-lab/units.log}
@@ -68,7 +69,7 @@ function set_state { echo "$2" >"$STATE/$1.state"; }
 
 # Runs one command line of unit $1 ($2) in the foreground; `-` ignores failure.
 function run_line {
-  local u=$1 line=$2 ignore=0 word env_file k v
+  local u=$1 line=$2 ignore=0 word env_file k v fd
   local -a argv=()
   [[ $line == -* ]] && { ignore=1; line=${line#-}; }
   line=${line#@}
@@ -90,7 +91,16 @@ function run_line {
     fi
   done
   note "$u: ${argv[*]}"
-  "${argv[@]}" >>"$LAB_LOG" 2>&1
+  # As systemd starts a unit's commands: from a clean slate, not from the
+  # caller of systemctl (no open file of its, such as a lock, and none of
+  # its environment).
+  (
+    for fd in /proc/self/fd/*; do
+      fd=${fd##*/}
+      [ "$fd" -gt 2 ] 2>/dev/null && eval "exec $fd>&-"
+    done
+    exec env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 "${argv[@]}"
+  ) >>"$LAB_LOG" 2>&1
   local rc=$?
   [ "$rc" -eq 0 ] || note "$u: exit $rc"
   [ "$ignore" -eq 1 ] && return 0
