@@ -388,7 +388,8 @@ function main {
   # Step 4: forwarding, now that the rules are in place. A hold the health
   # check put on forwarding (it failed closed) ends with this run.
   rm -f "$CLOSED"
-  sysctl -q -w net.ipv4.ip_forward=1 >/dev/null || die "Cannot switch IP forwarding on."
+  # A standby pair's role decides (natbake-standby).
+  [ "$STANDBY" = yes ] || sysctl -q -w net.ipv4.ip_forward=1 >/dev/null || die "Cannot switch IP forwarding on."
 
   # What each forward does, from site.conf: one line each.
   mapfile -t FORWARDS < <(site_conf_records summary)

@@ -83,6 +83,7 @@ ACTIONS = {
     "instance-state": ("DescribeInstances",),
     "report-unhealthy": ("DescribeInstances", "SetInstanceHealth"),
     "complete-lifecycle": ("DescribeInstances", "CompleteLifecycleAction"),
+    "peers": ("DescribeInstances",),
     "put-metrics": ("PutMetricData",),
 }
 TRANSIENT_CODES = {"RequestLimitExceeded", "Throttling", "ThrottlingException"}
@@ -797,6 +798,77 @@ def cmd_complete_lifecycle(aws, args):
     say("completed", args[0])
 
 
+def cmd_peers(aws, args):
+    if len(args) != 1 or not re.fullmatch(r"[a-z][a-z0-9-]{0,39}", args[0]):
+        raise usage("peers SITE")
+    site, zone = args[0], aws.identity.az
+    me = aws.identity.instance_id
+    address = aws.imds.get("meta-data/local-ipv4").strip()
+    mac = aws.imds.get("meta-data/mac").strip()
+    if not (re.fullmatch(IPV4, address) and re.fullmatch(MAC, mac)):
+        raise refused("Instance metadata gave a malformed primary address or MAC (%r, %r)." % (address, mac))
+    where = "tagged natbake:site=%s in %s" % (site, zone)
+    try:
+        root = aws.query(
+            "ec2",
+            "DescribeInstances",
+            [
+                ("Filter.1.Name", "tag:natbake:site"),
+                ("Filter.1.Value.1", site),
+                ("Filter.2.Name", "availability-zone"),
+                ("Filter.2.Value.1", zone),
+                ("Filter.3.Name", "instance-state-name"),
+                ("Filter.3.Value.1", "pending"),
+                ("Filter.3.Value.2", "running"),
+            ],
+        )
+    except Failure as f:
+        f.message = "Cannot list the instances %s: %s: %s" % (where, f.code, f.message)
+        raise
+    found = []
+    for r in children(root, "reservationSet"):
+        for res in children(r, "item"):
+            for s in children(res, "instancesSet"):
+                for inst in children(s, "item"):
+                    group = ""
+                    for tags in children(inst, "tagSet"):
+                        for tag in children(tags, "item"):
+                            if child_text(tag, "key") == "aws:autoscaling:groupName":
+                                group = child_text(tag, "value")
+                    found.append(
+                        (
+                            child_text(inst, "launchTime"),
+                            child_text(inst, "instanceId"),
+                            child_text(inst, "privateIpAddress"),
+                            path_text(inst, "instanceState", "name"),
+                            group,
+                        )
+                    )
+    # This instance's group, when the answer has it: peers are of the same
+    # group only (a second stack of the same site is not this pair).
+    mine = [f[4] for f in found if f[1] == me]
+    group = mine[0] if mine else ""
+    peers = []
+    for launched, instance, peer, state, their_group in sorted(found):
+        if instance == me or state not in ("pending", "running"):
+            continue
+        if group and their_group != group:
+            continue
+        if not (re.fullmatch(INSTANCE_ID, instance) and re.fullmatch(IPV4, peer)):
+            # An instance without a private address yet (pending) is found
+            # again at the next look.
+            continue
+        peers.append("%s %s %s" % (instance, peer, state))
+    say("instance", me)
+    say("zone", zone)
+    say("address", address)
+    say("mac", mac)
+    say("group", group)
+    say("peers", len(peers))
+    for n, text in enumerate(peers, 1):
+        say("peer%d" % n, text)
+
+
 def datums(lines):
     """(line number, [(name, value)...]) per datum line of "NAME UNIT VALUE
     DIMENSION=VALUE..."; blank lines are counted and skipped."""
@@ -863,6 +935,7 @@ COMMANDS = {
     "instance-state": cmd_instance_state,
     "report-unhealthy": cmd_report_unhealthy,
     "complete-lifecycle": cmd_complete_lifecycle,
+    "peers": cmd_peers,
     "put-metrics": cmd_put_metrics,
 }
 

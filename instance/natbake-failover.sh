@@ -262,6 +262,12 @@ function configure_floating {
 # /run emptied, the device gone) the API decides, as below.
 function take_floating_interface {
   local id mac addr status holder att_id att_status state pause waited='' detached=''
+  # A standby pair's interface is taken by natbake-standby when keepalived
+  # elects this instance (it sets FLOATING_TAKEOVER), not at boot.
+  if [ "$STANDBY" = yes ] && [ -z "${FLOATING_TAKEOVER:-}" ]; then
+    log "A standby pair: the floating interface, and forwarding, wait for natbake-standby."
+    return 0
+  fi
   FLOATING_DEADLINE=$(( SECONDS + ATTACH_TIMEOUT ))
   AWS_DEADLINE=$FLOATING_DEADLINE
   aws_read_env_file || die "$AWS_MESSAGE"
@@ -323,6 +329,15 @@ function take_floating_interface {
               detached=yes
             fi ;;
           *)
+            # A standby's takeover (natbake-standby) may name the one
+            # running holder it detaches by force: a hung instance stays
+            # `running`.
+            if [ "$holder" = "${FLOATING_FORCE:-}" ] && [ -z "$detached" ] && [ -n "$att_id" ]; then
+              log "$id is held by $holder, which no longer serves; detaching it by force."
+              aws_run detach "$att_id" --force ||
+                log "Detaching $id from $holder by force failed: $AWS_ERROR: $AWS_MESSAGE"
+              detached=yes
+            fi
             [ "$waited" = "$holder:$state:$att_status" ] ||
               log "$id is held by $holder (instance ${state:-state unknown}, attachment ${att_status:-unknown}); waiting for it to be released."
             waited="$holder:$state:$att_status" ;;
@@ -396,6 +411,7 @@ function floating_ask_api {
 # floating_lost), and keeps in FLOATING_FAILURE what can only be reported.
 function floating_problems {
   local here=0 id mac addr rc
+  [ "$STANDBY" != yes ] || { standby_problems; return 0; }
   # shellcheck disable=SC2034 # natbake-aws.sh reads it
   AWS_DEADLINE=$(( SECONDS + 20 ))
   # A malformed /etc/natbake/aws.env is refused by every call of the AWS
@@ -444,3 +460,20 @@ function floating_problems {
     PROBLEMS+=("the default route does not leave through the floating interface $id ($FLOATING_DEV, $addr)")
 }
 
+
+# A standby pair's part of the health check: the role, not this check,
+# decides forwarding and the interface, so forwarding found off is no
+# drift; natbake-standby repairs keepalived and conntrackd and keeps
+# forwarding to the role, and says what it cannot repair.
+STANDBY_SCRIPT=/usr/local/sbin/natbake-standby
+function standby_problems {
+  local p kept=() out
+  for p in ${PROBLEMS[@]+"${PROBLEMS[@]}"}; do
+    [ "$p" = "IP forwarding is off" ] || kept+=("$p")
+  done
+  PROBLEMS=(${kept[@]+"${kept[@]}"})
+  if ! out=$("$STANDBY_SCRIPT" health); then
+    FLOATING_FAILURE="standby: ${out:-natbake-standby health failed}"
+    FLOATING_FAILURE=${FLOATING_FAILURE//$'\n'/; }
+  fi
+}

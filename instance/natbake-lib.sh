@@ -69,6 +69,7 @@ ipset_names ^([a-z0-9-]+(_[a-z0-9-]+)*)?$
 ipset_elements ^(0|[1-9][0-9]?[0-9]?[0-9]?[0-9]?[0-9]?[0-9]?[0-9]?[0-9]?)$
 failover ^(yes|no)$
 attach_timeout ^([1-9][0-9]?|[1-8][0-9][0-9]|900)$ failover
+standby ^(yes|no)$ failover
 metrics ^(yes|no)$
 per_forward ^(yes|no)$ metrics'
 # Besides those, per forward, in the spec's order, "forward=NAME TARGET

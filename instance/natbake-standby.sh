@@ -3,28 +3,62 @@
 #
 # Installed by the image as /usr/local/sbin/natbake-standby. The same fixed
 # code for every site: what differs per instance (its interface and
-# address, the peer's address) is passed in by whoever finds it, and the
-# few settings come from /etc/natbake/standby.conf (NAME=VALUE lines,
-# parsed, never sourced).
+# address, the peer) comes from instance metadata and the EC2 API, the
+# site from /etc/natbake/site.conf, and the few settings from
+# /etc/natbake/standby.conf (NAME=VALUE lines, parsed, never sourced).
 #
-#   natbake-standby peer LOCAL PEER IFACE  write this instance's part of
-#                                           keepalived.conf and conntrackd's
-#                                           configuration; reload them
-#   natbake-standby active|standby|fault    keepalived's notify scripts
-#   natbake-standby check                   keepalived's vrrp_script: can
-#                                           this instance serve?
-#   natbake-standby handover                hand the role to the peer before
-#                                           this instance goes (stop
-#                                           keepalived), then let the Auto
-#                                           Scaling group go on terminating
+#   natbake-standby start          natbake-standby.service, at boot: find
+#                                  the peer and write this instance's part
+#                                  of the configurations (keepalived and
+#                                  conntrackd start after it); no peer
+#                                  yet: become active alone
+#   natbake-standby watch          natbake-standby.timer, every few
+#                                  seconds: hand over when the Auto
+#                                  Scaling group terminates this instance;
+#                                  look for a replaced peer now and then
+#   natbake-standby discover       look for the peer now (as watch does)
+#   natbake-standby peer LOCAL PEER IFACE
+#                                  write this instance's part of
+#                                  keepalived.conf and conntrackd's
+#                                  configuration; reload them
+#   natbake-standby active|standby|fault|stopped
+#                                  keepalived's notify scripts
+#   natbake-standby check          keepalived's vrrp_script: can this
+#                                  instance serve?
+#   natbake-standby holds          keepalived's vrrp_script that weighs
+#                                  the holder of the floating interface up
+#   natbake-standby handover       hand the role to the peer before this
+#                                  instance goes (stop keepalived, let the
+#                                  interface go), then let the Auto Scaling
+#                                  group go on terminating (ExecStop)
+#   natbake-standby health         the health check's part: repairs a
+#                                  stopped keepalived or conntrackd, keeps
+#                                  forwarding to the role; prints what it
+#                                  cannot repair
+#   natbake-standby status         role, peer, sync and takeovers, as
+#                                  NAME=VALUE lines (natbake-status)
 #
-# Becoming active: commit the connection table the peer synced into the
-# kernel, take the floating interface over (the `takeover` command), then
-# forwarding on; any failure switches forwarding off and makes `check`
-# fail, so that keepalived hands the role to the peer. Becoming standby or
-# faulty: forwarding off at once, then the table back to sync.
+# Becoming active (only ever on keepalived's transition to master, never
+# from a periodic check): commit the connection table the peer synced into
+# the kernel, take the floating interface over (the boot step's own
+# steps, with a forced detach from a peer that may still hold it, within
+# the split-brain rule below), then forwarding on; any failure switches
+# forwarding off and makes `check` fail, so that keepalived hands the role
+# on. Becoming standby or faulty: forwarding off at once, then the table
+# back to sync.
+#
+# The split-brain rule (docs/failover.md): a takeover forces the interface
+# away from a running holder only when that holder is this instance's
+# peer of at least JOIN_GRACE seconds, and only when this instance has not
+# itself lost the interface since it last stood by quietly for STABLE
+# seconds. Otherwise it yields: forwarding off, and `check` fails for
+# YIELD_HOLD seconds (keepalived stays in FAULT). An active that loses the
+# device of the interface sees it at its next `check` (every second):
+# forwarding off, the loss kept, FAULT.
 
-set -euo pipefail
+# Not -e: the boot step's libraries, sourced for a takeover, test
+# failures themselves.
+set -u
 
 PATH="/usr/sbin:/sbin:/usr/bin:/bin"
 export PATH
@@ -37,22 +71,59 @@ CONNTRACKD_CONF=$STATE/conntrackd.conf
 ROLE_FILE=$STATE/role
 TAKEOVERS_FILE=$STATE/takeovers
 LOCK_FILE=$STATE/lock
+# "INSTANCE ADDRESS SINCE" of the peer (SINCE: seconds since boot).
+PEER_FILE=$STATE/peer
+# When this instance lost the interface (seconds since boot).
+LOST_FILE=$STATE/lost
+# The last takeover: "WHEN(epoch) RESULT SECONDS FROM".
+LAST_TAKEOVER=$STATE/last-takeover
+# When the EC2 API is next asked for the peer (seconds since boot).
+DISCOVER_DUE=$STATE/discover-due
+# What the lifecycle hook was completed for (a second handover skips it).
+COMPLETED_FILE=$STATE/completed
+# The floating interface as the last takeover found it ("ID MAC ADDRESS",
+# natbake-failover.sh's FLOATING_STATE).
+FLOATING_KEPT=/run/natbake/floating
+IP_FORWARD=/proc/sys/net/ipv4/ip_forward
+NET_DEVICES=/sys/class/net
 # Longest wait for the lock: a takeover in progress holds it.
 LOCK_WAIT=60
-# natbake's one client of the AWS APIs, sourced (its code is fixed too).
+# natbake's library, its boot step and floating interface's steps and its
+# one client of the AWS APIs, sourced for a takeover (their code is fixed
+# too).
+SITE_LIB=/usr/local/lib/natbake/natbake-lib.sh
+BOOT_SCRIPT=/usr/local/sbin/configure-pat.sh
 AWS_LIB=/usr/local/lib/natbake/natbake-aws.sh
 # The stack's termination lifecycle hook, which gives the handover time.
 LIFECYCLE_HOOK=natbake-handover
 # Seconds the peer gets to take the interface over before this instance
 # lets the group terminate it anyway.
 HANDOVER_WAIT=30
+# The split-brain rule's times (seconds): how long a new peer must have
+# been known before its interface is taken by force (longer than the
+# peer's own look for a new instance: DISCOVER_EVERY + DISCOVER_JITTER);
+# how long `check` fails after a takeover yielded; how long a standby must
+# stand by before an earlier loss is forgotten.
+JOIN_GRACE=60
+YIELD_HOLD=30
+STABLE=10
+# How often the EC2 API is asked for the peer: with one, every 30 to 40
+# seconds; alone or with a peer that is gone, every 10.
+DISCOVER_EVERY=30
+DISCOVER_JITTER=10
+DISCOVER_ALONE=10
 
 # Settings (standby.conf may change them).
-TAKEOVER=/usr/local/sbin/configure-pat.sh
+TAKEOVER=''
 
 function log {
-  logger -t natbake-standby -- "$1" 2>/dev/null || true
-  echo "natbake-standby: $1" >&2
+  local line=${1//$'\n'/ }
+  if [ -n "${JOURNAL_STREAM:-}" ]; then
+    echo "$line" >&2
+  else
+    logger -t natbake-standby -- "$line" 2>/dev/null || true
+    echo "natbake-standby: $line" >&2
+  fi
 }
 
 # Forwarding off first, then the reason; `check` fails from now on.
@@ -63,10 +134,25 @@ function die {
   exit 1
 }
 
-function forwarding { echo "$1" >/proc/sys/net/ipv4/ip_forward; }
+function forwarding { echo "$1" >"$IP_FORWARD"; }
+
+# Seconds since boot (unmoved by clock steps).
+function uptime_now {
+  local up=''
+  { read -r up _ </proc/uptime; } 2>/dev/null
+  echo "${up%%.*}"
+}
 
 # The role and when it was taken, for natbake-status and `check`.
 function role { printf '%s %s\n' "$1" "$(date +%s)" >"$ROLE_FILE.tmp" && mv -f "$ROLE_FILE.tmp" "$ROLE_FILE"; }
+
+# The role into ROLE and its time into ROLE_AT ("none 0" without one).
+function read_role {
+  ROLE=none ROLE_AT=0
+  { read -r ROLE ROLE_AT <"$ROLE_FILE"; } 2>/dev/null || true
+  [[ $ROLE_AT =~ ^[0-9]+$ ]] || ROLE_AT=0
+  ROLE=${ROLE:-none}
+}
 
 # Reads standby.conf: blank lines and # comments; NAME=VALUE of a known
 # name; anything else stops with the file's line number.
@@ -99,8 +185,29 @@ function is_ipv4 {
 
 function is_interface { [[ $1 =~ ^[A-Za-z0-9_.-]{1,15}$ ]]; }
 
+# The device whose MAC address is $1, by its name now.
+function device_with_mac {
+  local f
+  for f in "$NET_DEVICES"/*/address; do
+    [ "$(cat "$f" 2>/dev/null)" = "$1" ] && { f=${f%/address}; echo "${f##*/}"; return 0; }
+  done
+  return 1
+}
+
+# Whether the floating interface the last takeover kept has its device
+# here: EC2 removes the device when the interface is detached, forced or
+# not. A rename keeps the MAC.
+function holds_interface {
+  local id mac _
+  { read -r id mac _ <"$FLOATING_KEPT"; } 2>/dev/null || return 1
+  [[ $mac =~ ^[0-9a-f]{2}(:[0-9a-f]{2}){5}$ ]] || return 1
+  device_with_mac "$mac" >/dev/null
+}
+
 # conntrackd's client, against the running daemon's socket.
 function conntrackd_do { conntrackd -C "$CONNTRACKD_CONF" "$@"; }
+
+function systemd_runs { [ -d /run/systemd/system ]; }
 
 # Replaces FILE by the text on stdin when it differs; true if it changed.
 function replace_file {
@@ -134,32 +241,268 @@ function do_peer {
     return 0
   fi
   log "Peer is $peer, from $local_address on $interface."
-  if [ -d /run/systemd/system ]; then
-    # A running keepalived rereads its configuration on SIGHUP and keeps
-    # its role; conntrackd reads its own only at start.
-    systemctl try-reload-or-restart keepalived.service || die "keepalived did not take the new peer."
-    systemctl try-restart conntrackd.service || die "conntrackd did not restart with the new peer."
+  if systemd_runs && [ -z "${PEER_AT_BOOT:-}" ]; then
+    # conntrackd reads its configuration only at start; a running
+    # keepalived rereads its own on SIGHUP and keeps its role, and one that
+    # is not running yet (this instance was alone) starts now.
+    systemctl restart conntrackd.service || die "conntrackd did not restart with the new peer."
+    systemctl reload-or-restart keepalived.service || die "keepalived did not take the new peer."
   fi
 }
 
+# ---- The peer, through the EC2 API ------------------------------------
+
+# Loads natbake's library and site.conf, and the AWS client; the AWS
+# deadline is $1 seconds from now.
+function load_aws {
+  # shellcheck source=/dev/null
+  . "$SITE_LIB" || die "Cannot read $SITE_LIB."
+  load_site_conf || die "$SITE_CONF_ERROR"
+  [ "${STANDBY:-no}" = yes ] || die "$SITE_CONF says this site has no standby (standby=yes)."
+  # shellcheck source=/dev/null
+  . "$AWS_LIB" || die "Cannot read $AWS_LIB."
+  redefine_own
+  # shellcheck disable=SC2034 # natbake-aws.sh reads it
+  AWS_DEADLINE=$((SECONDS + $1))
+}
+
+# The sourced files define their own log and die: this script's win.
+function redefine_own {
+  function log {
+    local line=${1//$'\n'/ }
+    if [ -n "${JOURNAL_STREAM:-}" ]; then echo "$line" >&2; else
+      logger -t natbake-standby -- "$line" 2>/dev/null || true
+      echo "natbake-standby: $line" >&2
+    fi
+  }
+  function die { forwarding 0 || true; role failed; log "ERROR: $1"; exit 1; }
+}
+
+# The peer this instance pairs with, from `natbake-aws peers`: the holder
+# of the interface pairs with the newest running instance (a replacement
+# is newer than what it replaces), any other with the oldest (the one that
+# has served longest, most likely the holder); a pending one only when
+# none runs. Sets PEER_ID and PEER_ADDRESS (empty: none).
+function choose_peer {
+  local n=${AWS_OUT[peers]:-0} i line id address state running=() pending=()
+  PEER_ID='' PEER_ADDRESS=''
+  [[ $n =~ ^[0-9]+$ ]] || n=0
+  for ((i = 1; i <= n; i++)); do
+    line=${AWS_OUT[peer$i]:-}
+    read -r id address state <<<"$line"
+    if ! [[ $id =~ ^i-[0-9a-f]{8,17}$ ]] || ! is_ipv4 "$address"; then continue; fi
+    case $state in
+    running) running+=("$id $address") ;;
+    pending) pending+=("$id $address") ;;
+    esac
+  done
+  local pick=("${running[@]}")
+  [ "${#pick[@]}" -gt 0 ] || pick=("${pending[@]}")
+  [ "${#pick[@]}" -gt 0 ] || return 0
+  if holds_interface; then
+    line=${pick[${#pick[@]} - 1]}
+  else
+    line=${pick[0]}
+  fi
+  read -r PEER_ID PEER_ADDRESS <<<"$line"
+}
+
+# Sets when the EC2 API is next asked for the peer.
+function discover_next {
+  local up
+  up=$(uptime_now)
+  [[ $up =~ ^[0-9]+$ ]] || return 0
+  echo $((up + $1)) >"$DISCOVER_DUE" 2>/dev/null || true
+}
+
+function discover_due {
+  local due='' up
+  { read -r due <"$DISCOVER_DUE"; } 2>/dev/null || true
+  up=$(uptime_now)
+  [[ $due =~ ^[0-9]+$ && $up =~ ^[0-9]+$ ]] || return 0
+  [ "$up" -ge "$due" ]
+}
+
+# Asks the EC2 API for the site's other instances here and pairs with one
+# (do_peer; a peer that is the same as before changes nothing). Returns 3
+# when there is none. The API not answering keeps the peer there is.
+function do_discover {
+  local iface old_id='' old_address='' since=''
+  load_aws 20
+  if ! aws_run peers "$SITE"; then
+    discover_next "$DISCOVER_ALONE"
+    log "WARNING: cannot look for the peer: ${AWS_ERROR:-}: ${AWS_MESSAGE:-no answer}; keeping what there is."
+    return 2
+  fi
+  choose_peer
+  { read -r old_id old_address since <"$PEER_FILE"; } 2>/dev/null || true
+  if [ -z "$PEER_ID" ]; then
+    discover_next "$DISCOVER_ALONE"
+    [ -z "$old_id" ] || log "The peer $old_id ($old_address) is gone and no other instance of site $SITE is here yet; keeping its configuration until one comes."
+    return 3
+  fi
+  discover_next $((DISCOVER_EVERY + RANDOM % DISCOVER_JITTER))
+  iface=$(device_with_mac "${AWS_OUT[mac]:-none}") ||
+    die "No device has this instance's MAC address ${AWS_OUT[mac]:-} (instance metadata's)."
+  do_peer "${AWS_OUT[address]:-}" "$PEER_ADDRESS" "$iface"
+  if [ "$PEER_ID" != "$old_id" ] || [ "$PEER_ADDRESS" != "$old_address" ]; then
+    printf '%s %s %s\n' "$PEER_ID" "$PEER_ADDRESS" "$(uptime_now)" >"$PEER_FILE"
+    log "Paired with $PEER_ID ($PEER_ADDRESS)."
+  fi
+}
+
+# At boot, before keepalived and conntrackd (their units come after this
+# one and start only once the configuration exists): the peer, or, with
+# none yet, this instance alone as the candidate active. An API that does
+# not answer is asked again for a minute.
+function do_start {
+  local tries=0 rc
+  rm -f "$LOST_FILE"
+  role starting
+  PEER_AT_BOOT=yes
+  while :; do
+    rc=0
+    do_discover || rc=$?
+    [ "$rc" -eq 2 ] || break
+    tries=$((tries + 1))
+    if [ "$tries" -ge 6 ]; then
+      role no-peer
+      log "The EC2 API did not say who the peer is for a minute; forwarding stays off, the timer keeps asking."
+      return 0
+    fi
+    sleep 10
+  done
+  PEER_AT_BOOT=''
+  if [ "$rc" -eq 3 ]; then
+    serve_alone
+  else
+    role standby
+  fi
+}
+
+# No peer has ever been found: no election runs, and this instance takes
+# the interface as a boot would (never by force: may_force knows no
+# peer). A failure leaves it to the timer, which keeps looking.
+function serve_alone {
+  log "No other instance of site $SITE here yet: this one serves alone until one comes."
+  (do_active) || log "Serving alone failed (above); looking again in ${DISCOVER_ALONE}s."
+}
+
+# ---- The takeover -----------------------------------------------------
+
+# Loads the boot step's own steps (natbake-lib.sh, configure-pat.sh's
+# address arithmetic, natbake-aws.sh, natbake-failover.sh), with this
+# script's log and die.
+function load_takeover {
+  load_aws 0
+  # shellcheck source=/dev/null
+  . "$BOOT_SCRIPT" || die "Cannot read $BOOT_SCRIPT."
+  # shellcheck source=/dev/null
+  . "$FAILOVER_LIB" || die "Cannot read $FAILOVER_LIB."
+  redefine_own
+}
+
+# Whether the split-brain rule lets this instance force the interface away
+# from running instance $1; the reason it does not in YIELD_WHY.
+function may_force {
+  local peer='' address='' since='' up
+  YIELD_WHY=''
+  if [ -e "$LOST_FILE" ]; then
+    YIELD_WHY="this instance lost the interface to $1 and has not stood by quietly since"
+    return 1
+  fi
+  { read -r peer address since <"$PEER_FILE"; } 2>/dev/null || true
+  if [ "$peer" != "$1" ]; then
+    YIELD_WHY="$1 is not this instance's peer (${peer:-none}), so it may not know this one yet"
+    return 1
+  fi
+  up=$(uptime_now)
+  if ! [[ $since =~ ^[0-9]+$ && $up =~ ^[0-9]+$ ]] || [ $((up - since)) -lt "$JOIN_GRACE" ]; then
+    YIELD_WHY="$1 has been the peer for less than ${JOIN_GRACE}s, so it may not know this instance yet"
+    return 1
+  fi
+}
+
+# The takeover itself: the boot step's take_floating_interface (attach,
+# wait, configure, route, under its deadline, with its fail-closed die),
+# told which holder it may detach by force. Returns 3 when it yields.
+function take_over {
+  load_takeover
+  FLOATING_FORCE=''
+  FLOATING_DEADLINE=$((SECONDS + ATTACH_TIMEOUT))
+  AWS_DEADLINE=$FLOATING_DEADLINE
+  aws_read_env_file || die "$AWS_MESSAGE"
+  if ! { floating_kept && device_with_mac "$KEPT_MAC" >/dev/null; }; then
+    floating_describe "$SITE" || die "$AWS_MESSAGE"
+    if [ -n "$FLOATING_HOLDER" ] && [ "$FLOATING_HOLDER" != "$AWS_INSTANCE_ID" ]; then
+      local state=''
+      if aws_run instance-state "$FLOATING_HOLDER"; then
+        state=${AWS_OUT[state]:-}
+      fi
+      case $state in
+      stopping | stopped | shutting-down | terminated) ;;
+      *)
+        # Running, pending, or the API cannot say: it may be serving.
+        if ! may_force "$FLOATING_HOLDER"; then
+          forwarding 0
+          role yielded
+          record_takeover yielded "$FLOATING_HOLDER"
+          log "Not taking $FLOATING_ID from $FLOATING_HOLDER (${state:-state unknown}): $YIELD_WHY. Standing by; keepalived tries again in ${YIELD_HOLD}s."
+          return 3
+        fi
+        FLOATING_FORCE=$FLOATING_HOLDER
+        ;;
+      esac
+    fi
+  fi
+  # natbake-failover.sh reads them.
+  export FLOATING_FORCE FLOATING_TAKEOVER=yes
+  take_floating_interface
+  TAKEN_FROM=$FLOATING_FORCE
+}
+
+# Keeps the last takeover: when, how it ended, how long, from whom.
+function record_takeover {
+  printf '%s %s %s %s\n' "$(date +%s)" "$1" "$((SECONDS - ${TAKEOVER_START:-$SECONDS}))" "${2:--}" \
+    >"$LAST_TAKEOVER" 2>/dev/null || true
+}
+
 function do_active {
-  local ok=1 takeovers
+  local ok=1 takeovers rc=0
+  TAKEOVER_START=$SECONDS TAKEN_FROM=''
+  read_role
+  if [ "$ROLE" = active ] && holds_interface && [ -z "$TAKEOVER" ]; then
+    forwarding 1
+    log "Active again (keepalived restarted): this instance holds the interface; forwarding."
+    return 0
+  fi
+  role taking-over
   log "Becoming active: committing the synced connections."
   # Each step is worth doing even if another failed: without the synced
   # table established connections are lost, but new ones still work.
-  conntrackd_do -c || { ok=0; log "WARNING: committing the external cache failed."; }
-  conntrackd_do -f || { ok=0; log "WARNING: flushing conntrackd's caches failed."; }
-  conntrackd_do -R || { ok=0; log "WARNING: resyncing with the kernel's table failed."; }
-  conntrackd_do -B || { ok=0; log "WARNING: the bulk send to the peer failed."; }
-  log "Taking the floating interface over ($TAKEOVER)."
-  "$TAKEOVER" || die "Taking the floating interface over failed; forwarding is off."
+  # Alone (no peer yet) there is no conntrackd and nothing to commit.
+  if [ -e "$CONNTRACKD_CONF" ]; then
+    conntrackd_do -c || { ok=0; log "WARNING: committing the external cache failed."; }
+    conntrackd_do -f || { ok=0; log "WARNING: flushing conntrackd's caches failed."; }
+    conntrackd_do -R || { ok=0; log "WARNING: resyncing with the kernel's table failed."; }
+    conntrackd_do -B || { ok=0; log "WARNING: the bulk send to the peer failed."; }
+  fi
+  if [ -n "$TAKEOVER" ]; then
+    log "Taking the floating interface over ($TAKEOVER)."
+    "$TAKEOVER" || { record_takeover failed; die "Taking the floating interface over failed; forwarding is off."; }
+  else
+    take_over || rc=$?
+    [ "$rc" -eq 0 ] || return "$rc"
+  fi
   forwarding 1
   takeovers=$(cat "$TAKEOVERS_FILE" 2>/dev/null || echo 0)
   [[ $takeovers =~ ^[0-9]+$ ]] || takeovers=0
   echo $((takeovers + 1)) >"$TAKEOVERS_FILE"
+  rm -f "$LOST_FILE"
+  record_takeover ok "$TAKEN_FROM"
   role active
   if [ "$ok" -eq 1 ]; then
-    log "Active: forwarding, with the peer's connections."
+    log "Active: forwarding, with the peer's connections (took $((SECONDS - TAKEOVER_START))s)."
   else
     log "Active: forwarding; some synced connections may be lost (see above)."
   fi
@@ -167,8 +510,18 @@ function do_active {
 
 function do_standby {
   local name=$1
+  read_role
+  # keepalived starts as backup, and says so, also on the instance that
+  # holds the interface (it was alone, or keepalived was restarted): that
+  # one goes on forwarding, and its greater weight makes it master within
+  # a few adverts. A real demotion comes with a loss (see check) or a fault.
+  if [ "$name" = standby ] && [ "$ROLE" = active ] && holds_interface; then
+    log "keepalived started as backup on the holder of the interface; forwarding on until it decides."
+    return 0
+  fi
   forwarding 0
   role "$name"
+  [ -e "$CONNTRACKD_CONF" ] || { log "Now $name: forwarding off."; return 0; }
   # Entries of the connections this instance forwarded expire soon
   # (PurgeTimeout); ask the active for its whole table.
   conntrackd_do -t || log "WARNING: shortening the kernel's timeouts failed."
@@ -176,42 +529,81 @@ function do_standby {
   log "Now $name: forwarding off, receiving the peer's connections."
 }
 
+# Lost: the active's device of the interface is gone (the peer forced it
+# away). Forwarding off at once; the loss is kept for the split-brain rule.
+function lost {
+  forwarding 0 || true
+  uptime_now >"$LOST_FILE" 2>/dev/null || true
+  role lost
+  log "The floating interface's device is gone: another instance took it. Forwarding off; standing by."
+}
+
 function do_check {
-  local what
-  read -r what _ <"$ROLE_FILE" 2>/dev/null || what=none
-  [ "$what" != failed ] || { echo "a takeover failed" >&2; return 1; }
+  read_role
+  case $ROLE in
+  failed) echo "a takeover failed" >&2; return 1 ;;
+  lost) echo "this instance lost the floating interface" >&2; return 1 ;;
+  yielded)
+    if [ $(($(date +%s) - ROLE_AT)) -lt "$YIELD_HOLD" ]; then
+      echo "a takeover yielded to a running holder" >&2
+      return 1
+    fi
+    ;;
+  active)
+    if [ -z "$TAKEOVER" ] && ! holds_interface; then
+      lost
+      echo "this instance lost the floating interface" >&2
+      return 1
+    fi
+    ;;
+  esac
   iptables -w 5 -t nat -S NATBAKE-PREROUTING >/dev/null 2>&1 ||
     { echo "natbake's ruleset is not loaded" >&2; return 1; }
   conntrackd_do -s >/dev/null 2>&1 || { echo "conntrackd does not answer" >&2; return 1; }
 }
 
+# ---- Leaving ----------------------------------------------------------
+
 # This instance is going (the group terminates it, or a clean shutdown):
 # keepalived stopping sends VRRP's priority-0 advert, on which the peer
-# becomes active at once; then, when the Auto Scaling group is waiting on
-# the lifecycle hook, tell it to go on.
+# becomes active at once; the holder then lets the interface go, so that
+# the peer attaches it without forcing it away; then, when the Auto
+# Scaling group is waiting on the lifecycle hook, tell it to go on. An
+# instance that did not hold the interface waits for nobody.
 function do_handover {
-  local state group me waited=0
+  local state='' me held=0 waited=0
   log "Handing over to the peer."
-  if [ -d /run/systemd/system ]; then
+  holds_interface && held=1
+  if systemd_runs; then
     systemctl stop keepalived.service || log "WARNING: stopping keepalived failed."
   fi
-  # notify_stop has run `standby`; this is for a keepalived that was not running.
+  # notify_stop has run `stopped`; this is for a keepalived that was not running.
   forwarding 0
   role handed-over
-  [ -r "$AWS_LIB" ] || { log "No AWS client ($AWS_LIB); not telling the Auto Scaling group."; return 0; }
-  # shellcheck source=/dev/null
-  . "$AWS_LIB"
+  if [ ! -r "$AWS_LIB" ]; then
+    log "No AWS client ($AWS_LIB); not letting the interface go, not telling the Auto Scaling group."
+    return 0
+  fi
+  load_takeover
   # shellcheck disable=SC2034 # natbake-aws.sh reads it
   AWS_DEADLINE=$((SECONDS + HANDOVER_WAIT + 20))
   aws_read_env_file || die "$AWS_MESSAGE"
-  aws_imds meta-data/autoscaling/target-lifecycle-state || { log "No target lifecycle state: not in an Auto Scaling group."; return 0; }
-  state=$AWS_BODY
-  [ "$state" = Terminated ] || { log "Target lifecycle state is '$state'; the group is not terminating this instance."; return 0; }
+  if [ "$held" -eq 1 ] && floating_describe "$SITE" && [ "$FLOATING_HOLDER" = "$AWS_INSTANCE_ID" ] &&
+    [ -n "$FLOATING_ATTACHMENT" ]; then
+    log "Letting $FLOATING_ID go ($FLOATING_ATTACHMENT) for the peer."
+    aws_run detach "$FLOATING_ATTACHMENT" ||
+      log "WARNING: detaching $FLOATING_ID failed ($AWS_ERROR: $AWS_MESSAGE); the peer detaches it by force."
+  fi
+  if aws_imds meta-data/autoscaling/target-lifecycle-state; then
+    state=$AWS_BODY
+  fi
+  [ "$state" = Terminated ] || { log "Target lifecycle state is '${state:-none}'; the group is not terminating this instance."; return 0; }
+  [ ! -e "$COMPLETED_FILE" ] || { log "The lifecycle action was already completed."; return 0; }
   aws_run identity || die "Cannot read this instance's identity: $AWS_MESSAGE."
   me=${AWS_OUT[instance]}
   # The peer attaches the interface as it becomes active; wait for it to
   # leave this instance (or for the time to run out).
-  while [ "$waited" -lt "$HANDOVER_WAIT" ]; do
+  while [ "$held" -eq 1 ] && [ "$waited" -lt "$HANDOVER_WAIT" ]; do
     aws_run instance-state "$me" || break
     [ "${AWS_OUT[interfaces]:-0}" -le 1 ] && break
     sleep 1
@@ -219,31 +611,133 @@ function do_handover {
   done
   aws_run complete-lifecycle "$LIFECYCLE_HOOK" ||
     die "CompleteLifecycleAction failed ($AWS_ERROR: $AWS_MESSAGE); the hook's timeout ends the wait."
-  group=${AWS_OUT[group]:-}
-  [ -n "$group" ] || { log "This instance is not in an Auto Scaling group."; return 0; }
-  log "Handed over; $group may terminate this instance."
+  date +%s >"$COMPLETED_FILE" 2>/dev/null || true
+  [ -n "${AWS_OUT[group]:-}" ] || { log "This instance is not in an Auto Scaling group."; return 0; }
+  log "Handed over; ${AWS_OUT[group]} may terminate this instance."
+}
+
+# ---- The timer --------------------------------------------------------
+
+# Every few seconds: the group's target lifecycle state (Terminated: hand
+# over); an earlier loss forgotten once this instance has stood by
+# quietly (it hears the peer again); the peer looked for when due. Never a
+# takeover: that is keepalived's alone.
+function do_watch {
+  read_role
+  [ "$ROLE" != handed-over ] || return 0
+  if [ -e "$LOST_FILE" ] && [ "$ROLE" = standby ] && [ $(($(date +%s) - ROLE_AT)) -ge "$STABLE" ]; then
+    rm -f "$LOST_FILE"
+    log "Standing by quietly for ${STABLE}s: the peer is heard again; the earlier loss is forgotten."
+  fi
+  load_aws 4
+  if aws_imds meta-data/autoscaling/target-lifecycle-state && [ "$AWS_BODY" = Terminated ]; then
+    log "The Auto Scaling group is terminating this instance (target lifecycle state Terminated)."
+    do_handover
+    return
+  fi
+  if discover_due; then
+    local rc=0
+    do_discover || rc=$?
+    # Never paired (alone, or the API did not answer at boot) and not
+    # serving: the boot's step, late.
+    if [ "$rc" -eq 3 ] && [ ! -e "$PEER_FILE" ]; then
+      read_role
+      case $ROLE in active | taking-over) ;; *) serve_alone ;; esac
+    fi
+  fi
+}
+
+# ---- What the health check and natbake-status read ---------------------
+
+# The health check's part. Prints what it cannot repair, one line each,
+# and then fails; a repair is logged.
+function do_health {
+  local problems=() unit forwarding=''
+  read_role
+  [ "$ROLE" != handed-over ] || return 0
+  if [ -s "$KEEPALIVED_LOCAL" ] && systemd_runs; then
+    for unit in conntrackd keepalived; do
+      systemctl is-active --quiet "$unit.service" && continue
+      log "$unit.service is not running; starting it."
+      systemctl start "$unit.service" || true
+      systemctl is-active --quiet "$unit.service" || problems+=("$unit.service does not start")
+    done
+  fi
+  { read -r forwarding <"$IP_FORWARD"; } 2>/dev/null || true
+  case $ROLE in
+  active)
+    if [ -z "$TAKEOVER" ] && ! holds_interface; then
+      lost
+    elif [ "$forwarding" != 1 ]; then
+      problems+=("active, but IP forwarding is off")
+    fi
+    ;;
+  taking-over | starting) ;;
+  *)
+    if [ "$forwarding" = 1 ]; then
+      forwarding 0
+      log "IP forwarding was on while $ROLE; switched it off."
+    fi
+    ;;
+  esac
+  [ "${#problems[@]}" -eq 0 ] || { printf '%s\n' "${problems[@]}"; return 1; }
+}
+
+function do_status {
+  local peer='' address='' since='' when='' result='' took='' from='' sync=no line
+  read_role
+  { read -r peer address since <"$PEER_FILE"; } 2>/dev/null || true
+  { read -r when result took from <"$LAST_TAKEOVER"; } 2>/dev/null || true
+  echo "role=$ROLE"
+  echo "role_since=$ROLE_AT"
+  echo "peer=${peer:-none}"
+  echo "peer_address=$address"
+  echo "takeovers=$(cat "$TAKEOVERS_FILE" 2>/dev/null || echo 0)"
+  echo "last_takeover=$when"
+  echo "last_takeover_result=$result"
+  echo "last_takeover_seconds=$took"
+  echo "last_takeover_from=${from#-}"
+  if [ -e "$CONNTRACKD_CONF" ] && line=$(conntrackd_do -s 2>/dev/null); then
+    sync=yes
+    # conntrackd's own counters of the sync link and its caches.
+    awk '
+      /^cache internal:/ { c = "internal" } /^cache external:/ { c = "external" }
+      c != "" && /current active connections:/ { print "sync_" c "=" $NF; c = "" }
+      /Pckts sent/ { print "sync_sent=" $(NF - 3); print "sync_received=" $NF }' <<<"$line" 2>/dev/null | tr -d ' ' || true
+  fi
+  echo "sync=$sync"
 }
 
 function main {
-  [ $# -ge 1 ] || die "usage: natbake-standby peer LOCAL PEER IFACE | active | standby | fault | check | handover"
+  [ $# -ge 1 ] || die "usage: natbake-standby start | watch | discover | peer LOCAL PEER IFACE | active | standby | fault | stopped | check | holds | handover | health | status"
   local action=$1
   shift
   mkdir -p "$STATE"
   read_conf "$CONF_FILE"
-  if [ "$action" = check ]; then
-    do_check
-    return
-  fi
-  exec 9>>"$LOCK_FILE"
-  flock -w "$LOCK_WAIT" 9 || die "Another natbake-standby held the lock for ${LOCK_WAIT}s."
   case $action in
+  check) do_check; return ;;
+  holds) holds_interface; return ;;
+  status) do_status; return ;;
+  esac
+  exec 9>>"$LOCK_FILE"
+  if [ "$action" = watch ] || [ "$action" = health ]; then
+    # Another run (a takeover) is at work: its turn; the next comes soon.
+    flock -w 2 9 || return 0
+  else
+    flock -w "$LOCK_WAIT" 9 || die "Another natbake-standby held the lock for ${LOCK_WAIT}s."
+  fi
+  case $action in
+  start) do_start ;;
+  watch) do_watch ;;
+  discover) do_discover ;;
   peer)
     [ $# -eq 3 ] || die "usage: natbake-standby peer LOCAL PEER IFACE"
     do_peer "$@"
     ;;
   active) do_active ;;
   handover) do_handover ;;
-  standby | fault) do_standby "$action" ;;
+  health) do_health ;;
+  standby | fault | stopped) do_standby "$action" ;;
   *) die "unknown action '$action'" ;;
   esac
 }

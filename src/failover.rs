@@ -59,7 +59,7 @@ pub const ACTIONS: &[Action] = &[
         name: "DescribeInstances",
         scope: Scope::Any,
         needs: Needs::Failover,
-        why: "the state of the instance holding the interface, and this instance's Auto Scaling group",
+        why: "the state of the instance holding the interface, this instance's Auto Scaling group, and a standby pair's peers (the site's other instances in the zone)",
     },
     Action {
         service: "ec2",

@@ -36,6 +36,9 @@ pub struct Paths {
     pub conntrackd_lock: &'static str,
     pub conntrackd_socket: &'static str,
     pub conntrackd_dropin: &'static str,
+    pub unit: &'static str,
+    pub watch_unit: &'static str,
+    pub timer: &'static str,
 }
 
 /// The standby's files; the installed ones match the artifact table.
@@ -49,7 +52,19 @@ pub const PATHS: Paths = Paths {
     conntrackd_lock: "/run/natbake/standby/conntrackd.lock",
     conntrackd_socket: "/run/natbake/standby/conntrackd.ctl",
     conntrackd_dropin: "/etc/systemd/system/conntrackd.service.d/50-natbake.conf",
+    unit: "/etc/systemd/system/natbake-standby.service",
+    watch_unit: "/etc/systemd/system/natbake-standby-watch.service",
+    timer: "/etc/systemd/system/natbake-standby.timer",
 };
+
+/// Seconds between the standby's looks at the target lifecycle state
+/// (AWS suggests 5) and, less often, at the peer.
+pub const WATCH_INTERVAL: u32 = 5;
+/// The standby unit's start: a minute of asking the API for the peer,
+/// then a takeover alone within the attach timeout (added per site).
+const START_BASE: u32 = 90;
+/// The handover at a stop: the wait for the peer (30 s) and the API's calls.
+pub const STOP_TIMEOUT: u32 = 90;
 
 /// What the standby's templates read.
 #[derive(Debug, Serialize)]
@@ -60,6 +75,12 @@ pub struct StandbyView {
     pub sync_port: u16,
     pub role_marker: &'static str,
     pub paths: Paths,
+    pub watch_interval: u32,
+    /// The units the image enables: the standby's own and its timer.
+    pub enabled_units: String,
+    /// natbake-standby.service's start and stop timeouts, seconds.
+    pub start_timeout: u32,
+    pub stop_timeout: u32,
 }
 
 /// The VRRP router id, 1..=255, from the site's name: the pair only
@@ -87,6 +108,14 @@ pub fn view(site: &Site, standby: Standby) -> StandbyView {
         sync_port: SYNC_PORT,
         role_marker: ROLE_MARKER,
         paths: PATHS,
+        watch_interval: WATCH_INTERVAL,
+        enabled_units: format!(
+            "{} {}",
+            crate::render::artifact::STANDBY_UNIT,
+            crate::render::artifact::STANDBY_TIMER
+        ),
+        start_timeout: START_BASE + site.failover.map_or(0, |f| f.attach_timeout) + 30,
+        stop_timeout: STOP_TIMEOUT,
     }
 }
 
@@ -126,6 +155,22 @@ mod tests {
             ("CONNTRACKD_TEMPLATE", PATHS.conntrackd_template),
             ("CONNTRACKD_CONF", "$STATE/conntrackd.conf"),
             ("LIFECYCLE_HOOK", LIFECYCLE_HOOK),
+            (
+                "SITE_LIB",
+                crate::render::install_path(crate::render::artifact::LIB),
+            ),
+            (
+                "BOOT_SCRIPT",
+                crate::render::install_path(crate::render::artifact::SCRIPT),
+            ),
+            (
+                "AWS_LIB",
+                crate::render::install_path(crate::render::artifact::AWS_LIB),
+            ),
+            (
+                "FLOATING_KEPT",
+                &format!("{}/floating", crate::render::artifact::STATE_DIR),
+            ),
         ] {
             assert!(
                 script.contains(&format!("\n{name}={path}\n")),

@@ -63,6 +63,11 @@ pub const CONNTRACKD: &str = "conntrackd.conf";
 pub const KEEPALIVED_DROPIN: &str = "keepalived-natbake.conf";
 pub const CONNTRACKD_DROPIN: &str = "conntrackd-natbake.conf";
 pub const STANDBY_SCRIPT: &str = "natbake-standby.sh";
+/// The standby's own unit (peer at boot, handover at shutdown), and the
+/// timer and unit of its periodic look (lifecycle state, a replaced peer).
+pub const STANDBY_UNIT: &str = "natbake-standby.service";
+pub const STANDBY_WATCH_UNIT: &str = "natbake-standby-watch.service";
+pub const STANDBY_TIMER: &str = "natbake-standby.timer";
 /// The launch template's user data (`.gz` when it had to be compressed whole).
 pub const USER_DATA: &str = "user-data.yaml";
 /// What Packer runs on the build instance.
@@ -529,6 +534,33 @@ pub const ARTIFACTS: &[ArtifactDef] = &[
         when: When::Standby,
     },
     ArtifactDef {
+        name: STANDBY_UNIT,
+        template: template!("natbake-standby.service"),
+        render: just_the_template,
+        install_path: Some("/etc/systemd/system/natbake-standby.service"),
+        mode: 0o644,
+        os: ForOs::Systemd,
+        when: When::Standby,
+    },
+    ArtifactDef {
+        name: STANDBY_WATCH_UNIT,
+        template: template!("natbake-standby-watch.service"),
+        render: just_the_template,
+        install_path: Some("/etc/systemd/system/natbake-standby-watch.service"),
+        mode: 0o644,
+        os: ForOs::Systemd,
+        when: When::Standby,
+    },
+    ArtifactDef {
+        name: STANDBY_TIMER,
+        template: template!("natbake-standby.timer"),
+        render: just_the_template,
+        install_path: Some("/etc/systemd/system/natbake-standby.timer"),
+        mode: 0o644,
+        os: ForOs::Systemd,
+        when: When::Standby,
+    },
+    ArtifactDef {
         name: USER_DATA,
         template: template!("user-data.yaml"),
         render: user_data::render,
@@ -729,6 +761,9 @@ mod tests {
         assert_eq!(install_path(KEEPALIVED_DROPIN), p.keepalived_dropin);
         assert_eq!(install_path(CONNTRACKD_DROPIN), p.conntrackd_dropin);
         assert_eq!(install_path(STANDBY_SCRIPT), p.script);
+        assert_eq!(install_path(STANDBY_UNIT), p.unit);
+        assert_eq!(install_path(STANDBY_WATCH_UNIT), p.watch_unit);
+        assert_eq!(install_path(STANDBY_TIMER), p.timer);
     }
 
     #[test]

@@ -146,6 +146,10 @@ mod tests {
             view::CONNTRACK_LIMIT_PERCENT.to_string()
         );
         assert_eq!(
+            assigned(FAILOVER_LIB, "STANDBY_SCRIPT"),
+            install_path(STANDBY_SCRIPT)
+        );
+        assert_eq!(
             assigned(FAILOVER_LIB, "POST_ATTACH"),
             view::POST_ATTACH.to_string()
         );

@@ -42,6 +42,9 @@ pub struct SiteConf {
     pub ipset_elements: usize,
     /// With failover: seconds to wait for the floating interface.
     pub attach_timeout: Option<u32>,
+    /// With failover: whether a warm standby pair serves (natbake-standby
+    /// decides the role, the interface and forwarding).
+    pub standby: bool,
     /// With metrics: whether each forward gets its own.
     pub per_forward: Option<bool>,
     pub forwards: Vec<ForwardConf>,
@@ -77,6 +80,7 @@ impl SiteConf {
             ipset_names: sets.iter().map(|s| s.name.to_string()).collect(),
             ipset_elements: ipsets::element_count(&sets),
             attach_timeout: site.failover.map(|f| f.attach_timeout),
+            standby: crate::standby::of(site).is_some(),
             per_forward: site.metrics.map(|m| m.per_forward),
             forwards: super::view::forward_views(site)
                 .into_iter()
@@ -109,6 +113,7 @@ impl SiteConf {
         ];
         if let Some(t) = self.attach_timeout {
             e.push(("attach_timeout", t.to_string()));
+            e.push(("standby", yes(self.standby)));
         }
         e.push(("metrics", yes(self.per_forward.is_some())));
         if let Some(p) = self.per_forward {

@@ -124,6 +124,25 @@ def prove(run, ec2, asg, eni, instance, endpoint):
     health = asg.describe_auto_scaling_instances(InstanceIds=[instance])["AutoScalingInstances"][0]["HealthStatus"]
     assert health.upper() == "UNHEALTHY", health
 
+    # A standby's peers: the site's other running instances in this zone.
+    me = ec2.describe_instances(InstanceIds=[instance])["Reservations"][0]["Instances"][0]
+    site_tag = [{"Key": "natbake:site", "Value": SITE}]
+    ec2.create_tags(Resources=[instance], Tags=site_tag)
+    asg.update_auto_scaling_group(AutoScalingGroupName="nat-group", MaxSize=2, DesiredCapacity=2)
+    group = asg.describe_auto_scaling_groups()["AutoScalingGroups"][0]["Instances"]
+    peer_id = [i["InstanceId"] for i in group if i["InstanceId"] != instance][0]
+    ec2.create_tags(Resources=[peer_id], Tags=site_tag)
+    peer = ec2.describe_instances(InstanceIds=[peer_id])["Reservations"][0]["Instances"][0]
+    # The site's instance outside the group (another stack), and one without the tag.
+    ec2.run_instances(
+        ImageId=me["ImageId"], MinCount=1, MaxCount=1, SubnetId=me["SubnetId"],
+        TagSpecifications=[{"ResourceType": "instance", "Tags": site_tag}],
+    )
+    ec2.run_instances(ImageId=me["ImageId"], MinCount=1, MaxCount=1, SubnetId=me["SubnetId"])
+    found = dict(run("peers", SITE))
+    want = {"peers": "1", "peer1": "%s %s running" % (peer["InstanceId"], peer["PrivateIpAddress"])}
+    assert {k: found.get(k) for k in want} == want, (found, want)
+
     sent = run("put-metrics", "natbake-test", "300", stdin=datums(1208))
     assert [v for k, v in sent if k == "sent"] == ["300", "600", "900", "1200", "1208"], sent
     cw = client("cloudwatch", endpoint)
@@ -131,7 +150,7 @@ def prove(run, ec2, asg, eni, instance, endpoint):
     for page in cw.get_paginator("list_metrics").paginate(Namespace="natbake-test"):
         names.update(m["MetricName"] for m in page["Metrics"])
     assert len(names) == 1208, len(names)
-    return "describe, attach, instance-state, detach --force, report-unhealthy, put-metrics (1,208 in 5 requests): moto agrees"
+    return "describe, attach, instance-state, detach --force, report-unhealthy, peers, put-metrics (1,208 in 5 requests): moto agrees"
 
 
 def main():

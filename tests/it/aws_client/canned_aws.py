@@ -44,6 +44,8 @@ def identity(region="us-east-1", zone="us-east-1a", domain="amazonaws.com", role
         "meta-data/placement/availability-zone": zone,
         "meta-data/services/domain": domain,
         "meta-data/services/partition": "aws",
+        "meta-data/local-ipv4": "10.0.1.10",
+        "meta-data/mac": "0e:aa:bb:cc:dd:01",
         "meta-data/iam/security-credentials/": role + "\n",
         "meta-data/iam/security-credentials/" + role: credentials_json(),
     }
@@ -234,6 +236,29 @@ def instances(instance, state, group=None):
         "<status>in-use</status></item></networkInterfaceSet>\n"
         "      %s\n    </item></instancesSet>\n  </item></reservationSet>\n"
         "</DescribeInstancesResponse>" % (instance, state, tags)
+    )
+
+
+def instance_items(*items):
+    """A DescribeInstances answer of several instances, each (id, state,
+    private address or None, launch time, group or None), in that order."""
+    out = []
+    for instance, state, address, launched, group in items:
+        tags = "<item><key>natbake:site</key><value>corp</value></item>"
+        if group:
+            tags += "<item><key>aws:autoscaling:groupName</key><value>%s</value></item>" % group
+        out.append(
+            "<item><reservationId>r-0123456789abcdef0</reservationId><ownerId>123456789012</ownerId>"
+            "<groupSet/><instancesSet><item><instanceId>%s</instanceId>"
+            "<instanceState><code>16</code><name>%s</name></instanceState>%s"
+            "<launchTime>%s</launchTime><tagSet>%s</tagSet></item></instancesSet></item>"
+            % (instance, state, "<privateIpAddress>%s</privateIpAddress>" % address if address else "", launched, tags)
+        )
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        '<DescribeInstancesResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/">'
+        "<requestId>8f7e0000-0001</requestId><reservationSet>%s</reservationSet>"
+        "</DescribeInstancesResponse>" % "".join(out)
     )
 
 

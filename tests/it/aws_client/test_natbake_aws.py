@@ -381,6 +381,78 @@ class Calls(WithServer):
         self.assertEqual((rc, out), (0, "group=\n"))
         self.assertEqual(self.server.actions(), ["DescribeInstances"])
 
+    def test_peers_are_the_sites_other_instances_of_this_group_oldest_first(self):
+        self.server.step(
+            "DescribeInstances",
+            200,
+            canned.instance_items(
+                ("i-0000000000000000c", "running", "10.0.1.12", "2026-12-06T10:05:00.000Z", "nat-group"),
+                (canned.INSTANCE, "running", "10.0.1.10", "2026-12-06T10:00:00.000Z", "nat-group"),
+                ("i-0000000000000000b", "running", "10.0.1.11", "2026-12-06T09:00:00.000Z", "nat-group"),
+                ("i-0000000000000000d", "running", "10.0.1.13", "2026-12-06T08:00:00.000Z", "other-stack"),
+                ("i-0000000000000000e", "pending", None, "2026-12-06T10:06:00.000Z", "nat-group"),
+                ("i-0000000000000000f", "pending", "10.0.1.15", "2026-12-06T10:07:00.000Z", "nat-group"),
+            ),
+        )
+        rc, out = self.run_main("peers", "corp")
+        self.assertEqual(
+            (rc, lines(out)),
+            (
+                0,
+                [
+                    ("instance", canned.INSTANCE),
+                    ("zone", "us-east-1a"),
+                    ("address", "10.0.1.10"),
+                    ("mac", "0e:aa:bb:cc:dd:01"),
+                    ("group", "nat-group"),
+                    ("peers", "3"),
+                    ("peer1", "i-0000000000000000b 10.0.1.11 running"),
+                    ("peer2", "i-0000000000000000c 10.0.1.12 running"),
+                    ("peer3", "i-0000000000000000f 10.0.1.15 pending"),
+                ],
+            ),
+            out,
+        )
+        fields, _ = self.server.calls[0]
+        self.assertEqual(
+            {k: v for k, v in fields.items() if k.startswith("Filter")},
+            {
+                "Filter.1.Name": "tag:natbake:site",
+                "Filter.1.Value.1": "corp",
+                "Filter.2.Name": "availability-zone",
+                "Filter.2.Value.1": "us-east-1a",
+                "Filter.3.Name": "instance-state-name",
+                "Filter.3.Value.1": "pending",
+                "Filter.3.Value.2": "running",
+            },
+        )
+
+    def test_without_a_group_every_site_instance_is_a_peer_and_none_is_no_error(self):
+        self.server.step(
+            "DescribeInstances",
+            200,
+            canned.instance_items(
+                ("i-0000000000000000d", "running", "10.0.1.13", "2026-12-06T08:00:00.000Z", "other-stack"),
+            ),
+        )
+        self.server.step("DescribeInstances", 200, canned.instance_items())
+        rc, out = self.run_main("peers", "corp")
+        self.assertEqual((rc, dict(lines(out))["peer1"]), (0, "i-0000000000000000d 10.0.1.13 running"), out)
+        rc, out = self.run_main("peers", "corp")
+        self.assertEqual((rc, dict(lines(out))["peers"], "peer1" in out), (0, "0", False), out)
+
+    def test_peers_refuse_malformed_metadata_and_name_the_tag_on_a_refusal(self):
+        self.server.metadata["meta-data/local-ipv4"] = "10.0.1.x"
+        rc, out = self.run_main("peers", "corp")
+        self.assertEqual(rc, 1, out)
+        self.assertEqual(self.server.actions(), [])
+        self.server.metadata["meta-data/local-ipv4"] = "10.0.1.10"
+        self.server.step("DescribeInstances", 400, canned.ec2_error("UnauthorizedOperation", "not allowed"))
+        nb.AUTH_PATIENCE = 0.0
+        rc, out = self.run_main("peers", "corp")
+        self.assertEqual(rc, 1, out)
+        self.assertIn("message=Cannot list the instances tagged natbake:site=corp in us-east-1a: UnauthorizedOperation", out)
+
     def test_instance_state_counts_the_attached_interfaces(self):
         self.server.step("DescribeInstances", 200, canned.instances(canned.INSTANCE, "running", "nat-group"))
         rc, out = self.run_main("instance-state", canned.INSTANCE)
@@ -407,6 +479,7 @@ class Contract(WithServer):
             "instance-state": [canned.INSTANCE],
             "report-unhealthy": [],
             "complete-lifecycle": ["natbake-handover"],
+            "peers": ["corp"],
             "put-metrics": ["natbake", "1000"],
         }
         self.assertEqual(set(argv), set(nb.ACTIONS))

@@ -12,7 +12,8 @@ use super::{node_script, standby_specs};
 use crate::fixtures::render;
 use crate::support::{output_of, require_root, run};
 use natbake::render::artifact::{
-    CONNTRACKD, CONNTRACKD_DROPIN, KEEPALIVED, KEEPALIVED_DROPIN, LIB, SCRIPT, STANDBY_SCRIPT, UNIT,
+    CONNTRACKD, CONNTRACKD_DROPIN, KEEPALIVED, KEEPALIVED_DROPIN, LIB, SCRIPT, STANDBY_SCRIPT,
+    STANDBY_TIMER, STANDBY_UNIT, STANDBY_WATCH_UNIT, UNIT,
 };
 use natbake::render::install_path;
 use std::process::Command;
@@ -95,6 +96,9 @@ fn drop_ins_pass_systemd_analyze_verify_with_the_distributions_units() {
             KEEPALIVED_DROPIN,
             CONNTRACKD_DROPIN,
             STANDBY_SCRIPT,
+            STANDBY_UNIT,
+            STANDBY_WATCH_UNIT,
+            STANDBY_TIMER,
         ] {
             let installed = r.join(install_path(name).trim_start_matches('/'));
             std::fs::create_dir_all(installed.parent().unwrap()).unwrap();
@@ -103,7 +107,14 @@ fn drop_ins_pass_systemd_analyze_verify_with_the_distributions_units() {
         let out = run(Command::new("systemd-analyze")
             .args(["verify", "--man=no"])
             .arg(format!("--root={}", r.display()))
-            .args(["keepalived.service", "conntrackd.service", UNIT]));
+            .args([
+                "keepalived.service",
+                "conntrackd.service",
+                UNIT,
+                STANDBY_UNIT,
+                STANDBY_WATCH_UNIT,
+                STANDBY_TIMER,
+            ]));
         assert!(
             out.stderr.is_empty(),
             "{}: {}",
