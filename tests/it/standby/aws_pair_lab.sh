@@ -71,6 +71,7 @@ HOOK=natbake-handover
 EIP=198.51.100.10 FLOATING=10.0.0.100 API=10.0.0.2
 fixed_ns=(vpc igw cli tgt prv api)
 slots=()  # instance slots made so far (i1, i2...)
+dead=()   # those that died or were terminated
 pids=()
 
 function log { echo "aws_pair_lab: $*" >&2; echo "$(date +%s.%N) $*" >>"$work/lab.log"; }
@@ -102,7 +103,20 @@ function wait_for {
 }
 
 function diagnostics {
-  local f
+  local f s
+  # PAIR_LAB_HOLD: seconds to leave a failed lab up for a look.
+  sleep "${PAIR_LAB_HOLD:-0}"
+  for s in "${slots[@]}"; do
+    ip netns pids "$p-$s" >/dev/null 2>&1 || continue
+    echo "--- $s: addresses, routes, forwarding, counters, connections" >&2
+    {
+      ip -n "$p-$s" -br addr
+      ip -n "$p-$s" route
+      in_ns "$p-$s" cat /proc/sys/net/ipv4/ip_forward
+      in_ns "$p-$s" iptables-save -c | grep -v '^#'
+      in_ns "$p-$s" conntrack -L 2>/dev/null | grep -v 'dport=80 ' | head -n 40
+    } >&2 2>&1 || true
+  done
   for f in "$work"/lab.log "$work"/syslog-*.txt "$work"/units-*.log "$work"/fabric.log "$work"/api.log; do
     [ -f "$f" ] || continue
     echo "--- $f" >&2
@@ -241,6 +255,13 @@ function instance {
   local ns=$p-$slot
   ip netns add "$ns"
   in_ns "$ns" sysctl -qw net.ipv4.ip_forward=0
+  # In a VPC the fabric answers ARP, with the MAC of the interface that has
+  # the address; here the instances' own kernels answer, and by default
+  # any interface answers for any of the host's addresses (the primary
+  # interface for the floating address too), which the subnet would then
+  # keep sending to a dead instance. Answering only on the interface that
+  # has the address gives the subnet the VPC's answers.
+  in_ns "$ns" sysctl -qw net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2
   ip -n "$ns" link set lo up
   link_to_subnet "$slot" eth0 "$ns"
   ip -n "$ns" addr add "$address/16" dev eth0
@@ -348,7 +369,9 @@ print(" ".join("%s@%s" % (a["PublicIp"], a.get("NetworkInterfaceId")) for a in e
 PY
 }
 
-function moves { grep -c ' moved ' "$work/fabric.log" 2>/dev/null || true; }
+# Moves of the floating interface into an instance (not to the lab's
+# parking place, where a detached interface waits).
+function moves { grep -c " moved .* -> $p-i" "$work/fabric.log" 2>/dev/null || true; }
 
 function start_flows {
   local n=$1 k
@@ -385,6 +408,7 @@ function probe {
 # The instance in slot $1 dies: every process in its namespace, then its links.
 function kill_instance {
   local s=$1 pid
+  dead+=("$s")
   for pid in $(ip netns pids "$p-$s"); do kill -9 "$pid" 2>/dev/null || true; done
   ip -n "$p-$s" link set eth0 down 2>/dev/null || true
   ip -n "$p-$s" link set ens6 down 2>/dev/null || true
@@ -442,7 +466,7 @@ function stamp_of { awk -v w="$2" 'index($0, w) {print $1; exit}' "$1" 2>/dev/nu
 function one_run {
   local run=$1 a b t_event t_first t_egress moved_at attach_at detach_at active end_state api_first_at
   hook_missed=0
-  slots=()
+  slots=() dead=()
   rm -rf "$work"/share-* "$work"/stage-* "$work"/syslog-*.txt "$work"/fabric.log "$work"/api.log \
     "$work"/lab.log "$work"/imds-*.log "$work"/lifecycle-* "$work"/id-* "$work"/address-*
   topology
@@ -458,8 +482,13 @@ function one_run {
   instance i2
   wait_for "i1 active and i2 standby, paired" "$BOOT_S" paired i1 i2
   # A standby that has just started misses the connections opened in its
-  # first moments (see docs/failover.md).
-  sleep "${PAIR_LAB_SETTLE:-1}"
+  # first moments (see docs/failover.md); and, by the split-brain rule, it
+  # forces the interface away from a running holder only once they have
+  # been peers for JOIN_GRACE seconds (natbake-standby): the abrupt events
+  # come after that.
+  local settle=${PAIR_LAB_SETTLE:-1}
+  case $scenario in kill | kill-api | partition) [ "$settle" -ge "$((join_grace + 1))" ] || settle=$((join_grace + 1)) ;; esac
+  sleep "$settle"
   a=i1 b=i2
   local long=12
   [ "$scenario" = rolling ] && long=240
@@ -521,7 +550,13 @@ function one_run {
   end_state=serving
   if [ "$active" = none ] || ! serving "$active"; then end_state=not-serving; fi
   local forwarding_list='' s
-  for s in "${slots[@]}"; do forwarding_list+="\"$s=$(forwarding "$s")\","; done
+  for s in "${slots[@]}"; do
+    if [[ " ${dead[*]} " == *" $s "* ]]; then
+      forwarding_list+="\"$s=dead\","
+    else
+      forwarding_list+="\"$s=$(forwarding "$s")\","
+    fi
+  done
   attach_at=$(awk -v t="$t_event" '$1 >= t && /AttachNetworkInterface 200/ {print $1; exit}' "$work/api.log")
   detach_at=$(awk -v t="$t_event" '$1 >= t && /DetachNetworkInterface/ {print $1; exit}' "$work/api.log")
   moved_at=$(awk -v t="$t_event" '$1 >= t && / moved / {print $1; exit}' "$work/fabric.log")
@@ -543,6 +578,9 @@ function one_run {
   pids=()
 }
 
+# The split-brain rule's wait after pairing, as the installed script has it.
+join_grace=$(sed -n 's/^JOIN_GRACE=\([0-9][0-9]*\)$/\1/p' "$site/natbake-standby.sh")
+join_grace=${join_grace:-0}
 site_name=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["site"])' "$site/manifest.json")
 mkdir -p "$work"
 for run in $(seq 1 "$runs"); do

@@ -10,7 +10,7 @@
       to push instead and only reads (so that after a takeover the first
       packet comes from the far side). Writes to OUT, as JSON, for each
       connection whether it lived to the end (no reset, nothing missing,
-      no wait past 15 s) and its longest wait.
+      no wait of PATIENCE seconds or more) and its longest wait.
   flows.py probe ADDR PORT OUT
       tries a new connection (and one echo) every 50 ms until one works;
       writes the time it worked (seconds since the epoch) to OUT.
@@ -22,11 +22,17 @@
       N UDP flows (each from its own socket), each sending a numbered
       datagram every 50 ms and reading the echoes, for SECONDS; writes to
       OUT, for each flow, whether it lived to the end (echoes came back
-      after its longest gap, the gap shorter than 15 s, none from a wrong
+      after its longest gap, the gap shorter than PATIENCE, none from a wrong
       address or out of order) and its longest gap.
 
 `hold` and `udphold` also end, early, once the file OUT.stop exists (a
 scenario that lasts longer than planned says when it is over).
+
+PATIENCE is 30 s: a TCP connection whose path is gone retransmits after
+about 0.2, then 0.4, 0.8 ... 6.4, 12.8 s (the timeout doubling), so a
+takeover of a few seconds can leave it waiting twice as long before its
+next try gets through; a gap of 30 s is one that TCP's retransmission no
+longer explains.
 """
 import json
 import os
@@ -34,6 +40,8 @@ import socket
 import sys
 import threading
 import time
+
+PATIENCE = 30.0
 
 
 def server(port):
@@ -113,7 +121,7 @@ def hold(addr, port, n, seconds, out, push=False):
     conns = []
     for _ in range(n):
         c = socket.create_connection((addr, port), timeout=5)
-        c.settimeout(15)
+        c.settimeout(PATIENCE)
         conns.append(c)
     results = [{"alive": True, "longest_wait": 0.0, "error": None} for _ in conns]
     stop = Deadline(seconds, out)
@@ -219,7 +227,7 @@ def udphold(addr, port, n, seconds, out):
                 last_answer = now
         gap = time.time() - last_answer
         results[i]["longest_wait"] = max(results[i]["longest_wait"], gap)
-        if results[i]["longest_wait"] >= 15 or gap > 1:
+        if results[i]["longest_wait"] >= PATIENCE or gap > 1:
             results[i]["alive"] = False
             results[i]["error"] = results[i]["error"] or f"no answer for the last {gap:.1f} s"
         elif results[i]["alive"]:

@@ -43,7 +43,7 @@ impl Drop for Namespaces {
 }
 
 /// One lab at a time: two at once on a small machine blur the timings.
-pub(super) static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Runs `runs` kills of the active for the site in `site_dir`; one JSON
 /// object per run.

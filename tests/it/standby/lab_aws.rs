@@ -15,7 +15,7 @@
 //! connection is probed through the elastic IP and out through the NAT.
 //! The scenarios are the issue's five (issue 19).
 
-use super::lab::{Namespaces, ONE_AT_A_TIME};
+use super::lab::Namespaces;
 use super::{node_script, standby_specs};
 use crate::failover::lab::moto_venv;
 use crate::fixtures::render;
@@ -34,7 +34,8 @@ const KINDS: [&str; 4] = ["echo", "push", "egress", "udp"];
 /// Runs `runs` runs of `scenario` for the site in `site_dir`; one JSON
 /// object per run.
 pub fn aws_pair_lab(site_dir: &Path, scenario: &str, runs: u32) -> Vec<Value> {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    // Two at once are fine (their own namespaces, moto and addresses), and
+    // most of a run is waiting: cargo's test threads bound how many run.
     let work = ScratchDir::new("standby-aws-lab");
     let id = unique_id().replace('x', "");
     let prefix = format!("sa{}", &id[id.len().saturating_sub(6)..]);
@@ -95,9 +96,9 @@ fn assert_serving(run: &Value) {
     for f in run["forwarding"].as_array().unwrap() {
         let (slot, fwd) = f.as_str().unwrap().split_once('=').unwrap();
         let expect = if slot == active { "1" } else { "0" };
-        // A terminated instance's namespace is gone or quiet.
+        // A dead or terminated instance forwards nothing any more.
         assert!(
-            fwd == expect || (slot != active && fwd == "gone"),
+            fwd == expect || (slot != active && fwd == "dead"),
             "{slot} forwards {fwd}: {run}"
         );
     }
@@ -124,9 +125,9 @@ fn the_active_dies_abruptly() {
         assert_eq!(moves(&run), 1, "{run}");
         // The goal (3 s at p99) is the benchmark's; here a bound that a
         // busy CI machine keeps and a takeover that waited for the dead
-        // holder's timeout does not.
+        // holder's timeout (180 s) does not.
         let takeover = run["takeover_s"].as_f64().unwrap();
-        assert!(takeover < 8.0, "took {takeover}s: {run}");
+        assert!(takeover < 20.0, "took {takeover}s: {run}");
     }
 }
 
@@ -146,7 +147,7 @@ fn the_active_dies_while_the_api_is_slow_and_failing() {
         assert_serving(&run);
         assert_eq!(moves(&run), 1, "{run}");
         let takeover = run["takeover_s"].as_f64().unwrap();
-        assert!(takeover < 15.0, "took {takeover}s: {run}");
+        assert!(takeover < 30.0, "took {takeover}s: {run}");
     }
 }
 

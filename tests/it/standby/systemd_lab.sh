@@ -67,9 +67,20 @@ function is_active { [ "$(cat "$STATE/$1.state" 2>/dev/null)" = active ]; }
 
 function set_state { echo "$2" >"$STATE/$1.state"; }
 
+# Closes every open file but stdin, stdout and stderr (a lock the caller
+# of systemctl holds, for one).
+function close_fds {
+  local fd
+  for fd in /proc/self/fd/*; do
+    fd=${fd##*/}
+    [ "$fd" -gt 2 ] 2>/dev/null && eval "exec $fd>&-"
+  done
+  return 0
+}
+
 # Runs one command line of unit $1 ($2) in the foreground; `-` ignores failure.
 function run_line {
-  local u=$1 line=$2 ignore=0 word env_file k v fd
+  local u=$1 line=$2 ignore=0 word env_file k v
   local -a argv=()
   [[ $line == -* ]] && { ignore=1; line=${line#-}; }
   line=${line#@}
@@ -95,10 +106,7 @@ function run_line {
   # caller of systemctl (no open file of its, such as a lock, and none of
   # its environment).
   (
-    for fd in /proc/self/fd/*; do
-      fd=${fd##*/}
-      [ "$fd" -gt 2 ] 2>/dev/null && eval "exec $fd>&-"
-    done
+    close_fds
     exec env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 "${argv[@]}"
   ) >>"$LAB_LOG" 2>&1
   local rc=$?
@@ -137,7 +145,9 @@ function start {
   line=$(value "$u" ExecStart)
   set_state "$u" active
   rm -f "$STATE/$u.stopping"
-  supervise "$u" "$line" &
+  # The service lives on after systemctl returns: nothing of the caller's
+  # (its open files, its output) goes with it.
+  (close_fds; supervise "$u" "$line") </dev/null >>"$LAB_LOG" 2>&1 &
   echo $! >"$STATE/$u.supervisor"
   # The main pid is known once the first run started.
   local i=0
