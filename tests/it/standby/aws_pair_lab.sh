@@ -490,10 +490,8 @@ function one_run {
   case $scenario in kill | kill-api | partition) [ "$settle" -ge "$((join_grace + 1))" ] || settle=$((join_grace + 1)) ;; esac
   sleep "$settle"
   a=i1 b=i2
-  local long=12
-  [ "$scenario" = rolling ] && long=240
-  [ "$scenario" = partition ] && long=$((PARTITION_S + 30))
-  start_flows "$long"
+  # The flows last until the run says stop (at most 10 minutes).
+  start_flows 600
   sleep 2
   local before_moves eip_before
   # The pair as it was found, still: the event meets an active and a standby.
