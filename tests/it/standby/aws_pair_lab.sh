@@ -38,9 +38,9 @@
 #               killed, its links down, no goodbye
 #   kill-api    the same while the API is slow or failing for a while
 #               (the proxy's faults)
-#   partition   the two cannot reach each other (routes blackholed both
-#               ways) but both reach the API, for PARTITION_S seconds; the
-#               interface moves at most once
+#   partition   the two cannot reach each other (the subnet drops what
+#               one sends the other) but both reach the API, for
+#               PARTITION_S seconds; the interface moves at most once
 #   lifecycle   the group terminates the active: target-lifecycle-state
 #               Terminated in its metadata and the termination hook
 #               waiting; once the instance completes the hook, EC2
@@ -510,11 +510,21 @@ function one_run {
     kill_instance "$a"
     ;;
   partition)
-    ip -n "$p-$a" route add blackhole "$(cat "$work/address-$b")/32"
-    ip -n "$p-$b" route add blackhole "$(cat "$work/address-$a")/32"
+    # In the subnet, not in the instances: a route inside an instance
+    # would not stop keepalived, whose socket is bound to its interface.
+    local aa ab
+    aa=$(cat "$work/address-$a") ab=$(cat "$work/address-$b")
+    in_ns "$p-vpc" nft -f - <<NFT
+table bridge partition {
+  chain forward {
+    type filter hook forward priority 0; policy accept;
+    ip saddr $aa ip daddr $ab drop
+    ip saddr $ab ip daddr $aa drop
+  }
+}
+NFT
     sleep "$PARTITION_S"
-    ip -n "$p-$a" route del blackhole "$(cat "$work/address-$b")/32"
-    ip -n "$p-$b" route del blackhole "$(cat "$work/address-$a")/32"
+    in_ns "$p-vpc" nft delete table bridge partition
     # A health interval or two to settle.
     sleep 10
     ;;
