@@ -28,7 +28,8 @@
 # words: healthy (1 or 0), per_forward (yes or no), site, reload (see
 # reload_id), bin and bout (forwarded_bytes), drops (forward_drops),
 # count and fill (conntrack entries and percent), ena ("counter total"
-# lines), ena_metrics (ENA's counter names = metric names). Without bin,
+# lines), ena_metrics (ENA's counter names = metric names), active and
+# takeovers (a standby pair's role, 1 or 0, and takeovers). Without bin,
 # no counts are published; without count, no conntrack gauges.
 # Writes the datums of one publish to $3 and their state lines to $3.keys,
 # from the counters in file $1, the state kept in file $2 and the readings
@@ -78,6 +79,10 @@ function metrics_datums {
       for (i = 1; i <= n; i++) {
         if (split(lines[i], f, " ") == 2 && (f[1] in metric))
           datum(metric[f[1]], "Count", delta("ena " f[1], f[2], 0))
+      }
+      if (takeovers != "") {
+        datum("Active", "None", active)
+        datum("Takeovers", "Count", delta("takeovers -", takeovers, 0))
       }
       datum("Healthy", "None", healthy)
     }' "$counters"
@@ -182,6 +187,13 @@ function publish_metrics {
     readings+=("count=$count" "fill=$(( filled / 100 )).$(( filled % 100 / 10 ))$(( filled % 10 ))")
   fi
   readings+=("ena=$(ena_allowance | awk '{ t[$2] += $3 } END { for (k in t) printf "%s %.0f\n", k, t[k] }')")
+  # A standby pair's role (active=1 on the active) and takeovers.
+  if [ "$STANDBY" = yes ]; then
+    local standby=()
+    mapfile -t standby < <("$STANDBY_SCRIPT" status 2>/dev/null |
+      awk -F= '$1 == "role" { print "active=" ($2 == "active") } $1 == "takeovers" && $2 ~ /^[0-9]+$/ { print "takeovers=" $2 }')
+    readings+=(${standby[@]+"${standby[@]}"})
+  fi
   # The readings are taken: natbake's lock is not needed any more.
   flock -u 9 2>/dev/null
   if ! { exec 8>>"$METRICS_LOCK" && flock -n 8; } 2>/dev/null; then

@@ -60,9 +60,6 @@
 # failures themselves.
 set -u
 
-PATH="/usr/sbin:/sbin:/usr/bin:/bin"
-export PATH
-
 CONF_FILE=/etc/natbake/standby.conf
 STATE=/run/natbake/standby
 KEEPALIVED_LOCAL=$STATE/keepalived-local.conf
@@ -81,11 +78,15 @@ LAST_TAKEOVER=$STATE/last-takeover
 DISCOVER_DUE=$STATE/discover-due
 # What the lifecycle hook was completed for (a second handover skips it).
 COMPLETED_FILE=$STATE/completed
+# Since when conntrackd has not answered `check` (epoch).
+SYNC_DOWN=$STATE/sync-down
 # The floating interface as the last takeover found it ("ID MAC ADDRESS",
 # natbake-failover.sh's FLOATING_STATE).
 FLOATING_KEPT=/run/natbake/floating
 IP_FORWARD=/proc/sys/net/ipv4/ip_forward
 NET_DEVICES=/sys/class/net
+UPTIME=/proc/uptime
+SYSTEMD_DIR=/run/systemd/system
 # Longest wait for the lock: a takeover in progress holds it.
 LOCK_WAIT=60
 # natbake's library, its boot step and floating interface's steps and its
@@ -107,6 +108,13 @@ HANDOVER_WAIT=30
 JOIN_GRACE=60
 YIELD_HOLD=30
 STABLE=10
+# Seconds conntrackd may not answer `check` (a restart) before it fails.
+SYNC_SILENCE=5
+# Seconds a takeover that may not force the interface away waits for its
+# holder to let it go (a handover) before it yields.
+RELEASE_WAIT=10
+# Seconds a bulk send to a new peer gets before the handover goes on.
+BULK_SETTLE=2
 # How often the EC2 API is asked for the peer: with one, every 30 to 40
 # seconds; alone or with a peer that is gone, every 10.
 DISCOVER_EVERY=30
@@ -115,6 +123,7 @@ DISCOVER_ALONE=10
 
 # Settings (standby.conf may change them).
 TAKEOVER=''
+RELOAD=''
 
 function log {
   local line=${1//$'\n'/ }
@@ -139,7 +148,7 @@ function forwarding { echo "$1" >"$IP_FORWARD"; }
 # Seconds since boot (unmoved by clock steps).
 function uptime_now {
   local up=''
-  { read -r up _ </proc/uptime; } 2>/dev/null
+  { read -r up _ <"$UPTIME"; } 2>/dev/null
   echo "${up%%.*}"
 }
 
@@ -166,11 +175,11 @@ function read_conf {
     name=${BASH_REMATCH[1]}
     value=${BASH_REMATCH[2]}
     case $name in
-    takeover)
-      [[ $value =~ ^/[A-Za-z0-9_./-]+$ ]] || die "$file:$n: takeover must be an absolute path, not '$value'"
-      TAKEOVER=$value
+    takeover | reload)
+      [[ $value =~ ^/[A-Za-z0-9_./-]+$ ]] || die "$file:$n: $name must be an absolute path, not '$value'"
+      printf -v "${name^^}" '%s' "$value"
       ;;
-    *) die "$file:$n: unknown setting '$name' (known: takeover)" ;;
+    *) die "$file:$n: unknown setting '$name' (known: takeover, reload)" ;;
     esac
   done <"$file"
 }
@@ -207,7 +216,7 @@ function holds_interface {
 # conntrackd's client, against the running daemon's socket.
 function conntrackd_do { conntrackd -C "$CONNTRACKD_CONF" "$@"; }
 
-function systemd_runs { [ -d /run/systemd/system ]; }
+function systemd_runs { [ -d "$SYSTEMD_DIR" ]; }
 
 # Replaces FILE by the text on stdin when it differs; true if it changed.
 function replace_file {
@@ -241,7 +250,10 @@ function do_peer {
     return 0
   fi
   log "Peer is $peer, from $local_address on $interface."
-  if systemd_runs && [ -z "${PEER_AT_BOOT:-}" ]; then
+  [ -z "${PEER_AT_BOOT:-}" ] || return 0
+  if [ -n "$RELOAD" ]; then
+    "$RELOAD" || die "$RELOAD failed to reload keepalived and conntrackd with the new peer."
+  elif systemd_runs; then
     # conntrackd reads its configuration only at start; a running
     # keepalived rereads its own on SIGHUP and keeps its role, and one that
     # is not running yet (this instance was alone) starts now.
@@ -423,6 +435,21 @@ function may_force {
   fi
 }
 
+# Whether the holder lets the interface go within RELEASE_WAIT seconds:
+# a holder that hands over (its keepalived stopped, which is what made
+# this instance master) detaches it a moment later. Looks again every
+# second (floating_describe's answer, from natbake-failover.sh).
+function released_soon {
+  local until=$((SECONDS + RELEASE_WAIT))
+  while :; do
+    case $FLOATING_ATTACHED in detaching | detached) return 0 ;; esac
+    [ -n "$FLOATING_HOLDER" ] && [ "$FLOATING_HOLDER" != "$AWS_INSTANCE_ID" ] || return 0
+    [ "$SECONDS" -lt "$until" ] || return 1
+    sleep 1
+    floating_describe "$SITE" || return 1
+  done
+}
+
 # The takeover itself: the boot step's take_floating_interface (attach,
 # wait, configure, route, under its deadline, with its fail-closed die),
 # told which holder it may detach by force. Returns 3 when it yields.
@@ -443,14 +470,15 @@ function take_over {
       stopping | stopped | shutting-down | terminated) ;;
       *)
         # Running, pending, or the API cannot say: it may be serving.
-        if ! may_force "$FLOATING_HOLDER"; then
+        if may_force "$FLOATING_HOLDER"; then
+          FLOATING_FORCE=$FLOATING_HOLDER
+        elif ! released_soon; then
           forwarding 0
           role yielded
           record_takeover yielded "$FLOATING_HOLDER"
           log "Not taking $FLOATING_ID from $FLOATING_HOLDER (${state:-state unknown}): $YIELD_WHY. Standing by; keepalived tries again in ${YIELD_HOLD}s."
           return 3
         fi
-        FLOATING_FORCE=$FLOATING_HOLDER
         ;;
       esac
     fi
@@ -520,7 +548,11 @@ function do_standby {
     return 0
   fi
   forwarding 0
-  role "$name"
+  # The FAULT that a yielded takeover's failing check brings keeps the
+  # yield (and its hold); any other change of role is written.
+  if [ "$ROLE" != yielded ] || [ $(($(date +%s) - ROLE_AT)) -ge "$YIELD_HOLD" ]; then
+    role "$name"
+  fi
   [ -e "$CONNTRACKD_CONF" ] || { log "Now $name: forwarding off."; return 0; }
   # Entries of the connections this instance forwarded expire soon
   # (PurgeTimeout); ask the active for its whole table.
@@ -559,7 +591,17 @@ function do_check {
   esac
   iptables -w 5 -t nat -S NATBAKE-PREROUTING >/dev/null 2>&1 ||
     { echo "natbake's ruleset is not loaded" >&2; return 1; }
-  conntrackd_do -s >/dev/null 2>&1 || { echo "conntrackd does not answer" >&2; return 1; }
+  # conntrackd restarts when the peer is replaced: silence counts only
+  # once it has lasted SYNC_SILENCE seconds.
+  local since now
+  if conntrackd_do -s >/dev/null 2>&1; then
+    rm -f "$SYNC_DOWN"
+    return 0
+  fi
+  now=$(date +%s)
+  { read -r since <"$SYNC_DOWN"; } 2>/dev/null || { since=$now; echo "$now" >"$SYNC_DOWN"; }
+  [[ $since =~ ^[0-9]+$ ]] || since=$now
+  [ $((now - since)) -lt "$SYNC_SILENCE" ] || { echo "conntrackd does not answer" >&2; return 1; }
 }
 
 # ---- Leaving ----------------------------------------------------------
@@ -574,6 +616,7 @@ function do_handover {
   local state='' me held=0 waited=0
   log "Handing over to the peer."
   holds_interface && held=1
+  [ "$held" -eq 0 ] || sync_new_peer
   if systemd_runs; then
     systemctl stop keepalived.service || log "WARNING: stopping keepalived failed."
   fi
@@ -609,11 +652,34 @@ function do_handover {
     sleep 1
     waited=$((waited + 1))
   done
-  aws_run complete-lifecycle "$LIFECYCLE_HOOK" ||
-    die "CompleteLifecycleAction failed ($AWS_ERROR: $AWS_MESSAGE); the hook's timeout ends the wait."
+  if ! aws_run complete-lifecycle "$LIFECYCLE_HOOK"; then
+    # Still handed over: the hook's heartbeat timeout ends the group's wait.
+    log "ERROR: CompleteLifecycleAction failed ($AWS_ERROR: $AWS_MESSAGE); the hook's timeout ends the wait."
+    return 1
+  fi
   date +%s >"$COMPLETED_FILE" 2>/dev/null || true
   [ -n "${AWS_OUT[group]:-}" ] || { log "This instance is not in an Auto Scaling group."; return 0; }
   log "Handed over; ${AWS_OUT[group]} may terminate this instance."
+}
+
+# Before the holder hands over: a peer that replaced the last one (a
+# rolling replacement) may not be known here yet, and would take over
+# without this instance's connections. Looks now; a new peer is paired
+# with (conntrackd restarted, keepalived reloaded) and sent the whole
+# table (`conntrackd -B`), with a moment for it to arrive.
+function sync_new_peer {
+  local before='' after='' i
+  { read -r before _ <"$PEER_FILE"; } 2>/dev/null || true
+  (do_discover) || return 0
+  { read -r after _ <"$PEER_FILE"; } 2>/dev/null || true
+  [ -n "$after" ] && [ "$after" != "$before" ] || return 0
+  log "A new peer $after: sending it the connection table before handing over."
+  for i in 1 2 3 4 5 6 7 8 9 10; do
+    conntrackd_do -s >/dev/null 2>&1 && break
+    sleep 0.5
+  done
+  conntrackd_do -B || log "WARNING: the bulk send to the new peer failed."
+  sleep "$BULK_SETTLE"
 }
 
 # ---- The timer --------------------------------------------------------
@@ -670,6 +736,8 @@ function do_health {
       lost
     elif [ "$forwarding" != 1 ]; then
       problems+=("active, but IP forwarding is off")
+    elif [ -z "$TAKEOVER" ]; then
+      repair_route || problems+=("the default route does not leave through the floating interface")
     fi
     ;;
   taking-over | starting) ;;
@@ -681,6 +749,21 @@ function do_health {
     ;;
   esac
   [ "${#problems[@]}" -eq 0 ] || { printf '%s\n' "${problems[@]}"; return 1; }
+}
+
+# The active's default route through the floating interface, as the
+# boot step's health part checks it elsewhere: gone (a DHCP client, a
+# person), the takeover's own steps configure it again (from what this
+# instance keeps, without the EC2 API while the interface is here). A
+# takeover that fails switches forwarding off (its die), and keepalived
+# hands the role on.
+function repair_route {
+  load_takeover
+  floating_kept && floating_device "$KEPT_MAC" || return 0
+  routes_through "$FLOATING_DEV" "$KEPT_ADDR" && return 0
+  log "The default route does not leave through the floating interface $KEPT_ID ($FLOATING_DEV); configuring it again."
+  (take_over) || return 1
+  floating_device "$KEPT_MAC" && routes_through "$FLOATING_DEV" "$KEPT_ADDR"
 }
 
 function do_status {
@@ -709,6 +792,8 @@ function do_status {
 }
 
 function main {
+  PATH="/usr/sbin:/sbin:/usr/bin:/bin"
+  export PATH
   [ $# -ge 1 ] || die "usage: natbake-standby start | watch | discover | peer LOCAL PEER IFACE | active | standby | fault | stopped | check | holds | handover | health | status"
   local action=$1
   shift

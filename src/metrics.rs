@@ -24,6 +24,12 @@ pub const SITE_METRICS: &[(&str, &str)] = &[
     ("Healthy", "None"),
 ];
 
+/// A standby pair's metrics (dimension `Site`): `Active` is 1 on the
+/// instance that is the pair's active, so that its Sum over the pair is 1
+/// while one serves (0: none; 2: both, which the split-brain rule makes
+/// brief); `Takeovers` counts this instance's takeovers.
+pub const STANDBY_METRICS: &[(&str, &str)] = &[("Active", "None"), ("Takeovers", "Count")];
+
 /// ENA's allowance counters (`ethtool -S`) and the metrics (dimension
 /// `Site`, unit Count) they become: packets the instance's limits dropped
 /// or queued, summed over its ENA interfaces. Published only where the
@@ -80,6 +86,9 @@ pub const PRICE_PER_1000_REQUESTS: f64 = 0.01;
 pub fn count(site: &Site) -> usize {
     let Some(m) = site.metrics else { return 0 };
     let mut n = SITE_METRICS.len() + ENA_METRICS.len();
+    if crate::standby::of(site).is_some() {
+        n += STANDBY_METRICS.len();
+    }
     if m.per_forward {
         n += site.forwards.len() + site.forwards.iter().filter(|f| !f.public).count();
     }
@@ -154,6 +163,11 @@ pub fn manifest(site: &Site) -> Option<Value> {
         "dimensions": dimensions,
         "site_metrics": SITE_METRICS.iter().map(|(name, _)| *name).collect::<Vec<_>>(),
         "ena_metrics": ENA_METRICS.iter().map(|(_, name)| *name).collect::<Vec<_>>(),
+        "standby_metrics": if crate::standby::of(site).is_some() {
+            STANDBY_METRICS.iter().map(|(name, _)| *name).collect::<Vec<_>>()
+        } else {
+            Vec::new()
+        },
         "forward_metrics": if m.per_forward { FORWARD_METRICS.to_vec() } else { Vec::new() },
         "custom_metrics": count(site),
         "publish_every_seconds": publish_spacing(interval(site)),

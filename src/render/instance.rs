@@ -178,6 +178,7 @@ mod tests {
         }
         let priced: std::collections::BTreeSet<(String, String)> = crate::metrics::SITE_METRICS
             .iter()
+            .chain(crate::metrics::STANDBY_METRICS)
             .map(|(n, u)| (n.to_string(), u.to_string()))
             .collect();
         assert_eq!(published, priced);

@@ -300,3 +300,45 @@ fn broken_state_lines_count_as_nothing_kept() {
         );
     });
 }
+
+/// A standby pair's role and takeovers: `Active` a gauge, `Takeovers` a
+/// count sent as what was added since the last publish (whole after a
+/// reboot emptied the count); neither without the standby's readings.
+#[test]
+fn a_standby_publishes_its_role_and_takeovers() {
+    each_awk(|sh| {
+        let run = |readings: &str| {
+            sh.write("counters", "");
+            sh.run(&format!(
+                "metrics_datums counters state/metrics out healthy=1 per_forward=no site=s reload=R1 {readings} || exit 1\n\
+                 paste -d '|' out out.keys | grep -v '^Healthy'; metrics_commit state/metrics out.keys 99"
+            ))
+            .lines(0)
+            .iter()
+            .map(|l| l.to_string())
+            .collect::<Vec<_>>()
+        };
+        sh.write("state/metrics", "");
+        assert_eq!(
+            run("active=1 takeovers=3"),
+            [
+                "Active None 1 Site=s|-",
+                "Takeovers Count 3 Site=s|takeovers - 3 R1"
+            ],
+            "[{:?}]",
+            sh.awk()
+        );
+        assert_eq!(
+            run("active=0 takeovers=5"),
+            [
+                "Active None 0 Site=s|-",
+                "Takeovers Count 2 Site=s|takeovers - 5 R1"
+            ]
+        );
+        assert_eq!(
+            run("active=1 takeovers=1")[1],
+            "Takeovers Count 1 Site=s|takeovers - 1 R1"
+        );
+        assert!(run("").is_empty());
+    });
+}
