@@ -13,6 +13,8 @@ but the fabric, as control calls, which saves starting Python each time):
       the first NAT instance.
   launch --group G        one more instance in the group (desired + 1): its
       id and primary private address
+  members --group G       the group's pending and running instances (id,
+      address, lifecycle state): the replacements it launched itself
   health --instance I     the instance's health as its group records it
   attach --eni E --instance I   attach E to I as device 1 (detaching first)
   detach --eni E          detach E from whoever holds it
@@ -133,6 +135,20 @@ def launch(args):
     asg.set_desired_capacity(AutoScalingGroupName=args.group, DesiredCapacity=len(before) + 1)
     new = [i for i in group_instances(asg, args.group) if i not in before]
     return {"instance": new[0], "address": private_address(client("ec2"), new[0])}
+
+
+def members(args):
+    """The group's instances (not terminated ones), oldest first: id,
+    primary private address, lifecycle state."""
+    asg = client("autoscaling")
+    ec2 = client("ec2")
+    g = asg.describe_auto_scaling_groups(AutoScalingGroupNames=[args.group])["AutoScalingGroups"][0]
+    out = []
+    for i in g["Instances"]:
+        r = ec2.describe_instances(InstanceIds=[i["InstanceId"]])["Reservations"][0]["Instances"][0]
+        if r["State"]["Name"] in ("pending", "running"):
+            out.append({"instance": i["InstanceId"], "address": r["PrivateIpAddress"], "lifecycle": i["LifecycleState"]})
+    return {"members": out}
 
 
 def health(args):
@@ -324,6 +340,7 @@ def main():
     for a in ("--site", "--cidr", "--address", "--az"):
         s.add_argument(a, required=True)
     sub.add_parser("launch").add_argument("--group", required=True)
+    sub.add_parser("members").add_argument("--group", required=True)
     sub.add_parser("health").add_argument("--instance", required=True)
     s = sub.add_parser("attach")
     s.add_argument("--eni", required=True)
@@ -348,6 +365,7 @@ def main():
 COMMANDS = {
         "setup": setup,
         "launch": launch,
+        "members": members,
         "health": health,
         "attach": attach,
         "detach": detach,

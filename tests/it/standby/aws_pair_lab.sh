@@ -93,11 +93,11 @@ trap cleanup EXIT
 function in_ns { local ns=$1; shift; ip netns exec "$ns" "$@"; }
 
 function wait_for {
-  local what=$1 limit=$2 i=0
+  local what=$1 limit=$2
+  local deadline=$((SECONDS + limit))
   shift 2
   until "$@"; do
-    i=$((i + 1))
-    [ "$i" -lt $((limit * 10)) ] || { log "timed out after ${limit}s waiting for $what"; diagnostics; exit 1; }
+    [ "$SECONDS" -lt "$deadline" ] || { log "timed out after ${limit}s waiting for $what"; diagnostics; exit 1; }
     sleep 0.1
   done
 }
@@ -239,7 +239,15 @@ function instance {
   if [ "${#slots[@]}" -eq 0 ]; then
     id=$first_instance address=$first_address
   else
-    out=$(control launch "{\"group\": \"$group\"}")
+    # A replacement the group launched itself (for an instance that EC2
+    # terminated), or else one more.
+    # shellcheck disable=SC2046 # one id a word
+    out=$(control members "{\"group\": \"$group\"}" | python3 -c '
+import json, sys
+known = set(sys.argv[1:])
+new = [m for m in json.load(sys.stdin)["members"] if m["instance"] not in known]
+print(json.dumps(new[0]) if new else "")' $(cat "$work"/id-* 2>/dev/null))
+    [ -n "$out" ] || out=$(control launch "{\"group\": \"$group\"}")
     id=$(json instance <<<"$out") address=$(json address <<<"$out")
   fi
   while taken "$address"; do
