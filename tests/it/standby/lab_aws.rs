@@ -114,7 +114,6 @@ fn moves(run: &Value) -> u64 {
 ///    running, then the attach), every flow lives on, new connections
 ///    work within seconds.
 #[test]
-#[ignore = "waits for standbynode: natbake-standby.service finding the peer by the natbake:site tag (natbake-aws peers), configure-pat.sh leaving the interface to keepalived on a standby site, and the takeover forcing the detach from a dead holder the API still sees running"]
 fn the_active_dies_abruptly() {
     if !require_root("the standby lab with the API (network namespaces, moto)") {
         return;
@@ -137,7 +136,6 @@ fn the_active_dies_abruptly() {
 ///    answered 503 RequestLimitExceeded): the takeover retries through
 ///    them and ends serving, no flow lost.
 #[test]
-#[ignore = "waits for standbynode: the same as the_active_dies_abruptly, and the forced takeover retrying through 500, 503 and dropped answers"]
 fn the_active_dies_while_the_api_is_slow_and_failing() {
     if !require_root("the standby lab with the API (network namespaces, moto)") {
         return;
@@ -155,7 +153,6 @@ fn the_active_dies_while_the_api_is_slow_and_failing() {
 ///    interface moves at most once (no flapping), and when the partition
 ///    heals one instance serves and the other does not forward.
 #[test]
-#[ignore = "waits for standbynode: the split-brain rule (an instance that lost the interface becomes standby within one health interval and never takes it back)"]
 fn a_partition_moves_the_interface_at_most_once() {
     if !require_root("the standby lab with the API (network namespaces, moto)") {
         return;
@@ -170,7 +167,6 @@ fn a_partition_moves_the_interface_at_most_once() {
 ///    the termination hook waiting): the active hands over and completes
 ///    the hook; no flow is lost.
 #[test]
-#[ignore = "waits for standbynode: natbake-standby.timer reading autoscaling/target-lifecycle-state and handing over, then completing the natbake-handover hook"]
 fn the_group_terminating_the_active_loses_nothing() {
     if !require_root("the standby lab with the API (network namespaces, moto)") {
         return;
@@ -188,7 +184,6 @@ fn the_group_terminating_the_active_loses_nothing() {
 ///    hook; each replacement finds its peer by the site's tag): no flow
 ///    lost, the elastic IP never leaves the floating interface.
 #[test]
-#[ignore = "waits for standbynode: a new instance finding the serving one by tag and joining as standby without claiming the interface, and the handover on target-lifecycle-state"]
 fn a_rolling_replacement_of_both_loses_nothing() {
     if !require_root("the standby lab with the API (network namespaces, moto)") {
         return;
