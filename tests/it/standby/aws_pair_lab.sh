@@ -573,8 +573,8 @@ NFT
       forwarding_list+="\"$s=$(forwarding "$s")\","
     fi
   done
-  attach_at=$(awk -v t="$t_event" '$1 >= t && /AttachNetworkInterface 200/ {print $1; exit}' "$work/api.log")
-  detach_at=$(awk -v t="$t_event" '$1 >= t && /DetachNetworkInterface/ {print $1; exit}' "$work/api.log")
+  attach_at=$(awk -v t="$t_event" '$1 >= t && $2 == "AttachNetworkInterface" && $3 == 200 {print $1; exit}' "$work/api.log")
+  detach_at=$(awk -v t="$t_event" '$1 >= t && $2 == "DetachNetworkInterface" {print $1; exit}' "$work/api.log")
   moved_at=$(awk -v t="$t_event" '$1 >= t && / moved / {print $1; exit}' "$work/fabric.log")
   # The first call any instance made to the API after the event (not the
   # lab's own control calls): the end of detection.
