@@ -56,7 +56,7 @@ pub fn aws_pair_lab(site_dir: &Path, scenario: &str, runs: u32) -> Vec<Value> {
             .env("PAIR_LAB_PREFIX", &prefix)
             .env("NATBAKE_MOTO_VENV", moto_venv()),
         b"",
-        Duration::from_secs(300 * u64::from(runs) + 60),
+        Duration::from_secs(600 * u64::from(runs) + 60),
     );
     assert!(
         done.success(),
