@@ -62,8 +62,14 @@ runs = [json.loads(l) for l in open(sys.argv[1])]
 kinds = ("echo", "push", "egress", "udp")
 survived = sum(r[k]["survived"] for r in runs for k in kinds)
 held = sum(r[k]["held"] for r in runs for k in kinds)
-lossy = sum(1 for r in runs if any(r[k]["survived"] < r[k]["held"] for k in kinds))
-print(len(runs), survived, held, lossy)
+lossy = [r for r in runs if any(r[k]["survived"] < r[k]["held"] for k in kinds)]
+print(len(runs), survived, held, len(lossy))
+# What each run that lost any said, for the report (the lab's own folder
+# goes with the bench's).
+for r in lossy:
+    lost = {k: "%d of %d, %s" % (r[k]["held"] - r[k]["survived"], r[k]["held"], "; ".join(r[k]["errors"]))
+            for k in kinds if r[k]["survived"] < r[k]["held"]}
+    print("run %d lost %s" % (r["run"], json.dumps(lost)), file=sys.stderr)
 PY
 }
 
@@ -78,14 +84,15 @@ def pct(v, p):
     v = sorted(v)
     return v[min(len(v) - 1, int(round(p / 100 * (len(v) - 1))))] if v else float("nan")
 t = [r["takeover_s"] for r in runs]
-split = [(r["api_first_at"] - r["event_at"], r["moved_at"] - r["api_first_at"], r["first_at"] - r["moved_at"])
-         for r in runs if r["api_first_at"] and r["moved_at"]]
+split = [(r["api_first_at"] - r["event_at"], r["arrived_at"] - r["api_first_at"], r["first_at"] - r["arrived_at"])
+         for r in runs if r["api_first_at"] and r["arrived_at"]]
 print(len(runs), pct(t, 50), pct(t, 99), max(t),
       *("%.3f" % pct([s[i] for s in split], 50) for i in range(3)))
 PY
 )
     [ "$n" -eq "$RUNS" ] || die "expected $RUNS runs, got $n"
-    read -r _ survived held lossy < <(flows_of kill)
+    read -r _ survived held lossy < <(flows_of kill 2>"$WORK/lossy-kill.txt")
+    while read -r l; do detail "standby kill: $l"; done <"$WORK/lossy-kill.txt"
     detail "standby kill: kill to first new connection through the elastic IP over $n runs: median ${p50}s, p99 ${p99}s, worst ${worst}s"
     detail "standby kill: medians of detection ${det}s (to the new active's first API call), API ${api}s (to the device in the new active), configuration ${conf}s (to the first new connection)"
     detail "standby kill: flows that lived on: $survived of $held ($lossy runs lost any)"
@@ -97,7 +104,8 @@ PY
     ;;
   lifecycle | rolling)
     lab "$part" "$PLANNED"
-    read -r n survived held lossy < <(flows_of "$part")
+    read -r n survived held lossy < <(flows_of "$part" 2>"$WORK/lossy-$part.txt")
+    while read -r l; do detail "standby $part: $l"; done <"$WORK/lossy-$part.txt"
     [ "$n" -eq "$PLANNED" ] || die "expected $PLANNED runs, got $n"
     what=$([ "$part" = lifecycle ] && echo "the group terminating the active" || echo "a rolling replacement of both")
     detail "standby $part: flows that lived on through $what: $survived of $held over $n runs"
