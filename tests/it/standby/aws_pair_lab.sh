@@ -472,7 +472,7 @@ PY
 function stamp_of { awk -v w="$2" 'index($0, w) {print $1; exit}' "$1" 2>/dev/null; }
 
 function one_run {
-  local run=$1 a b t_event t_first t_egress moved_at attach_at detach_at active end_state api_first_at
+  local run=$1 a b t_event t_first t_egress moved_at attach_at detach_at active end_state api_first_at arrived_at
   hook_missed=0
   slots=() dead=()
   rm -rf "$work"/share-* "$work"/stage-* "$work"/syslog-*.txt "$work"/fabric.log "$work"/api.log \
@@ -576,6 +576,9 @@ NFT
   attach_at=$(awk -v t="$t_event" '$1 >= t && $2 == "AttachNetworkInterface" && $3 == 200 {print $1; exit}' "$work/api.log")
   detach_at=$(awk -v t="$t_event" '$1 >= t && $2 == "DetachNetworkInterface" {print $1; exit}' "$work/api.log")
   moved_at=$(awk -v t="$t_event" '$1 >= t && / moved / {print $1; exit}' "$work/fabric.log")
+  # The device's arrival in an instance (a move off an instance goes to
+  # the parking place first).
+  arrived_at=$(awk -v t="$t_event" -v to="-> $p-i" '$1 >= t && / moved / && index($0, to) {print $1; exit}' "$work/fabric.log")
   # The first call any instance made to the API after the event (not the
   # lab's own control calls): the end of detection.
   api_first_at=$(awk -v t="$t_event" '$1 >= t && $2 != "control" && $2 ~ /^[A-Z]/ {print $1; exit}' "$work/api.log")
@@ -583,7 +586,7 @@ NFT
     "takeover_s=$(awk -v a="$t_first" -v b="$t_event" 'BEGIN {printf "%.3f", a - b}')" \
     "egress_after_s=$(awk -v a="$t_egress" -v b="$t_event" 'BEGIN {printf "%.3f", a - b}')" \
     "event_at=$t_event" "first_at=$t_first" \
-    "api_first_at=${api_first_at:-null}" "api_detach_at=${detach_at:-null}" "api_attach_at=${attach_at:-null}" "moved_at=${moved_at:-null}" \
+    "api_first_at=${api_first_at:-null}" "api_detach_at=${detach_at:-null}" "api_attach_at=${attach_at:-null}" "moved_at=${moved_at:-null}" "arrived_at=${arrived_at:-null}" \
     "moves=$(($(moves) - before_moves))" "active=\"$active\"" "end=\"$end_state\"" \
     "forwarding=[${forwarding_list%,}]" "hooks_missed=$hook_missed" \
     "eip_before=\"$eip_before\"" "eip_after=\"$(eip_state)\""
