@@ -102,7 +102,7 @@ LIFECYCLE_HOOK=natbake-handover
 HANDOVER_WAIT=30
 # The split-brain rule's times (seconds): how long a new peer must have
 # been known before its interface is taken by force (longer than the
-# peer's own look for a new instance: DISCOVER_EVERY + DISCOVER_JITTER);
+# peer's own look for a new instance: DISCOVER_EVERY and a third);
 # how long `check` fails after a takeover yielded; how long a standby must
 # stand by before an earlier loss is forgotten.
 JOIN_GRACE=60
@@ -116,9 +116,9 @@ RELEASE_WAIT=10
 # Seconds a bulk send to a new peer gets before the handover goes on.
 BULK_SETTLE=2
 # How often the EC2 API is asked for the peer: with one, every 30 to 40
-# seconds; alone or with a peer that is gone, every 10.
+# seconds (DISCOVER_EVERY and up to a third more); alone or with a peer
+# that is gone, every 10.
 DISCOVER_EVERY=30
-DISCOVER_JITTER=10
 DISCOVER_ALONE=10
 
 # Settings (standby.conf may change them).
@@ -179,7 +179,13 @@ function read_conf {
       [[ $value =~ ^/[A-Za-z0-9_./-]+$ ]] || die "$file:$n: $name must be an absolute path, not '$value'"
       printf -v "${name^^}" '%s' "$value"
       ;;
-    *) die "$file:$n: unknown setting '$name' (known: takeover, reload)" ;;
+    join_grace | discover_every)
+      if ! [[ $value =~ ^[0-9]{1,4}$ ]] || [ $((10#$value)) -lt 1 ] || [ $((10#$value)) -gt 3600 ]; then
+        die "$file:$n: $name must be whole seconds from 1 to 3600, not '$value'"
+      fi
+      printf -v "${name^^}" '%s' "$((10#$value))"
+      ;;
+    *) die "$file:$n: unknown setting '$name' (known: takeover, reload, join_grace, discover_every)" ;;
     esac
   done <"$file"
 }
@@ -353,7 +359,7 @@ function do_discover {
     [ -z "$old_id" ] || log "The peer $old_id ($old_address) is gone and no other instance of site $SITE is here yet; keeping its configuration until one comes."
     return 3
   fi
-  discover_next $((DISCOVER_EVERY + RANDOM % DISCOVER_JITTER))
+  discover_next $((DISCOVER_EVERY + RANDOM % (DISCOVER_EVERY / 3 + 1)))
   iface=$(device_with_mac "${AWS_OUT[mac]:-none}") ||
     die "No device has this instance's MAC address ${AWS_OUT[mac]:-} (instance metadata's)."
   do_peer "${AWS_OUT[address]:-}" "$PEER_ADDRESS" "$iface"

@@ -648,6 +648,7 @@ fn standby_conf_names_the_reload_command() {
          echo 'reloads=/x' >\"$CONF_FILE\"; (read_conf \"$CONF_FILE\"); echo rc=$?",
     );
     assert_eq!(out.lines(0), ["reloaded", "rc=1"], "{}", out.explain());
+
     assert!(
         out.stderr
             .contains("standby.conf:1: unknown setting 'reloads'"),
@@ -659,6 +660,13 @@ fn standby_conf_names_the_reload_command() {
         "{:?}",
         sh.calls()
     );
+    // The times a lab shortens, whole seconds from 1 to 3600.
+    let times = run(
+        &sh,
+        "printf 'join_grace=5\ndiscover_every=08\n' >\"$CONF_FILE\"; read_conf \"$CONF_FILE\"; echo $JOIN_GRACE $DISCOVER_EVERY\n\
+         for bad in 0 3601 -1 5s; do echo \"join_grace=$bad\" >\"$CONF_FILE\"; (read_conf \"$CONF_FILE\") 2>/dev/null && echo \"took $bad\"; done; true",
+    );
+    assert_eq!(times.lines(0), ["5 8"], "{}", times.explain());
 }
 
 /// conntrackd restarting (a new peer) does not fail the check at once:
