@@ -11,7 +11,10 @@ but the fabric, as control calls, which saves starting Python each time):
       associated; a launch template requiring IMDSv2; an Auto Scaling group
       of one (tag natbake:site=S propagated at launch), whose instance is
       the first NAT instance.
-  launch --group G        one more instance in the group (desired + 1)
+  launch --group G        one more instance in the group (desired + 1): its
+      id and primary private address
+  members --group G       the group's pending and running instances (id,
+      address, lifecycle state): the replacements it launched itself
   health --instance I     the instance's health as its group records it
   attach --eni E --instance I   attach E to I as device 1 (detaching first)
   detach --eni E          detach E from whoever holds it
@@ -110,8 +113,15 @@ def setup(args):
         "address": eni["PrivateIpAddress"],
         "group": group,
         "instance": first[0],
+        "instance_address": private_address(ec2, first[0]),
     }
     return out
+
+
+def private_address(ec2, instance):
+    """The primary private address EC2 gave an instance."""
+    r = ec2.describe_instances(InstanceIds=[instance])["Reservations"]
+    return r[0]["Instances"][0]["PrivateIpAddress"]
 
 
 def group_instances(asg, group):
@@ -124,7 +134,21 @@ def launch(args):
     before = set(group_instances(asg, args.group))
     asg.set_desired_capacity(AutoScalingGroupName=args.group, DesiredCapacity=len(before) + 1)
     new = [i for i in group_instances(asg, args.group) if i not in before]
-    return {"instance": new[0]}
+    return {"instance": new[0], "address": private_address(client("ec2"), new[0])}
+
+
+def members(args):
+    """The group's instances (not terminated ones), oldest first: id,
+    primary private address, lifecycle state."""
+    asg = client("autoscaling")
+    ec2 = client("ec2")
+    g = asg.describe_auto_scaling_groups(AutoScalingGroupNames=[args.group])["AutoScalingGroups"][0]
+    out = []
+    for i in g["Instances"]:
+        r = ec2.describe_instances(InstanceIds=[i["InstanceId"]])["Reservations"][0]["Instances"][0]
+        if r["State"]["Name"] in ("pending", "running"):
+            out.append({"instance": i["InstanceId"], "address": r["PrivateIpAddress"], "lifecycle": i["LifecycleState"]})
+    return {"members": out}
 
 
 def health(args):
@@ -316,6 +340,7 @@ def main():
     for a in ("--site", "--cidr", "--address", "--az"):
         s.add_argument(a, required=True)
     sub.add_parser("launch").add_argument("--group", required=True)
+    sub.add_parser("members").add_argument("--group", required=True)
     sub.add_parser("health").add_argument("--instance", required=True)
     s = sub.add_parser("attach")
     s.add_argument("--eni", required=True)
@@ -340,6 +365,7 @@ def main():
 COMMANDS = {
         "setup": setup,
         "launch": launch,
+        "members": members,
         "health": health,
         "attach": attach,
         "detach": detach,

@@ -12,6 +12,11 @@ unchanged, and moto's answer is passed back, except:
   detaches its interfaces in moto, as EC2 does for an instance that ends
   (moto leaves them attached to the terminated instance for good).
 - PutMetricData goes to moto through boto3 (see put_metric_data).
+- CompleteLifecycleAction, which moto 5.2.5 does not have, is answered
+  as Auto Scaling answers it: accepted for an instance whose group waits
+  on that hook (armed through the control call /__lab/lifecycle, as the
+  group does when it starts terminating the instance), once; refused
+  with ValidationError ("No active Lifecycle Action found") otherwise.
 - Faults armed through /__lab/faults: the next N calls of an action (or of
   any action, "*"), after the first "skip" (default 0: those pass
   unchanged), answer HTTP 400 (InvalidParameterValue: a refusal, not
@@ -50,6 +55,7 @@ import aws_lab
 lock = threading.Lock()
 faults = []  # [{"action", "count", "kind"}]
 detaching = {}  # instance id -> time the detach happens
+waiting = {}  # instance id -> (group, hook): a lifecycle action waits
 
 
 def ec2_error(code, message, status):
@@ -117,6 +123,29 @@ def main():
             "<ResponseMetadata><RequestId>lab-proxy</RequestId></ResponseMetadata></PutMetricDataResponse>"
         ).encode()
 
+    def complete_lifecycle(params):
+        instance = params.get("InstanceId", "")
+        key = (params.get("AutoScalingGroupName", ""), params.get("LifecycleHookName", ""))
+        with lock:
+            found = waiting.get(instance) == key
+            if found:
+                waiting.pop(instance)
+        if not found or params.get("LifecycleActionResult") not in ("CONTINUE", "ABANDON"):
+            # Auto Scaling's own error shape, not EC2's.
+            body = (
+                '<ErrorResponse xmlns="http://autoscaling.amazonaws.com/doc/2011-01-01/"><Error>'
+                "<Type>Sender</Type><Code>ValidationError</Code>"
+                "<Message>No active Lifecycle Action found with instance ID %s</Message>"
+                "</Error><RequestId>lab-proxy</RequestId></ErrorResponse>" % instance
+            )
+            return 400, body.encode()
+        log.write("%.3f lifecycle-completed %s %s\n" % (time.time(), instance, params["LifecycleActionResult"]))
+        return 200, (
+            '<CompleteLifecycleActionResponse xmlns="http://autoscaling.amazonaws.com/doc/2011-01-01/">'
+            "<CompleteLifecycleActionResult/><ResponseMetadata><RequestId>lab-proxy</RequestId>"
+            "</ResponseMetadata></CompleteLifecycleActionResponse>"
+        ).encode()
+
     def holder_of(eni):
         try:
             i = ec2.describe_network_interfaces(NetworkInterfaceIds=[eni])["NetworkInterfaces"][0]
@@ -164,6 +193,9 @@ def main():
             if self.path == "/__lab/faults":
                 with lock:
                     faults[:] = req
+            elif self.path == "/__lab/lifecycle":
+                with lock:
+                    waiting[req["instance"]] = (req["group"], req["hook"])
             elif self.path == "/__lab/terminate":
                 instance, seconds = req["instance"], float(req["detach_after"])
                 ec2.terminate_instances(InstanceIds=[instance])
@@ -245,6 +277,8 @@ def main():
                 time.sleep(float(kind[5:]))
             if action == "PutMetricData":
                 return put_metric_data(params)
+            if action == "CompleteLifecycleAction":
+                return complete_lifecycle(params)
             if action == "AttachNetworkInterface":
                 held = holder_of(params.get("NetworkInterfaceId", ""))
                 if held and held != params.get("InstanceId"):

@@ -33,6 +33,11 @@ Usage: imds_stub.py --bind ADDR --port N --mac MAC --log FILE [--cidr CIDR]...
                     [--fault PATH=N:KIND]... [--instance-id ID --region R
                     --az AZ --role NAME [--role-after S]]
                     [--interface MAC=CIDR[=ENI]]... [--attach-lag S]
+                    [--lifecycle-file FILE]
+
+With --lifecycle-file, meta-data/autoscaling/target-lifecycle-state
+answers the file's text (what the Auto Scaling group wants of the
+instance: InService, Terminated...), 404 while there is no file.
 """
 
 import argparse
@@ -68,6 +73,9 @@ def main():
     parser.add_argument("--role-after", type=float, default=0.0)
     parser.add_argument("--interface", action="append", default=[])
     parser.add_argument("--attach-lag", type=float, default=0.0)
+    # An instance of an Auto Scaling group: the file holds its target
+    # lifecycle state (InService, Terminated...), read at every request.
+    parser.add_argument("--lifecycle-file")
     args = parser.parse_args()
     # When the role's credentials were first asked for.
     asked = {}
@@ -145,6 +153,12 @@ def main():
 
     def lookup(path):
         """The answer for path now, or None."""
+        if args.lifecycle_file and path == "/latest/meta-data/autoscaling/target-lifecycle-state":
+            try:
+                with open(args.lifecycle_file) as f:
+                    return f.read().strip()
+            except OSError:
+                return None
         if path in answers:
             if args.role and path.startswith(creds):
                 asked.setdefault("creds", time.monotonic())

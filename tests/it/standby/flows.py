@@ -10,16 +10,38 @@
       to push instead and only reads (so that after a takeover the first
       packet comes from the far side). Writes to OUT, as JSON, for each
       connection whether it lived to the end (no reset, nothing missing,
-      no wait past 15 s) and its longest wait.
+      no wait of PATIENCE seconds or more) and its longest wait.
   flows.py probe ADDR PORT OUT
       tries a new connection (and one echo) every 50 ms until one works;
       writes the time it worked (seconds since the epoch) to OUT.
+  flows.py udpserver ADDR PORT
+      a UDP server on ADDR (so that its answers leave from the address
+      the forward targets) that sends every datagram back where it came
+      from.
+  flows.py udphold ADDR PORT N SECONDS OUT
+      N UDP flows (each from its own socket), each sending a numbered
+      datagram every 50 ms and reading the echoes, for SECONDS; writes to
+      OUT, for each flow, whether it lived to the end (echoes came back
+      after its longest gap, the gap shorter than PATIENCE, none from a wrong
+      address or out of order) and its longest gap.
+
+`hold` and `udphold` also end, early, once the file OUT.stop exists (a
+scenario that lasts longer than planned says when it is over).
+
+PATIENCE is 30 s: a TCP connection whose path is gone retransmits after
+about 0.2, then 0.4, 0.8 ... 6.4, 12.8 s (the timeout doubling), so a
+takeover of a few seconds can leave it waiting twice as long before its
+next try gets through; a gap of 30 s is one that TCP's retransmission no
+longer explains.
 """
 import json
+import os
 import socket
 import sys
 import threading
 import time
+
+PATIENCE = 30.0
 
 
 def server(port):
@@ -62,7 +84,7 @@ def pushed(i, c, stop, result):
     buf = b""
     k = 0
     last = time.time()
-    while time.time() < stop:
+    while not stop.passed():
         try:
             data = c.recv(4096)
             if not data:
@@ -84,14 +106,25 @@ def pushed(i, c, stop, result):
             k += 1
 
 
+class Deadline:
+    """SECONDS from now, or earlier once OUT.stop exists."""
+
+    def __init__(self, seconds, out):
+        self.end = time.time() + seconds
+        self.stop_file = out + ".stop"
+
+    def passed(self):
+        return time.time() >= self.end or os.path.exists(self.stop_file)
+
+
 def hold(addr, port, n, seconds, out, push=False):
     conns = []
     for _ in range(n):
         c = socket.create_connection((addr, port), timeout=5)
-        c.settimeout(15)
+        c.settimeout(PATIENCE)
         conns.append(c)
     results = [{"alive": True, "longest_wait": 0.0, "error": None} for _ in conns]
-    stop = time.time() + seconds
+    stop = Deadline(seconds, out)
 
     def run(i, c):
         if push:
@@ -99,7 +132,7 @@ def hold(addr, port, n, seconds, out, push=False):
             return
         k = 0
         buf = b""
-        while time.time() < stop:
+        while not stop.passed():
             line = f"{i}:{k}\n".encode()
             sent = time.time()
             try:
@@ -149,6 +182,66 @@ def probe(addr, port, out):
         f.write(f"{worked:.3f}\n")
 
 
+def udpserver(addr, port):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((addr, port))
+    while True:
+        data, peer = s.recvfrom(2048)
+        s.sendto(data, peer)
+
+
+def udphold(addr, port, n, seconds, out):
+    stop = Deadline(seconds, out)
+    results = [{"alive": True, "longest_wait": 0.0, "error": None} for _ in range(n)]
+
+    def run(i):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.connect((addr, port))  # only the far end's answers come in
+        s.settimeout(0.05)
+        k = 0
+        last_answer = time.time()
+        seen = -1
+        while not stop.passed():
+            try:
+                s.send(f"{i}:{k}".encode())
+            except OSError as e:  # an ICMP error from an earlier datagram
+                results[i]["error"] = repr(e)
+            k += 1
+            until = time.time() + 0.05
+            while time.time() < until:
+                try:
+                    data = s.recv(2048)
+                except socket.timeout:
+                    break
+                except OSError as e:
+                    results[i]["error"] = repr(e)
+                    break
+                j, _, m = data.decode(errors="replace").partition(":")
+                if j != str(i) or not m.isdigit() or int(m) <= seen:
+                    results[i]["alive"] = False
+                    results[i]["error"] = f"answer {data!r} after {seen}"
+                    return
+                seen = int(m)
+                now = time.time()
+                results[i]["longest_wait"] = max(results[i]["longest_wait"], now - last_answer)
+                last_answer = now
+        gap = time.time() - last_answer
+        results[i]["longest_wait"] = max(results[i]["longest_wait"], gap)
+        if results[i]["longest_wait"] >= PATIENCE or gap > 1:
+            results[i]["alive"] = False
+            results[i]["error"] = results[i]["error"] or f"no answer for the last {gap:.1f} s"
+        elif results[i]["alive"]:
+            results[i]["error"] = None
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    with open(out, "w") as f:
+        json.dump(results, f)
+
+
 if __name__ == "__main__":
     mode = sys.argv[1]
     if mode == "server":
@@ -158,5 +251,9 @@ if __name__ == "__main__":
         hold(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]), sys.argv[6], push)
     elif mode == "probe":
         probe(sys.argv[2], int(sys.argv[3]), sys.argv[4])
+    elif mode == "udpserver":
+        udpserver(sys.argv[2], int(sys.argv[3]))
+    elif mode == "udphold":
+        udphold(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]), sys.argv[6])
     else:
         sys.exit(f"unknown mode {mode}")

@@ -21,12 +21,13 @@ use std::time::Duration;
 /// Connections of each kind per run.
 const CONNECTIONS: u32 = 10;
 
-/// Removes the lab's namespaces even when the script was killed.
-struct Namespaces(String);
+/// Removes the lab's namespaces (`<prefix>-<name>`) even when the script
+/// was killed.
+pub(super) struct Namespaces(pub String, pub &'static [&'static str]);
 
 impl Drop for Namespaces {
     fn drop(&mut self) {
-        for name in ["vpc", "a", "b", "tgt", "prv", "igw", "cli"] {
+        for name in self.1 {
             let ns = format!("{}-{name}", self.0);
             if let Ok(out) = Command::new("ip").args(["netns", "pids", &ns]).output() {
                 for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
@@ -53,7 +54,10 @@ pub fn pair_lab(site_dir: &Path, runs: u32) -> Vec<Value> {
     // the kernel's 15 characters.
     let id = unique_id().replace('x', "");
     let prefix = format!("sb{}", &id[id.len().saturating_sub(6)..]);
-    let _cleanup = Namespaces(prefix.clone());
+    let _cleanup = Namespaces(
+        prefix.clone(),
+        &["vpc", "a", "b", "tgt", "prv", "igw", "cli"],
+    );
     let done = run_bounded(
         Command::new("bash")
             .arg(node_script("pair_lab.sh"))

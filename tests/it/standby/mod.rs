@@ -4,6 +4,7 @@
 
 mod configs;
 mod lab;
+mod lab_aws;
 
 use crate::fixtures::{Spec, repo, valid_specs};
 use std::path::PathBuf;

@@ -1,0 +1,618 @@
+#!/bin/bash
+# The standby pair in the moto-backed failover lab: two (and, as instances
+# are replaced, more) instances of a standby site, each in its own network
+# namespace and its own view of the installed files (the network lab's
+# installed_run.sh), booted by the lab's stand-in for systemd
+# (systemd_lab.sh), which runs the rendered units' commands as installed:
+# natbake.service, natbake's other services, conntrackd and keepalived with
+# natbake's drop-ins, the health timer. The AWS side is moto behind the
+# failover lab's proxy (aws_proxy.py, at a VPC endpoint address that each
+# instance's /etc/natbake/aws.env names); the fabric (aws_lab.py fabric)
+# moves the floating interface's device into the namespace of whichever
+# instance the API says holds it. Each instance has its own metadata
+# (imds_stub.py: its id, its primary address as EC2 gave it, its role, the
+# floating interface once attached, and autoscaling/target-lifecycle-state).
+# The instances are launched by the Auto Scaling group in moto, which tags
+# them natbake:site=<site>: each finds its peer through the API, no address
+# is handed to it.
+#
+#   subnet (bridge in $p-vpc) ── $p-i1, $p-i2, ... instances (eth0: EC2's address)
+#        │                   ── ens6: the floating interface, 10.0.0.100
+#        │                   ── $p-api: moto, the proxy at 10.0.0.2, the fabric
+#        │                   ── $p-tgt: 10.0.1.25 (TCP forward), 10.0.2.53 (UDP)
+#        │                   ── $p-prv: 10.0.3.10, a private host (egress)
+#        └── $p-igw: 10.0.0.1, maps 198.51.100.10 1:1 to 10.0.0.100 ── $p-cli:
+#            the Internet, 203.0.113.110 (the forwards' allowed source)
+#
+# Each run: the pair boots (the first instance active, the second standby
+# once it has found the first), flows carry data continuously through the
+# elastic IP (TCP with the client talking first, TCP with the target
+# pushing, UDP) and out through the egress NAT (an Internet server pushing
+# to a private host), then the scenario's event, then a new connection is
+# probed (forward and egress) and the flows are counted. One JSON line per
+# run on stdout; everything it made is removed when it ends, also on
+# failure.
+#
+# Scenarios:
+#   kill        the active dies abruptly: every process in its namespace
+#               killed, its links down, no goodbye
+#   kill-api    the same while the API is slow or failing for a while
+#               (the proxy's faults)
+#   partition   the two cannot reach each other (the subnet drops what
+#               one sends the other) but both reach the API, for
+#               PARTITION_S seconds; the interface moves at most once
+#   lifecycle   the group terminates the active: target-lifecycle-state
+#               Terminated in its metadata and the termination hook
+#               waiting; once the instance completes the hook, EC2
+#               terminates it (interface detached a second later) and it
+#               goes
+#   rolling     both instances replaced one after the other as a rolling
+#               update does: the standby terminated through the hook and a
+#               new instance launched, then the active the same way
+#
+# Usage: aws_pair_lab.sh SITE_DIR SCENARIO RUNS CONNECTIONS WORK_DIR
+# The site must be tests/fixtures/valid/standby.yaml's shape (TCP 51532 to
+# 10.0.1.25:1532 and UDP 5353 to 10.0.2.53:53 from 203.0.113.110/32, VPC
+# 10.0.0.0/16). NATBAKE_MOTO_VENV names the moto virtual environment.
+set -euo pipefail
+site=$1 scenario=$2 runs=$3 conns=$4 work=$5
+here=$(cd "$(dirname "$0")" && pwd)
+netlab=$here/../netlab
+failover=$here/../failover
+venv=${NATBAKE_MOTO_VENV:?NATBAKE_MOTO_VENV must name the moto virtual environment}
+py=$venv/bin/python3
+case $scenario in kill | kill-api | partition | lifecycle | rolling) ;; *) echo "unknown scenario $scenario" >&2; exit 2 ;; esac
+p=${PAIR_LAB_PREFIX:-sa$$}
+[ "${#p}" -le 8 ] || { echo "aws_pair_lab: prefix '$p' is longer than 8 characters" >&2; exit 2; }
+# How long a partition lasts; how long the instances get to boot and pair.
+PARTITION_S=${PAIR_LAB_PARTITION_S:-8}
+BOOT_S=${PAIR_LAB_BOOT_S:-60}
+HOOK=natbake-handover
+EIP=198.51.100.10 FLOATING=10.0.0.100 API=10.0.0.2
+fixed_ns=(vpc igw cli tgt prv api)
+slots=()  # instance slots made so far (i1, i2...)
+dead=()   # those that died or were terminated
+pids=()
+
+function log { echo "aws_pair_lab: $*" >&2; echo "$(date +%s.%N) $*" >>"$work/lab.log"; }
+
+function all_ns { local n; for n in "${fixed_ns[@]}" "${slots[@]}"; do echo "$p-$n"; done; }
+
+function cleanup {
+  local ns pid d
+  for ns in $(all_ns); do
+    for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$pid" 2>/dev/null || true; done
+  done
+  for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
+  sleep 0.2
+  for ns in $(all_ns); do ip netns del "$ns" 2>/dev/null || true; done
+  for d in "$work"/stage-*/ovl; do umount "$d" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+
+function in_ns { local ns=$1; shift; ip netns exec "$ns" "$@"; }
+
+function wait_for {
+  local what=$1 limit=$2
+  local deadline=$((SECONDS + limit))
+  shift 2
+  until "$@"; do
+    [ "$SECONDS" -lt "$deadline" ] || { log "timed out after ${limit}s waiting for $what"; diagnostics; exit 1; }
+    sleep 0.1
+  done
+}
+
+function diagnostics {
+  local f s
+  # PAIR_LAB_HOLD: seconds to leave a failed lab up for a look.
+  sleep "${PAIR_LAB_HOLD:-0}"
+  for s in "${slots[@]}"; do
+    ip netns pids "$p-$s" >/dev/null 2>&1 || continue
+    echo "--- $s: addresses, routes, forwarding, counters, connections" >&2
+    {
+      ip -n "$p-$s" -br addr
+      ip -n "$p-$s" route
+      in_ns "$p-$s" cat /proc/sys/net/ipv4/ip_forward
+      in_ns "$p-$s" iptables-save -c | grep -v '^#'
+      in_ns "$p-$s" conntrack -L 2>/dev/null | grep -v 'dport=80 ' | head -n 40
+    } >&2 2>&1 || true
+  done
+  for f in "$work"/lab.log "$work"/syslog-*.txt "$work"/units-*.log "$work"/fabric.log "$work"/api.log; do
+    [ -f "$f" ] || continue
+    echo "--- $f" >&2
+    tail -n 40 "$f" >&2
+  done
+}
+
+# A control call to the proxy (aws_lab.py's operations, faults, terminate,
+# lifecycle); prints its JSON answer.
+function control {
+  in_ns "$p-api" curl -sS --fail-with-body --noproxy '*' -m 30 --data "$2" "http://$API/__lab/$1"
+}
+
+function json { python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
+
+function link_to_subnet {
+  local name=$1 inner=$2 ns=$3
+  ip link add "$p-v-$name" type veth peer name "$inner" netns "$ns"
+  ip link set "$p-v-$name" netns "$p-vpc"
+  ip -n "$p-vpc" link set "$p-v-$name" master br0 up
+}
+
+function topology {
+  local n
+  for n in "${fixed_ns[@]}"; do
+    ip netns add "$p-$n"
+    ip -n "$p-$n" link set lo up
+    in_ns "$p-$n" sysctl -qw net.ipv4.ip_forward=0
+  done
+  ip -n "$p-vpc" link add br0 type bridge
+  ip -n "$p-vpc" link set br0 up
+  link_to_subnet tgt eth0 "$p-tgt"
+  ip -n "$p-tgt" addr add 10.0.1.25/16 dev eth0
+  ip -n "$p-tgt" addr add 10.0.2.53/16 dev eth0
+  link_to_subnet prv eth0 "$p-prv"
+  ip -n "$p-prv" addr add 10.0.3.10/16 dev eth0
+  link_to_subnet igw in "$p-igw"
+  ip -n "$p-igw" addr add 10.0.0.1/16 dev in
+  link_to_subnet api eth0 "$p-api"
+  ip -n "$p-api" addr add "$API/16" dev eth0
+  for n in tgt prv igw api; do
+    ip -n "$p-$n" link set "$([ "$n" = igw ] && echo in || echo eth0)" up
+  done
+  # The route tables: the private subnets' default route is the floating
+  # interface's address.
+  ip -n "$p-tgt" route add default via "$FLOATING"
+  ip -n "$p-prv" route add default via "$FLOATING"
+  # The Internet, behind the gateway.
+  ip link add "$p-inet" type veth peer name out netns "$p-igw"
+  ip link set "$p-inet" netns "$p-cli"
+  ip -n "$p-cli" link set "$p-inet" name eth0
+  ip -n "$p-cli" addr add 203.0.113.110/24 dev eth0
+  ip -n "$p-cli" link set eth0 up
+  ip -n "$p-cli" route add default via 203.0.113.1
+  ip -n "$p-igw" addr add 203.0.113.1/24 dev out
+  ip -n "$p-igw" link set out up
+  in_ns "$p-igw" sysctl -qw net.ipv4.ip_forward=1
+  # The elastic IP, mapped 1:1 to the floating address; nothing else of the
+  # VPC reaches the Internet unmasqueraded.
+  in_ns "$p-igw" iptables -t nat -A PREROUTING -d "$EIP" -j DNAT --to-destination "$FLOATING"
+  in_ns "$p-igw" iptables -t nat -A POSTROUTING -s "$FLOATING" -o out -j SNAT --to-source "$EIP"
+  in_ns "$p-igw" iptables -A FORWARD -i in -o out ! -s "$FLOATING" -j DROP
+}
+
+# moto, the account's resources (the floating interface with the elastic
+# IP, the Auto Scaling group and its termination hook), the proxy and the
+# fabric, in $p-api.
+function api {
+  in_ns "$p-api" "$venv/bin/moto_server" -H 127.0.0.1 -p 5000 >"$work/moto.out" 2>&1 &
+  pids+=($!)
+  wait_for "moto" 30 bash -c "ip netns exec '$p-api' ss -Hlnt | grep -q '127.0.0.1:5000'"
+  local setup
+  setup=$(in_ns "$p-api" "$py" "$failover/aws_lab.py" setup --site "$site_name" --cidr 10.0.0.0/16 \
+    --address "$FLOATING" --az us-east-1a)
+  eni=$(json eni <<<"$setup")
+  eni_mac=$(json mac <<<"$setup")
+  group=$(json group <<<"$setup")
+  first_instance=$(json instance <<<"$setup")
+  first_address=$(json instance_address <<<"$setup")
+  # The floating interface's device, parked in $p-api while attached to nobody.
+  ip link add "$p-v-flt" type veth peer name ens6 netns "$p-api"
+  ip -n "$p-api" link set ens6 address "$eni_mac"
+  ip link set "$p-v-flt" netns "$p-vpc"
+  ip -n "$p-vpc" link set "$p-v-flt" master br0 up
+  : >"$work/instances.map"
+  in_ns "$p-api" "$py" "$failover/aws_proxy.py" --bind "$API" --port 80 \
+    --moto http://127.0.0.1:5000 --log "$work/api.log" >"$work/proxy.out" 2>&1 &
+  pids+=($!)
+  in_ns "$p-api" "$py" "$failover/aws_lab.py" fabric --eni "$eni" --device ens6 --park "$p-api" \
+    --map "$work/instances.map" --log "$work/fabric.log" >"$work/fabric.out" 2>&1 &
+  pids+=($!)
+  wait_for "the proxy" 30 bash -c "ip netns exec '$p-api' ss -Hlnt | grep -q '$API:80'"
+  in_ns "$p-api" "$py" - "$group" "$HOOK" <<'PY'
+import sys, boto3
+asg = boto3.client("autoscaling", region_name="us-east-1", endpoint_url="http://127.0.0.1:5000",
+                   aws_access_key_id="AKIALAB0000000000000",
+                   aws_secret_access_key="lab0secret0lab0secret0lab0secret0lab0sec")
+asg.put_lifecycle_hook(LifecycleHookName=sys.argv[2], AutoScalingGroupName=sys.argv[1],
+                       LifecycleTransition="autoscaling:EC2_INSTANCE_TERMINATING",
+                       HeartbeatTimeout=120, DefaultResult="CONTINUE")
+PY
+  printf 'NATBAKE_EC2_ENDPOINT=http://%s/\nNATBAKE_AUTOSCALING_ENDPOINT=http://%s/\nNATBAKE_CLOUDWATCH_ENDPOINT=http://%s/\nNATBAKE_FLOATING_CONFIG=ip\n' \
+    "$API" "$API" "$API" >"$work/aws.env"
+}
+
+# Addresses that are the lab's own: an instance that EC2 gave one of them
+# is terminated and another launched.
+function taken {
+  local a=$1 s
+  case $a in 10.0.0.0 | 10.0.0.1 | 10.0.0.2 | "$FLOATING" | 10.0.1.25 | 10.0.2.53 | 10.0.3.10 | 10.0.255.255) return 0 ;; esac
+  for s in "${slots[@]}"; do [ "$(cat "$work/address-$s" 2>/dev/null)" = "$a" ] && return 0; done
+  return 1
+}
+
+# A new instance of the group in slot $1 (its own namespace, metadata and
+# files), booted. The first slot is the group's first instance; later ones
+# are launched (desired capacity one more).
+function instance {
+  local slot=$1 id address out mac
+  if [ "${#slots[@]}" -eq 0 ]; then
+    id=$first_instance address=$first_address
+  else
+    # A replacement the group launched itself (for an instance that EC2
+    # terminated), or else one more.
+    # shellcheck disable=SC2046 # one id a word
+    out=$(control members "{\"group\": \"$group\"}" | python3 -c '
+import json, sys
+known = set(sys.argv[1:])
+new = [m for m in json.load(sys.stdin)["members"] if m["instance"] not in known]
+print(json.dumps(new[0]) if new else "")' $(cat "$work"/id-* 2>/dev/null))
+    [ -n "$out" ] || out=$(control launch "{\"group\": \"$group\"}")
+    id=$(json instance <<<"$out") address=$(json address <<<"$out")
+  fi
+  while taken "$address"; do
+    log "EC2 gave $id the lab's address $address; terminating it and launching another"
+    control terminate "{\"instance\": \"$id\", \"detach_after\": 0}" >/dev/null
+    out=$(control launch "{\"group\": \"$group\"}")
+    id=$(json instance <<<"$out") address=$(json address <<<"$out")
+  done
+  slots+=("$slot")
+  echo "$id" >"$work/id-$slot"
+  echo "$address" >"$work/address-$slot"
+  echo "$id $p-$slot" >>"$work/instances.map"
+  local ns=$p-$slot
+  ip netns add "$ns"
+  in_ns "$ns" sysctl -qw net.ipv4.ip_forward=0
+  # In a VPC the fabric answers ARP, with the MAC of the interface that has
+  # the address; here the instances' own kernels answer, and by default
+  # any interface answers for any of the host's addresses (the primary
+  # interface for the floating address too), which the subnet would then
+  # keep sending to a dead instance. Answering only on the interface that
+  # has the address gives the subnet the VPC's answers.
+  in_ns "$ns" sysctl -qw net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2
+  ip -n "$ns" link set lo up
+  link_to_subnet "$slot" eth0 "$ns"
+  ip -n "$ns" addr add "$address/16" dev eth0
+  ip -n "$ns" link set eth0 up
+  ip -n "$ns" addr add 169.254.169.254/32 dev lo
+  ip -n "$ns" route add default via 10.0.0.1 dev eth0 metric 100
+  mac=$(in_ns "$ns" cat /sys/class/net/eth0/address)
+  echo InService >"$work/lifecycle-$slot"
+  in_ns "$ns" python3 "$netlab/imds_stub.py" --bind 169.254.169.254 --port 80 --mac "$mac" \
+    --local-ipv4 "$address" --log "$work/imds-$slot.log" --instance-id "$id" --region us-east-1 \
+    --az us-east-1a --role natbake-lab-instance --interface "$eni_mac=10.0.0.0/16=$eni" \
+    --attach-lag 0.2 --cidr 10.0.0.0/16 --lifecycle-file "$work/lifecycle-$slot" \
+    >"$work/imds-$slot.out" 2>&1 &
+  pids+=($!)
+  wait_for "the metadata of $slot" 20 bash -c "ip netns exec '$ns' ss -Hlnt | grep -q '169.254.169.254:80'"
+  # Its files: every installed artifact, the lab's aws.env, the stand-in for systemd.
+  local dir=$work/stage-$slot
+  mkdir -p "$dir/ovl" "$work/share-$slot"
+  python3 - "$site" "$dir/install.list" <<'PY'
+import json, sys
+site, out = sys.argv[1:]
+m = json.load(open(f"{site}/manifest.json"))
+with open(out, "w") as f:
+    for a in m["artifacts"]:
+        if a["install_path"]:
+            f.write(f"{a['mode']} {site}/{a['path']} {a['install_path']}\n")
+PY
+  [ ! -s "$work/standby.conf" ] || echo "0644 $work/standby.conf /etc/natbake/standby.conf" >>"$dir/install.list"
+  cat >>"$dir/install.list" <<LIST
+0644 $work/aws.env /etc/natbake/aws.env
+0755 $here/systemd_lab.sh /usr/local/sbin/lab-systemd
+LIST
+  echo "$work/share-$slot /run/natbake-lab" >"$dir/keep.list"
+  rm -f "$dir/devlog.sock"
+  python3 "$netlab/devlog_sink.py" "$dir/devlog.sock" "$work/syslog-$slot.txt" &
+  pids+=($!)
+  wait_for "the syslog socket of $slot" 10 test -S "$dir/devlog.sock"
+  # shellcheck disable=SC2046 # one unit a word
+  in_ns "$ns" unshare -m --propagation private sh "$netlab/installed_run.sh" "$dir" "$dir/devlog.sock" \
+    env LAB_LOG=/run/natbake-lab/units.log /usr/local/sbin/lab-systemd boot $(enabled_units) >>"$work/boot-$slot.log" 2>&1 &
+  pids+=($!)
+  log "instance $slot: $id at $address"
+}
+
+# The units enabled on the image: those the rendered provision.sh enables,
+# and keepalived's and conntrackd's, which Debian's packages enable when
+# they are installed.
+function enabled_units {
+  local line
+  line=$(grep -E '^systemctl enable ' "$site/provision.sh") || { log "provision.sh enables nothing"; exit 1; }
+  echo "${line#systemctl enable } keepalived.service conntrackd.service"
+}
+
+# The slot of the instance the API says holds the floating interface.
+function holder_slot {
+  local holder s
+  holder=$(control interface "{\"eni\": \"$eni\"}" | json holder)
+  for s in "${slots[@]}"; do [ "$(cat "$work/id-$s")" = "$holder" ] && { echo "$s"; return 0; }; done
+  return 1
+}
+
+function forwarding { in_ns "$p-$1" cat /proc/sys/net/ipv4/ip_forward 2>/dev/null || echo gone; }
+
+# Serving: the API says it holds the interface, its device is there, it forwards.
+function serving {
+  local s=$1
+  [ "$(holder_slot 2>/dev/null)" = "$s" ] && ip -n "$p-$s" link show ens6 >/dev/null 2>&1 &&
+    [ "$(forwarding "$s")" = 1 ]
+}
+
+# A command inside the instance in slot $1 (its mount and network
+# namespaces, as its own processes see them).
+function on_instance {
+  local s=$1 init
+  shift
+  init=$(cat "$work/share-$s/init.pid" 2>/dev/null) || return 1
+  nsenter -t "$init" -m -n "$@"
+}
+
+# The role natbake-standby keeps (active, standby, fault...) and the peer
+# in this instance's part of keepalived.conf.
+function role_of { on_instance "$1" cat /run/natbake/standby/role 2>/dev/null | awk '{print $1}'; }
+function peer_of {
+  on_instance "$1" cat /run/natbake/standby/keepalived-local.conf 2>/dev/null |
+    awk '/unicast_peer/ {p = 1; next} p && NF {print $1; exit}'
+}
+
+# Slot $1 is serving and paired with slot $2, which is a standby that does
+# not forward: each names the other as its peer. Holds twice, 2 s apart.
+function paired_once {
+  local a=$1 b=$2
+  serving "$a" && [ "$(role_of "$a")" = active ] && [ "$(role_of "$b")" = standby ] &&
+    [ "$(forwarding "$b")" = 0 ] &&
+    [ "$(peer_of "$a")" = "$(cat "$work/address-$b")" ] && [ "$(peer_of "$b")" = "$(cat "$work/address-$a")" ]
+}
+function paired { paired_once "$1" "$2" && sleep 2 && paired_once "$1" "$2"; }
+
+# The elastic IP's public address and the interface it is associated with.
+function eip_state {
+  in_ns "$p-api" "$py" - <<'PY'
+import boto3
+ec2 = boto3.client("ec2", region_name="us-east-1", endpoint_url="http://127.0.0.1:5000",
+                   aws_access_key_id="AKIALAB0000000000000",
+                   aws_secret_access_key="lab0secret0lab0secret0lab0secret0lab0sec")
+print(" ".join("%s@%s" % (a["PublicIp"], a.get("NetworkInterfaceId")) for a in ec2.describe_addresses()["Addresses"]))
+PY
+}
+
+# Moves of the floating interface into an instance (not to the lab's
+# parking place, where a detached interface waits).
+function moves { grep -c " moved .* -> $p-i" "$work/fabric.log" 2>/dev/null || true; }
+
+function start_flows {
+  local n=$1 k
+  rm -f "$work"/hold-*.json "$work"/hold-*.json.stop
+  in_ns "$p-cli" python3 "$here/flows.py" hold "$EIP" 51532 "$conns" "$n" "$work/hold-echo.json" &
+  flows=($!)
+  in_ns "$p-cli" python3 "$here/flows.py" hold "$EIP" 51532 "$conns" "$n" "$work/hold-push.json" push &
+  flows+=($!)
+  in_ns "$p-prv" python3 "$here/flows.py" hold 203.0.113.110 9000 "$conns" "$n" "$work/hold-egress.json" push &
+  flows+=($!)
+  in_ns "$p-cli" python3 "$here/flows.py" udphold "$EIP" 5353 "$conns" "$n" "$work/hold-udp.json" &
+  flows+=($!)
+  for k in "${flows[@]}"; do pids+=("$k"); done
+}
+
+function stop_flows {
+  local k
+  for k in echo push egress udp; do touch "$work/hold-$k.json.stop"; done
+  wait "${flows[@]}" || true
+}
+
+# A new connection through the elastic IP, and one out through the egress
+# NAT, each within 30 s: the times they first worked.
+function probe {
+  rm -f "$work/probe.txt" "$work/probe-egress.txt"
+  in_ns "$p-cli" timeout 30 python3 "$here/flows.py" probe "$EIP" 51532 "$work/probe.txt" &
+  local a=$!
+  in_ns "$p-prv" timeout 30 python3 "$here/flows.py" probe 203.0.113.110 9000 "$work/probe-egress.txt" &
+  local b=$!
+  wait "$a" || { log "no new connection through the elastic IP within 30 s"; return 1; }
+  wait "$b" || { log "no new egress connection within 30 s"; return 1; }
+}
+
+# The instance in slot $1 dies: every process in its namespace, then its links.
+function kill_instance {
+  local s=$1 pid
+  dead+=("$s")
+  for pid in $(ip netns pids "$p-$s"); do kill -9 "$pid" 2>/dev/null || true; done
+  ip -n "$p-$s" link set eth0 down 2>/dev/null || true
+  ip -n "$p-$s" link set ens6 down 2>/dev/null || true
+}
+
+# The group terminates the instance in slot $1 through its termination
+# hook: the instance's metadata says Terminated, the hook waits; once the
+# instance completes it (or after 60 s, the lab's bound), EC2 terminates
+# it, shutting it down cleanly (its units stopped), its interfaces
+# detached a second later.
+function group_terminates {
+  local s=$1 id i=0
+  id=$(cat "$work/id-$s")
+  control lifecycle "{\"instance\": \"$id\", \"group\": \"$group\", \"hook\": \"$HOOK\"}" >/dev/null
+  echo Terminated >"$work/lifecycle-$s"
+  log "the group terminates $s ($id): target lifecycle state Terminated"
+  until grep -q "lifecycle-completed $id" "$work/api.log" 2>/dev/null; do
+    i=$((i + 1))
+    [ "$i" -lt 600 ] || { log "$s did not complete the lifecycle hook within 60 s"; hook_missed=$((hook_missed + 1)); break; }
+    sleep 0.1
+  done
+  control terminate "{\"instance\": \"$id\", \"detach_after\": 1}" >/dev/null
+  # The shutdown: its units stopped as at a clean shutdown, then it is gone.
+  local init i=0
+  init=$(cat "$work/share-$s/init.pid" 2>/dev/null || true)
+  if [ -n "$init" ] && kill -TERM "$init" 2>/dev/null; then
+    while kill -0 "$init" 2>/dev/null && [ "$i" -lt 300 ]; do sleep 0.1; i=$((i + 1)); done
+  fi
+  kill_instance "$s"
+  log "$s terminated"
+}
+
+function count {
+  python3 - "$work" "$@" <<'PY'
+import json, sys
+work, *extra = sys.argv[1:]
+out = {}
+for kind in ("echo", "push", "egress", "udp"):
+    r = json.load(open(f"{work}/hold-{kind}.json"))
+    out[kind] = {"held": len(r), "survived": sum(x["alive"] for x in r),
+                 "longest_wait_s": round(max(x["longest_wait"] for x in r), 3),
+                 "errors": sorted({x["error"] for x in r if x["error"] and not x["alive"]})}
+for pair in extra:
+    k, v = pair.split("=", 1)
+    try:
+        out[k] = json.loads(v)
+    except ValueError:
+        out[k] = v
+print(json.dumps(out))
+PY
+}
+
+function stamp_of { awk -v w="$2" 'index($0, w) {print $1; exit}' "$1" 2>/dev/null; }
+
+function one_run {
+  local run=$1 a b t_event t_first t_egress moved_at attach_at detach_at active end_state api_first_at arrived_at
+  hook_missed=0
+  slots=() dead=()
+  rm -rf "$work"/share-* "$work"/stage-* "$work"/syslog-*.txt "$work"/fabric.log "$work"/api.log \
+    "$work"/lab.log "$work"/imds-*.log "$work"/lifecycle-* "$work"/id-* "$work"/address-*
+  topology
+  api
+  in_ns "$p-tgt" python3 "$here/flows.py" server 1532 &
+  pids+=($!)
+  in_ns "$p-tgt" python3 "$here/flows.py" udpserver 10.0.2.53 53 &
+  pids+=($!)
+  in_ns "$p-cli" python3 "$here/flows.py" server 9000 &
+  pids+=($!)
+  instance i1
+  wait_for "i1 serving" "$BOOT_S" serving i1
+  instance i2
+  wait_for "i1 active and i2 standby, paired" "$BOOT_S" paired i1 i2
+  # A standby that has just started misses the connections opened in its
+  # first moments (see docs/failover.md); and, by the split-brain rule, it
+  # forces the interface away from a running holder only once they have
+  # been peers for JOIN_GRACE seconds (natbake-standby): the abrupt events
+  # come after that.
+  local settle=${PAIR_LAB_SETTLE:-1}
+  case $scenario in kill | kill-api | partition) [ "$settle" -ge "$((join_grace + 1))" ] || settle=$((join_grace + 1)) ;; esac
+  sleep "$settle"
+  a=i1 b=i2
+  # The flows last until the run says stop (at most 10 minutes).
+  start_flows 600
+  sleep 2
+  local before_moves eip_before
+  # The pair as it was found, still: the event meets an active and a standby.
+  paired_once "$a" "$b" || { log "the pair changed before the event: $a is $(role_of "$a"), $b is $(role_of "$b")"; diagnostics; exit 1; }
+  before_moves=$(moves)
+  eip_before=$(eip_state)
+  t_event=$(date +%s.%N)
+  case $scenario in
+  kill)
+    kill_instance "$a"
+    ;;
+  kill-api)
+    # Slow answers for every call, then the first attach and detach refused
+    # as EC2's own errors do, while the standby takes over.
+    control faults '[{"action": "*", "count": 3, "kind": "slow:1"}, {"action": "DetachNetworkInterface", "count": 1, "kind": "500"}, {"action": "AttachNetworkInterface", "count": 1, "kind": "503"}, {"action": "DescribeNetworkInterfaces", "count": 1, "kind": "drop"}]' >/dev/null
+    kill_instance "$a"
+    ;;
+  partition)
+    # In the subnet, not in the instances: a route inside an instance
+    # would not stop keepalived, whose socket is bound to its interface.
+    local aa ab
+    aa=$(cat "$work/address-$a") ab=$(cat "$work/address-$b")
+    in_ns "$p-vpc" nft -f - <<NFT
+table bridge partition {
+  chain forward {
+    type filter hook forward priority 0; policy accept;
+    ip saddr $aa ip daddr $ab drop
+    ip saddr $ab ip daddr $aa drop
+  }
+}
+NFT
+    sleep "$PARTITION_S"
+    in_ns "$p-vpc" nft delete table bridge partition
+    # A health interval or two to settle.
+    sleep 10
+    ;;
+  lifecycle)
+    group_terminates "$a"
+    ;;
+  rolling)
+    # A rolling update of a group of two that keeps one in service: the
+    # standby goes first and a new instance takes its place; then the
+    # active, whose role the new one takes.
+    group_terminates "$b"
+    instance i3
+    wait_for "$a active and i3 standby, paired" "$BOOT_S" paired "$a" i3
+    sleep "${PAIR_LAB_SETTLE:-1}"
+    group_terminates "$a"
+    wait_for "i3 serving" "$BOOT_S" serving i3
+    instance i4
+    wait_for "i3 active and i4 standby, paired" "$BOOT_S" paired i3 i4
+    ;;
+  esac
+  if ! probe; then
+    stop_flows
+    diagnostics
+    exit 1
+  fi
+  t_first=$(cat "$work/probe.txt")
+  t_egress=$(cat "$work/probe-egress.txt")
+  sleep 2
+  stop_flows
+  active=$(holder_slot || echo none)
+  end_state=serving
+  if [ "$active" = none ] || ! serving "$active"; then end_state=not-serving; fi
+  local forwarding_list='' s
+  for s in "${slots[@]}"; do
+    if [[ " ${dead[*]} " == *" $s "* ]]; then
+      forwarding_list+="\"$s=dead\","
+    else
+      forwarding_list+="\"$s=$(forwarding "$s")\","
+    fi
+  done
+  attach_at=$(awk -v t="$t_event" '$1 >= t && $2 == "AttachNetworkInterface" && $3 == 200 {print $1; exit}' "$work/api.log")
+  detach_at=$(awk -v t="$t_event" '$1 >= t && $2 == "DetachNetworkInterface" {print $1; exit}' "$work/api.log")
+  moved_at=$(awk -v t="$t_event" '$1 >= t && / moved / {print $1; exit}' "$work/fabric.log")
+  # The device's arrival in an instance (a move off an instance goes to
+  # the parking place first).
+  arrived_at=$(awk -v t="$t_event" -v to="-> $p-i" '$1 >= t && / moved / && index($0, to) {print $1; exit}' "$work/fabric.log")
+  # The first call any instance made to the API after the event (not the
+  # lab's own control calls): the end of detection.
+  api_first_at=$(awk -v t="$t_event" '$1 >= t && $2 != "control" && $2 ~ /^[A-Z]/ {print $1; exit}' "$work/api.log")
+  count "run=$run" "scenario=\"$scenario\"" \
+    "takeover_s=$(awk -v a="$t_first" -v b="$t_event" 'BEGIN {printf "%.3f", a - b}')" \
+    "egress_after_s=$(awk -v a="$t_egress" -v b="$t_event" 'BEGIN {printf "%.3f", a - b}')" \
+    "event_at=$t_event" "first_at=$t_first" \
+    "api_first_at=${api_first_at:-null}" "api_detach_at=${detach_at:-null}" "api_attach_at=${attach_at:-null}" "moved_at=${moved_at:-null}" "arrived_at=${arrived_at:-null}" \
+    "moves=$(($(moves) - before_moves))" "active=\"$active\"" "end=\"$end_state\"" \
+    "forwarding=[${forwarding_list%,}]" "hooks_missed=$hook_missed" \
+    "eip_before=\"$eip_before\"" "eip_after=\"$(eip_state)\""
+  mkdir -p "$work/run-$run"
+  cp "$work"/syslog-*.txt "$work"/fabric.log "$work"/api.log "$work"/lab.log "$work/run-$run/" 2>/dev/null || true
+  for s in "${slots[@]}"; do cp "$work/share-$s/units.log" "$work/run-$run/units-$s.log" 2>/dev/null || true; done
+  cleanup
+  pids=()
+}
+
+mkdir -p "$work"
+# The split-brain rule's wait after pairing, as the installed script has
+# it. PAIR_LAB_FAST=1 shortens it and the peers' look for a new instance
+# (standby.conf's join_grace=15 and discover_every=10, from 60 and 30 s),
+# which saves most of a minute a run; the tests and the benchmark keep the
+# script's own (runs with the short settings lost flows in kill-api and
+# rolling, not yet understood).
+join_grace=$(sed -n 's/^JOIN_GRACE=\([0-9][0-9]*\)$/\1/p' "$site/natbake-standby.sh")
+join_grace=${join_grace:-0}
+rm -f "$work/standby.conf"
+if [ -n "${PAIR_LAB_FAST:-}" ]; then
+  join_grace=15
+  printf 'join_grace=%s\ndiscover_every=10\n' "$join_grace" >"$work/standby.conf"
+fi
+site_name=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["site"])' "$site/manifest.json")
+for run in $(seq 1 "$runs"); do
+  one_run "$run"
+done
