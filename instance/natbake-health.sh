@@ -195,10 +195,15 @@ function counters_due {
 }
 
 # Whether the ruleset is unchanged since it was last found right: same
-# nf_tables generation, same rendered ruleset. Sets GENERATION.
+# nf_tables generation, same rendered ruleset. Sets GENERATION (with
+# failover, the floating interface's look reads it: see floating_look).
 function unchanged_since_verified {
   local key gen
-  GENERATION=$(ruleset_generation)
+  if [ "$FAILOVER" = yes ]; then
+    floating_look generation
+  else
+    GENERATION=$(ruleset_generation)
+  fi
   [ -n "$GENERATION" ] && [ -r "$VERIFIED" ] && read -r key gen <"$VERIFIED" &&
     [ "$key" = "$RULES_SHA256" ] && [ "$gen" = "$GENERATION" ]
 }

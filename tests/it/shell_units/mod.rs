@@ -15,6 +15,7 @@ mod ipsets;
 mod metrics;
 mod ruleset;
 mod site_conf;
+mod site_conf_stamp;
 mod status;
 mod time_and_log;
 
