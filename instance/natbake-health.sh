@@ -214,10 +214,12 @@ function unchanged_since_verified {
 # counters are not due.
 function inspect {
   PROBLEMS=()
-  if unchanged_since_verified && ! counters_due; then
+  local same=''
+  unchanged_since_verified && same=yes
+  if [ -n "$same" ] && ! counters_due; then
     :
   else
-    compare_ruleset
+    compare_ruleset "$same"
   fi
   local missing elements=''
   # Every element only when the ruleset is read, at most every 10 minutes
@@ -232,7 +234,9 @@ function inspect {
 }
 
 # Reads the ruleset into $SAVED and adds to PROBLEMS how natbake's part
-# differs from $RULES; with none, keeps the generation it was read at.
+# differs from $RULES; with none, keeps the generation it was read at
+# (read again after the read, unless $1 says it was already verified:
+# the counters' read once a minute then costs no second Python start).
 function compare_ruleset {
   local before=$GENERATION found=${#PROBLEMS[@]} differences missing
   rm -f "$VERIFIED"
@@ -261,8 +265,10 @@ function compare_ruleset {
   esac
   missing=$(ruleset_invariants <"$SAVED") || PROBLEMS+=("$(tr '\n' ';' <<<"$missing")")
   missing=$(ruleset_preemptions <"$SAVED") || PROBLEMS+=("$(tr '\n' ';' <<<"$missing" | sed 's/;$//')")
-  # Kept only if nothing changed while it was read.
-  if [ "${#PROBLEMS[@]}" -eq "$found" ] && [ -n "$before" ] && [ "$(ruleset_generation)" = "$before" ]; then
+  # Kept only if nothing changed while it was read, or if it was right at
+  # that generation already (whatever changed since, it was right then).
+  if [ "${#PROBLEMS[@]}" -eq "$found" ] && [ -n "$before" ] &&
+    { [ -n "${1:-}" ] || [ "$(ruleset_generation)" = "$before" ]; }; then
     printf '%s %s\n' "$RULES_SHA256" "$before" >"$VERIFIED"
   fi
 }

@@ -11,6 +11,7 @@ mod harness;
 
 mod cidr;
 mod counters;
+mod health_generation;
 mod ipsets;
 mod metrics;
 mod ruleset;
