@@ -667,8 +667,9 @@ def cmd_identity(aws, args):
     say("domain", i.domain)
 
 
-# The nf_tables generation (see ruleset_generation in natbake-lib.sh, which
-# has the same function: a test keeps the two equal), or None.
+# The nf_tables generation, or None: the program of ruleset_generation in
+# natbake-lib.sh, which returns where that prints (a test keeps the two
+# equal).
 def generation():
     import _socket, struct
     s = _socket.socket(16, 3, 12)

@@ -78,54 +78,19 @@ per_forward ^(yes|no)$ metrics'
 # the log). They are checked here with the rest, and read where needed by
 # site_conf_records: nothing loops over them in bash, however many.
 
-# Checking each forward= and summary= line costs about 12 ms of CPU at
-# 10,000 forwards, at every health check. So a file that passed whole is
-# stamped (SITE_CONF_STAMP under the state folder) with what stat says of
-# it and of this library: device, inode, size, and modification and change
-# times to the nanosecond. While both read the same, later runs check the
-# named lines only. Writing to a file always moves its change time, which
-# no program can set; a file changed in the second before its check is not
-# stamped, since a write in the same clock tick could leave the time as it
-# was. A stamp counts only as a regular file of this user in a folder of
-# this user, neither writable by anyone else, and only for a regular file.
-# What stat says of each path, one line each, in SITE_CONF_STAT: owner,
-# raw mode (hex), change time (s), device, inode, size, modification and
-# change times.
-function site_conf_stat {
-  mapfile -t SITE_CONF_STAT < <(stat -c '%u %f %Z %d %i %s %y %z' -- "$@" 2>/dev/null)
-}
-
-# Whether line $1 of SITE_CONF_STAT is of type $2 (8 a regular file, 4 a
-# folder) and, with $3, owned by this user and writable by no one else.
-function site_conf_stat_is {
-  local owner mode
-  read -r owner mode _ <<<"${SITE_CONF_STAT[$1]:-}"
-  [[ $mode =~ ^[0-9a-f]+$ ]] && [ $(( 16#$mode >> 12 )) -eq "$2" ] || return 1
-  [ -z "${3:-}" ] || { [ "$owner" = "$EUID" ] && [ $(( 16#$mode & 8#22 )) -eq 0 ]; }
-}
-
 # Reads the site's settings from file $1 (SITE_CONF if not given) into
 # the variables of SITE_CONF_KEYS, FORWARD_COUNT and AWS (yes with
 # failover or metrics). A line that is not NAME=VALUE with a known name
 # and a valid value, a name given twice, missing or out of place, is
 # refused: returns 1, and the reason, naming the file and line, is in
 # SITE_CONF_ERROR. The file is data: never sourced, never evaluated.
+# $2, "COUNT 0|1", is what a whole check of this very file found (see
+# natbake-health's stamp): the forwards' count, and whether a named line
+# follows them. With it, only the named lines are checked (the forwards'
+# cost 12 ms at 10,000). After a whole check, SITE_CONF_FORWARDS has it.
 function load_site_conf {
-  local file=${1:-$SITE_CONF} out key i=0 values start stamp=$STATE_DIR/site.conf.checked
-  local quick=0 kept_file='' kept_lib='' kept=''
-  printf -v start '%(%s)T' -1
-  site_conf_stat "$file" "${BASH_SOURCE[0]}" "$STATE_DIR" "$stamp"
-  # With a stamp of this file and library (see above), the forwards' count
-  # is the stamp's, and the named lines are checked on their own (up to the
-  # first forward where no named line follows the forwards).
-  if [ "${#SITE_CONF_STAT[@]}" -eq 4 ] && site_conf_stat_is 0 8 && site_conf_stat_is 1 8 &&
-    site_conf_stat_is 2 4 mine && site_conf_stat_is 3 8 mine; then
-    { read -r kept_file && read -r kept_lib && read -r kept; } <"$stamp" 2>/dev/null
-    if [ "$kept_file" = "${SITE_CONF_STAT[0]}" ] && [ "$kept_lib" = "${SITE_CONF_STAT[1]}" ] &&
-      [[ $kept =~ ^(0|[1-9][0-9]*)\ [01]$ ]]; then
-      quick=$(( 2 - ${kept#* } ))
-    fi
-  fi
+  local file=${1:-$SITE_CONF} out key i=0 values quick=0
+  [ -z "${2:-}" ] || quick=$(( 2 - ${2#* } ))
   out=$(LC_ALL=C awk -v quick="$quick" -v keys="$SITE_CONF_KEYS
 forward ^[a-z][a-z0-9-]*_@ip_(tcp|udp)_@port_@port_(own|shared)$
 summary ^[^[:cntrl:]]*$" '
@@ -171,19 +136,9 @@ summary ^[^[:cntrl:]]*$" '
   while read -r key _; do
     printf -v "${key^^}" '%s' "${values[i++]}"
   done <<<"$SITE_CONF_KEYS"
-  if [ "$quick" -gt 0 ]; then
-    FORWARD_COUNT=${kept% *}
-  else
-    FORWARD_COUNT=${values[i]% *}
-    # Checked whole: stamped, if the file is not that fresh.
-    local changed
-    read -r _ _ changed _ <<<"${SITE_CONF_STAT[0]:-}"
-    if [ "${#SITE_CONF_STAT[@]}" -ge 3 ] && site_conf_stat_is 0 8 && site_conf_stat_is 1 8 &&
-      site_conf_stat_is 2 4 mine && [[ $changed =~ ^[0-9]+$ ]] && [ $(( changed + 1 )) -lt "$start" ]; then
-      { printf '%s\n' "${SITE_CONF_STAT[0]}" "${SITE_CONF_STAT[1]}" "${values[i]}" >"$stamp.new" &&
-        mv -f "$stamp.new" "$stamp"; } 2>/dev/null || rm -f "$stamp.new" 2>/dev/null
-    fi
-  fi
+  SITE_CONF_FORWARDS=${values[i]}
+  FORWARD_COUNT=${2:-${values[i]}}
+  FORWARD_COUNT=${FORWARD_COUNT% *}
   AWS=no
   [ "$FAILOVER$METRICS" = nono ] || AWS=yes
   # The lists among them that the scripts walk, as arrays.
@@ -283,24 +238,23 @@ function ruleset_generation {
   # NFNL_SUBSYS_NFTABLES << 8 | NFT_MSG_GETGEN, answer ... | NFT_MSG_NEWGEN;
   # attribute NFTA_GEN_ID (1, its type without the two flag bits), big-endian.
   python3 -IS -c '
-def generation():
-    import _socket, struct
-    s = _socket.socket(16, 3, 12)
-    s.settimeout(2)
-    s.bind((0, 0))
-    s.send(struct.pack("=IHHII", 20, 10 << 8 | 16, 1, 1, 0) + struct.pack("!BBH", 0, 0, 0))
-    m = s.recv(8192)
-    n, t = struct.unpack_from("=IH", m) if len(m) >= 20 else (0, 0)
-    o = 20
-    while t == 10 << 8 | 15 and n <= len(m) and o + 8 <= n:
-        a, k = struct.unpack_from("=HH", m, o)
-        if a < 4:
-            break
-        if k & 0x3FFF == 1 and a >= 8:
-            return struct.unpack_from("!I", m, o + 4)[0]
-        o += (a + 3) & ~3
-g = generation()
-raise SystemExit(g is None or print(g))' 2>/dev/null
+import _socket, struct
+s = _socket.socket(16, 3, 12)
+s.settimeout(2)
+s.bind((0, 0))
+s.send(struct.pack("=IHHII", 20, 10 << 8 | 16, 1, 1, 0) + struct.pack("!BBH", 0, 0, 0))
+m = s.recv(8192)
+n, t = struct.unpack_from("=IH", m) if len(m) >= 20 else (0, 0)
+o = 20
+while t == 10 << 8 | 15 and n <= len(m) and o + 8 <= n:
+    a, k = struct.unpack_from("=HH", m, o)
+    if a < 4:
+        break
+    if k & 0x3FFF == 1 and a >= 8:
+        print(struct.unpack_from("!I", m, o + 4)[0])
+        raise SystemExit(0)
+    o += (a + 3) & ~3
+raise SystemExit(1)' 2>/dev/null
 }
 
 # Prints the differences between two views (- missing, + unexpected).

@@ -1,6 +1,7 @@
-//! The reader's stamp (`load_site_conf` in natbake-lib.sh): a site.conf
-//! checked whole is stamped under the state folder with what stat says of
-//! it and of the library, and later runs check only its named lines while
+//! The health check's stamp of site.conf (`load_site_conf_stamped` in
+//! natbake-health.sh over the lib's `load_site_conf`): a file checked whole
+//! is stamped under the state folder with what stat says of it and of the
+//! script, and later runs check only its named lines while
 //! both are unchanged. A stamp counts only for the very file it was made
 //! of, unchanged (its change time, which no program can set back), in a
 //! folder and file no one else can write; a file changed in the last
@@ -31,7 +32,7 @@ fn bad_named(base: &str) -> String {
 fn aged(fixture: &str, files: impl Fn(&str) -> Vec<(&'static str, String)>) -> Vec<Shell> {
     let shells: Vec<Shell> = Awk::ALL
         .iter()
-        .map(|&awk| Shell::new(fixture, awk))
+        .map(|&awk| Shell::new(fixture, awk).load("natbake-health.sh"))
         .collect();
     for sh in &shells {
         let base = fs::read_to_string(sh.site_dir().join("site.conf")).unwrap();
@@ -46,9 +47,9 @@ fn aged(fixture: &str, files: impl Fn(&str) -> Vec<(&'static str, String)>) -> V
 
 /// Bash that writes a stamp for file `$1` as the reader would (of the
 /// file and the library as they are now, `$2` forwards).
-const FORGE: &str = "function forge { rm -f \"$STATE_DIR/site.conf.checked\"; site_conf_stat \"$1\" \"$SITE_DIR/natbake-lib.sh\"; \
+const FORGE: &str = "function forge { rm -f \"$STATE_DIR/site.conf.checked\"; site_conf_stat \"$1\" \"$SITE_DIR/natbake-health.sh\"; \
      printf '%s\\n' \"${SITE_CONF_STAT[@]}\" \"$2 0\" >\"$STATE_DIR/site.conf.checked\"; }\n\
-     function try { if load_site_conf \"$1\"; then echo \"loaded $SITE $FORWARD_COUNT\"; \
+     function try { if load_site_conf_stamped \"$1\"; then echo \"loaded $SITE $FORWARD_COUNT\"; \
      else echo \"refused ${SITE_CONF_ERROR##*: }\"; fi; }\n";
 
 /// A file checked whole is stamped, and the next run takes the forwards'
@@ -162,9 +163,9 @@ fn a_stamped_load_gives_what_a_whole_check_gives() {
             let ran = sh.run(&format!(
                 "stamp=$STATE_DIR/site.conf.checked\n\
                  for f in site late; do rm -f \"$stamp\"\n\
-                 load_site_conf \"$SCRATCH/$f.conf\" || exit 1; {print}\n\
+                 load_site_conf_stamped \"$SCRATCH/$f.conf\" || exit 1; {print}\n\
                  [ -s \"$stamp\" ] || exit 2; sed -n 3p \"$stamp\"\n\
-                 load_site_conf \"$SCRATCH/$f.conf\" || exit 1; {print}\n\
+                 load_site_conf_stamped \"$SCRATCH/$f.conf\" || exit 1; {print}\n\
                  done\n"
             ));
             let lines = ran.lines(0);
