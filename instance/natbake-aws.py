@@ -11,8 +11,11 @@ site, no PYTHON* variables, no script folder on the path) without site (-S).
 Commands:
   config                   the endpoint overrides and NATBAKE_FLOATING_CONFIG
   identity                 instance id, region, zone, partition domain
-  imds [--lag] PATH        one metadata value (PATH under /latest/); --lag
-                           waits out a 404 (a new interface's metadata)
+  imds [--lag] [--generation] PATH
+                           one metadata value (PATH under /latest/); --lag
+                           waits out a 404 (a new interface's metadata);
+                           --generation first the nf_tables generation
+                           (empty when it cannot tell), for the health check
   describe-floating SITE   the interface tagged natbake:site=SITE in this zone
   attach ENI               attach ENI to this instance as device 1
   detach ATTACHMENT [--force]
@@ -49,8 +52,9 @@ import time
 
 # Modules are loaded where they are needed: `config` and the metadata
 # commands start without ssl, hashlib, json or xml, which cost more CPU
-# than the rest of such a run. main loads re and random (load_aws_modules);
-# the tests load them the same way.
+# than the rest of such a run. main loads re and random (load_aws_modules)
+# for every command but `imds`, the health check's, which needs them only
+# to read an env file; the tests load them the same way.
 
 
 def load_aws_modules():
@@ -168,6 +172,7 @@ def parse_env_file(text, path=ENV_FILE):
     """NAME=VALUE lines as people write them (blank lines, comments, leading
     blanks, `export `, matching quotes, CRLF, no newline at the end); what
     is not understood is refused with its line number, never skipped."""
+    load_aws_modules()
     values = {}
     for n, line in enumerate(text.split("\n"), 1):
         if line.endswith("\r"):
@@ -210,6 +215,7 @@ def settings(path):
         values = parse_env_file(text, path)
     for name in KNOWN_ENV:
         if os.environ.get(name):
+            load_aws_modules()
             values[name] = os.environ[name]
             if not re.fullmatch(ENV_VALUE, values[name]):
                 raise refused("the value of %s in the environment is not a URL or word" % name)
@@ -268,6 +274,58 @@ def http_request(url, method, headers, body, timeout, proxy_ok):
 # Instance metadata, IMDSv2 only.
 
 
+def imds_request(method, path, headers, timeout):
+    """One HTTP/1.0 exchange with instance metadata (plain HTTP on a link-
+    local address, an answer of a few bytes): (status, body), or None
+    without a whole answer. Not http.client, whose imports (email, ssl)
+    cost three times the rest of a metadata look, which the health check
+    makes every few seconds."""
+    import _socket
+
+    host, port = IMDS, 80
+    if not IMDS.endswith("]") and IMDS.count(":") == 1:
+        host, port = IMDS.split(":")
+    host = host.strip("[]")
+    request = ["%s /latest/%s HTTP/1.0" % (method, path), "Host: " + IMDS, "Connection: close"]
+    request += ["%s: %s" % field for field in headers.items()]
+    if method == "PUT":
+        request.append("Content-Length: 0")
+    data = b""
+    try:
+        s = _socket.socket(_socket.AF_INET6 if ":" in host else _socket.AF_INET, _socket.SOCK_STREAM)
+        try:
+            s.settimeout(timeout)
+            s.connect((host, int(port)))
+            s.sendall(("\r\n".join(request) + "\r\n\r\n").encode("ascii"))
+            while len(data) < 1 << 20:
+                got = s.recv(65536)
+                if not got:
+                    break
+                data += got
+        finally:
+            s.close()
+    except (OSError, ValueError):
+        return None
+    head, blank, body = data.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    first = lines[0].split(b" ", 2)
+    if not blank or len(first) < 2 or not first[0].startswith(b"HTTP/1.") or not first[1].isdigit():
+        return None
+    for line in lines[1:]:
+        name, _, value = line.partition(b":")
+        name, value = name.strip().lower(), value.strip()
+        if name == b"transfer-encoding":
+            return None
+        if name == b"content-length":
+            # An answer cut short is no answer.
+            if not value.isdigit() or len(body) < int(value):
+                return None
+            body = body[: int(value)]
+    return int(first[1]), body
+
+
+
+
 class Metadata:
     def __init__(self, clock):
         self.clock = clock
@@ -278,14 +336,7 @@ class Metadata:
             left = self.clock.left(2)
             if left <= 0:
                 raise Failure(2, "natbake.NoAnswer", "instance metadata gave no IMDSv2 token")
-            got = http_request(
-                "http://%s/latest/api/token" % IMDS,
-                "PUT",
-                {"X-aws-ec2-metadata-token-ttl-seconds": "21600"},
-                None,
-                left,
-                False,
-            )
+            got = imds_request("PUT", "api/token", {"X-aws-ec2-metadata-token-ttl-seconds": "21600"}, left)
             if got and got[0] == 200:
                 token = got[1].decode("ascii", "replace").strip()
                 if not token:
@@ -306,14 +357,7 @@ class Metadata:
             left = self.clock.left(2)
             if left <= 0:
                 raise Failure(2, "natbake.NoAnswer", "instance metadata: %s for %s" % (last, path))
-            got = http_request(
-                "http://%s/latest/%s" % (IMDS, path),
-                "GET",
-                {"X-aws-ec2-metadata-token": token},
-                None,
-                left,
-                False,
-            )
+            got = imds_request("GET", path, {"X-aws-ec2-metadata-token": token}, left)
             if got and got[0] == 200:
                 return got[1].decode("utf-8", "replace")
             if got:
@@ -624,12 +668,43 @@ def cmd_identity(aws, args):
     say("domain", i.domain)
 
 
+# The nf_tables generation, or None: the program of ruleset_generation in
+# natbake-lib.sh, which returns where that prints (a test keeps the two
+# equal).
+def generation():
+    import _socket, struct
+    s = _socket.socket(16, 3, 12)
+    s.settimeout(2)
+    s.bind((0, 0))
+    s.send(struct.pack("=IHHII", 20, 10 << 8 | 16, 1, 1, 0) + struct.pack("!BBH", 0, 0, 0))
+    m = s.recv(8192)
+    n, t = struct.unpack_from("=IH", m) if len(m) >= 20 else (0, 0)
+    o = 20
+    while t == 10 << 8 | 15 and n <= len(m) and o + 8 <= n:
+        a, k = struct.unpack_from("=HH", m, o)
+        if a < 4:
+            break
+        if k & 0x3FFF == 1 and a >= 8:
+            return struct.unpack_from("!I", m, o + 4)[0]
+        o += (a + 3) & ~3
+
+
+IMDS_PATH = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789/:._-"
+
+
 def cmd_imds(aws, args):
-    lag = False
-    if args and args[0] == "--lag":
-        lag, args = True, args[1:]
-    if len(args) != 1 or not re.fullmatch(r"[A-Za-z0-9/:._-]+", args[0]) or ".." in args[0]:
-        raise usage("imds [--lag] PATH")
+    lag = gen = False
+    while args and args[0] in ("--lag", "--generation"):
+        lag, gen = lag or args[0] == "--lag", gen or args[0] == "--generation"
+        args = args[1:]
+    if len(args) != 1 or not args[0] or args[0].strip(IMDS_PATH) or ".." in args[0]:
+        raise usage("imds [--lag] [--generation] PATH")
+    if gen:
+        try:
+            g = generation()
+        except OSError:
+            g = None
+        say("generation", "" if g is None else str(g))
     for line in aws.imds.get(args[0], lag).split("\n"):
         if line.strip():
             say("value", line.strip())
@@ -951,9 +1026,9 @@ def usage(text):
 def main(argv):
     deadline, env_file = 30.0, ENV_FILE
     try:
-        load_aws_modules()
         while argv and argv[0].startswith("--"):
-            if argv[0] == "--deadline" and len(argv) > 1 and re.fullmatch(r"[0-9]+(\.[0-9]+)?", argv[1]):
+            whole, dot, part = argv[1].partition(".") if len(argv) > 1 else ("", "", "")
+            if argv[0] == "--deadline" and all(x.isascii() and x.isdigit() for x in [whole] + [part][: len(dot)]):
                 deadline, argv = float(argv[1]), argv[2:]
             elif argv[0] == "--env-file" and len(argv) > 1:
                 env_file, argv = argv[1], argv[2:]
@@ -962,6 +1037,8 @@ def main(argv):
         if not argv or argv[0] not in COMMANDS:
             raise usage("natbake-aws [--deadline SECONDS] [--env-file FILE] COMMAND [ARGS]; commands: " + ", ".join(COMMANDS))
         command = COMMANDS[argv[0]]
+        if command is not cmd_imds:
+            load_aws_modules()
         command(Aws(Clock(deadline), env_file), argv[1:])
         return 0
     except Usage as u:

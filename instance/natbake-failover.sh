@@ -150,10 +150,10 @@ function floating_api_due {
 # the instance can see: a device has the MAC (into FLOATING_DEV) and
 # instance metadata lists the interface under it. Returns 1 when no device
 # has the MAC, 3 when metadata says otherwise or does not answer (the
-# reason in AWS_MESSAGE).
+# reason in AWS_MESSAGE). Further arguments go to the client's imds.
 function floating_attached_here {
   floating_device "$2" || { AWS_MESSAGE="no device has the MAC address $2 of $1"; return 1; }
-  aws_imds "meta-data/network/interfaces/macs/$2/interface-id" || {
+  aws_imds "${@:3}" "meta-data/network/interfaces/macs/$2/interface-id" || {
     AWS_MESSAGE="instance metadata does not list $1 under $2 (${AWS_MESSAGE:-no answer})"
     return 3
   }
@@ -409,20 +409,42 @@ function floating_ask_api {
 # Adds to PROBLEMS what configure-pat.sh repairs (the interface's address
 # or default route gone); reports a lost interface at once (see
 # floating_lost), and keeps in FLOATING_FAILURE what can only be reported.
-function floating_problems {
-  local here=0 id mac addr rc
-  [ "$STANDBY" != yes ] || { standby_problems; return 0; }
+# The health check looks when it reads the nf_tables generation, before
+# its ruleset read: a Python start costs more CPU than the rest of the
+# look, so one run of the AWS client answers both (with "generation").
+# The look from the instance itself (floating_attached_here on what
+# floating_kept finds) into FLOATING_HERE (what that returned; 4: nothing
+# kept) and FLOATING_HERE_MESSAGE; with "generation", also GENERATION as
+# ruleset_generation would give it.
+# shellcheck disable=SC2120 # natbake-health passes "generation"
+function floating_look {
+  local gen=()
+  [ "${1:-}" != generation ] || case $(iptables -V 2>/dev/null) in *nf_tables*) gen=(--generation) ;; esac
   # shellcheck disable=SC2034 # natbake-aws.sh reads it
   AWS_DEADLINE=$(( SECONDS + 20 ))
+  AWS_OUT=()
   # A malformed /etc/natbake/aws.env is refused by every call of the AWS
-  # client: the look below and the API's then fail with its line number.
+  # client: the look and the API's then fail with its line number.
   if floating_kept; then
-    id=$KEPT_ID mac=$KEPT_MAC addr=$KEPT_ADDR
-    floating_attached_here "$id" "$mac"
-    here=$?
+    floating_attached_here "$KEPT_ID" "$KEPT_MAC" "${gen[@]}"
+    FLOATING_HERE=$?
   else
-    here=4 AWS_MESSAGE="nothing is kept in $FLOATING_STATE"
+    FLOATING_HERE=4 AWS_MESSAGE="nothing is kept in $FLOATING_STATE"
   fi
+  FLOATING_HERE_MESSAGE=$AWS_MESSAGE
+  [ -n "${1:-}" ] || return 0
+  GENERATION=${AWS_OUT[generation]-}
+  [ "${#gen[@]}" -eq 0 ] || [ -n "${AWS_OUT[generation]+set}" ] || GENERATION=$(ruleset_generation)
+}
+
+function floating_problems {
+  local here id='' mac='' addr='' rc
+  [ "$STANDBY" != yes ] || { FLOATING_HERE=''; standby_problems; return 0; }
+  [ -n "${FLOATING_HERE:-}" ] || floating_look
+  here=$FLOATING_HERE AWS_MESSAGE=$FLOATING_HERE_MESSAGE FLOATING_HERE=''
+  [ "$here" -eq 4 ] || id=$KEPT_ID mac=$KEPT_MAC addr=$KEPT_ADDR
+  # shellcheck disable=SC2034 # natbake-aws.sh reads it
+  AWS_DEADLINE=$(( SECONDS + 20 ))
   if [ "$here" -ne 0 ] || floating_api_due; then
     [ "$here" -eq 0 ] || log "The floating interface needs the EC2 API: $AWS_MESSAGE."
     floating_ask_api

@@ -221,6 +221,36 @@ mod tests {
         }
     }
 
+    /// The nf_tables generation reader exists twice, in the lib (for every
+    /// site) and in the AWS client (the failover check's one Python run):
+    /// the same statements, the client's returning where the lib's prints.
+    #[test]
+    fn both_generation_readers_are_the_same_program() {
+        let lib = source(crate::render::artifact::LIB);
+        let start = lib
+            .find("import _socket, struct\n")
+            .expect("the lib's reader");
+        let end = lib[start..].find("raise SystemExit(1)'").expect("its end") + start;
+        let lib_lines: Vec<String> = lib[start..end]
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("raise SystemExit(0)"))
+            .map(|l| {
+                l.replace("print(", "return ")
+                    .trim_end_matches(')')
+                    .to_string()
+            })
+            .collect();
+        let py = AWS_PROGRAM_SOURCE;
+        let start = py.find("def generation():\n").expect("the client's reader")
+            + "def generation():\n".len();
+        let client_lines: Vec<String> = py[start..]
+            .lines()
+            .take_while(|l| l.starts_with("    "))
+            .map(|l| l[4..].trim_end_matches(')').to_string())
+            .collect();
+        assert_eq!(client_lines, lib_lines);
+    }
+
     #[test]
     fn every_script_is_a_file_of_instance_and_each_file_a_script() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("instance");

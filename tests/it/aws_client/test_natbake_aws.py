@@ -545,10 +545,11 @@ class AsInstalled(WithServer):
             self.assertIn("error=natbake.Usage", out)
 
     def test_a_crash_is_not_a_refusal(self):
-        # A Python without the modules the program needs (python3-minimal).
+        # A Python without the modules the program needs (python3-minimal);
+        # instance metadata goes over _socket.
         env = dict(os.environ, NATBAKE_IMDS_ADDRESS="127.0.0.1:%d" % self.server.port)
         code = (
-            "import sys; sys.modules['http.client'] = None; sys.argv[0] = %r; "
+            "import sys; sys.modules['_socket'] = None; sys.argv[0] = %r; "
             "exec(compile(open(%r).read(), %r, 'exec'))" % (PROGRAM, PROGRAM, PROGRAM)
         )
         done = subprocess.run(
@@ -565,6 +566,81 @@ class AsInstalled(WithServer):
         finally:
             del os.environ["NATBAKE_EC2_ENDPOINT"]
         self.assertEqual(dict(lines(out))["NATBAKE_EC2_ENDPOINT"], "http://from-env/")
+
+
+class HealthLook(WithServer):
+    """The health check's look, every few seconds: `imds --generation`
+    loads none of the modules that cost most of a run (http.client with
+    email and ssl, re, random), and its metadata transport takes only a
+    whole answer."""
+
+    def test_the_look_loads_only_what_it_needs(self):
+        env = dict(os.environ, NATBAKE_IMDS_ADDRESS="127.0.0.1:%d" % self.server.port)
+        heavy = ("http.client", "email", "ssl", "re", "random", "socket", "json", "xml")
+        code = (
+            "import atexit, sys; atexit.register(lambda: print('loaded=' + ' '.join("
+            "m for m in %r if m in sys.modules))); sys.argv[0] = %r; "
+            "exec(compile(open(%r).read(), %r, 'exec'))" % (heavy, PROGRAM, PROGRAM, PROGRAM)
+        )
+        args = ["--env-file", os.path.join(self.dir.name, "none"), "imds", "--generation", "meta-data/instance-id"]
+        done = subprocess.run(
+            ["/usr/bin/python3", "-IS", "-c", code] + args, capture_output=True, text=True, env=env, timeout=60
+        )
+        self.assertEqual(done.returncode, 0, done.stdout + done.stderr)
+        got = dict(lines(done.stdout))
+        self.assertEqual(got["value"], canned.INSTANCE)
+        self.assertRegex(got["generation"], r"^[0-9]*$")
+        self.assertEqual(got["loaded"], "", done.stdout)
+        # An env file, when there is one, is still read and checked.
+        done = subprocess.run(
+            ["/usr/bin/python3", "-IS", PROGRAM, "--env-file", self.env_file, "imds", "meta-data/instance-id"],
+            capture_output=True, text=True, env=env, timeout=60,
+        )
+        self.assertEqual(dict(lines(done.stdout)).get("value"), canned.INSTANCE, done.stdout)
+
+    def answer(self, raw):
+        """imds_request against a server that answers `raw` and closes."""
+        import socket
+        import threading
+
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        listener.settimeout(10)
+
+        def serve():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            conn.recv(65536)
+            conn.sendall(raw)
+            conn.close()
+
+        thread = threading.Thread(target=serve)
+        thread.start()
+        old, nb.IMDS = nb.IMDS, "127.0.0.1:%d" % listener.getsockname()[1]
+        try:
+            return nb.imds_request("GET", "meta-data/x", {"X-aws-ec2-metadata-token": "t"}, 5)
+        finally:
+            nb.IMDS = old
+            thread.join()
+            listener.close()
+
+    def test_only_a_whole_answer_counts(self):
+        ok = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\neni-1"
+        self.assertEqual(self.answer(ok), (200, b"eni-1"))
+        self.assertEqual(self.answer(b"HTTP/1.0 404 Not Found\r\n\r\n"), (404, b""))
+        self.assertEqual(self.answer(b"HTTP/1.0 200 OK\r\n\r\nno length"), (200, b"no length"))
+        for raw in (
+            b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\neni-1",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\neni-1\r\n0\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\neni-1",
+            b"SSH-2.0-OpenSSH\r\n\r\n",
+            b"",
+        ):
+            self.assertIsNone(self.answer(raw), raw)
 
 
 class EnvFile(unittest.TestCase):

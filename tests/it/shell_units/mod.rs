@@ -11,10 +11,12 @@ mod harness;
 
 mod cidr;
 mod counters;
+mod health_generation;
 mod ipsets;
 mod metrics;
 mod ruleset;
 mod site_conf;
+mod site_conf_stamp;
 mod standby;
 mod status;
 mod time_and_log;
