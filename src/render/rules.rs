@@ -358,6 +358,43 @@ mod tests {
             .collect()
     }
 
+    fn nat_rules(os: &str) -> Vec<String> {
+        let yaml = format!(
+            "version: 1\nsite: s\nos: {os}\nvpc_cidrs: [10.0.0.0/16]\nforwards:\n\
+             - {{name: a, port: 2222, to: '10.0.1.5:22', from: [192.0.2.0/24, 198.51.100.7/32]}}\n\
+             - {{name: b, port: 53, proto: udp, to: '10.0.1.6:53', from: [0.0.0.0/0], public: true}}\n"
+        );
+        let site = crate::validate::parse(std::path::Path::new("t.yaml"), yaml.as_bytes()).unwrap();
+        nat(&site).rules
+    }
+
+    /// Denied attempts: one rule per protocol matching the protocol's set
+    /// (only where a forward of it counts them), placed after every DNAT
+    /// rule and before the mark is cleared; the legacy AMI, without sets,
+    /// keeps a counting rule per forward that is not public.
+    #[test]
+    fn denied_attempts_are_counted_by_one_set_rule_per_protocol() {
+        let rules = nat_rules("debian-12");
+        assert!(rules.iter().all(|r| !r.contains(DENIED)), "{rules:#?}");
+        let set_rule = "-A NATBAKE-DNAT -p tcp -m set --match-set natbake-denied-tcp dst";
+        let at = rules.iter().position(|r| r == set_rule).expect(set_rule);
+        assert!(!rules.iter().any(|r| r.contains("natbake-denied-udp")));
+        assert!(rules[..at].iter().filter(|r| r.contains("-j DNAT")).count() == 3);
+        assert_eq!(
+            rules[at + 1],
+            format!("-A NATBAKE-DNAT -j CONNMARK --set-xmark {DNAT_UNMARK}")
+        );
+        let legacy = nat_rules("amzn-ami-vpc-nat");
+        assert!(!legacy.iter().any(|r| r.contains("-m set")), "{legacy:#?}");
+        assert_eq!(
+            legacy
+                .iter()
+                .filter(|r| r.contains(DENIED))
+                .collect::<Vec<_>>(),
+            ["-A NATBAKE-DNAT -p tcp --dport 2222 -m comment --comment \"natbake:a:denied\""]
+        );
+    }
+
     #[test]
     fn groups_are_balanced_and_cover_every_node() {
         for n in [17, 32, 33, 625, 10_000] {
