@@ -31,6 +31,7 @@ for f in natbake-lib.sh natbake-health.sh; do
     sed -e "s|/usr/local/lib/natbake/natbake-lib.sh|$inst/natbake-lib.sh|" \
         -e "s|/etc/natbake/rules.v4|$site/rules.v4|" \
         -e "s|/etc/natbake/ipsets.v4|$site/ipsets.v4|" \
+        -e "s|/etc/natbake/site.conf|$site/site.conf|" \
         -e "s|/run/natbake|$inst/run|" \
         -e "s|/var/lock/natbake.lock|$inst/lock|" \
         -e "s|^SCRIPT=.*|SCRIPT=/bin/false|" \

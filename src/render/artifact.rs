@@ -9,11 +9,13 @@
 //! plus one template or one function.
 //!
 //! The table's order is the order of rendering, and of the manifest and
-//! SHA256SUMS: an artifact may use any artifact above it. configure-pat.sh
+//! SHA256SUMS: an artifact may use any artifact above it. site.conf
 //! carries the digests of rules.v4 and ipsets.v4, the user data carries every installed
 //! file, the manifest lists every file above it, and SHA256SUMS comes last.
+//! The instance's scripts are the same for every site ([`instance`]); what
+//! they need to know of the site is in site.conf ([`site_conf`]).
 
-use super::{Artifact, Templates, json, nlb, shell, stack, user_data, view::View};
+use super::{Artifact, Templates, instance, json, nlb, site_conf, stack, user_data, view::View};
 use crate::os::Os;
 use crate::site::{Deployment, Site};
 use anyhow::{Result, anyhow};
@@ -25,6 +27,8 @@ pub const RULES: &str = "rules.v4";
 pub const IPSETS: &str = "ipsets.v4";
 /// The kernel settings.
 pub const SYSCTL: &str = "sysctl.conf";
+/// The site's settings, which the instance's scripts read.
+pub const SITE_CONF: &str = "site.conf";
 /// The boot step.
 pub const SCRIPT: &str = "configure-pat.sh";
 /// Shell functions the scripts share (logging, the ruleset checks, counters).
@@ -33,6 +37,10 @@ pub const LIB: &str = "natbake-lib.sh";
 pub const UNIT: &str = "natbake.service";
 /// The AWS API helpers that configure-pat.sh sources (floating interface).
 pub const AWS_LIB: &str = "natbake-aws.sh";
+/// The floating interface's steps, at boot and in the health check.
+pub const FAILOVER_LIB: &str = "natbake-failover.sh";
+/// The health check's CloudWatch metrics.
+pub const METRICS_LIB: &str = "natbake-metrics.sh";
 /// The periodic check that repairs drift.
 pub const HEALTH: &str = "natbake-health.sh";
 /// The table of counters and health on the instance.
@@ -117,6 +125,10 @@ pub enum When {
     Forwards,
     /// When the scripts call AWS: with failover or metrics.
     Aws,
+    /// With failover (the floating interface).
+    Failover,
+    /// With CloudWatch metrics.
+    Metrics,
     /// Unless the spec turns the health check off.
     Health,
     /// When it fits EC2's user data limit, compressed if need be; a note
@@ -163,6 +175,8 @@ impl When {
             When::NatInboundRules => json::nat_inbound_rules(site) > 0,
             When::Forwards => json::target_inbound_rules(site) > 0,
             When::Aws => site.failover.is_some() || site.metrics.is_some(),
+            When::Failover => site.failover.is_some(),
+            When::Metrics => site.metrics.is_some(),
             When::Health => site.health_interval.is_some(),
         }
     }
@@ -174,6 +188,8 @@ impl When {
             When::NatInboundRules => "with an inbound rule",
             When::Forwards => "with forwards",
             When::Aws => "with failover or metrics",
+            When::Failover => "with failover",
+            When::Metrics => "with metrics",
             When::Health => "with health",
             When::FitsUserDataLimit => "if it fits 16 KiB",
             When::FitsStackLimit => "if it fits 1 MB",
@@ -191,6 +207,9 @@ impl ArtifactDef {
     pub fn made_from(&self) -> String {
         match self.template {
             Some(_) => format!("`templates/{}.hbs`", self.name),
+            None if instance::SCRIPTS.iter().any(|s| s.artifact == self.name) => {
+                format!("`instance/{}`", self.name)
+            }
             None => "code".into(),
         }
     }
@@ -324,9 +343,18 @@ pub const ARTIFACTS: &[ArtifactDef] = &[
         when: When::Always,
     },
     ArtifactDef {
+        name: SITE_CONF,
+        template: None,
+        render: site_conf::render,
+        install_path: Some("/etc/natbake/site.conf"),
+        mode: 0o644,
+        os: ForOs::All,
+        when: When::Always,
+    },
+    ArtifactDef {
         name: SCRIPT,
-        template: template!("configure-pat.sh"),
-        render: configure_pat,
+        template: None,
+        render: instance_script,
         install_path: Some("/usr/local/sbin/configure-pat.sh"),
         mode: 0o755,
         os: ForOs::All,
@@ -334,8 +362,8 @@ pub const ARTIFACTS: &[ArtifactDef] = &[
     },
     ArtifactDef {
         name: LIB,
-        template: template!("natbake-lib.sh"),
-        render: shell_script,
+        template: None,
+        render: instance_script,
         install_path: Some("/usr/local/lib/natbake/natbake-lib.sh"),
         mode: 0o644,
         os: ForOs::All,
@@ -352,17 +380,26 @@ pub const ARTIFACTS: &[ArtifactDef] = &[
     },
     ArtifactDef {
         name: AWS_LIB,
-        template: template!("natbake-aws.sh"),
-        render: shell_script,
+        template: None,
+        render: instance_script,
         install_path: Some("/usr/local/lib/natbake/natbake-aws.sh"),
         mode: 0o644,
         os: ForOs::Systemd,
         when: When::Aws,
     },
     ArtifactDef {
+        name: FAILOVER_LIB,
+        template: None,
+        render: instance_script,
+        install_path: Some("/usr/local/lib/natbake/natbake-failover.sh"),
+        mode: 0o644,
+        os: ForOs::Systemd,
+        when: When::Failover,
+    },
+    ArtifactDef {
         name: HEALTH,
-        template: template!("natbake-health.sh"),
-        render: shell_script,
+        template: None,
+        render: instance_script,
         install_path: Some("/usr/local/sbin/natbake-health"),
         mode: 0o755,
         os: ForOs::All,
@@ -370,12 +407,21 @@ pub const ARTIFACTS: &[ArtifactDef] = &[
     },
     ArtifactDef {
         name: STATUS,
-        template: template!("natbake-status.sh"),
-        render: shell_script,
+        template: None,
+        render: instance_script,
         install_path: Some("/usr/local/sbin/natbake-status"),
         mode: 0o755,
         os: ForOs::All,
         when: When::Health,
+    },
+    ArtifactDef {
+        name: METRICS_LIB,
+        template: None,
+        render: instance_script,
+        install_path: Some("/usr/local/lib/natbake/natbake-metrics.sh"),
+        mode: 0o644,
+        os: ForOs::Systemd,
+        when: When::Metrics,
     },
     ArtifactDef {
         name: HEALTH_UNIT,
@@ -523,21 +569,10 @@ fn just_the_template(i: &mut Input<'_>) -> Result<Option<Output>> {
     i.template().map(Some)
 }
 
-/// A script the instance runs: the template without its comment lines
-/// past the header (see [`shell::strip_comments`]).
-fn shell_script(i: &mut Input<'_>) -> Result<Option<Output>> {
-    let text = i.template_text()?;
-    Ok(Some(i.output(shell::strip_comments(&text).into_bytes())))
-}
-
-/// The boot script refuses any ruleset or sets but those rendered with it.
-fn configure_pat(i: &mut Input<'_>) -> Result<Option<Output>> {
-    let rules = i.rendered(RULES)?.sha256.clone();
-    let ipsets = i.rendered(IPSETS)?.sha256.clone();
-    let view = i.view_mut();
-    view.rules_sha256 = rules;
-    view.ipsets_sha256 = ipsets;
-    shell_script(i)
+/// A script the instance runs: the same bytes for every site (see
+/// [`instance`]).
+fn instance_script(i: &mut Input<'_>) -> Result<Option<Output>> {
+    Ok(Some(i.output(instance::installed(i.def.name).to_vec())))
 }
 
 /// `sha256sum --check` input for every file above it.

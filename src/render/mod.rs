@@ -12,11 +12,13 @@
 pub mod artifact;
 pub mod escape;
 mod gzip;
+pub mod instance;
 pub mod ipsets;
 pub mod json;
 pub mod nlb;
 pub mod rules;
 pub mod shell;
+pub mod site_conf;
 pub mod stack;
 mod user_data;
 pub mod view;
@@ -85,6 +87,10 @@ impl Templates {
                     .unwrap_or_default()
                     .to_string_lossy()
                     .into_owned();
+                if file == INSTANCE_DIR && path.is_dir() {
+                    instance_scripts_unchanged(&path)?;
+                    continue;
+                }
                 let Some(t) = embedded().find(|t| format!("{}.hbs", t.artifact) == file) else {
                     let known: Vec<String> =
                         embedded().map(|t| format!("{}.hbs", t.artifact)).collect();
@@ -172,12 +178,51 @@ handlebars_helper!(sh: |s: str| escape::sh(s));
 handlebars_helper!(yaml: |s: str| escape::yaml(s));
 handlebars_helper!(hcl: |s: str| escape::hcl(s));
 
-/// Writes the embedded templates into `dir`, refusing to overwrite.
+/// The folder, next to the templates, that `templates dump` writes the
+/// instance's scripts into.
+const INSTANCE_DIR: &str = "instance";
+
+/// The instance's scripts are fixed, not templates: a `--templates` folder
+/// may hold the `instance/` that `templates dump` wrote, to read, but not
+/// changed, since natbake installs its own.
+fn instance_scripts_unchanged(dir: &Path) -> Result<()> {
+    let shown = printable_path(dir);
+    let entries = std::fs::read_dir(dir).with_context(|| format!("cannot read `{shown}`"))?;
+    for e in entries {
+        let path = e.with_context(|| format!("cannot read `{shown}`"))?.path();
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        let same = instance::SCRIPTS
+            .iter()
+            .find(|s| s.artifact == name)
+            .map(|s| std::fs::read(&path).is_ok_and(|b| b == s.source.as_bytes()));
+        if same != Some(true) {
+            bail!(
+                "`{}` is not natbake's own instance script: the scripts the instance runs are the \
+                 same on every site and cannot be overridden (what differs between sites is data \
+                 in site.conf); remove it from the templates folder",
+                printable_path(&path)
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Writes the embedded templates into `dir`, and the instance's scripts,
+/// with their comments, into `dir/instance`, refusing to overwrite.
 pub fn dump_templates(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create `{}`", printable_path(dir)))?;
-    for t in embedded() {
-        let path = dir.join(format!("{}.hbs", t.artifact));
+    let scripts = dir.join(INSTANCE_DIR);
+    std::fs::create_dir_all(&scripts)
+        .with_context(|| format!("cannot create `{}`", printable_path(&scripts)))?;
+    let files = embedded()
+        .map(|t| (dir.join(format!("{}.hbs", t.artifact)), t.text))
+        .chain(
+            instance::SCRIPTS
+                .iter()
+                .map(|s| (scripts.join(s.artifact), s.source)),
+        );
+    for (path, text) in files {
         let mut f = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -188,7 +233,7 @@ pub fn dump_templates(dir: &Path) -> Result<()> {
                     printable_path(&path)
                 )
             })?;
-        f.write_all(t.text.as_bytes())
+        f.write_all(text.as_bytes())
             .with_context(|| format!("cannot write `{}`", printable_path(&path)))?;
         crate::say(format_args!("wrote {}", printable_path(&path)))?;
     }

@@ -13,7 +13,7 @@ use serde::Serialize;
 
 /// Conntrack fill at which the health check fails: well before full, when
 /// the kernel starts dropping new connections.
-const CONNTRACK_LIMIT_PERCENT: u32 = 90;
+pub const CONNTRACK_LIMIT_PERCENT: u32 = 90;
 
 /// Seconds configure-pat.sh gives the floating interface's device, its
 /// metadata (which EC2 publishes a while after the device appears) and its
@@ -45,25 +45,17 @@ pub struct View {
     pub site: String,
     pub description: Option<String>,
     pub spec_sha256: String,
-    /// SHA-256 of the rendered rules.v4, which configure-pat.sh checks
-    /// before loading it (filled once rules.v4 is rendered).
-    pub rules_sha256: String,
-    /// SHA-256 of the rendered ipsets.v4, checked the same way.
-    pub ipsets_sha256: String,
     pub os: &'static str,
     pub arch: &'static str,
     pub systemd: bool,
     pub legacy: bool,
     /// Set only with `failover.floating_eni`.
     pub failover: Option<FailoverView>,
-    /// Set only with `metrics.cloudwatch`.
-    pub metrics: Option<MetricsView>,
     /// Whether the scripts call AWS (failover or metrics), and so get
     /// natbake-aws.sh.
     pub aws: bool,
     pub vpc_cidrs: Vec<String>,
     pub egress: bool,
-    pub forwards: Vec<ForwardView>,
     pub sysctl: Vec<KeyValue>,
     pub tables: Vec<rules::Table>,
     /// The sets counting each forward's bytes (none without forwards).
@@ -71,8 +63,6 @@ pub struct View {
     /// Whether the site has those sets, and so needs the `ipset` tool:
     /// with forwards, on every os but the legacy AWS NAT AMI.
     pub byte_sets: bool,
-    /// Elements in each set, which the health check expects to find.
-    pub ipset_elements: usize,
     /// The sets' names: from the clients, back to them.
     pub ipset_in: &'static str,
     pub ipset_out: &'static str,
@@ -104,17 +94,11 @@ pub struct View {
     /// Where there is no systemd, the cron lines that run the check about
     /// every `health_interval` seconds.
     pub health_cron: Vec<CronLine>,
-    /// Conntrack fill, in percent of its maximum, that the health check
-    /// reports as a failure.
-    pub conntrack_limit_percent: u32,
     /// The health check unit's start timeout: the longest repair
     /// (natbake.service's start timeout) plus what the check does around it
     /// ([`HEALTH_AROUND_REPAIR`]), so that systemd never stops a check that
     /// is still within its own bounds.
     pub health_unit_timeout: u32,
-    /// Comments of the rules counting forwarded bytes, each way.
-    pub forwarded_in: &'static str,
-    pub forwarded_out: &'static str,
     /// The files this os gets installed, in the artifact table's order.
     pub installed: Vec<InstalledView>,
     /// An extended regular expression matching the file name of each
@@ -200,17 +184,6 @@ pub struct FailoverView {
 }
 
 #[derive(Debug, Serialize)]
-pub struct MetricsView {
-    pub namespace: &'static str,
-    pub per_forward: bool,
-    /// Most metrics in one PutMetricData request.
-    pub per_request: usize,
-    /// ENA's allowance counters and the metric each becomes, as
-    /// "counter=Metric" words.
-    pub ena: String,
-}
-
-#[derive(Debug, Serialize)]
 pub struct ForwardView {
     pub name: String,
     /// One line saying what the forward does, for logs.
@@ -267,44 +240,7 @@ pub struct FileView {
 
 impl View {
     pub fn new(site: &Site) -> View {
-        let shared = ipsets::shared(site);
         let sets = ipsets::sets(site);
-        let forwards = site
-            .forwards
-            .iter()
-            .zip(shared)
-            .map(|(f, bytes_shared)| {
-                let to = if f.ports.is_range() {
-                    format!("{} (same ports)", f.target)
-                } else {
-                    format!("{}:{}", f.target, f.target_ports.first)
-                };
-                let from: Vec<String> = f.from.iter().map(|c| c.to_string()).collect();
-                let mut summary = format!(
-                    "forward {}: {} {} -> {} from {}",
-                    f.name,
-                    f.proto.name(),
-                    f.ports,
-                    to,
-                    from.join(" ")
-                );
-                if let Some(d) = &f.description {
-                    summary.push_str(&format!(" ({d})"));
-                }
-                ForwardView {
-                    name: f.name.clone(),
-                    summary,
-                    counted_as: format!(
-                        "{} {} {} {}",
-                        f.target,
-                        f.proto.name(),
-                        f.target_ports.first,
-                        f.target_ports.last
-                    ),
-                    bytes_shared,
-                }
-            })
-            .collect();
         let install = install_script(&site.os.packages());
         let paths = Paths {
             rules: install_path(artifact::RULES),
@@ -343,8 +279,6 @@ impl View {
             site: site.name.clone(),
             description: site.description.clone(),
             spec_sha256: site.spec_sha256.clone(),
-            rules_sha256: String::new(),
-            ipsets_sha256: String::new(),
             os: site.os.name(),
             arch: site.arch.name(),
             systemd: site.os.has_systemd(),
@@ -354,20 +288,9 @@ impl View {
                 unit_timeout: f.attach_timeout + BOOT_AROUND_ATTACH,
                 post_attach: POST_ATTACH,
             }),
-            metrics: site.metrics.map(|m| MetricsView {
-                namespace: crate::metrics::NAMESPACE,
-                per_forward: m.per_forward,
-                per_request: crate::metrics::PER_REQUEST,
-                ena: crate::metrics::ENA_METRICS
-                    .iter()
-                    .map(|(counter, metric)| format!("{counter}={metric}"))
-                    .collect::<Vec<_>>()
-                    .join(" "),
-            }),
             aws: site.failover.is_some() || site.metrics.is_some(),
             vpc_cidrs: site.vpc_cidrs.iter().map(|c| c.to_string()).collect(),
             egress: site.egress,
-            forwards,
             sysctl: site
                 .sysctl
                 .iter()
@@ -378,7 +301,6 @@ impl View {
                 .collect(),
             tables: rules::tables(site),
             byte_sets: !sets.is_empty(),
-            ipset_elements: ipsets::element_count(&sets),
             ipsets: sets,
             ipset_in: ipsets::SET_IN,
             ipset_out: ipsets::SET_OUT,
@@ -400,13 +322,10 @@ impl View {
                 Some(interval) if !site.os.has_systemd() => cron_lines(interval),
                 _ => Vec::new(),
             },
-            conntrack_limit_percent: CONNTRACK_LIMIT_PERCENT,
             health_unit_timeout: site
                 .failover
                 .map_or(BOOT_TIMEOUT, |f| f.attach_timeout + BOOT_AROUND_ATTACH)
                 + HEALTH_AROUND_REPAIR,
-            forwarded_in: rules::FORWARDED_IN,
-            forwarded_out: rules::FORWARDED_OUT,
             installed,
             installed_names_ere,
             files: Vec::new(),
@@ -447,6 +366,46 @@ impl View {
             })
             .collect();
     }
+}
+
+/// Each forward as the scripts and their settings see it.
+pub fn forward_views(site: &Site) -> Vec<ForwardView> {
+    let shared = ipsets::shared(site);
+    site.forwards
+        .iter()
+        .zip(shared)
+        .map(|(f, bytes_shared)| {
+            let to = if f.ports.is_range() {
+                format!("{} (same ports)", f.target)
+            } else {
+                format!("{}:{}", f.target, f.target_ports.first)
+            };
+            let from: Vec<String> = f.from.iter().map(|c| c.to_string()).collect();
+            let mut summary = format!(
+                "forward {}: {} {} -> {} from {}",
+                f.name,
+                f.proto.name(),
+                f.ports,
+                to,
+                from.join(" ")
+            );
+            if let Some(d) = &f.description {
+                summary.push_str(&format!(" ({d})"));
+            }
+            ForwardView {
+                name: f.name.clone(),
+                summary,
+                counted_as: format!(
+                    "{} {} {} {}",
+                    f.target,
+                    f.proto.name(),
+                    f.target_ports.first,
+                    f.target_ports.last
+                ),
+                bytes_shared,
+            }
+        })
+        .collect()
 }
 
 /// How many tags natbake itself puts on an image and its snapshots: the

@@ -846,21 +846,21 @@ fn broken_ruleset_fails_visibly_at_boot() {
     let rules = fs::read_to_string(&installed).expect("read installed rules");
     let (broken, line_no) = break_ruleset(&rules, "-A FORWARD -j NATBAKE-NO-SUCH-CHAIN");
     fs::write(&installed, broken).expect("write broken rules");
-    // The boot script refuses a ruleset other than the one it was rendered
-    // with; a broken template renders both, so the digest it carries is
-    // that of the broken file.
-    let script = root.join(install_path(artifact::SCRIPT).trim_start_matches('/'));
+    // The boot script refuses a ruleset other than the one site.conf names
+    // by digest; a broken template renders both, so the digest it carries
+    // is that of the broken file.
+    let conf = root.join(install_path(artifact::SITE_CONF).trim_start_matches('/'));
     let digest = support::run_stdout(Command::new("sha256sum").arg(&installed));
     let digest = digest.split_whitespace().next().expect("a digest");
-    let text = fs::read_to_string(&script).expect("read installed script");
+    let text = fs::read_to_string(&conf).expect("read installed site.conf");
     let text: String = text
         .lines()
-        .map(|l| match l.starts_with("RULES_SHA256=") {
-            true => format!("RULES_SHA256={digest}\n"),
+        .map(|l| match l.starts_with("rules_sha256=") {
+            true => format!("rules_sha256={digest}\n"),
             false => format!("{l}\n"),
         })
         .collect();
-    fs::write(&script, text).expect("write installed script");
+    fs::write(&conf, text).expect("write installed site.conf");
 
     let lab = Lab::start(&site.manifest, LabOptions::matching(&site.manifest));
     let namespaces = lab_namespaces(&lab);

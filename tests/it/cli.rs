@@ -176,9 +176,42 @@ fn templates_can_be_dumped_and_overridden_file_by_file() {
         .iter()
         .filter(|a| a.template.is_some())
         .count();
-    assert_eq!(entries(&t).len(), templates);
+    // The templates, and the instance's scripts with their comments.
+    assert_eq!(entries(&t).len(), templates + 1);
+    for s in natbake::render::instance::SCRIPTS {
+        assert_eq!(
+            std::fs::read_to_string(t.join("instance").join(s.artifact)).unwrap(),
+            s.source
+        );
+    }
     let (c, err) = code(natbake().args(["templates", "dump"]).arg(&t));
     assert_eq!(c, 1, "dump never overwrites: {err}");
+
+    // The whole dump is a templates folder as it is; an edited instance
+    // script in it is refused: natbake installs its own.
+    let whole = dir.path().join("whole");
+    assert_success(
+        &natbake()
+            .arg("--templates")
+            .arg(&t)
+            .args(["render", "images/corp-prod.yaml", "-o"])
+            .arg(&whole)
+            .output()
+            .unwrap(),
+        "render with the dump",
+    );
+    let edited = t.join("instance/configure-pat.sh");
+    let script = std::fs::read_to_string(&edited).unwrap();
+    std::fs::write(&edited, format!("{script}echo edited\n")).unwrap();
+    let (c, err) = code(
+        natbake()
+            .arg("--templates")
+            .arg(&t)
+            .args(["render", "images/corp-prod.yaml", "-o"])
+            .arg(dir.path().join("edited")),
+    );
+    assert_eq!(c, 1, "{err}");
+    assert!(err.contains("cannot be overridden"), "{err}");
 
     // Keep only one override, changed.
     let custom = dir.path().join("custom");
@@ -324,31 +357,23 @@ fn the_readme_artifact_table_is_the_codes() {
     );
 }
 
-/// Free text built to break out of shell quoting is logged as text.
+/// Free text built to break out of shell quoting is data: it is not in
+/// the boot script at all, and site.conf's reader, the lib's
+/// load_site_conf, gives it back as text without running any of it.
 #[test]
 fn hostile_text_stays_text_in_the_boot_script() {
     let site = render(Path::new("tests/fixtures/valid/hostile-text.yaml"));
     let script = std::fs::read_to_string(site.site_dir.join("configure-pat.sh")).unwrap();
-    // The lines that carry spec text: `log '…'` and the FORWARDS array.
-    let mut logs = String::new();
-    let mut in_array = false;
-    for line in script.lines() {
-        in_array |= line == "FORWARDS=(";
-        if in_array || line.starts_with("log '") || line.starts_with("log_lines ") {
-            logs.push_str(line);
-            logs.push('\n');
-        }
-        in_array &= line != ")";
-    }
-    assert!(logs.contains("log_lines \"${FORWARDS[@]}\""), "{logs}");
+    assert!(!script.contains("pwned"), "spec text in the boot script");
     let scratch = tempfile::tempdir().unwrap();
     let out = run(Command::new("bash")
         .args([
             "-c",
-            "log() { printf '%s\\n' \"$1\"; }\nlog_lines() { printf '%s\\n' \"$@\"; }\neval \"$1\"",
+            ". \"$1\" && load_site_conf \"$2\" || exit 1\nprintf '%s\\n' \"$DESCRIPTION\"\nsite_conf_records summary \"$2\"",
             "bash",
-            &logs,
         ])
+        .arg(site.site_dir.join("natbake-lib.sh"))
+        .arg(site.site_dir.join("site.conf"))
         .current_dir(scratch.path())
         .env("HOME", scratch.path()));
     let printed = String::from_utf8(out.stdout).unwrap();

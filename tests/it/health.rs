@@ -1401,7 +1401,7 @@ fn metric_counts_are_exact_past_2_31_and_across_reloads() {
     let datums = |reload: &str| {
         with_library(
             &site,
-            "natbake-lib.sh",
+            "natbake-metrics.sh",
             d,
             &format!(
                 "metrics_datums counters state out healthy=1 per_forward=yes site=s reload={reload} bin=4294967306 bout=5 drops=4 count=3 fill=0.01 ena='pps_allowance_exceeded 2147483649' ena_metrics='pps_allowance_exceeded=PpsAllowanceExceeded' || exit 1\npaste -d '|' out out.keys"
@@ -1442,7 +1442,7 @@ fn metric_counts_are_exact_past_2_31_and_across_reloads() {
     // Only the first two datums went out: only their state moves on.
     let kept = with_library(
         &site,
-        "natbake-lib.sh",
+        "natbake-metrics.sh",
         d,
         "metrics_commit state out.keys 2 || exit 1\nsort state",
     );

@@ -21,6 +21,7 @@ mod packages;
 mod packer;
 mod plan;
 mod robustness;
+mod site_conf;
 mod snapshots;
 mod specgen;
 mod stack;

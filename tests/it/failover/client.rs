@@ -356,10 +356,13 @@ fn number_after(text: &str, key: &str) -> Vec<u32> {
 fn unit_timeouts_cover_the_scripts_own_bounds() {
     let site = fixtures::render(Path::new("tests/fixtures/valid/failover-health.yaml"));
     let read = |name: &str| fs::read_to_string(site.site_dir.join(name)).expect(name);
-    let (boot, health, aws) = (
+    let (boot, health, aws, failover, metrics, conf) = (
         read("configure-pat.sh"),
         read("natbake-health.sh"),
         read("natbake-aws.sh"),
+        read("natbake-failover.sh"),
+        read("natbake-metrics.sh"),
+        read("site.conf"),
     );
     let timeout = |unit: &str| number_after(&read(unit), "TimeoutStartSec=")[0];
     let one = |text: &str, key: &str| number_after(text, key)[0];
@@ -368,9 +371,9 @@ fn unit_timeouts_cover_the_scripts_own_bounds() {
     let report = one(&aws, "AWS_DEADLINE=$(( SECONDS + ");
     let boot_bound = sum(&boot, "flock -w ")
         + one(&boot, "IMDS_BUDGET=")
-        + one(&boot, "ATTACH_TIMEOUT=")
+        + one(&conf, "attach_timeout=")
         + 12
-        + one(&boot, "POST_ATTACH=")
+        + one(&failover, "POST_ATTACH=")
         + report;
     let boot_timeout = timeout("natbake.service");
     assert!(
@@ -379,8 +382,14 @@ fn unit_timeouts_cover_the_scripts_own_bounds() {
     );
     // Both locks; the floating interface looked at before and after the
     // repair, and the metrics.
-    let health_bound =
-        boot_timeout + sum(&health, "flock -w ") + 2 * sum(&health, "AWS_DEADLINE=$(( SECONDS + ");
+    // The health check's part of natbake-failover.sh (the boot's comes first).
+    let health_side = &failover[failover
+        .find("function floating_lost")
+        .expect("floating_lost")..];
+    let health_bound = boot_timeout
+        + sum(&health, "flock -w ")
+        + 2 * (sum(health_side, "AWS_DEADLINE=$(( SECONDS + ")
+            + sum(&metrics, "AWS_DEADLINE=$(( SECONDS + "));
     let health_timeout = timeout("natbake-health.service");
     assert!(
         health_timeout >= health_bound + report,

@@ -28,6 +28,7 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use natbake::render::{artifact, install_path};
 use serde_json::{Value, json};
 
 use crate::manifest::Manifest;
@@ -553,24 +554,25 @@ impl FailoverLab {
         self.lab.run_configure_pat_in(self.ns(host), &self.files)
     }
 
-    /// The same, with the installed script's wait for the interface cut to
-    /// `seconds` (the spec allows 30 at least; races need many short runs).
+    /// The same, with the site's wait for the interface (site.conf's
+    /// attach_timeout) cut to `seconds` (the spec allows 30 at least;
+    /// races need many short runs).
     pub fn boot_with_timeout(&self, host: Host, seconds: u32) -> Finished {
-        let path = self.files.script_path().to_owned();
-        let text = fs::read_to_string(&self.files.get(&path).expect("script").source)
-            .expect("read configure-pat.sh");
+        let path = install_path(artifact::SITE_CONF);
+        let text = fs::read_to_string(&self.files.get(path).expect("site.conf").source)
+            .expect("read site.conf");
         let line = text
             .lines()
-            .find(|l| l.starts_with("ATTACH_TIMEOUT="))
-            .expect("ATTACH_TIMEOUT in configure-pat.sh")
+            .find(|l| l.starts_with("attach_timeout="))
+            .expect("attach_timeout in site.conf")
             .to_owned();
-        let copy = self.lab.dir().join(format!("configure-pat-{seconds}.sh"));
+        let copy = self.lab.dir().join(format!("site-{seconds}.conf"));
         fs::write(
             &copy,
-            text.replace(&line, &format!("ATTACH_TIMEOUT={seconds}")),
+            text.replace(&line, &format!("attach_timeout={seconds}")),
         )
-        .expect("write the shortened script");
-        let files = self.files.with_source(&path, &copy);
+        .expect("write the shortened site.conf");
+        let files = self.files.with_source(path, &copy);
         self.lab.run_configure_pat_in(self.ns(host), &files)
     }
 

@@ -794,7 +794,13 @@ fn scripts_call_exactly_the_granted_actions() {
 fn scripts_call_exactly(fixture: &str) {
     let site = fixtures::render(Path::new(fixture));
     let mut called = std::collections::BTreeSet::new();
-    for file in ["configure-pat.sh", "natbake-aws.sh", "natbake-health.sh"] {
+    for file in [
+        "configure-pat.sh",
+        "natbake-aws.sh",
+        "natbake-failover.sh",
+        "natbake-health.sh",
+        "natbake-metrics.sh",
+    ] {
         let Ok(text) = std::fs::read_to_string(site.site_dir.join(file)) else {
             continue;
         };
