@@ -486,7 +486,6 @@ function keep_ipsets_loaded {
 # Per forward, from the iptables-save -c output on stdin, in the order of
 # the names in file $1 (one a line): "name connections denied".
 function natbake_counters {
-  local set
   LC_ALL=C awk -v names="$1" '
     FILENAME == names { order[++n] = $1; next }
     $1 == "add" { c = $NF; gsub(/"/, "", c); denied[c] += $5; has_denied[c] = 1; next }
@@ -500,9 +499,7 @@ function natbake_counters {
         c = order[i]
         printf "%s %.0f %s\n", c, conn[c], (c in has_denied) ? sprintf("%.0f", denied[c]) : "-"
       }
-    }' "$1" <(for set in "${IPSET_NAMES[@]}"; do
-      case $set in natbake-denied-*) ipset save "$set" 2>/dev/null ;; esac
-    done) -
+    }' "$1" <(for s in tcp udp; do ipset save "natbake-denied-$s"; done 2>/dev/null) -
 }
 
 # Every load of the ruleset restarts the counters of natbake's rules (and
