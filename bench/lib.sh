@@ -44,6 +44,7 @@ LIMIT_BUILD_S=2.0           # natbake build, 1,000 specs x 50 forwards, wall
 LIMIT_BUILD_BYTES=200000000 # ... peak RSS, 200 MB
 LIMIT_BIG_S=0.5             # natbake render, one spec x 10,000 forwards
 LIMIT_RESTORE_S=0.5         # iptables-restore of the 10,000-forward ruleset
+LIMIT_APPLY_S=0.3           # ipset restore + iptables-restore of the same
 LIMIT_PERCALL_X=50          # restore vs one call per rule at 1,000 forwards
 LIMIT_DATAPLANE=0.8         # rate to the last of 10,000 forwards / single forward
 LIMIT_EGRESS=0.95           # iperf3 through natbake / MASQUERADE-only

@@ -11,7 +11,7 @@
 #   1. checks through instance metadata (IMDSv2 only) that this VPC's CIDR
 #      blocks include the spec's vpc_cidrs; a mismatch fails, forwarding off;
 #   2. loads the ipsets (/etc/natbake/ipsets.v4), the sets counting each
-#      forward's bytes (swapped in whole), then the ruleset
+#      forward's bytes and denials (swapped in whole), then the ruleset
 #      (/etc/natbake/rules.v4) with one atomic iptables-restore (both
 #      refused unless their digests are those in site.conf), then checks
 #      that what the kernel holds for natbake equals the files;
@@ -226,7 +226,7 @@ function main {
   # rules' counters, the bytes per forward start from zero at every load.
   # A live set that cannot be swapped (another type, made by another
   # version) is replaced when nothing uses it, else the run fails.
-  # Step 2a: the sets counting each forward's bytes, before the ruleset that
+  # Step 2a: the sets counting each forward's bytes and denials, before the ruleset that
   # matches them (iptables-restore refuses a rule naming a missing set):
   # loaded under temporary names, then swapped with the live sets.
   if [ "$BYTE_SETS" = yes ]; then

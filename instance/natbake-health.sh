@@ -14,7 +14,7 @@
 #     iptables-save does it, skipped while the kernel's nf_tables
 #     generation shows nothing changed since the ruleset was last found
 #     right, except once a minute, when the counters are read;
-#   - the ipsets counting each forward's bytes exist, with counters and
+#   - the ipsets counting each forward's bytes and denials exist, with counters and
 #     as many elements as /etc/natbake/ipsets.v4 has (headers only, at every
 #     check: sets are not part of the nf_tables generation);
 #   - IP forwarding is on;

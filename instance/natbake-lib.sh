@@ -66,7 +66,7 @@ vpc_cidrs ^@net(_@net)*$
 systemd ^(yes|no)$
 byte_sets ^(yes|no)$
 ipset_names ^([a-z0-9-]+(_[a-z0-9-]+)*)?$
-ipset_elements ^(0|[1-9][0-9]?[0-9]?[0-9]?[0-9]?[0-9]?[0-9]?[0-9]?[0-9]?)$
+ipset_elements ^(@n(_@n)*)?$
 failover ^(yes|no)$
 attach_timeout ^([1-9][0-9]?|[1-8][0-9][0-9]|900)$ failover
 standby ^(yes|no)$ failover
@@ -104,7 +104,7 @@ summary ^[^[:cntrl:]]*$" '
       for (i = 1; i <= n; i++) {
         split(l[i], w, " "); key[i] = k = w[1]; need[k] = w[3]
         gsub(/@net/, "@ip/([12]?[0-9]|3[0-2])", w[2]); gsub(/@ip/, o "[.]" o "[.]" o "[.]" o, w[2])
-        gsub(/@port/, p, w[2]); gsub(/@sha/, h, w[2]); gsub(/_/, " ", w[2]); re[k] = w[2]
+        gsub(/@port/, p, w[2]); gsub(/@sha/, h, w[2]); gsub(/@n/, "(0|[1-9][0-9]?[0-9]?[0-9]?[0-9]?[0-9]?[0-9]?[0-9]?[0-9]?)", w[2]); gsub(/_/, " ", w[2]); re[k] = w[2]
       }
     }
     /^(#|$)/ { next }
@@ -144,6 +144,7 @@ summary ^[^[:cntrl:]]*$" '
   [ "$FAILOVER$METRICS" = nono ] || AWS=yes
   # The lists among them that the scripts walk, as arrays.
   read -r -a IPSET_NAMES <<<"$IPSET_NAMES"
+  read -r -a IPSET_ELEMENTS <<<"$IPSET_ELEMENTS"
   read -r -a VPC_CIDRS <<<"$VPC_CIDRS"
 }
 
@@ -322,9 +323,10 @@ function cached_differences {
   return 1
 }
 
-# The sets that count each forward's bytes: each must exist, be a
-# hash:ip,port with counters, and hold exactly the rendered number of
-# elements. Only the headers are listed (ipset list -t), never the
+# The sets that count each forward's bytes and denied attempts: each
+# must exist, be of its type with counters (natbake-denied-* a
+# bitmap:port, the others hash:ip,port), and hold exactly the rendered
+# number of elements. Only the headers are listed (ipset list -t), never the
 # elements, so that this stays cheap at 10,000 forwards. An ipset too old
 # to print the number of entries in the header is counted the slow way.
 # With $1 = elements, the digest of all their elements must also be the
@@ -334,7 +336,7 @@ function cached_differences {
 # What is wrong with natbake's ipsets; prints it and returns 1 if anything.
 # $1 = elements: also compare every element with what was loaded.
 function ipset_problems {
-  local line name='' n entries problems=0
+  local line name='' n i kind entries problems=0
   local -A type=() counters=() count=()
   [ "${#IPSET_NAMES[@]}" -gt 0 ] || return 0
   while IFS= read -r line; do
@@ -345,7 +347,9 @@ function ipset_problems {
       "Number of entries: "*) [ -z "$name" ] || count[$name]=${line#Number of entries: } ;;
     esac
   done < <(ipset list -t 2>/dev/null)
-  for n in "${IPSET_NAMES[@]}"; do
+  for i in "${!IPSET_NAMES[@]}"; do
+    n=${IPSET_NAMES[$i]} kind=hash:ip,port
+    [[ $n != natbake-denied-* ]] || kind=bitmap:port
     if [ -z "${type[$n]:-}" ]; then
       echo "the ipset $n is missing"
       problems=1
@@ -355,11 +359,11 @@ function ipset_problems {
     if [ -z "$entries" ]; then
       entries=$(ipset list "$n" 2>/dev/null | sed '1,/^Members:/d' | grep -c .)
     fi
-    if [ "${type[$n]}" != hash:ip,port ] || [ -z "${counters[$n]:-}" ]; then
+    if [ "${type[$n]}" != "$kind" ] || [ -z "${counters[$n]:-}" ]; then
       echo "the ipset $n is a ${type[$n]} without the counters natbake loads"
       problems=1
-    elif [ "$entries" != "$IPSET_ELEMENTS" ]; then
-      echo "the ipset $n holds $entries elements, not $IPSET_ELEMENTS"
+    elif [ "$entries" != "${IPSET_ELEMENTS[$i]}" ]; then
+      echo "the ipset $n holds $entries elements, not ${IPSET_ELEMENTS[$i]}"
       problems=1
     fi
   done
@@ -461,8 +465,8 @@ function ruleset_preemptions {
 }
 
 # The natbake ipsets as loaded, kept by configure-pat.sh in
-# $IPSETS_LOADED: one digest of all their elements, sorted, counters
-# aside. The check compares it when it reads the ruleset in full, at most
+# $IPSETS_LOADED: one digest of all their elements with their comments
+# (the forward a denied set's port counts for), sorted, counters aside. The check compares it when it reads the ruleset in full, at most
 # every 10 minutes (the file's time says when the sets were loaded or
 # last found right): a full listing costs about 0.13 s of CPU per set of
 # 10,000 elements, too much for every check.
@@ -470,7 +474,7 @@ function ruleset_preemptions {
 function ipset_elements_digest {
   local n
   for n in "${IPSET_NAMES[@]}"; do ipset save "$n" 2>/dev/null; done |
-    awk '$1 == "add" { print $2, $3 }' | LC_ALL=C sort | sha256sum | awk '{ print $1 }'
+    awk '$1 == "add" { print $2, $3, ($(NF - 1) == "comment") ? $NF : "" }' | LC_ALL=C sort | sha256sum | awk '{ print $1 }'
 }
 
 # Keeps the digest of what the sets hold now in $IPSETS_LOADED; returns 1
@@ -480,11 +484,15 @@ function keep_ipsets_loaded {
   { ipset_elements_digest >"$IPSETS_LOADED"; } 2>/dev/null || { rm -f "$IPSETS_LOADED"; return 1; }
 }
 
-# Each forward's counters, from the rules that carry its name in their
-# comment: natbake:<name> (its DNAT rules: the nat table sees only a
-# connection's first packet, so packets are connections) and
-# natbake:<name>:denied (connections from other sources; absent for a
-# public forward, printed as -). One line per forward, in the order of the
+# Each forward's counters: its connections from the rules that carry its
+# name in their comment, natbake:<name> (its DNAT rules: the nat table
+# sees only a connection's first packet, so packets are connections);
+# its denied attempts (connections from other sources; none for a public
+# forward, printed as -) from the sets natbake-denied-tcp and -udp,
+# listed here, whose elements are its public ports with its name as
+# their comment (a set that cannot be listed gives - too), or, on the
+# legacy AMI, whose ipset has no counters, from a rule per forward,
+# natbake:<name>:denied. One line per forward, in the order of the
 # names in file $1, from the iptables-save -c output on stdin. The names
 # come in a file, not as arguments: 20,000 of them are more than the
 # kernel takes as one argument (128 KiB). Counts are printed with %.0f,
@@ -494,6 +502,7 @@ function keep_ipsets_loaded {
 function natbake_counters {
   LC_ALL=C awk -v names="$1" '
     FILENAME == names { order[++n] = $1; next }
+    $1 == "add" { c = $NF; gsub(/"/, "", c); denied[c] += $5; has_denied[c] = 1; next }
     /^\[[0-9]+:[0-9]+\] -A NATBAKE-DNAT|^\[[0-9]+:[0-9]+\] -A NATBAKE-(TCP|UDP)-/ && match($0, /--comment "?natbake:[a-z0-9-]+(:denied)?"?/) {
       c = substr($0, RSTART, RLENGTH); gsub(/"/, "", c); sub(/^--comment natbake:/, "", c)
       packets = substr($1, 2, index($1, ":") - 2)
@@ -504,7 +513,7 @@ function natbake_counters {
         c = order[i]
         printf "%s %.0f %s\n", c, conn[c], (c in has_denied) ? sprintf("%.0f", denied[c]) : "-"
       }
-    }' "$1" -
+    }' "$1" <(for s in tcp udp; do ipset save "natbake-denied-$s"; done 2>/dev/null) -
 }
 
 # Every load of the ruleset restarts the counters of natbake's rules (and

@@ -10,9 +10,8 @@
 #
 # Every number comes from counters the kernel keeps, read with one
 # iptables-save: per forward, new connections (its DNAT rules: the nat
-# table sees only a connection's first packet) and denied attempts (the
-# counting rule after them, reached only from sources it does not allow;
-# "-" for a public forward); for all forwards together, bytes in (from the
+# table sees only a connection's first packet) and denied attempts (per
+# public port in the ipsets natbake-denied-*; "-" for a public forward); for all forwards together, bytes in (from the
 # clients) and out (back to them). Per forward, bytes in and out come from
 # the counters of the ipsets named ipset_in and ipset_out in site.conf, one element per target
 # address, protocol and port: forwards that share a target address,

@@ -16,7 +16,10 @@
 //!   mark ([`DNAT_MARK`]) on the way in and clears it again at its end,
 //!   which only a packet that no forward translated reaches (DNAT ends the
 //!   chain walk): so the mark means exactly "translated by a natbake rule",
-//!   at the cost of two rules in all rather than one per forward.
+//!   at the cost of two rules in all rather than one per forward. Before
+//!   clearing it, one rule per protocol counts the denied attempts (first
+//!   packets to a forward's port that no DNAT rule took) per port in a
+//!   set ([`ipsets::denied_set`]): one rule, not one per forward.
 //! - `filter FORWARD` (policy DROP) jumps to `NATBAKE-FORWARD`, which
 //!   accepts established traffic, connections marked by natbake's DNAT
 //!   rules ([`DNAT_MARK`]), and egress from the VPC to outside it.
@@ -103,10 +106,20 @@ fn nat(site: &Site) -> Table {
             "-A NATBAKE-DNAT -j CONNMARK --set-xmark {DNAT_MARK}"
         ));
     }
+    let denied_rules = !ipsets::counts_denied_in_sets(site);
     for proto in [Proto::Tcp, Proto::Udp] {
         let mut fwds: Vec<&Forward> = site.forwards.iter().filter(|f| f.proto == proto).collect();
         fwds.sort_by_key(|f| f.ports);
-        dispatch(&mut t, &mut leaves, proto, &fwds);
+        dispatch(&mut t, &mut leaves, proto, &fwds, denied_rules);
+    }
+    for proto in [Proto::Tcp, Proto::Udp] {
+        if ipsets::has_denied_set(site, proto) {
+            t.rules.push(format!(
+                "-A NATBAKE-DNAT -p {} -m set --match-set {} dst",
+                proto.name(),
+                ipsets::denied_set(proto)
+            ));
+        }
     }
     if !site.forwards.is_empty() {
         t.rules.push(format!(
@@ -142,7 +155,13 @@ enum Target {
 
 /// Adds the rules that take a packet of `proto` from `NATBAKE-DNAT` to its
 /// forward in at most log16(n) jumps.
-fn dispatch(t: &mut Table, leaves: &mut Vec<String>, proto: Proto, fwds: &[&Forward]) {
+fn dispatch(
+    t: &mut Table,
+    leaves: &mut Vec<String>,
+    proto: Proto,
+    fwds: &[&Forward],
+    denied_rules: bool,
+) {
     let p = proto.name();
     let upper = p.to_ascii_uppercase();
     let mut nodes: Vec<Node> = fwds
@@ -165,7 +184,7 @@ fn dispatch(t: &mut Table, leaves: &mut Vec<String>, proto: Proto, fwds: &[&Forw
             let name = format!("NATBAKE-{upper}-{made}");
             let rules = group
                 .iter()
-                .flat_map(|n| node_rules(&name, p, n, fwds))
+                .flat_map(|n| node_rules(&name, p, n, fwds, denied_rules))
                 .collect();
             chain_rules.push((name.clone(), rules));
             parents.push(Node {
@@ -177,7 +196,8 @@ fn dispatch(t: &mut Table, leaves: &mut Vec<String>, proto: Proto, fwds: &[&Forw
         nodes = parents;
     }
     for n in &nodes {
-        t.rules.extend(node_rules("NATBAKE-DNAT", p, n, fwds));
+        t.rules
+            .extend(node_rules("NATBAKE-DNAT", p, n, fwds, denied_rules));
     }
     // Chains in the order made (leaves first), each chain's rules together.
     for (name, rules) in chain_rules {
@@ -202,7 +222,13 @@ fn balanced_groups(nodes: &[Node]) -> Vec<&[Node]> {
     out
 }
 
-fn node_rules(chain: &str, p: &str, n: &Node, fwds: &[&Forward]) -> Vec<String> {
+fn node_rules(
+    chain: &str,
+    p: &str,
+    n: &Node,
+    fwds: &[&Forward],
+    denied_rules: bool,
+) -> Vec<String> {
     match &n.target {
         Target::Chain(name) => {
             let ports = if n.first == n.last {
@@ -212,16 +238,19 @@ fn node_rules(chain: &str, p: &str, n: &Node, fwds: &[&Forward]) -> Vec<String> 
             };
             vec![format!("-A {chain} -p {p} --dport {ports} -j {name}")]
         }
-        Target::Forward(i) => forward_rules(chain, fwds[*i]),
+        Target::Forward(i) => forward_rules(chain, fwds[*i], denied_rules),
     }
 }
 
-/// Per source: an optional log rule, then the DNAT. Then, unless any
-/// source is allowed, a rule without a target that counts the connections
-/// from other sources ([`DENIED`]): DNAT ends the walk, so an allowed
-/// connection never reaches it, and the nat table sees only a connection's
-/// first packet, so it counts attempts, not packets.
-fn forward_rules(chain: &str, f: &Forward) -> Vec<String> {
+/// Per source: an optional log rule, then the DNAT. Then, with
+/// `denied_rules` (the legacy AMI, whose ipset has no counters) and unless
+/// any source is allowed, a rule without a target that counts the
+/// connections from other sources ([`DENIED`]): DNAT ends the walk, so an
+/// allowed connection never reaches it, and the nat table sees only a
+/// connection's first packet, so it counts attempts, not packets.
+/// Elsewhere one rule per protocol at the end of `NATBAKE-DNAT` counts
+/// them per port in a set (see [`crate::render::ipsets`]).
+fn forward_rules(chain: &str, f: &Forward, denied_rules: bool) -> Vec<String> {
     let p = f.proto.name();
     let dport = f.ports.iptables();
     let to = if f.ports.is_range() {
@@ -247,7 +276,7 @@ fn forward_rules(chain: &str, f: &Forward) -> Vec<String> {
             f.name
         ));
     }
-    if !f.public {
+    if denied_rules && !f.public {
         out.push(format!(
             "-A {chain} -p {p} --dport {dport} -m comment --comment \"natbake:{}{DENIED}\"",
             f.name
@@ -327,6 +356,43 @@ mod tests {
                 target: Target::Forward(i),
             })
             .collect()
+    }
+
+    fn nat_rules(os: &str) -> Vec<String> {
+        let yaml = format!(
+            "version: 1\nsite: s\nos: {os}\nvpc_cidrs: [10.0.0.0/16]\nforwards:\n\
+             - {{name: a, port: 2222, to: '10.0.1.5:22', from: [192.0.2.0/24, 198.51.100.7/32]}}\n\
+             - {{name: b, port: 53, proto: udp, to: '10.0.1.6:53', from: [0.0.0.0/0], public: true}}\n"
+        );
+        let site = crate::validate::parse(std::path::Path::new("t.yaml"), yaml.as_bytes()).unwrap();
+        nat(&site).rules
+    }
+
+    /// Denied attempts: one rule per protocol matching the protocol's set
+    /// (only where a forward of it counts them), placed after every DNAT
+    /// rule and before the mark is cleared; the legacy AMI, without sets,
+    /// keeps a counting rule per forward that is not public.
+    #[test]
+    fn denied_attempts_are_counted_by_one_set_rule_per_protocol() {
+        let rules = nat_rules("debian-12");
+        assert!(rules.iter().all(|r| !r.contains(DENIED)), "{rules:#?}");
+        let set_rule = "-A NATBAKE-DNAT -p tcp -m set --match-set natbake-denied-tcp dst";
+        let at = rules.iter().position(|r| r == set_rule).expect(set_rule);
+        assert!(!rules.iter().any(|r| r.contains("natbake-denied-udp")));
+        assert!(rules[..at].iter().filter(|r| r.contains("-j DNAT")).count() == 3);
+        assert_eq!(
+            rules[at + 1],
+            format!("-A NATBAKE-DNAT -j CONNMARK --set-xmark {DNAT_UNMARK}")
+        );
+        let legacy = nat_rules("amzn-ami-vpc-nat");
+        assert!(!legacy.iter().any(|r| r.contains("-m set")), "{legacy:#?}");
+        assert_eq!(
+            legacy
+                .iter()
+                .filter(|r| r.contains(DENIED))
+                .collect::<Vec<_>>(),
+            ["-A NATBAKE-DNAT -p tcp --dport 2222 -m comment --comment \"natbake:a:denied\""]
+        );
     }
 
     #[test]

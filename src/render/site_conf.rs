@@ -38,8 +38,9 @@ pub struct SiteConf {
     /// Whether the site has the sets counting each forward's bytes.
     pub byte_sets: bool,
     pub ipset_names: Vec<String>,
-    /// Elements in each set, which the health check expects to find.
-    pub ipset_elements: usize,
+    /// Elements in each set, in the order of `ipset_names`, which the
+    /// health check expects to find.
+    pub ipset_elements: Vec<usize>,
     /// With failover: seconds to wait for the floating interface.
     pub attach_timeout: Option<u32>,
     /// With failover: whether a warm standby pair serves (natbake-standby
@@ -78,7 +79,7 @@ impl SiteConf {
             systemd: site.os.has_systemd(),
             byte_sets: !sets.is_empty(),
             ipset_names: sets.iter().map(|s| s.name.to_string()).collect(),
-            ipset_elements: ipsets::element_count(&sets),
+            ipset_elements: sets.iter().map(|s| s.elements).collect(),
             attach_timeout: site.failover.map(|f| f.attach_timeout),
             standby: crate::standby::of(site).is_some(),
             per_forward: site.metrics.map(|m| m.per_forward),
@@ -108,7 +109,14 @@ impl SiteConf {
             ("systemd", yes(self.systemd)),
             ("byte_sets", yes(self.byte_sets)),
             ("ipset_names", self.ipset_names.join(" ")),
-            ("ipset_elements", self.ipset_elements.to_string()),
+            (
+                "ipset_elements",
+                self.ipset_elements
+                    .iter()
+                    .map(|n| n.to_string())
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            ),
             ("failover", yes(self.attach_timeout.is_some())),
         ];
         if let Some(t) = self.attach_timeout {

@@ -206,8 +206,10 @@ fn random_valid_specs_render_what_every_consumer_accepts() {
                 "sh",
                 "-c",
                 // Each site's sets first, as configure-pat.sh loads them;
-                // the previous site's rules and sets go before.
-                "for d; do iptables -F && iptables -X && ipset destroy && \
+                // the previous site's rules and sets go before (the nat
+                // table's too: its rules match the denied sets).
+                "for d; do iptables -F && iptables -X && iptables -t nat -F && \
+                 iptables -t nat -X && ipset destroy && \
                  ipset restore <\"$d/ipsets.v4\" && iptables-restore \"$d/rules.v4\" || \
                  { echo \"$d\"; exit 1; }; done",
                 "sh",

@@ -91,6 +91,63 @@ fn per_forward_counts_are_exact_and_only_natbake_s() {
     });
 }
 
+/// Where ipset has counters, a forward's denied attempts are the
+/// counters of its public ports in the sets natbake-denied-tcp and -udp
+/// (`ipset save` prints a range element port by port, each with its
+/// forward's name as comment), summed, exact past 2^32: the same figures
+/// as the legacy AMI's counting rules give. A forward with no element
+/// (public) is "-"; a set that cannot be listed counts nothing.
+#[test]
+fn denied_attempts_are_the_denied_sets_counters() {
+    each_awk("debian-mixed", |sh| {
+        let rules: String = saved()
+            .lines()
+            .filter(|l| !l.contains(":denied\""))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert_ne!(rules, saved(), "the canned listing has counting rules");
+        sh.answer(
+            "ipset save natbake-denied-tcp",
+            "create natbake-denied-tcp bitmap:port range 8000-51532 counters comment\n\
+             add natbake-denied-tcp 8000 packets 3 bytes 180 comment \"web-range\"\n\
+             add natbake-denied-tcp 8001 packets 0 bytes 0 comment \"web-range\"\n\
+             add natbake-denied-tcp 8002 packets 4 bytes 240 comment \"web-range\"\n\
+             add natbake-denied-tcp 51532 packets 4294967296 bytes 257698037760 comment \"oracle\"\n",
+            0,
+        );
+        sh.answer(
+            "ipset save natbake-denied-udp",
+            "create natbake-denied-udp bitmap:port range 5353-40009 counters comment\n\
+             add natbake-denied-udp 5353 packets 0 bytes 0 comment \"dns\"\n\
+             add natbake-denied-udp 40000 packets 0 bytes 0 comment \"media\"\n",
+            0,
+        );
+        let names = ["oracle", "dns", "media", "web-range", "status", "web"];
+        let want = "oracle 2147483658 4294967296\n\
+                    dns 1 0\n\
+                    media 0 0\n\
+                    web-range 5 7\n\
+                    status 3000000000 -\n\
+                    web 0 -\n";
+        assert_eq!(counters(&sh, &names, &rules), want, "[{:?}]", sh.awk());
+        // Without the sets (an ipset that cannot list them), no denied
+        // attempts are made up.
+        sh.answer("ipset save natbake-denied-tcp", "", 1);
+        sh.answer("ipset save natbake-denied-udp", "", 1);
+        assert_eq!(
+            counters(&sh, &names, &rules),
+            "oracle 2147483658 -\n\
+             dns 1 -\n\
+             media 0 -\n\
+             web-range 5 -\n\
+             status 3000000000 -\n\
+             web 0 -\n",
+            "[{:?}] no sets",
+            sh.awk()
+        );
+    });
+}
+
 /// A ruleset large enough to group forwards into per-port chains
 /// (NATBAKE-TCP-n): their rules count too, and every forward of the site
 /// gets its line, in the manifest's order.

@@ -26,10 +26,18 @@ fn with_sets(sh: &Shell, headers: &str) {
         canned("debian-mixed.ipset-save-out"),
         0,
     );
+    for s in ["tcp", "udp"] {
+        sh.answer(
+            &format!("ipset save natbake-denied-{s}"),
+            canned(&format!("debian-mixed.ipset-save-denied-{s}")),
+            0,
+        );
+    }
 }
 
-/// The headers are enough: each set must be there, be a hash:ip,port with
-/// counters, and hold the rendered number of elements; each problem is
+/// The headers are enough: each set must be there, be of its type with
+/// counters (hash:ip,port; bitmap:port for natbake-denied-*), and hold
+/// the number of elements rendered for it; each problem is
 /// named. An ipset too old to print the number of entries is counted from
 /// its members.
 #[test]
@@ -42,16 +50,52 @@ fn ipset_problems_name_each_wrong_set() {
         };
         assert_eq!(problems(&base).expect(0), "", "[{:?}]", sh.awk());
         let out_header = base.find("\nName: natbake-out").unwrap();
+        let tcp_header = base.find("\nName: natbake-denied-tcp").unwrap();
         let cases: Vec<(&str, String, &str)> = vec![
             (
                 "a set missing",
-                base[..out_header + 1].to_owned(),
+                format!("{}{}", &base[..out_header + 1], &base[tcp_header + 1..]),
                 "the ipset natbake-out is missing",
+            ),
+            (
+                "a denied set missing",
+                base[..tcp_header + 1].to_owned(),
+                "the ipset natbake-denied-tcp is missing\nthe ipset natbake-denied-udp is missing",
             ),
             (
                 "no sets",
                 String::new(),
-                "the ipset natbake-in is missing\nthe ipset natbake-out is missing",
+                "the ipset natbake-in is missing\nthe ipset natbake-out is missing\n\
+                 the ipset natbake-denied-tcp is missing\nthe ipset natbake-denied-udp is missing",
+            ),
+            (
+                "a denied set of the byte sets' type",
+                base.replacen("Type: bitmap:port", "Type: hash:ip,port", 1),
+                "the ipset natbake-denied-tcp is a hash:ip,port without the counters natbake loads",
+            ),
+            (
+                "a byte set of the denied sets' type",
+                base.replacen("Type: hash:ip,port", "Type: bitmap:port", 1),
+                "the ipset natbake-in is a bitmap:port without the counters natbake loads",
+            ),
+            (
+                "a denied set without counters",
+                base.replacen(
+                    "range 5353-40009 counters comment",
+                    "range 5353-40009 comment",
+                    1,
+                ),
+                "the ipset natbake-denied-udp is a bitmap:port without the counters natbake loads",
+            ),
+            (
+                "a denied set with a port more",
+                base.replacen("Number of entries: 4\n", "Number of entries: 5\n", 1),
+                "the ipset natbake-denied-tcp holds 5 elements, not 4",
+            ),
+            (
+                "a denied set with the other's count",
+                base.replacen("Number of entries: 11\n", "Number of entries: 4\n", 1),
+                "the ipset natbake-denied-udp holds 4 elements, not 11",
             ),
             (
                 "another type",
@@ -95,7 +139,24 @@ fn ipset_problems_name_each_wrong_set() {
         }
 
         // An old ipset: no "Number of entries" in the header.
-        let old = base.replace("Number of entries: 16\n", "");
+        let old: String = base
+            .lines()
+            .filter(|l| !l.starts_with("Number of entries: "))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        for s in ["tcp", "udp"] {
+            let set = format!("natbake-denied-{s}");
+            let members: String = canned(&format!("debian-mixed.ipset-save-denied-{s}"))
+                .lines()
+                .filter_map(|l| l.strip_prefix(&format!("add {set} ")))
+                .map(|l| format!("{l}\n"))
+                .collect();
+            sh.answer(
+                &format!("ipset list {set}"),
+                format!("Name: {set}\nType: bitmap:port\nHeader: range 1-65535 counters comment\nMembers:\n{members}"),
+                0,
+            );
+        }
         let members: String = canned("debian-mixed.ipset-save-in")
             .lines()
             .filter_map(|l| l.strip_prefix("add natbake-in "))
@@ -167,6 +228,26 @@ fn ipset_problems_compare_elements_with_what_was_loaded() {
             "the ipsets hold other elements than loaded"
         );
         assert!(!touched);
+        // A denied set's port counted for another forward: found too.
+        sh.answer(
+            "ipset save natbake-out",
+            canned("debian-mixed.ipset-save-out"),
+            0,
+        );
+        sh.answer(
+            "ipset save natbake-denied-tcp",
+            canned("debian-mixed.ipset-save-denied-tcp")
+                .replace("comment \"oracle\"", "comment \"web\""),
+            0,
+        );
+        let (ran, touched) = renewed(&sh);
+        assert_eq!(
+            ran.expect(1).trim_end(),
+            "the ipsets hold other elements than loaded",
+            "[{:?}] a port re-named",
+            sh.awk()
+        );
+        assert!(!touched);
         // Without `elements`, or without a kept digest, not compared.
         assert_eq!(sh.run("ipset_problems").expect(0), "");
         assert_eq!(
@@ -194,13 +275,14 @@ fn ipset_problems_compare_elements_with_what_was_loaded() {
     });
 }
 
-/// The digest is sha256sum's of the sorted "SET ELEMENT" lines (byte
-/// order): the same whatever the kernel's hash order and counters, and
+/// The digest is sha256sum's of the sorted "SET ELEMENT COMMENT" lines
+/// (byte order; the comment, a denied set's forward, empty for the byte
+/// sets): the same whatever the kernel's hash order and counters, and
 /// different for any other element, or the same element in the other set.
 #[test]
 fn the_elements_digest_ignores_order_and_counters_only() {
     each_awk("debian-mixed", |sh| {
-        let mut lines: Vec<String> = ["in", "out"]
+        let mut lines: Vec<String> = ["in", "out", "denied-tcp", "denied-udp"]
             .iter()
             .flat_map(|s| {
                 canned(&format!("debian-mixed.ipset-save-{s}"))
@@ -209,8 +291,14 @@ fn the_elements_digest_ignores_order_and_counters_only() {
                     .collect::<Vec<_>>()
             })
             .filter_map(|l| {
-                l.strip_prefix("add ")
-                    .map(|r| r.split(' ').take(2).collect::<Vec<_>>().join(" "))
+                l.strip_prefix("add ").map(|r| {
+                    let w: Vec<&str> = r.split(' ').collect();
+                    let comment = match w[w.len() - 2] {
+                        "comment" => w[w.len() - 1],
+                        _ => "",
+                    };
+                    format!("{} {} {comment}", w[0], w[1])
+                })
             })
             .collect();
         lines.sort();

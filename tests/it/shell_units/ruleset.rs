@@ -289,7 +289,7 @@ fn ruleset_differences_reads_the_files_back_and_keeps_the_view() {
             .filter(|l| l.starts_with("create "))
             .map(|l| format!("{l}\n"))
             .collect();
-        assert_eq!(creates.lines().count(), 2);
+        assert_eq!(creates.lines().count(), 4);
         assert_eq!(sh.stdin_of("scratch", "ipset"), creates);
         assert_eq!(
             sh.stdin_of("scratch", "iptables-restore"),
