@@ -94,7 +94,11 @@ function main {
   # characters (C0, DEL, C1) and bytes that are not UTF-8 shown as \xNN, so
   # no raw escape reaches the terminal. Counts are printed as the kernel
   # wrote them, or with %.0f: never as awk numbers, which mawk rounds from
-  # 2^31 on.
+  # 2^31 on. clean() takes as UTF-8 a lead byte and 1 to 3 continuation
+  # bytes, no overlong form, no surrogate, nothing above U+10FFFF;
+  # set_bytes() reads the bytes of the elements of one set listing (file f)
+  # into b[ELEMENT]. (Comments inside the awk program would be installed:
+  # they are kept here, where the installer strips them.)
   LC_ALL=C awk -v json="$json" -v site="$SITE" -v now="$now" -v bytes="$bytes" \
     -v health="$HEALTH_STATE" -v seen="$SEEN_STATE" -v counted="$tmp/counted" -v counters="$tmp/counters" \
     -v set_in="$tmp/set-in" -v set_out="$tmp/set-out" -v ena="$tmp/ena" \
@@ -107,8 +111,6 @@ function main {
         c = substr(s, i, 1); b = ord[c]
         if (b >= 32 && b < 127) { out = out ((mode == "json" && (c == "\"" || c == "\\")) ? "\\" c : c); continue }
         if (b < 32 || b == 127) { out = out sprintf(mode == "json" ? "\\u%04x" : "\\x%02x", b); continue }
-        # A UTF-8 sequence: a lead byte and 1 to 3 continuation bytes, no
-        # overlong form, no surrogate, nothing above U+10FFFF.
         need = (b >= 194 && b <= 223) ? 1 : (b >= 224 && b <= 239) ? 2 : (b >= 240 && b <= 244) ? 3 : 0
         ok = need > 0 && i + need <= n
         for (j = 1; ok && j <= need; j++) { b2 = ord[substr(s, i + j, 1)]; if (b2 < 128 || b2 > 191) ok = 0 }
@@ -127,7 +129,6 @@ function main {
     function jnum(s) { return (s ~ /^[0-9]+(\.[0-9]+)?$/) ? s : "null" }
     function when(t) { return (t ~ /^[0-9]+$/) ? strftime("%Y-%m-%d %H:%M:%S", t) : "-" }
     function fail(m) { print "natbake-status: " m > "/dev/stderr"; failed = 1; exit 1 }
-    # The bytes of the elements of one set listing (file f) into b[ELEMENT].
     function set_bytes(f, b,   line, x, n, i) {
       while ((getline line < f) > 0) {
         if (line == "missing") return 0
