@@ -34,10 +34,10 @@ pub const BOOT_AROUND_ATTACH: u32 = 180;
 /// What natbake-health may take besides one repair (a run of
 /// configure-pat.sh, bounded by natbake.service's start timeout): its lock
 /// before and after the repair (60 s each), a look at the floating
-/// interface before and after (20 each: metadata, and the EC2 API now and
-/// then), the unhealthy report (20), the metrics (20) and reading the
-/// ruleset twice (20 each).
-pub const HEALTH_AROUND_REPAIR: u32 = 60 + 60 + 20 + 20 + 20 + 20 + 20 + 20;
+/// interface before and after (each 20 for metadata and 20 for the EC2 API
+/// now and then), the unhealthy report (20), the metrics (20) and reading
+/// the ruleset twice (20 each).
+pub const HEALTH_AROUND_REPAIR: u32 = 60 + 60 + 2 * (20 + 20) + 20 + 20 + 20 + 20;
 
 #[derive(Debug, Serialize)]
 pub struct View {
