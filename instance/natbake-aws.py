@@ -710,22 +710,23 @@ def cmd_imds(aws, args):
             say("value", line.strip())
 
 
+def site_filters(site, zone):
+    """The EC2 filters for what belongs to SITE in ZONE: the stack's tag and the zone."""
+    return [
+        ("Filter.1.Name", "tag:natbake:site"),
+        ("Filter.1.Value.1", site),
+        ("Filter.2.Name", "availability-zone"),
+        ("Filter.2.Value.1", zone),
+    ]
+
+
 def cmd_describe_floating(aws, args):
     if len(args) != 1 or not re.fullmatch(r"[a-z][a-z0-9-]{0,39}", args[0]):
         raise usage("describe-floating SITE")
     site, zone = args[0], aws.identity.az
     where = "tagged natbake:site=%s in %s" % (site, zone)
     try:
-        root = aws.query(
-            "ec2",
-            "DescribeNetworkInterfaces",
-            [
-                ("Filter.1.Name", "tag:natbake:site"),
-                ("Filter.1.Value.1", site),
-                ("Filter.2.Name", "availability-zone"),
-                ("Filter.2.Value.1", zone),
-            ],
-        )
+        root = aws.query("ec2", "DescribeNetworkInterfaces", site_filters(site, zone))
     except Failure as f:
         f.message = "Cannot list the network interfaces %s: %s: %s" % (where, f.code, f.message)
         raise
@@ -887,11 +888,8 @@ def cmd_peers(aws, args):
         root = aws.query(
             "ec2",
             "DescribeInstances",
-            [
-                ("Filter.1.Name", "tag:natbake:site"),
-                ("Filter.1.Value.1", site),
-                ("Filter.2.Name", "availability-zone"),
-                ("Filter.2.Value.1", zone),
+            site_filters(site, zone)
+            + [
                 ("Filter.3.Name", "instance-state-name"),
                 ("Filter.3.Value.1", "pending"),
                 ("Filter.3.Value.2", "running"),
