@@ -9,6 +9,21 @@
 //!       threads; print one line `rate=… ok=… failed=… seconds=… threads=…`.
 //!   connrate probe ADDR:PORT [--bind SRC] [--timeout-ms MS]
 //!       One connection attempt; exit 0 if it was accepted, 1 if not.
+//!   connrate cycle --target ADDR:PORT[@NETNS] --target ... --cycles N
+//!                  [--block-ms MS] [--warmup-cycles W] [--threads N]
+//!       Compare the rates of 2 to 8 targets under the same conditions: the
+//!       client threads all connect to one target for a block of MS
+//!       milliseconds (default 100), then all move to the next. A cycle
+//!       visits the targets forward and then backward (A B C C B A), so a
+//!       load that rises or falls steadily during a cycle weighs the same
+//!       on each. A target's rate in a cycle is its connections over its
+//!       blocks' time; its ratio is that rate over the first target's in
+//!       the same cycle. A target may sit in another network namespace
+//!       (`@NAME` of /run/netns, entered with setns before its blocks;
+//!       needs root). Prints one line per cycle, then per target the median
+//!       of its per-cycle ratios, their quartiles, and a 95 % bootstrap
+//!       interval of that median. W warm-up cycles (default 1) come first
+//!       and are not counted.
 //!
 //! A connection counts when the three-way handshake has completed (connect()
 //! returned), which is what a NAT's per-connection work sits in front of.
@@ -24,7 +39,7 @@
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener};
 use std::os::fd::AsRawFd;
 use std::process::exit;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -41,6 +56,7 @@ const SO_LINGER: i32 = 13;
 const SO_SNDTIMEO: i32 = 21;
 const IPPROTO_IP: i32 = 0;
 const IP_BIND_ADDRESS_NO_PORT: i32 = 24;
+const CLONE_NEWNET: i32 = 0x4000_0000;
 
 #[repr(C)]
 struct SockaddrIn {
@@ -69,6 +85,7 @@ unsafe extern "C" {
     fn connect(fd: i32, addr: *const SockaddrIn, len: u32) -> i32;
     fn listen(fd: i32, backlog: i32) -> i32;
     fn close(fd: i32) -> i32;
+    fn setns(fd: i32, nstype: i32) -> i32;
 }
 
 fn sockaddr(addr: SocketAddrV4) -> SockaddrIn {
@@ -119,7 +136,9 @@ fn usage() -> ! {
     eprintln!(
         "usage: connrate server ADDR:PORT [--threads N]\n\
          \x20      connrate client ADDR:PORT --seconds D [--threads N] [--bind SRC]\n\
-         \x20      connrate probe ADDR:PORT [--bind SRC] [--timeout-ms MS]"
+         \x20      connrate probe ADDR:PORT [--bind SRC] [--timeout-ms MS]\n\
+         \x20      connrate cycle --target ADDR:PORT[@NETNS] --target ... --cycles N\n\
+         \x20                     [--block-ms MS] [--warmup-cycles W] [--threads N]"
     );
     exit(2);
 }
@@ -254,7 +273,252 @@ fn probe(args: &Args) -> ! {
     exit(if connect_once(&dst, src.as_ref(), &tv) { 0 } else { 1 });
 }
 
+// ------------------------------------------------------------ cycle mode
+
+struct Target {
+    addr: SocketAddrV4,
+    /// Name under /run/netns, or None for the namespace connrate runs in.
+    netns: Option<String>,
+}
+
+struct CycleArgs {
+    targets: Vec<Target>,
+    cycles: usize,
+    warmup: usize,
+    block: Duration,
+    threads: usize,
+    timeout_ms: u64,
+}
+
+fn parse_cycle_args() -> CycleArgs {
+    let argv: Vec<String> = std::env::args().skip(2).collect();
+    let mut args = CycleArgs {
+        targets: Vec::new(),
+        cycles: 0,
+        warmup: 1,
+        block: Duration::from_millis(100),
+        threads: 2,
+        timeout_ms: 1000,
+    };
+    let mut rest = argv.iter();
+    while let Some(flag) = rest.next() {
+        let value = rest.next().unwrap_or_else(|| usage());
+        let num = || value.parse::<u64>().unwrap_or_else(|_| usage());
+        match flag.as_str() {
+            "--target" => {
+                let (addr, netns) = match value.split_once('@') {
+                    Some((a, n)) if !n.is_empty() && !n.contains('/') => (a, Some(n.to_string())),
+                    Some(_) => usage(),
+                    None => (value.as_str(), None),
+                };
+                let addr = addr.parse().unwrap_or_else(|_| usage());
+                args.targets.push(Target { addr, netns });
+            }
+            "--cycles" => args.cycles = num() as usize,
+            "--warmup-cycles" => args.warmup = num() as usize,
+            "--block-ms" => args.block = Duration::from_millis(num()),
+            "--threads" => args.threads = num() as usize,
+            "--timeout-ms" => args.timeout_ms = num(),
+            _ => usage(),
+        }
+    }
+    let block_ms = args.block.as_millis();
+    if !(2..=8).contains(&args.targets.len())
+        || !(1..=10_000).contains(&args.cycles)
+        || args.warmup > 100
+        || !(10..=10_000).contains(&block_ms)
+        || !(1..=64).contains(&args.threads)
+        || args.timeout_ms == 0
+    {
+        usage();
+    }
+    args
+}
+
+/// The target of each block of a cycle: forward, then backward.
+fn cycle_order(targets: usize) -> Vec<usize> {
+    (0..targets).chain((0..targets).rev()).collect()
+}
+
+/// The 100·p-th percentile of sorted values, interpolating between ranks.
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let pos = p * (sorted.len() - 1) as f64;
+    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+    sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    percentile(&v, 0.5)
+}
+
+/// A 95 % percentile-bootstrap interval of the median of `values`: the
+/// cycles resampled with replacement 2,000 times by a fixed-seed
+/// generator, so the same cycles always give the same interval.
+fn bootstrap_median(values: &[f64]) -> (f64, f64) {
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = || {
+        // xorshift64*
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        state.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    };
+    let mut medians: Vec<f64> = (0..2000)
+        .map(|_| {
+            let sample: Vec<f64> = (0..values.len())
+                .map(|_| values[(next() % values.len() as u64) as usize])
+                .collect();
+            median(&sample)
+        })
+        .collect();
+    medians.sort_by(f64::total_cmp);
+    (percentile(&medians, 0.025), percentile(&medians, 0.975))
+}
+
+/// Opens each target's namespace once (the descriptors stay open while the
+/// workers run). When some target names a namespace, the others get the
+/// one connrate started in, so a thread always enters its target's.
+fn open_netns(targets: &[Target]) -> Vec<Option<std::fs::File>> {
+    if targets.iter().all(|t| t.netns.is_none()) {
+        return targets.iter().map(|_| None).collect();
+    }
+    targets
+        .iter()
+        .map(|t| {
+            let path = match &t.netns {
+                Some(n) => format!("/run/netns/{n}"),
+                None => "/proc/self/ns/net".to_string(),
+            };
+            let file = std::fs::File::open(&path).unwrap_or_else(|e| {
+                eprintln!("connrate: network namespace {path}: {e}");
+                exit(1);
+            });
+            Some(file)
+        })
+        .collect()
+}
+
+fn cycle(args: &CycleArgs) -> ! {
+    let order = cycle_order(args.targets.len());
+    let cycles = args.warmup + args.cycles;
+    let blocks = cycles * order.len();
+    let netns = Arc::new(open_netns(&args.targets));
+    let dsts: Arc<Vec<SockaddrIn>> = Arc::new(args.targets.iter().map(|t| sockaddr(t.addr)).collect());
+    // The block now running; `blocks` means stop.
+    let current = Arc::new(AtomicUsize::new(0));
+    // Per block: connections made, and attempts that failed.
+    let ok: Arc<Vec<AtomicU64>> = Arc::new((0..blocks).map(|_| AtomicU64::new(0)).collect());
+    let failed: Arc<Vec<AtomicU64>> = Arc::new((0..blocks).map(|_| AtomicU64::new(0)).collect());
+    let timeout = Timeval {
+        tv_sec: (args.timeout_ms / 1000) as i64,
+        tv_usec: ((args.timeout_ms % 1000) * 1000) as i64,
+    };
+    let gate = Arc::new(Barrier::new(args.threads + 1));
+    let mut workers = Vec::new();
+    for _ in 0..args.threads {
+        let (netns, dsts, current, ok, failed, gate, order) = (
+            Arc::clone(&netns),
+            Arc::clone(&dsts),
+            Arc::clone(&current),
+            Arc::clone(&ok),
+            Arc::clone(&failed),
+            Arc::clone(&gate),
+            order.clone(),
+        );
+        let tv = Timeval { ..timeout };
+        workers.push(thread::spawn(move || {
+            let mut here: Option<usize> = None; // the namespace this thread is in
+            gate.wait();
+            loop {
+                let block = current.load(Ordering::Acquire);
+                if block >= ok.len() {
+                    break;
+                }
+                let t = order[block % order.len()];
+                if let Some(fd) = &netns[t] {
+                    if here != Some(t) {
+                        // SAFETY: setns on an open namespace descriptor; it
+                        // changes only this thread's network namespace.
+                        if unsafe { setns(fd.as_raw_fd(), CLONE_NEWNET) } != 0 {
+                            eprintln!("connrate: setns: {}", std::io::Error::last_os_error());
+                            exit(1);
+                        }
+                        here = Some(t);
+                    }
+                }
+                // Counted in the block it started in.
+                if connect_once(&dsts[t], None, &tv) {
+                    ok[block].fetch_add(1, Ordering::Relaxed);
+                } else {
+                    failed[block].fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    let mut starts = Vec::with_capacity(blocks + 1);
+    gate.wait();
+    for b in 0..blocks {
+        starts.push(Instant::now());
+        current.store(b, Ordering::Release);
+        thread::sleep(args.block);
+    }
+    starts.push(Instant::now());
+    current.store(blocks, Ordering::Release);
+    for w in workers {
+        w.join().expect("worker panicked");
+    }
+    let n = args.targets.len();
+    // Per measured cycle, per target: rate; and the ratios to target 0.
+    let mut ratios: Vec<Vec<f64>> = vec![Vec::new(); n];
+    let mut rates: Vec<Vec<f64>> = vec![Vec::new(); n];
+    let mut fails = vec![0u64; n];
+    for c in args.warmup..cycles {
+        let mut made = vec![0u64; n];
+        let mut secs = vec![0f64; n];
+        for (i, &t) in order.iter().enumerate() {
+            let b = c * order.len() + i;
+            made[t] += ok[b].load(Ordering::Relaxed);
+            fails[t] += failed[b].load(Ordering::Relaxed);
+            secs[t] += (starts[b + 1] - starts[b]).as_secs_f64();
+        }
+        let rate: Vec<f64> = (0..n).map(|t| made[t] as f64 / secs[t]).collect();
+        println!(
+            "cycle={} rates={}",
+            c - args.warmup + 1,
+            rate.iter().map(|r| format!("{r:.0}")).collect::<Vec<_>>().join(",")
+        );
+        for t in 0..n {
+            rates[t].push(rate[t]);
+            ratios[t].push(rate[t] / rate[0]);
+        }
+    }
+    for t in 0..n {
+        let mut sorted = ratios[t].clone();
+        sorted.sort_by(f64::total_cmp);
+        let (lo, hi) = bootstrap_median(&ratios[t]);
+        println!(
+            "target={} addr={} median_rate={:.0} median_ratio={:.4} q1={:.4} q3={:.4} ci95={:.4}..{:.4} cycles={} failed={}",
+            t + 1,
+            args.targets[t].addr,
+            median(&rates[t]),
+            percentile(&sorted, 0.5),
+            percentile(&sorted, 0.25),
+            percentile(&sorted, 0.75),
+            lo,
+            hi,
+            args.cycles,
+            fails[t]
+        );
+    }
+    exit(0);
+}
+
 fn main() {
+    if std::env::args().nth(1).as_deref() == Some("cycle") {
+        cycle(&parse_cycle_args());
+    }
     let args = parse_args();
     match args.mode.as_str() {
         "server" => server(&args),
