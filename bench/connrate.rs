@@ -86,6 +86,26 @@ unsafe extern "C" {
     fn listen(fd: i32, backlog: i32) -> i32;
     fn close(fd: i32) -> i32;
     fn setns(fd: i32, nstype: i32) -> i32;
+    fn clock_gettime(clock: i32, tp: *mut Timespec) -> i32;
+}
+
+const CLOCK_THREAD_CPUTIME_ID: i32 = 3;
+
+#[repr(C)]
+struct Timespec {
+    tv_sec: i64,
+    tv_nsec: i64,
+}
+
+/// CPU time this thread has used, in nanoseconds (the scheduler's exact
+/// runtime: time spent waiting for a CPU is not in it; softirq work done
+/// in the thread's context, such as a packet's walk through the NAT in
+/// the namespaces of this benchmark, is).
+fn thread_cpu_ns() -> u64 {
+    let mut ts = Timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes one Timespec.
+    unsafe { clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 fn sockaddr(addr: SocketAddrV4) -> SockaddrIn {
@@ -411,6 +431,8 @@ fn cycle(args: &CycleArgs) -> ! {
     // Per block: connections made, and attempts that failed.
     let ok: Arc<Vec<AtomicU64>> = Arc::new((0..blocks).map(|_| AtomicU64::new(0)).collect());
     let failed: Arc<Vec<AtomicU64>> = Arc::new((0..blocks).map(|_| AtomicU64::new(0)).collect());
+    // Per block: the client threads' CPU time, nanoseconds.
+    let cpu: Arc<Vec<AtomicU64>> = Arc::new((0..blocks).map(|_| AtomicU64::new(0)).collect());
     let timeout = Timeval {
         tv_sec: (args.timeout_ms / 1000) as i64,
         tv_usec: ((args.timeout_ms % 1000) * 1000) as i64,
@@ -418,6 +440,7 @@ fn cycle(args: &CycleArgs) -> ! {
     let gate = Arc::new(Barrier::new(args.threads + 1));
     let mut workers = Vec::new();
     for _ in 0..args.threads {
+        let cpu = Arc::clone(&cpu);
         let (netns, dsts, current, ok, failed, gate, order) = (
             Arc::clone(&netns),
             Arc::clone(&dsts),
@@ -431,8 +454,14 @@ fn cycle(args: &CycleArgs) -> ! {
         workers.push(thread::spawn(move || {
             let mut here: Option<usize> = None; // the namespace this thread is in
             gate.wait();
+            let (mut was, mut cpu_from) = (0, thread_cpu_ns());
             loop {
                 let block = current.load(Ordering::Acquire);
+                if block != was || block >= ok.len() {
+                    let now = thread_cpu_ns();
+                    cpu[was].fetch_add(now - cpu_from, Ordering::Relaxed);
+                    (was, cpu_from) = (block, now);
+                }
                 if block >= ok.len() {
                     break;
                 }
@@ -473,33 +502,47 @@ fn cycle(args: &CycleArgs) -> ! {
     // Per measured cycle, per target: rate; and the ratios to target 0.
     let mut ratios: Vec<Vec<f64>> = vec![Vec::new(); n];
     let mut rates: Vec<Vec<f64>> = vec![Vec::new(); n];
+    let mut costs: Vec<Vec<f64>> = vec![Vec::new(); n];
+    let mut cost_ratios: Vec<Vec<f64>> = vec![Vec::new(); n];
     let mut fails = vec![0u64; n];
     for c in args.warmup..cycles {
         let mut made = vec![0u64; n];
         let mut secs = vec![0f64; n];
+        let mut ns = vec![0u64; n];
         for (i, &t) in order.iter().enumerate() {
             let b = c * order.len() + i;
             made[t] += ok[b].load(Ordering::Relaxed);
             fails[t] += failed[b].load(Ordering::Relaxed);
             secs[t] += (starts[b + 1] - starts[b]).as_secs_f64();
+            ns[t] += cpu[b].load(Ordering::Relaxed);
         }
         let rate: Vec<f64> = (0..n).map(|t| made[t] as f64 / secs[t]).collect();
+        // Client CPU time per connection, microseconds.
+        let cost: Vec<f64> = (0..n).map(|t| ns[t] as f64 / 1000.0 / made[t].max(1) as f64).collect();
         println!(
-            "cycle={} rates={}",
+            "cycle={} rates={} cpu_us={}",
             c - args.warmup + 1,
-            rate.iter().map(|r| format!("{r:.0}")).collect::<Vec<_>>().join(",")
+            rate.iter().map(|r| format!("{r:.0}")).collect::<Vec<_>>().join(","),
+            cost.iter().map(|r| format!("{r:.2}")).collect::<Vec<_>>().join(",")
         );
         for t in 0..n {
             rates[t].push(rate[t]);
             ratios[t].push(rate[t] / rate[0]);
+            costs[t].push(cost[t]);
+            // Inverted, so that like the rate ratio higher is better.
+            cost_ratios[t].push(cost[0] / cost[t]);
         }
     }
     for t in 0..n {
         let mut sorted = ratios[t].clone();
         sorted.sort_by(f64::total_cmp);
         let (lo, hi) = bootstrap_median(&ratios[t]);
+        let mut csorted = cost_ratios[t].clone();
+        csorted.sort_by(f64::total_cmp);
+        let (clo, chi) = bootstrap_median(&cost_ratios[t]);
         println!(
-            "target={} addr={} median_rate={:.0} median_ratio={:.4} q1={:.4} q3={:.4} ci95={:.4}..{:.4} cycles={} failed={}",
+            "target={} addr={} median_rate={:.0} median_ratio={:.4} q1={:.4} q3={:.4} ci95={:.4}..{:.4} \
+             median_cpu_us={:.2} cpu_ratio={:.4} cpu_q1={:.4} cpu_q3={:.4} cpu_ci95={:.4}..{:.4} cycles={} failed={}",
             t + 1,
             args.targets[t].addr,
             median(&rates[t]),
@@ -508,6 +551,12 @@ fn cycle(args: &CycleArgs) -> ! {
             percentile(&sorted, 0.75),
             lo,
             hi,
+            median(&costs[t]),
+            percentile(&csorted, 0.5),
+            percentile(&csorted, 0.25),
+            percentile(&csorted, 0.75),
+            clo,
+            chi,
             args.cycles,
             fails[t]
         );

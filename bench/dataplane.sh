@@ -64,20 +64,21 @@ load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 grep '^cycle=' <<<"$out" >&2 || true
 detail "data plane: $CYCLES cycles of ${#targets[@]} targets, $BLOCK_MS ms blocks, $THREADS client threads; load average (1, 5, 15 min) $load_before before, $load_after after"
 
-# target=N ... median_rate=R median_ratio=M q1=A q3=B ci95=L..H cycles=C failed=F
-declare -A med spread ci_lo ci_hi
+# target=N ... median_rate=R median_ratio=M q1=A q3=B ci95=L..H
+#   median_cpu_us=U cpu_ratio=M cpu_q1=A cpu_q3=B cpu_ci95=L..H cycles=C failed=F
+num='([0-9.]+)'
+declare -A med ci_lo ci_hi cpu
 fails=0
 i=0
 while read -r line; do
-    [[ $line =~ ^target=([0-9]+)\ .*median_rate=([0-9]+)\ median_ratio=([0-9.]+)\ q1=([0-9.]+)\ q3=([0-9.]+)\ ci95=([0-9.]+)\.\.([0-9.]+)\ cycles=[0-9]+\ failed=([0-9]+)$ ]] ||
+    [[ $line =~ ^target=([0-9]+)\ .*median_rate=([0-9]+)\ median_ratio=$num\ q1=$num\ q3=$num\ ci95=$num\.\.$num\ median_cpu_us=$num\ cpu_ratio=$num\ cpu_q1=$num\ cpu_q3=$num\ cpu_ci95=$num\.\.$num\ cycles=[0-9]+\ failed=([0-9]+)$ ]] ||
         die "cannot read connrate output: $line"
-    i=${BASH_REMATCH[1]}
+    m=("${BASH_REMATCH[@]}")
+    i=${m[1]}
     IFS='|' read -r _ _ port label <<<"${targets[i - 1]}"
-    med[$i]=${BASH_REMATCH[3]}
-    spread[$i]="quartiles ${BASH_REMATCH[4]}-${BASH_REMATCH[5]}, 95 % interval of the median ${BASH_REMATCH[6]}-${BASH_REMATCH[7]}"
-    ci_lo[$i]=${BASH_REMATCH[6]} ci_hi[$i]=${BASH_REMATCH[7]}
-    fails=$((fails + BASH_REMATCH[8]))
-    detail "data plane: $label (port $port): median ${BASH_REMATCH[2]} conn/s; ÷ single forward: median ${med[$i]}, ${spread[$i]}"
+    med[$i]=${m[3]} ci_lo[$i]=${m[6]} ci_hi[$i]=${m[7]} cpu[$i]=${m[9]}
+    fails=$((fails + m[14]))
+    detail "data plane: $label (port $port): median ${m[2]} conn/s; ÷ single forward: median ${m[3]}, quartiles ${m[4]}-${m[5]}, 95 % interval of the median ${m[6]}-${m[7]}; client CPU ${m[8]} µs per connection, single forward's ÷ this: median ${m[9]}, quartiles ${m[10]}-${m[11]}, 95 % interval ${m[12]}-${m[13]}"
 done < <(grep '^target=' <<<"$out")
 [ "$i" = ${#targets[@]} ] || die "connrate gave figures for $i of ${#targets[@]} targets"
 [ "$fails" = 0 ] || detail "data plane: $fails connection attempts timed out (dropped SYNs) over all blocks"
@@ -90,10 +91,12 @@ record "dataplane: conn/s to last of 10,000 / single forward (median of $CYCLES 
     "$(ge "${med[3]}" "$LIMIT_DATAPLANE" && echo 1 || echo 0)"
 # Reference only, no goal: the first forward walks the tree's first rules,
 # and the plain list shows what the layout saves.
+reference "reference: client CPU per connection, single forward ÷ last of 10,000" "-" "${cpu[3]}"
 reference "reference: first of the same 10,000 forwards, same ratio" "-" "${med[2]}"
 reference "reference: plain list of 10,000 DNAT + FORWARD rules, same ratio" "(est. ~0.4)" "${med[4]}"
 for ((i = 5; i <= ${#targets[@]}; i++)); do
     IFS='|' read -r name _ _ _ <<<"${targets[i - 1]}"
     reference "reference: last of 10,000 with ruleset '$name', same ratio" "-" "${med[$i]}"
+    reference "reference: the same, client CPU per connection" "-" "${cpu[$i]}"
 done
 bench_end
