@@ -576,3 +576,46 @@ fn main() {
         _ => usage(),
     }
 }
+
+// Run with `rustc --test --edition 2021 -o /tmp/connrate-test bench/connrate.rs && /tmp/connrate-test`.
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cycle_visits_each_target_forward_then_back() {
+        assert_eq!(cycle_order(2), [0, 1, 1, 0]);
+        assert_eq!(cycle_order(4), [0, 1, 2, 3, 3, 2, 1, 0]);
+        // Every target's blocks sit at the same mean position, so a load
+        // that changes steadily over the cycle weighs the same on each.
+        let order = cycle_order(5);
+        for t in 0..5 {
+            let at: usize = order.iter().enumerate().filter(|(_, &x)| x == t).map(|(i, _)| i).sum();
+            assert_eq!(at, order.len() - 1, "target {t}");
+        }
+    }
+
+    #[test]
+    fn medians_and_quartiles_interpolate_between_ranks() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), 2.5);
+        let sorted = [1.0, 2.0, 3.0, 4.0, 5.0];
+        assert_eq!(percentile(&sorted, 0.25), 2.0);
+        assert_eq!(percentile(&sorted, 0.75), 4.0);
+        assert_eq!(percentile(&[7.0], 0.5), 7.0);
+    }
+
+    #[test]
+    fn the_bootstrap_interval_holds_the_median_and_repeats() {
+        // A spread of ratios around 0.97, with two outlying cycles.
+        let mut values: Vec<f64> = (0..60).map(|i| 0.94 + 0.001 * i as f64).collect();
+        values.extend([0.5, 1.6]);
+        let (lo, hi) = bootstrap_median(&values);
+        let m = median(&values);
+        assert!(lo < m && m < hi, "{lo} {m} {hi}");
+        assert!(hi - lo < 0.03, "outliers must not widen it much: {lo}..{hi}");
+        assert_eq!(bootstrap_median(&values), (lo, hi));
+        // All equal: no spread at all.
+        assert_eq!(bootstrap_median(&[1.0; 10]), (1.0, 1.0));
+    }
+}

@@ -20,10 +20,18 @@ set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
+# BENCH_DATAPLANE_CPUS: a CPU list (taskset -c) for this part and all it
+# starts (servers, client, the softirq work they do); empty: not pinned.
+CPUS=${BENCH_DATAPLANE_CPUS:-}
 bench_begin "usage: sudo bench/dataplane.sh   new-connection rate to the last of 10,000 forwards versus a single forward" "$@"
 log "== dataplane"
 need_rules
 need_connrate
+if [ -n "$CPUS" ]; then
+    [[ $CPUS =~ ^[0-9]+([-,][0-9]+)*$ ]] || die "BENCH_DATAPLANE_CPUS: want a CPU list such as 1 or 0-1, got $CPUS"
+    need_cmd taskset || die "missing taskset"
+    taskset -cp "$CPUS" $$ >/dev/null || die "taskset -cp $CPUS failed"
+fi
 last=$((FIRST_PORT + 9999))
 
 # name|ruleset|port|label, the reference (the single forward) first.
@@ -62,7 +70,7 @@ out=$("$CONNRATE" cycle "${args[@]}" --cycles "$CYCLES" --warmup-cycles 2 --bloc
     die "connrate cycle failed: $out"
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 grep '^cycle=' <<<"$out" >&2 || true
-detail "data plane: $CYCLES cycles of ${#targets[@]} targets, $BLOCK_MS ms blocks, $THREADS client threads; load average (1, 5, 15 min) $load_before before, $load_after after"
+detail "data plane: $CYCLES cycles of ${#targets[@]} targets, $BLOCK_MS ms blocks, $THREADS client threads, CPUs ${CPUS:-not pinned}; load average (1, 5, 15 min) $load_before before, $load_after after"
 
 # target=N ... median_rate=R median_ratio=M q1=A q3=B ci95=L..H
 #   median_cpu_us=U cpu_ratio=M cpu_q1=A cpu_q3=B cpu_ci95=L..H cycles=C failed=F

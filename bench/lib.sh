@@ -17,7 +17,8 @@
 # BENCH_CYCLES (data-plane cycles, default 40, 1..999), BENCH_BLOCK_MS
 # (milliseconds per data-plane block, default 100, 10..1000),
 # BENCH_DATAPLANE_COMPARE (more rulesets for the data plane, NAME=FILE.v4
-# ...), BENCH_EGRESS_ROUNDS (iperf3 rounds, default 30), BENCH_EGRESS_SECONDS (seconds per iperf3 run, default 1),
+# ...), BENCH_DATAPLANE_CPUS (pin the data plane: a taskset -c list),
+# BENCH_EGRESS_ROUNDS (iperf3 rounds, default 30), BENCH_EGRESS_SECONDS (seconds per iperf3 run, default 1),
 # BENCH_THREADS (connrate client threads, default 2), BENCH_APPLY_REPS
 # (iptables-restore repetitions, default 5), BENCH_PERCALL_REPS (per-call
 # rounds, default 3), BENCH_HEALTH_REPS (health checks timed, default 20).
