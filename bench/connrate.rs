@@ -61,8 +61,8 @@ const CLONE_NEWNET: i32 = 0x4000_0000;
 #[repr(C)]
 struct SockaddrIn {
     sin_family: u16,
-    sin_port: u16,   // network byte order
-    sin_addr: u32,   // network byte order
+    sin_port: u16, // network byte order
+    sin_addr: u32, // network byte order
     sin_zero: [u8; 8],
 }
 
@@ -102,7 +102,10 @@ struct Timespec {
 /// in the thread's context, such as a packet's walk through the NAT in
 /// the namespaces of this benchmark, is).
 fn thread_cpu_ns() -> u64 {
-    let mut ts = Timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: clock_gettime writes one Timespec.
     unsafe { clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
@@ -132,7 +135,10 @@ fn connect_once(dst: &SockaddrIn, src: Option<&SockaddrIn>, timeout: &Timeval) -
         if fd < 0 {
             return false;
         }
-        let linger = Linger { l_onoff: 1, l_linger: 0 };
+        let linger = Linger {
+            l_onoff: 1,
+            l_linger: 0,
+        };
         let mut ok = set_opt(fd, SOL_SOCKET, SO_LINGER, &linger)
             && set_opt(fd, SOL_SOCKET, SO_SNDTIMEO, timeout);
         if ok {
@@ -290,7 +296,11 @@ fn probe(args: &Args) -> ! {
         tv_sec: (args.timeout_ms / 1000) as i64,
         tv_usec: ((args.timeout_ms % 1000) * 1000) as i64,
     };
-    exit(if connect_once(&dst, src.as_ref(), &tv) { 0 } else { 1 });
+    exit(if connect_once(&dst, src.as_ref(), &tv) {
+        0
+    } else {
+        1
+    });
 }
 
 // ------------------------------------------------------------ cycle mode
@@ -425,7 +435,8 @@ fn cycle(args: &CycleArgs) -> ! {
     let cycles = args.warmup + args.cycles;
     let blocks = cycles * order.len();
     let netns = Arc::new(open_netns(&args.targets));
-    let dsts: Arc<Vec<SockaddrIn>> = Arc::new(args.targets.iter().map(|t| sockaddr(t.addr)).collect());
+    let dsts: Arc<Vec<SockaddrIn>> =
+        Arc::new(args.targets.iter().map(|t| sockaddr(t.addr)).collect());
     // The block now running; `blocks` means stop.
     let current = Arc::new(AtomicUsize::new(0));
     // Per block: connections made, and attempts that failed.
@@ -518,12 +529,20 @@ fn cycle(args: &CycleArgs) -> ! {
         }
         let rate: Vec<f64> = (0..n).map(|t| made[t] as f64 / secs[t]).collect();
         // Client CPU time per connection, microseconds.
-        let cost: Vec<f64> = (0..n).map(|t| ns[t] as f64 / 1000.0 / made[t].max(1) as f64).collect();
+        let cost: Vec<f64> = (0..n)
+            .map(|t| ns[t] as f64 / 1000.0 / made[t].max(1) as f64)
+            .collect();
         println!(
             "cycle={} rates={} cpu_us={}",
             c - args.warmup + 1,
-            rate.iter().map(|r| format!("{r:.0}")).collect::<Vec<_>>().join(","),
-            cost.iter().map(|r| format!("{r:.2}")).collect::<Vec<_>>().join(",")
+            rate.iter()
+                .map(|r| format!("{r:.0}"))
+                .collect::<Vec<_>>()
+                .join(","),
+            cost.iter()
+                .map(|r| format!("{r:.2}"))
+                .collect::<Vec<_>>()
+                .join(",")
         );
         for t in 0..n {
             rates[t].push(rate[t]);
@@ -590,7 +609,12 @@ mod tests {
         // that changes steadily over the cycle weighs the same on each.
         let order = cycle_order(5);
         for t in 0..5 {
-            let at: usize = order.iter().enumerate().filter(|(_, &x)| x == t).map(|(i, _)| i).sum();
+            let at: usize = order
+                .iter()
+                .enumerate()
+                .filter(|(_, &x)| x == t)
+                .map(|(i, _)| i)
+                .sum();
             assert_eq!(at, order.len() - 1, "target {t}");
         }
     }
@@ -613,7 +637,10 @@ mod tests {
         let (lo, hi) = bootstrap_median(&values);
         let m = median(&values);
         assert!(lo < m && m < hi, "{lo} {m} {hi}");
-        assert!(hi - lo < 0.03, "outliers must not widen it much: {lo}..{hi}");
+        assert!(
+            hi - lo < 0.03,
+            "outliers must not widen it much: {lo}..{hi}"
+        );
         assert_eq!(bootstrap_median(&values), (lo, hi));
         // All equal: no spread at all.
         assert_eq!(bootstrap_median(&[1.0; 10]), (1.0, 1.0));
