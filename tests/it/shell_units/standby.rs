@@ -898,8 +898,7 @@ fn natbake_status_gets_the_role_peer_sync_and_last_takeover() {
         &format!("{setup}printf '{{\"site\":\"x\",\"forwards\":[]}}\\n' | do_status yes"),
     );
     let text = out.expect(0);
-    let v: serde_json::Value =
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    let v: serde_json::Value = serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"));
     assert_eq!(v["site"], "x", "{text}");
     assert_eq!(v["standby"]["role"], "active", "{text}");
     assert_eq!(v["standby"]["peer"], PEER_B, "{text}");
