@@ -23,7 +23,7 @@ sysctl -q -w net.ipv4.ip_forward=1
 # Logs to stderr, not to the host's syslog.
 export JOURNAL_STREAM=bench
 bash "$dir/natbake-health" || die "the first health check failed"
-[ -s "$dir/run/verified" ] || die "the first check kept no nf_tables generation (is perl there, and iptables on nf_tables?)"
+[ -s "$dir/run/verified" ] || die "the first check kept no nf_tables generation (is python3 there, and iptables on nf_tables?)"
 TIMEFORMAT='%3U %3S %3R'
 { time (for ((i = 0; i < reps; i++)); do bash "$dir/natbake-health" || exit 1; done); } 2>&1 ||
     die "a health check failed"
