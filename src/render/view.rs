@@ -433,10 +433,24 @@ pub fn instance_script_ranges(user_data: &[u8]) -> Vec<std::ops::Range<usize>> {
     let mut ranges: Vec<std::ops::Range<usize>> = Vec::new();
     let mut at = 0;
     for (_, content) in instance_scripts_contents() {
-        let Some(found) = text[at..].find(content.as_str()) else {
+        // Found by its first bytes, then compared whole: a search for the
+        // whole block costs more than compressing it.
+        let head = content.get(..256).unwrap_or(content);
+        let mut from = at;
+        let found = loop {
+            let Some(i) = text[from..].find(head) else {
+                break None;
+            };
+            let start = from + i;
+            if text[start..].starts_with(content.as_str()) {
+                break Some(start);
+            }
+            from = start + 1;
+        };
+        let Some(start) = found else {
             continue;
         };
-        let range = at + found..at + found + content.len();
+        let range = start..start + content.len();
         at = range.end;
         match ranges.last_mut() {
             Some(last) if range.start - last.end <= JOIN => last.end = range.end,
