@@ -261,6 +261,8 @@ mod tests {
         let mut first = Vec::new();
         for plain in &plains {
             let ranges = crate::render::view::instance_script_ranges(plain);
+            // One unbroken stretch: the scripts are listed together.
+            assert_eq!(ranges.len(), 1, "{ranges:?}");
             let shared: usize = ranges.iter().map(std::ops::Range::len).sum();
             assert!(
                 shared * 2 > plain.len() || plain.len() > 100_000,
