@@ -87,11 +87,21 @@ pub(super) fn render(i: &mut Input<'_>) -> Result<Option<Output>> {
 /// `bytes` gzipped whole if that fits the limit: at the default level, or
 /// by zopfli when the default leaves it just over (within [`BEST_REACH`]).
 fn whole_gzipped(bytes: &[u8]) -> Option<Vec<u8>> {
-    match super::gzip::within(bytes, BEST_REACH) {
+    match default_level(bytes, BEST_REACH) {
         Some(gz) if gz.len() <= USER_DATA_LIMIT => Some(gz),
         Some(_) => super::gzip::best_within(bytes, USER_DATA_LIMIT),
         None => None,
     }
+}
+
+/// The user data gzipped at the default level, or `None` once past
+/// `limit`: in parts, the instance scripts (most of the file, the same
+/// bytes for every site) compressed once per thread and reused, so a site
+/// pays for compressing its own files only (see
+/// [`super::gzip::within_shared`]).
+fn default_level(bytes: &[u8], limit: usize) -> Option<Vec<u8>> {
+    let shared = super::view::instance_script_ranges(bytes);
+    super::gzip::within_shared(bytes, &shared, limit)
 }
 
 #[cfg(test)]
@@ -171,7 +181,7 @@ mod tests {
     fn files_compressed_one_by_one_are_never_much_smaller_than_the_whole_gzipped() {
         let mut least = i64::MAX;
         each_sites_user_data(|_, plain, files| {
-            let whole = crate::render::gzip::all(&plain).len() as i64;
+            let whole = default_level(&plain, usize::MAX).unwrap().len() as i64;
             least = least.min(files.len() as i64 - whole * 4 / 3);
         });
         assert!(
@@ -188,7 +198,7 @@ mod tests {
     fn zopfli_never_makes_a_file_past_the_reach_fit() {
         let mut most = 0.0_f64;
         each_sites_user_data(|site, plain, _| {
-            let default = crate::render::gzip::all(&plain);
+            let default = default_level(&plain, usize::MAX).unwrap();
             let tried_both = if default.len() <= USER_DATA_LIMIT {
                 Some(default)
             } else if default.len() > USER_DATA_LIMIT * 13 / 10 {
@@ -232,5 +242,54 @@ mod tests {
         assert_eq!(runs(), before + 1, "a file just over the limit");
         assert_eq!(whole_gzipped(&noise(BEST_REACH + 200)), None);
         assert_eq!(runs(), before + 1, "a file past the reach");
+    }
+
+    /// The instance scripts are found in every site's plain user data and
+    /// compressed once per thread: each further site compresses only its
+    /// own parts, and the result decodes to the user data and is the same
+    /// bytes whether the scripts were compressed before or not.
+    #[test]
+    fn the_scripts_are_compressed_once_and_the_result_is_the_same() {
+        let mut plains = Vec::new();
+        each_sites_user_data(|site, plain, _| {
+            if site.starts_with("debian-12 \"\" ") {
+                plains.push(plain);
+            }
+        });
+        assert!(plains.len() >= 5);
+        let runs = || crate::render::gzip::SHARED_RUNS.with(std::cell::Cell::get);
+        let mut first = Vec::new();
+        for plain in &plains {
+            let ranges = crate::render::view::instance_script_ranges(plain);
+            // One unbroken stretch: the scripts are listed together.
+            assert_eq!(ranges.len(), 1, "{ranges:?}");
+            let shared: usize = ranges.iter().map(std::ops::Range::len).sum();
+            assert!(
+                shared * 2 > plain.len() || plain.len() > 100_000,
+                "{shared} of {} bytes found shared",
+                plain.len()
+            );
+            first.push(default_level(plain, usize::MAX).unwrap());
+        }
+        let before = runs();
+        for (plain, gz) in plains.iter().zip(&first) {
+            assert_eq!(&default_level(plain, usize::MAX).unwrap(), gz);
+            let mut back = Vec::new();
+            std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut back)
+                .unwrap();
+            assert_eq!(&back, plain);
+        }
+        assert_eq!(runs(), before, "the scripts were compressed again");
+        // In a fresh thread, nothing compressed before: the same bytes.
+        let again = std::thread::spawn(move || {
+            plains
+                .iter()
+                .rev()
+                .map(|p| default_level(p, usize::MAX).unwrap())
+                .collect::<Vec<_>>()
+        })
+        .join()
+        .unwrap();
+        assert_eq!(again.into_iter().rev().collect::<Vec<_>>(), first);
     }
 }

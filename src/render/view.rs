@@ -348,9 +348,43 @@ impl View {
     /// `compress`, every file gzip-compressed and base64-encoded (cloud-init's
     /// `gz+b64`), which keeps the user data readable YAML when the plain form
     /// is over EC2's size limit.
+    ///
+    /// The instance scripts are listed together, where the first of them
+    /// is, and the files that came between them after the last (cloud-init
+    /// writes every file before it runs anything, so their order does not
+    /// matter to the instance): the scripts are the same bytes for every
+    /// site, and one unbroken stretch of them is compressed once per build
+    /// (see [`instance_script_ranges`]).
     pub fn add_files(&mut self, artifacts: &[Artifact], compress: bool) {
-        self.files = artifacts
+        let is_script = |a: &Artifact| {
+            super::instance::SCRIPTS
+                .iter()
+                .any(|s| s.artifact == a.name)
+        };
+        let first_script = artifacts
             .iter()
+            .position(is_script)
+            .unwrap_or(artifacts.len());
+        // Before the first script, the scripts, the rest; each in table
+        // order (the sort is stable).
+        let mut ordered: Vec<(u8, &Artifact)> = artifacts
+            .iter()
+            .enumerate()
+            .map(|(i, a)| {
+                let class = if is_script(a) {
+                    1
+                } else if i < first_script {
+                    0
+                } else {
+                    2
+                };
+                (class, a)
+            })
+            .collect();
+        ordered.sort_by_key(|&(class, _)| class);
+        self.files = ordered
+            .into_iter()
+            .map(|(_, a)| a)
             .filter(|a| !ARTIFACTS.iter().any(|d| d.name == a.name && d.image_only()))
             .filter_map(|a| {
                 let path = a.install_path?;
@@ -378,8 +412,59 @@ impl View {
 /// indented literal blocks, most of a site's user data, are made once per
 /// process. `None` for any other file, or bytes that are not the script's.
 fn instance_script_content(a: &Artifact) -> Option<&'static str> {
+    let (name, content) = instance_scripts_contents()
+        .iter()
+        .find(|(name, _)| *name == a.name)?;
+    (a.bytes == super::instance::installed(name)).then_some(content.as_str())
+}
+
+/// Where the instance scripts' literal blocks lie in a plain user data,
+/// in order: the stretches that are the same bytes in every site's user
+/// data (with what lies between two of them when that is short, the next
+/// file's path and mode), for [`super::gzip::within_shared`]. Found by
+/// their bytes, so a range is only ever bytes equal to a script's block.
+pub fn instance_script_ranges(user_data: &[u8]) -> Vec<std::ops::Range<usize>> {
+    /// Two blocks closer than this are one range: the file entry between
+    /// them is a path, an owner and a mode.
+    const JOIN: usize = 256;
+    let Ok(text) = std::str::from_utf8(user_data) else {
+        return Vec::new();
+    };
+    let mut ranges: Vec<std::ops::Range<usize>> = Vec::new();
+    let mut at = 0;
+    for (_, content) in instance_scripts_contents() {
+        // Found by its first bytes, then compared whole: a search for the
+        // whole block costs more than compressing it.
+        let head = content.get(..256).unwrap_or(content);
+        let mut from = at;
+        let found = loop {
+            let Some(i) = text[from..].find(head) else {
+                break None;
+            };
+            let start = from + i;
+            if text[start..].starts_with(content.as_str()) {
+                break Some(start);
+            }
+            from = start + 1;
+        };
+        let Some(start) = found else {
+            continue;
+        };
+        let range = start..start + content.len();
+        at = range.end;
+        match ranges.last_mut() {
+            Some(last) if range.start - last.end <= JOIN => last.end = range.end,
+            _ => ranges.push(range),
+        }
+    }
+    ranges
+}
+
+/// Each instance script's name and its plain user data `content`, made
+/// once per process.
+fn instance_scripts_contents() -> &'static [(&'static str, String)] {
     static MADE: std::sync::OnceLock<Vec<(&'static str, String)>> = std::sync::OnceLock::new();
-    let made = MADE.get_or_init(|| {
+    MADE.get_or_init(|| {
         super::instance::SCRIPTS
             .iter()
             .map(|s| {
@@ -389,9 +474,7 @@ fn instance_script_content(a: &Artifact) -> Option<&'static str> {
                 )
             })
             .collect()
-    });
-    let (name, content) = made.iter().find(|(name, _)| *name == a.name)?;
-    (a.bytes == super::instance::installed(name)).then_some(content.as_str())
+    })
 }
 
 /// A file's `content` in the plain user data: a literal block when that

@@ -161,9 +161,25 @@ fn user_data_writes_the_standalone_files_byte_for_byte() {
             .iter()
             .filter_map(|a| Some((a, a.install_path.as_deref()?)))
             .collect();
+        // Every installed file once (the user data lists the instance
+        // scripts together, so not in the manifest's order).
         assert_eq!(config.write_files.len(), installed.len(), "{}", spec.label);
-        for (wf, (art, install_path)) in config.write_files.iter().zip(installed) {
-            assert_eq!(wf.path, install_path, "{}", spec.label);
+        for wf in &config.write_files {
+            let mut same = installed.iter().filter(|(_, path)| *path == wf.path);
+            let (Some(&(art, _)), None) = (same.next(), same.next()) else {
+                panic!("{}: {} is not one installed file", spec.label, wf.path);
+            };
+            assert_eq!(
+                config
+                    .write_files
+                    .iter()
+                    .filter(|w| w.path == wf.path)
+                    .count(),
+                1,
+                "{}: {} written twice",
+                spec.label,
+                wf.path
+            );
             assert_eq!(wf.permissions, art.mode, "{}", spec.label);
             let want = std::fs::read(dir.join(&art.path)).unwrap();
             let got = match wf.encoding.as_deref() {
