@@ -208,7 +208,7 @@ function main {
     }' >"$tmp/out" || fail "cannot make the report (see above)"
   # A standby pair's role, peer, sync and last takeover: natbake-standby
   # adds them to the report (only standby sites carry that code).
-  if [ "$STANDBY" = yes ]; then /usr/local/sbin/natbake-standby status $json <"$tmp/out"; else cat "$tmp/out"; fi
+  if [ "$STANDBY" = yes ]; then /usr/local/sbin/natbake-standby status $json; else cat; fi <"$tmp/out"
 }
 
 if [[ ${BASH_SOURCE[0]} == "$0" ]]; then

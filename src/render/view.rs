@@ -349,42 +349,25 @@ impl View {
     /// `gz+b64`), which keeps the user data readable YAML when the plain form
     /// is over EC2's size limit.
     ///
-    /// The instance scripts are listed together, where the first of them
-    /// is, and the files that came between them after the last (cloud-init
-    /// writes every file before it runs anything, so their order does not
-    /// matter to the instance): the scripts are the same bytes for every
-    /// site, and one unbroken stretch of them is compressed once per build
-    /// (see [`instance_script_ranges`]).
+    /// The instance scripts are listed together, after every other file
+    /// (cloud-init writes every file before it runs anything, so their
+    /// order does not matter to the instance): the scripts are the same
+    /// bytes for every site, and one unbroken stretch of them is compressed
+    /// once per build (see [`instance_script_ranges`]). With the units
+    /// before the scripts rather than after, the whole file also compresses
+    /// smaller (34 bytes of debian-mixed's).
     pub fn add_files(&mut self, artifacts: &[Artifact], compress: bool) {
         let is_script = |a: &Artifact| {
             super::instance::SCRIPTS
                 .iter()
                 .any(|s| s.artifact == a.name)
         };
-        let first_script = artifacts
-            .iter()
-            .position(is_script)
-            .unwrap_or(artifacts.len());
-        // Before the first script, the scripts, the rest; each in table
-        // order (the sort is stable).
-        let mut ordered: Vec<(u8, &Artifact)> = artifacts
-            .iter()
-            .enumerate()
-            .map(|(i, a)| {
-                let class = if is_script(a) {
-                    1
-                } else if i < first_script {
-                    0
-                } else {
-                    2
-                };
-                (class, a)
-            })
-            .collect();
-        ordered.sort_by_key(|&(class, _)| class);
+        // Every other file, then the scripts; each in table order (the
+        // sort is stable).
+        let mut ordered: Vec<&Artifact> = artifacts.iter().collect();
+        ordered.sort_by_key(|a| is_script(a));
         self.files = ordered
             .into_iter()
-            .map(|(_, a)| a)
             .filter(|a| !ARTIFACTS.iter().any(|d| d.name == a.name && d.image_only()))
             .filter_map(|a| {
                 let path = a.install_path?;
