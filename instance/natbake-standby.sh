@@ -95,6 +95,9 @@ DISCOVER_DUE=$STATE/discover-due
 COMPLETED_FILE=$STATE/completed
 # Since when conntrackd has not answered `check` (epoch).
 SYNC_DOWN=$STATE/sync-down
+# A standby's ask for the active's table that failed (its conntrackd did
+# not answer yet): the timer asks again.
+RESYNC_FILE=$STATE/resync
 # The floating interface as the last takeover found it ("ID MAC ADDRESS",
 # natbake-failover.sh's FLOATING_STATE).
 FLOATING_KEPT=/run/natbake/floating
@@ -631,8 +634,22 @@ function do_standby {
   # Entries of the connections this instance forwarded expire soon
   # (PurgeTimeout); ask the active for its whole table.
   conntrackd_do -t || log "WARNING: shortening the kernel's timeouts failed."
-  conntrackd_do -n || log "WARNING: asking the peer for its table failed."
+  ask_for_table "$name"
   log "Now $name: forwarding off, receiving the peer's connections."
+}
+
+# Asks the peer for its whole table (conntrackd -n). keepalived may make
+# this instance backup before its own conntrackd answers (a new instance
+# that hears the active at once): then the timer asks again (RESYNC_FILE)
+# until it is answered, or the active's connections would never reach it.
+function ask_for_table {
+  if conntrackd_do -n; then
+    rm -f "$RESYNC_FILE"
+  else
+    echo "$1" >"$RESYNC_FILE"
+    log "WARNING: asking the peer for its table failed; asking again in a few seconds."
+    return 1
+  fi
 }
 
 # Lost: the active's device of the interface is gone (the peer forced it
@@ -690,7 +707,7 @@ function do_handover {
   local state='' me held=0 waited=0
   log "Handing over to the peer."
   holds_interface && held=1
-  [ "$held" -eq 0 ] || sync_new_peer
+  [ "$held" -eq 0 ] || sync_peer
   if systemd_runs; then
     systemctl stop keepalived.service || log "WARNING: stopping keepalived failed."
   fi
@@ -738,21 +755,22 @@ function do_handover {
 
 # Before the holder hands over: a peer that replaced the last one (a
 # rolling replacement) may not be known here yet, and would take over
-# without this instance's connections. Looks now; a new peer is paired
-# with (conntrackd restarted, keepalived reloaded) and sent the whole
-# table (`conntrackd -B`), with a moment for it to arrive.
-function sync_new_peer {
-  local before='' after='' i
-  { read -r before _ <"$PEER_FILE"; } 2>/dev/null || true
-  (do_discover) || return 0
+# without this instance's connections. Looks now (a new peer is paired
+# with: conntrackd restarted, keepalived reloaded), then sends the peer
+# the whole table (`conntrackd -B`), with a moment for it to arrive: also
+# a known peer, which may have missed some (its conntrackd started after
+# this one's last sent everything).
+function sync_peer {
+  local after='' i
+  (do_discover) || true
   { read -r after _ <"$PEER_FILE"; } 2>/dev/null || true
-  [ -n "$after" ] && [ "$after" != "$before" ] || return 0
-  log "A new peer $after: sending it the connection table before handing over."
+  [ -n "$after" ] || return 0
+  log "Sending the connection table to the peer $after before handing over."
   for i in 1 2 3 4 5 6 7 8 9 10; do
     conntrackd_do -s >/dev/null 2>&1 && break
     sleep 0.5
   done
-  conntrackd_do -B || log "WARNING: the bulk send to the new peer failed."
+  conntrackd_do -B || log "WARNING: the bulk send to the peer failed."
   sleep "$BULK_SETTLE"
 }
 
@@ -768,6 +786,9 @@ function do_watch {
   if [ -e "$LOST_FILE" ] && [ "$ROLE" = standby ] && [ $(($(date +%s) - ROLE_AT)) -ge "$STABLE" ]; then
     rm -f "$LOST_FILE"
     log "Standing by quietly for ${STABLE}s: the peer is heard again; the earlier loss is forgotten."
+  fi
+  if [ -e "$RESYNC_FILE" ]; then
+    case $ROLE in standby | fault) ask_for_table "$ROLE" && log "Asked the peer for its table again." ;; *) rm -f "$RESYNC_FILE" ;; esac
   fi
   load_aws 4
   if aws_imds meta-data/autoscaling/target-lifecycle-state && [ "$AWS_BODY" = Terminated ]; then

@@ -845,34 +845,81 @@ fn a_takeover_before_hearing_the_holder_waits_for_a_handing_over_holder() {
 }
 
 /// A rolling replacement: the holder hands over while the peer it knows
-/// has been replaced by one it has not seen yet. It looks first, pairs
-/// with the new one and sends it the whole table, then stops keepalived.
+/// has been replaced by one it has not seen yet (it looks first, pairs
+/// with the new one), or by one it paired with before that one's
+/// conntrackd ran (it missed what was sent then). Either way it sends
+/// the peer the whole table, then stops keepalived.
 #[test]
-fn the_holder_sends_its_table_to_a_new_peer_before_handing_over() {
+fn the_holder_sends_its_table_to_its_peer_before_handing_over() {
+    for (known, found) in [(PEER_B, PEER_C), (PEER_C, PEER_C)] {
+        let sh = shell();
+        terminating(&sh);
+        peers(&sh, &[(found, "10.0.1.12", "running")]);
+        let address = if known == PEER_C {
+            "10.0.1.12"
+        } else {
+            "10.0.1.11"
+        };
+        let out = run(
+            &sh,
+            &format!(
+                "{}BULK_SETTLE=0; echo '{known} {address} 100' >\"$PEER_FILE\"; role active\n\
+                 (do_handover); echo rc=$?; cat \"$PEER_FILE\"",
+                devices(true)
+            ),
+        );
+        let lines = out.lines(0);
+        assert_eq!(lines[0], "rc=0", "{}", out.explain());
+        assert!(lines[1].starts_with(found), "{}", out.explain());
+        let calls = sh.calls();
+        let bulk = calls
+            .iter()
+            .position(|c| c.starts_with("host conntrackd") && c.ends_with(" -B"))
+            .unwrap_or_else(|| panic!("no bulk send to {known} -> {found}: {calls:?}"));
+        let stop = calls
+            .iter()
+            .position(|c| c == "host systemctl stop keepalived.service")
+            .unwrap_or_else(|| panic!("keepalived not stopped: {calls:?}"));
+        assert!(bulk < stop, "{calls:?}");
+    }
+}
+
+/// keepalived makes a new instance backup before its own conntrackd
+/// answers (it hears the active at once): the ask for the active's table
+/// fails, and the timer asks again until it is answered, then stops.
+#[test]
+fn a_standby_asks_for_the_table_again_until_its_conntrackd_answers() {
     let sh = shell();
-    terminating(&sh);
-    peers(&sh, &[(PEER_C, "10.0.1.12", "running")]);
+    sh.answer("conntrackd", "", 1);
+    aws(
+        &sh,
+        "imds meta-data%autoscaling%target-lifecycle-state",
+        &["value=InService"],
+    );
+    let later = "echo $(( $(cut -d. -f1 \"$UPTIME\") + 600 )) >\"$DISCOVER_DUE\"";
     let out = run(
         &sh,
         &format!(
-            "{}BULK_SETTLE=0; echo '{PEER_B} 10.0.1.11 100' >\"$PEER_FILE\"; role active\n\
-             (do_handover); echo rc=$?; cat \"$PEER_FILE\"",
-            devices(true)
+            "{}touch \"$CONNTRACKD_CONF\"; {later}; (do_standby standby)\n\
+             [ -e \"$RESYNC_FILE\" ] && echo asked-later; (do_watch); [ -e \"$RESYNC_FILE\" ] && echo still",
+            devices(false)
         ),
     );
-    let lines = out.lines(0);
-    assert_eq!(lines[0], "rc=0", "{}", out.explain());
-    assert!(lines[1].starts_with(PEER_C), "{}", out.explain());
-    let calls = sh.calls();
-    let bulk = calls
-        .iter()
-        .position(|c| c.starts_with("host conntrackd") && c.ends_with(" -B"))
-        .unwrap_or_else(|| panic!("no bulk send: {calls:?}"));
-    let stop = calls
-        .iter()
-        .position(|c| c == "host systemctl stop keepalived.service")
-        .unwrap_or_else(|| panic!("keepalived not stopped: {calls:?}"));
-    assert!(bulk < stop, "{calls:?}");
+    assert_eq!(out.lines(0), ["asked-later", "still"], "{}", out.explain());
+    let asks = |sh: &Shell| {
+        sh.calls()
+            .iter()
+            .filter(|c| c.starts_with("host conntrackd") && c.ends_with(" -n"))
+            .count()
+    };
+    assert_eq!(asks(&sh), 2, "{:?}", sh.calls());
+    sh.answer("conntrackd", "", 0);
+    let out = run(
+        &sh,
+        "(do_watch); [ -e \"$RESYNC_FILE\" ] || echo answered; (do_watch)",
+    );
+    assert_eq!(out.lines(0), ["answered"], "{}", out.explain());
+    assert_eq!(asks(&sh), 1, "asked once more, then no more: {:?}", sh.calls());
 }
 
 /// natbake-status's report with the standby's part: a table gets
