@@ -9,6 +9,15 @@
 #   sudo BENCH_STANDBY_RUNS=20 bench/standby.sh          # fewer kills
 #   sudo BENCH_STANDBY_PLANNED_RUNS=5 bench/standby.sh   # fewer planned runs
 #   sudo BENCH_STANDBY_PARTS="kill" bench/standby.sh     # only some parts (kill lifecycle rolling)
+#   sudo BENCH_STANDBY_KEEP=/var/tmp/sb bench/standby.sh # where the lab's folder of a lossy or failed part is kept
+#
+# Each part runs in one lab: the first run boots the pair; every later run
+# starts from the last run's survivor, paired with the group's next
+# instance (the dead or terminated one leaves the lab, as the group
+# replaces it), and begins only once the pair is paired and, for a kill,
+# the standby may take over and has every flow synced: each run meets a
+# steady pair as a fresh lab would, without booting moto and the subnet
+# again. BENCH_STANDBY_FRESH=1 makes a whole new lab for every run.
 #
 # kill: per run, the active dies abruptly (every process killed, its links
 # down) while flows carry data (5 each of TCP through the forward with the
@@ -35,6 +44,7 @@ RUNS=${BENCH_STANDBY_RUNS:-100}
 PLANNED=${BENCH_STANDBY_PLANNED_RUNS:-20}
 PARTS=${BENCH_STANDBY_PARTS:-kill lifecycle rolling}
 FLOWS=5
+KEEP=${BENCH_STANDBY_KEEP:-$REPO/target/bench-standby}
 [[ $RUNS =~ ^[1-9][0-9]{0,2}$ ]] || die "BENCH_STANDBY_RUNS must be 1..999"
 [[ $PLANNED =~ ^[1-9][0-9]{0,2}$ ]] || die "BENCH_STANDBY_PLANNED_RUNS must be 1..999"
 
@@ -49,9 +59,21 @@ need_natbake
 # Runs the lab: lab SCENARIO RUNS; one JSON line per run in $WORK/standby-SCENARIO.jsonl.
 lab() {
   local scenario=$1 n=$2
-  NATBAKE_MOTO_VENV=$venv PAIR_LAB_PREFIX="sbb$$" bash "$REPO/tests/it/standby/aws_pair_lab.sh" \
-    "$WORK/site/pair" "$scenario" "$n" "$FLOWS" "$WORK/lab-$scenario" >"$WORK/standby-$scenario.jsonl" 2>"$WORK/lab-$scenario.err" ||
-    die "the lab ($scenario) failed: $(tail -n 40 "$WORK/lab-$scenario.err")"
+  detail "standby $scenario: load average $(cut -d' ' -f1-3 /proc/loadavg) at the start"
+  NATBAKE_MOTO_VENV=$venv PAIR_LAB_PREFIX="sbb${$: -5}" PAIR_LAB_FRESH=${BENCH_STANDBY_FRESH:-} \
+    bash "$REPO/tests/it/standby/aws_pair_lab.sh" "$WORK/site/pair" "$scenario" "$n" "$FLOWS" "$WORK/lab-$scenario" \
+    >"$WORK/standby-$scenario.jsonl" 2>"$WORK/lab-$scenario.err" ||
+    { keep "$scenario"; die "the lab ($scenario) failed: $(tail -n 40 "$WORK/lab-$scenario.err")"; }
+  detail "standby $scenario: load average $(cut -d' ' -f1-3 /proc/loadavg) at the end"
+}
+
+# Keeps the lab's folder of a part (its runs' logs, run-N/) out of the
+# bench's own, which goes at the end.
+keep() {
+  mkdir -p "$KEEP"
+  rm -rf --one-file-system "${KEEP:?}/lab-$1"
+  cp -a "$WORK/lab-$1" "$WORK/lab-$1.err" "$WORK/standby-$1.jsonl" "$KEEP/" 2>/dev/null || true
+  log "standby $1: the lab's folder is kept in $KEEP/lab-$1"
 }
 
 # survived held lost_runs of a scenario's runs.
@@ -70,6 +92,15 @@ for r in lossy:
     lost = {k: "%d of %d, %s" % (r[k]["held"] - r[k]["survived"], r[k]["held"], "; ".join(r[k]["errors"]))
             for k in kinds if r[k]["survived"] < r[k]["held"]}
     print("run %d lost %s" % (r["run"], json.dumps(lost)), file=sys.stderr)
+PY
+}
+
+# How long a scenario's runs took: the median and the sum, seconds.
+run_times() {
+  python3 - "$WORK/standby-$1.jsonl" <<'PY'
+import json, statistics, sys
+t = [json.loads(l)["run_s"] for l in open(sys.argv[1])]
+print("%d %d" % (statistics.median(t), sum(t)))
 PY
 }
 
@@ -93,6 +124,9 @@ PY
     [ "$n" -eq "$RUNS" ] || die "expected $RUNS runs, got $n"
     read -r _ survived held lossy < <(flows_of kill 2>"$WORK/lossy-kill.txt")
     while read -r l; do detail "standby kill: $l"; done <"$WORK/lossy-kill.txt"
+    [ "$lossy" -eq 0 ] || keep kill
+    read -r med total < <(run_times kill)
+    detail "standby kill: a run took ${med}s (median), ${total}s in all"
     detail "standby kill: kill to first new connection through the elastic IP over $n runs: median ${p50}s, p99 ${p99}s, worst ${worst}s"
     detail "standby kill: medians of detection ${det}s (to the new active's first API call), API ${api}s (to the device in the new active), configuration ${conf}s (to the first new connection)"
     detail "standby kill: flows that lived on: $survived of $held ($lossy runs lost any)"
@@ -106,6 +140,9 @@ PY
     lab "$part" "$PLANNED"
     read -r n survived held lossy < <(flows_of "$part" 2>"$WORK/lossy-$part.txt")
     while read -r l; do detail "standby $part: $l"; done <"$WORK/lossy-$part.txt"
+    [ "$lossy" -eq 0 ] || keep "$part"
+    read -r med total < <(run_times "$part")
+    detail "standby $part: a run took ${med}s (median), ${total}s in all"
     [ "$n" -eq "$PLANNED" ] || die "expected $PLANNED runs, got $n"
     what=$([ "$part" = lifecycle ] && echo "the group terminating the active" || echo "a rolling replacement of both")
     detail "standby $part: flows that lived on through $what: $survived of $held over $n runs"
