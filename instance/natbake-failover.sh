@@ -190,6 +190,8 @@ NETWORK_FILE=/run/systemd/network/05-natbake-floating.network
 # interface is attached here, however late (a test checks it against
 # natbake's own figure, which the unit's start timeout counts).
 POST_ATTACH=60
+# Quick looks after a detach (see take_floating_interface).
+QUICK_LOOKS=20
 function write_network_file {
   local text
   text=$(printf '%s\n' "# natbake: the floating interface of site $SITE" \
@@ -279,18 +281,24 @@ function take_floating_interface {
     fi
   fi
   case $FLOATING_CONFIG in ip | networkd) ;; *) die "NATBAKE_FLOATING_CONFIG is $FLOATING_CONFIG; use ip, networkd or auto." ;; esac
-  if floating_kept && floating_attached_here "$KEPT_ID" "$KEPT_MAC"; then
+  # FLOATING_FRESH: natbake-standby has just described the interface (not
+  # attached here); the first turn goes on from that answer.
+  if [ -z "${FLOATING_FRESH:-}" ] && floating_kept && floating_attached_here "$KEPT_ID" "$KEPT_MAC"; then
     id=$KEPT_ID mac=$KEPT_MAC addr=$KEPT_ADDR
     log "The floating interface $id is still attached to this instance ($FLOATING_DEV has its MAC, instance metadata lists it); going on without the EC2 API."
     [ "$FLOATING_CONFIG" != networkd ] || write_network_file "$mac"
   else
-    local first=yes
+    local first=yes quick=0
     while :; do
       # Each turn's calls may finish after the deadline; the turn then ends
       # the wait below, with what it found.
       # shellcheck disable=SC2034 # natbake-aws.sh reads it
       AWS_DEADLINE=$(( SECONDS + 10 > FLOATING_DEADLINE ? SECONDS + 10 : FLOATING_DEADLINE ))
-      floating_describe "$SITE" || die "$AWS_MESSAGE"
+      if [ -n "${FLOATING_FRESH:-}" ]; then
+        FLOATING_FRESH=''
+      else
+        floating_describe "$SITE" || die "$AWS_MESSAGE"
+      fi
       # The first answer also says who and where this instance is.
       if [ -n "$first" ]; then
         log "Taking over the floating interface of site $SITE in $AWS_AZ (instance $AWS_INSTANCE_ID; waiting at most ${ATTACH_TIMEOUT}s)..."
@@ -299,7 +307,15 @@ function take_floating_interface {
       id=$FLOATING_ID mac=$FLOATING_MAC addr=$FLOATING_ADDR status=$FLOATING_STATUS
       holder=$FLOATING_HOLDER att_id=$FLOATING_ATTACHMENT att_status=$FLOATING_ATTACHED
       [ "$FLOATING_CONFIG" != networkd ] || write_network_file "$mac"
+      # Looks every 1 to 2 s (jittered); after a detach, the first
+      # QUICK_LOOKS every 0.3 to 0.5 s, so that the attach follows the
+      # release closely (at most 3 DescribeNetworkInterfaces a second,
+      # for a few seconds, once per takeover: far inside EC2's request
+      # rate for describes, which is per account and Region).
       pause=$(( RANDOM % 2 + 1 ))
+      if [ "$quick" -gt 0 ]; then
+        pause=0.$(( RANDOM % 3 + 3 )) quick=$(( quick - 1 ))
+      fi
       if [ "$holder" = "$AWS_INSTANCE_ID" ] && [ "$att_status" = attached ]; then
         break
       elif [ "$holder" = "$AWS_INSTANCE_ID" ]; then
@@ -307,16 +323,23 @@ function take_floating_interface {
       elif [ -z "$holder" ] && [ "$status" = available ]; then
         log "Attaching $id ($addr) as device 1..."
         pause=0.5
-        if ! aws_run attach "$id"; then
-          case $AWS_ERROR in
-            # Taken or still held a moment: the next description says by whom.
-            InvalidNetworkInterface.InUse | IncorrectState | natbake.NoAnswer) log "Attaching $id did not succeed ($AWS_ERROR); looking again." ;;
-            *) die "Cannot attach $id: $AWS_ERROR: $AWS_MESSAGE" ;;
-          esac
+        if aws_run attach "$id"; then
+          # Accepted: the device's arrival below is the proof (the
+          # attachment reaches the instance as EC2 reports it attached).
+          break
         fi
+        case $AWS_ERROR in
+          # Taken or still held a moment: the next description says by whom.
+          InvalidNetworkInterface.InUse | IncorrectState | natbake.NoAnswer) log "Attaching $id did not succeed ($AWS_ERROR); looking again." ;;
+          *) die "Cannot attach $id: $AWS_ERROR: $AWS_MESSAGE" ;;
+        esac
       elif [ -n "$holder" ] && [ "$holder" != "$AWS_INSTANCE_ID" ]; then
         state=''
-        if aws_run instance-state "$holder"; then
+        # The holder natbake-standby may force is not asked about: its
+        # keepalived fell silent, and a hung instance stays running.
+        if [ "$holder" = "${FLOATING_FORCE:-}" ]; then
+          state=silent
+        elif aws_run instance-state "$holder"; then
           state=${AWS_OUT[state]:-}
         fi
         case $state in
@@ -326,7 +349,7 @@ function take_floating_interface {
               log "$id is held by $holder, which is $state; detaching it from there."
               aws_run detach "$att_id" ||
                 log "Detaching $id from $holder failed: $AWS_ERROR: $AWS_MESSAGE"
-              detached=yes
+              detached=yes quick=$QUICK_LOOKS pause=0.3
             fi ;;
           *)
             # A standby's takeover (natbake-standby) may name the one
@@ -334,9 +357,12 @@ function take_floating_interface {
             # `running`.
             if [ "$holder" = "${FLOATING_FORCE:-}" ] && [ -z "$detached" ] && [ -n "$att_id" ]; then
               log "$id is held by $holder, which no longer serves; detaching it by force."
-              aws_run detach "$att_id" --force ||
+              # One that failed is tried again at the next turn.
+              if aws_run detach "$att_id" --force; then
+                detached=yes quick=$QUICK_LOOKS pause=0.3
+              else
                 log "Detaching $id from $holder by force failed: $AWS_ERROR: $AWS_MESSAGE"
-              detached=yes
+              fi
             fi
             [ "$waited" = "$holder:$state:$att_status" ] ||
               log "$id is held by $holder (instance ${state:-state unknown}, attachment ${att_status:-unknown}); waiting for it to be released."

@@ -48,11 +48,26 @@
 # back to sync.
 #
 # The split-brain rule (docs/failover.md): a takeover forces the interface
-# away from a running holder only when that holder is this instance's
-# peer of at least JOIN_GRACE seconds, and only when this instance has not
-# itself lost the interface since it last stood by quietly for STABLE
-# seconds. Otherwise it yields: forwarding off, and `check` fails for
-# YIELD_HOLD seconds (keepalived stays in FAULT). An active that loses the
+# away from a running holder only when
+#  - that holder is this instance's peer (the one address keepalived hears
+#    adverts from: check_unicast_src), and
+#  - this instance has heard the peer: keepalived kept it BACKUP, without a
+#    break, for HEARD seconds (more than four advert intervals) just before
+#    it elected it master. A BACKUP that hears no advert becomes master
+#    after VRRP's master-down interval (3 intervals and a skew, under 4),
+#    so only adverts keep it BACKUP that long; and
+#  - this instance has not itself lost the interface since it last stood
+#    by quietly for STABLE seconds.
+# Otherwise it yields: forwarding off, and `check` fails for YIELD_HOLD
+# seconds (keepalived stays in FAULT). It cannot flap: two peers that
+# cannot hear each other but reach the API both become master, but only
+# one held the interface; the other, having heard it until the cut, takes
+# it once; the loser then sees the loss, and each of its own elections
+# comes after less than HEARD seconds of BACKUP (it hears nothing) and
+# with the loss kept, so it yields until it hears the peer again. A new
+# instance that has never heard anybody (the holder does not know it yet)
+# is BACKUP for one master-down interval only: it yields, and forces
+# nothing until the holder's adverts reach it. An active that loses the
 # device of the interface sees it at its next `check` (every second):
 # forwarding off, the loss kept, FAULT.
 
@@ -100,14 +115,14 @@ LIFECYCLE_HOOK=natbake-handover
 # Seconds the peer gets to take the interface over before this instance
 # lets the group terminate it anyway.
 HANDOVER_WAIT=30
-# The split-brain rule's times (seconds): how long a new peer must have
-# been known before its interface is taken by force (longer than the
-# peer's own look for a new instance: DISCOVER_EVERY and a third);
-# how long `check` fails after a takeover yielded; how long a standby must
-# stand by before an earlier loss is forgotten.
-JOIN_GRACE=60
+# The split-brain rule's times (seconds): how long `check` fails after a
+# takeover yielded; how long a standby must stand by before an earlier
+# loss is forgotten. HEARD, how long keepalived must have kept this
+# instance BACKUP before it may force, comes from keepalived.conf's
+# advert_int (heard_for).
 YIELD_HOLD=30
 STABLE=10
+KEEPALIVED_CONF=/etc/natbake/keepalived.conf
 # Seconds conntrackd may not answer `check` (a restart) before it fails.
 SYNC_SILENCE=5
 # Seconds a takeover that may not force the interface away waits for its
@@ -179,7 +194,12 @@ function read_conf {
       [[ $value =~ ^/[A-Za-z0-9_./-]+$ ]] || die "$file:$n: $name must be an absolute path, not '$value'"
       printf -v "${name^^}" '%s' "$value"
       ;;
-    join_grace | discover_every)
+    join_grace)
+      # The split-brain rule's old wait, no longer used: accepted (and
+      # ignored) for one release.
+      [[ $value =~ ^[0-9]{1,4}$ ]] || die "$file:$n: $name must be whole seconds, not '$value'"
+      ;;
+    discover_every)
       if ! [[ $value =~ ^[0-9]{1,4}$ ]] || [ $((10#$value)) -lt 1 ] || [ $((10#$value)) -gt 3600 ]; then
         die "$file:$n: $name must be whole seconds from 1 to 3600, not '$value'"
       fi
@@ -366,6 +386,10 @@ function do_discover {
   if [ "$PEER_ID" != "$old_id" ] || [ "$PEER_ADDRESS" != "$old_address" ]; then
     printf '%s %s %s\n' "$PEER_ID" "$PEER_ADDRESS" "$(uptime_now)" >"$PEER_FILE"
     log "Paired with $PEER_ID ($PEER_ADDRESS)."
+    # Adverts heard so far were not this peer's: the split-brain rule's
+    # "heard the peer" starts again.
+    read_role
+    [ "$ROLE" != standby ] || role standby
   fi
 }
 
@@ -420,10 +444,22 @@ function load_takeover {
   redefine_own
 }
 
+# Seconds of BACKUP that only the peer's adverts explain: more than four
+# advert intervals (VRRP's master-down interval is three and a skew of at
+# most one), in whole seconds, one more for the role's whole-second
+# clock. Without a readable advert_int, VRRP's longest here (5 s).
+function heard_for {
+  local a
+  a=$(awk '$1 == "advert_int" && $2 ~ /^[0-9.]+$/ { print int($2 * 4 + 0.999) + 1; exit }' "$KEEPALIVED_CONF" 2>/dev/null)
+  [[ $a =~ ^[0-9]+$ ]] && [ "$a" -ge 2 ] || a=21
+  echo "$a"
+}
+
 # Whether the split-brain rule lets this instance force the interface away
-# from running instance $1; the reason it does not in YIELD_WHY.
+# from running instance $1; the reason it does not in YIELD_WHY. BEFORE
+# and BEFORE_AT: the role before this takeover and since when.
 function may_force {
-  local peer='' address='' since='' up
+  local peer='' address='' since='' heard
   YIELD_WHY=''
   if [ -e "$LOST_FILE" ]; then
     YIELD_WHY="this instance lost the interface to $1 and has not stood by quietly since"
@@ -434,9 +470,9 @@ function may_force {
     YIELD_WHY="$1 is not this instance's peer (${peer:-none}), so it may not know this one yet"
     return 1
   fi
-  up=$(uptime_now)
-  if ! [[ $since =~ ^[0-9]+$ && $up =~ ^[0-9]+$ ]] || [ $((up - since)) -lt "$JOIN_GRACE" ]; then
-    YIELD_WHY="$1 has been the peer for less than ${JOIN_GRACE}s, so it may not know this instance yet"
+  heard=$(heard_for)
+  if [ "${BEFORE:-}" != standby ] || [ $(($(date +%s) - ${BEFORE_AT:-0})) -lt "$heard" ]; then
+    YIELD_WHY="this instance was not kept standby by $1's adverts (${BEFORE:-none} for $(($(date +%s) - ${BEFORE_AT:-0}))s, less than ${heard}s), so $1 may not know it yet"
     return 1
   fi
 }
@@ -465,32 +501,39 @@ function take_over {
   FLOATING_DEADLINE=$((SECONDS + ATTACH_TIMEOUT))
   AWS_DEADLINE=$FLOATING_DEADLINE
   aws_read_env_file || die "$AWS_MESSAGE"
+  FLOATING_FRESH=''
   if ! { floating_kept && device_with_mac "$KEPT_MAC" >/dev/null; }; then
     floating_describe "$SITE" || die "$AWS_MESSAGE"
-    if [ -n "$FLOATING_HOLDER" ] && [ "$FLOATING_HOLDER" != "$AWS_INSTANCE_ID" ]; then
+    # take_floating_interface's first turn goes on from this answer.
+    FLOATING_FRESH=yes
+    # The peer this instance heard until a moment ago is forced at once,
+    # whatever EC2 says of its state (a hung instance stays running);
+    # only a holder that may not be forced is asked about.
+    if [ -n "$FLOATING_HOLDER" ] && [ "$FLOATING_HOLDER" != "$AWS_INSTANCE_ID" ] && may_force "$FLOATING_HOLDER"; then
+      FLOATING_FORCE=$FLOATING_HOLDER
+    elif [ -n "$FLOATING_HOLDER" ] && [ "$FLOATING_HOLDER" != "$AWS_INSTANCE_ID" ]; then
       local state=''
       if aws_run instance-state "$FLOATING_HOLDER"; then
         state=${AWS_OUT[state]:-}
       fi
       case $state in
-      stopping | stopped | shutting-down | terminated) ;;
+      stopping | stopped | shutting-down | terminated) FLOATING_FRESH='' ;;
       *)
         # Running, pending, or the API cannot say: it may be serving.
-        if may_force "$FLOATING_HOLDER"; then
-          FLOATING_FORCE=$FLOATING_HOLDER
-        elif ! released_soon; then
+        if ! released_soon; then
           forwarding 0
           role yielded
           record_takeover yielded "$FLOATING_HOLDER"
           log "Not taking $FLOATING_ID from $FLOATING_HOLDER (${state:-state unknown}): $YIELD_WHY. Standing by; keepalived tries again in ${YIELD_HOLD}s."
           return 3
         fi
+        FLOATING_FRESH=''
         ;;
       esac
     fi
   fi
   # natbake-failover.sh reads them.
-  export FLOATING_FORCE FLOATING_TAKEOVER=yes
+  export FLOATING_FORCE FLOATING_FRESH FLOATING_TAKEOVER=yes
   take_floating_interface
   TAKEN_FROM=$FLOATING_FORCE
 }
@@ -501,8 +544,20 @@ function record_takeover {
     >"$LAST_TAKEOVER" 2>/dev/null || true
 }
 
+# The synced table into the kernel. Each step is worth doing even if
+# another failed: without the synced table established connections are
+# lost, but new ones still work. Fails if any step failed.
+function commit_synced {
+  local ok=0
+  conntrackd_do -c || { ok=1; log "WARNING: committing the external cache failed."; }
+  conntrackd_do -f || { ok=1; log "WARNING: flushing conntrackd's caches failed."; }
+  conntrackd_do -R || { ok=1; log "WARNING: resyncing with the kernel's table failed."; }
+  conntrackd_do -B || { ok=1; log "WARNING: the bulk send to the peer failed."; }
+  return "$ok"
+}
+
 function do_active {
-  local ok=1 takeovers rc=0
+  local ok=1 takeovers rc=0 commit=''
   TAKEOVER_START=$SECONDS TAKEN_FROM=''
   read_role
   if [ "$ROLE" = active ] && holds_interface && [ -z "$TAKEOVER" ]; then
@@ -510,24 +565,28 @@ function do_active {
     log "Active again (keepalived restarted): this instance holds the interface; forwarding."
     return 0
   fi
+  # The role keepalived kept this instance in until now (the split-brain
+  # rule's "heard the peer").
+  BEFORE=$ROLE BEFORE_AT=$ROLE_AT
   role taking-over
-  log "Becoming active: committing the synced connections."
-  # Each step is worth doing even if another failed: without the synced
-  # table established connections are lost, but new ones still work.
-  # Alone (no peer yet) there is no conntrackd and nothing to commit.
+  # The commit runs while the interface moves (forwarding is off until
+  # both are done). Alone (no peer yet) there is no conntrackd and nothing
+  # to commit.
   if [ -e "$CONNTRACKD_CONF" ]; then
-    conntrackd_do -c || { ok=0; log "WARNING: committing the external cache failed."; }
-    conntrackd_do -f || { ok=0; log "WARNING: flushing conntrackd's caches failed."; }
-    conntrackd_do -R || { ok=0; log "WARNING: resyncing with the kernel's table failed."; }
-    conntrackd_do -B || { ok=0; log "WARNING: the bulk send to the peer failed."; }
+    log "Becoming active: committing the synced connections while taking the interface."
+    commit_synced &
+    commit=$!
+  else
+    log "Becoming active."
   fi
   if [ -n "$TAKEOVER" ]; then
     log "Taking the floating interface over ($TAKEOVER)."
     "$TAKEOVER" || { record_takeover failed; die "Taking the floating interface over failed; forwarding is off."; }
   else
     take_over || rc=$?
-    [ "$rc" -eq 0 ] || return "$rc"
+    [ "$rc" -eq 0 ] || { [ -z "$commit" ] || wait "$commit"; return "$rc"; }
   fi
+  [ -z "$commit" ] || wait "$commit" || ok=0
   forwarding 1
   takeovers=$(cat "$TAKEOVERS_FILE" 2>/dev/null || echo 0)
   [[ $takeovers =~ ^[0-9]+$ ]] || takeovers=0
@@ -772,7 +831,42 @@ function repair_route {
   floating_device "$KEPT_MAC" && routes_through "$FLOATING_DEV" "$KEPT_ADDR"
 }
 
+# `status` alone: NAME=VALUE lines. `status no|yes` (natbake-status, with
+# its report on stdin, a table or JSON): the report with this part added,
+# as "standby NAME: VALUE" lines or as the JSON object's "standby" member
+# (every value a string, or null when empty).
 function do_status {
+  local lines line name value members='' report
+  [ $# -gt 0 ] || { status_lines; return; }
+  lines=$(status_lines)
+  case $1 in
+  no)
+    cat
+    printf '\n'
+    while IFS= read -r line; do
+      value=${line#*=}
+      printf 'standby %s: %s\n' "${line%%=*}" "${value//[[:cntrl:]]/?}"
+    done <<<"$lines"
+    ;;
+  yes)
+    report=$(cat)
+    # Never die here: die switches forwarding off.
+    [[ $report == *'}' ]] || { echo "natbake-standby: natbake-status's report is not a JSON object" >&2; return 1; }
+    while IFS= read -r line; do
+      name=${line%%=*} value=${line#*=}
+      value=${value//[[:cntrl:]]/}
+      value=${value//\\/\\\\}
+      value=${value//\"/\\\"}
+      [ -n "$value" ] && value="\"$value\"" || value=null
+      members+="${members:+,}\"$name\":$value"
+    done <<<"$lines"
+    printf '%s,"standby":{%s}}\n' "${report%\}}" "$members"
+    ;;
+  *) echo "usage: natbake-standby status [no|yes]" >&2; return 2 ;;
+  esac
+}
+
+function status_lines {
   local peer='' address='' since='' when='' result='' took='' from='' sync=no line
   read_role
   { read -r peer address since <"$PEER_FILE"; } 2>/dev/null || true
@@ -808,7 +902,7 @@ function main {
   case $action in
   check) do_check; return ;;
   holds) holds_interface; return ;;
-  status) do_status; return ;;
+  status) do_status "$@"; return ;;
   esac
   exec 9>>"$LOCK_FILE"
   if [ "$action" = watch ] || [ "$action" = health ]; then

@@ -206,7 +206,9 @@ function main {
       if (any_shared)
         print "* bytes shared with another forward to the same target address, protocol and port: they count the traffic of all of them."
     }' >"$tmp/out" || fail "cannot make the report (see above)"
-  cat "$tmp/out"
+  # A standby pair's role, peer, sync and last takeover: natbake-standby
+  # adds them to the report (only standby sites carry that code).
+  if [ "$STANDBY" = yes ]; then /usr/local/sbin/natbake-standby status $json <"$tmp/out"; else cat "$tmp/out"; fi
 }
 
 if [[ ${BASH_SOURCE[0]} == "$0" ]]; then

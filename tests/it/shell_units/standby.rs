@@ -222,10 +222,16 @@ fn alone_at_boot_the_instance_takes_the_free_interface_without_force() {
     );
 }
 
-/// The peer held the interface and went silent: after the join grace the
-/// takeover detaches it by force, attaches it, and forwards.
+/// keepalived kept this instance standby for longer than the heard rule's
+/// time (`role` written 20 s ago).
+const HEARD_STANDBY: &str = "printf 'standby %s\\n' $(( $(date +%s) - 20 )) >\"$ROLE_FILE\"";
+
+/// The peer held the interface and went silent, after keepalived had kept
+/// this instance standby on its adverts: the takeover detaches it by force
+/// at once (its state not asked: a hung instance stays running), looks
+/// again within a second, attaches it as soon as it is free, and forwards.
 #[test]
-fn a_takeover_forces_the_interface_away_from_a_silent_peer_after_the_grace() {
+fn a_takeover_forces_the_interface_away_from_a_silent_peer_it_heard() {
     let sh = shell();
     let att = "eni-attach-0bbbbbbbbbbbbbbbb";
     describe(&sh, "describe-floating.1", Some((PEER_B, att)));
@@ -250,7 +256,7 @@ fn a_takeover_forces_the_interface_away_from_a_silent_peer_after_the_grace() {
     let out = run(
         &sh,
         &format!(
-            "{}echo '{PEER_B} 10.0.1.11 900' >\"$PEER_FILE\"; touch \"$CONNTRACKD_CONF\"; role standby\n\
+            "{}echo '{PEER_B} 10.0.1.11 900' >\"$PEER_FILE\"; touch \"$CONNTRACKD_CONF\"; {HEARD_STANDBY}\n\
              (do_active); echo rc=$?; cat \"$IP_FORWARD\" \"$LAST_TAKEOVER\"",
             devices(false)
         ),
@@ -269,7 +275,30 @@ fn a_takeover_forces_the_interface_away_from_a_silent_peer_after_the_grace() {
         .position(|c| c == &format!("aws attach {ENI}"))
         .unwrap_or_else(|| panic!("no attach: {calls:?}"));
     assert!(forced < attached, "{calls:?}");
-    // The synced table was committed first.
+    // The peer's state is not asked; one describe before the force (the
+    // takeover's own, reused), two after, nothing after the attach.
+    assert!(
+        !calls.iter().any(|c| c.starts_with("aws instance-state")),
+        "{calls:?}"
+    );
+    let describes: Vec<usize> = (0..calls.len())
+        .filter(|&i| calls[i].starts_with("aws describe-floating"))
+        .collect();
+    assert_eq!(describes.len(), 3, "{calls:?}");
+    assert!(describes[0] < forced && forced < describes[1], "{calls:?}");
+    assert_eq!(attached, calls.len() - 1, "{calls:?}");
+    // The looks after the forced detach come within a second.
+    let waits: Vec<String> = sh
+        .calls()
+        .into_iter()
+        .filter(|c| c.starts_with("host sleep "))
+        .collect();
+    assert!(!waits.is_empty(), "{:?}", sh.calls());
+    for w in &waits {
+        let secs: f64 = w["host sleep ".len()..].parse().unwrap();
+        assert!(secs < 1.0, "{waits:?}");
+    }
+    // The synced table was committed.
     assert!(
         sh.calls()
             .iter()
@@ -279,10 +308,12 @@ fn a_takeover_forces_the_interface_away_from_a_silent_peer_after_the_grace() {
     );
 }
 
-/// The split-brain rule: a running holder that is a new peer (within the
-/// grace), or any running holder once this instance lost the interface,
-/// is not forced: the takeover yields, forwarding stays off, and `check`
-/// fails for the hold so that keepalived stays in FAULT.
+/// The split-brain rule: a running holder that this instance has not
+/// heard (keepalived kept it standby for less than the heard time, or it
+/// was not standby), one that is not its peer, or any running holder once
+/// this instance lost the interface, is not forced: the takeover yields,
+/// forwarding stays off, and `check` fails for the hold so that keepalived
+/// stays in FAULT.
 #[test]
 fn a_takeover_yields_to_a_new_peer_and_after_a_loss() {
     let sh = shell();
@@ -295,22 +326,30 @@ fn a_takeover_yields_to_a_new_peer_and_after_a_loss() {
     );
     for (case, setup) in [
         (
-            "new peer",
-            format!("echo '{PEER_B} 10.0.1.11 980' >\"$PEER_FILE\""),
+            "not heard: standby too briefly",
+            format!("echo '{PEER_B} 10.0.1.11 100' >\"$PEER_FILE\"; role standby"),
+        ),
+        (
+            "not heard: not standby",
+            format!(
+                "echo '{PEER_B} 10.0.1.11 100' >\"$PEER_FILE\"; printf 'fault %s\\n' $(( $(date +%s) - 20 )) >\"$ROLE_FILE\""
+            ),
         ),
         (
             "after a loss",
-            format!("echo '{PEER_B} 10.0.1.11 100' >\"$PEER_FILE\"; echo 990 >\"$LOST_FILE\""),
+            format!(
+                "echo '{PEER_B} 10.0.1.11 100' >\"$PEER_FILE\"; echo 990 >\"$LOST_FILE\"; {HEARD_STANDBY}"
+            ),
         ),
         (
             "not the peer",
-            format!("echo '{PEER_C} 10.0.1.12 100' >\"$PEER_FILE\""),
+            format!("echo '{PEER_C} 10.0.1.12 100' >\"$PEER_FILE\"; {HEARD_STANDBY}"),
         ),
     ] {
         let out = run(
             &sh,
             &format!(
-                "{}{setup}; echo 1 >\"$IP_FORWARD\"; role standby\n\
+                "{}rm -f \"$LOST_FILE\"; {setup}; echo 1 >\"$IP_FORWARD\"\n\
                  (do_active); echo rc=$?; cat \"$IP_FORWARD\"; read -r r _ <\"$ROLE_FILE\"; echo \"$r\"\n\
                  iptables() {{ :; }}; conntrackd_do() {{ :; }}; (do_standby fault); do_check; echo check=$?",
                 devices(false)
@@ -660,13 +699,16 @@ fn standby_conf_names_the_reload_command() {
         "{:?}",
         sh.calls()
     );
-    // The times a lab shortens, whole seconds from 1 to 3600.
+    // The time a lab shortens, whole seconds from 1 to 3600; join_grace,
+    // the old split-brain wait, is still accepted (whole seconds) and
+    // changes nothing.
     let times = run(
         &sh,
-        "printf 'join_grace=5\ndiscover_every=08\n' >\"$CONF_FILE\"; read_conf \"$CONF_FILE\"; echo $JOIN_GRACE $DISCOVER_EVERY\n\
-         for bad in 0 3601 -1 5s; do echo \"join_grace=$bad\" >\"$CONF_FILE\"; (read_conf \"$CONF_FILE\") 2>/dev/null && echo \"took $bad\"; done; true",
+        "printf 'join_grace=5\ndiscover_every=08\n' >\"$CONF_FILE\"; read_conf \"$CONF_FILE\"; echo $DISCOVER_EVERY ${JOIN_GRACE:-unset}\n\
+         for bad in 0 3601 -1 5s; do echo \"discover_every=$bad\" >\"$CONF_FILE\"; (read_conf \"$CONF_FILE\") 2>/dev/null && echo \"took $bad\"; done\n\
+         echo 'join_grace=5s' >\"$CONF_FILE\"; (read_conf \"$CONF_FILE\") 2>/dev/null && echo 'took 5s'; true",
     );
-    assert_eq!(times.lines(0), ["5 8"], "{}", times.explain());
+    assert_eq!(times.lines(0), ["8 unset"], "{}", times.explain());
 }
 
 /// conntrackd restarting (a new peer) does not fail the check at once:
@@ -743,9 +785,9 @@ fn the_health_part_repairs_the_actives_route() {
 
 /// A new peer that the holder hands over to (the holder's keepalived
 /// stopped, then it lets the interface go) takes it without force, even
-/// within the join grace, instead of yielding.
+/// before it has heard the holder, instead of yielding.
 #[test]
-fn a_takeover_within_the_grace_waits_for_a_handing_over_holder() {
+fn a_takeover_before_hearing_the_holder_waits_for_a_handing_over_holder() {
     let sh = shell();
     let att = "eni-attach-0bbbbbbbbbbbbbbbb";
     describe(&sh, "describe-floating.1", Some((PEER_B, att)));
@@ -816,4 +858,50 @@ fn the_holder_sends_its_table_to_a_new_peer_before_handing_over() {
         .position(|c| c == "host systemctl stop keepalived.service")
         .unwrap_or_else(|| panic!("keepalived not stopped: {calls:?}"));
     assert!(bulk < stop, "{calls:?}");
+}
+
+/// natbake-status's report with the standby's part: a table gets
+/// "standby NAME: VALUE" lines after it; JSON gets a "standby" member
+/// (strings, null when empty), still one valid object.
+#[test]
+fn natbake_status_gets_the_role_peer_sync_and_last_takeover() {
+    let sh = shell();
+    let setup = format!(
+        "echo '{PEER_B} 10.0.1.11 900' >\"$PEER_FILE\"; echo 2 >\"$TAKEOVERS_FILE\"\n\
+         echo '1700000000 ok 3 {PEER_C}' >\"$LAST_TAKEOVER\"; role active\n"
+    );
+    let out = run(
+        &sh,
+        &format!("{setup}printf 'natbake site x\\nhealth: ok\\n' | do_status no"),
+    );
+    let text = out.expect(0);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(&lines[..3], ["natbake site x", "health: ok", ""], "{text}");
+    for want in [
+        "standby role: active",
+        &format!("standby peer: {PEER_B}"),
+        "standby last_takeover_result: ok",
+        "standby sync: no",
+    ] {
+        assert!(lines.contains(&want), "{want}: {text}");
+    }
+    let out = run(
+        &sh,
+        &format!("{setup}printf '{{\"site\":\"x\",\"forwards\":[]}}\\n' | do_status yes"),
+    );
+    let text = out.expect(0);
+    let v: serde_json::Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    assert_eq!(v["site"], "x", "{text}");
+    assert_eq!(v["standby"]["role"], "active", "{text}");
+    assert_eq!(v["standby"]["peer"], PEER_B, "{text}");
+    assert_eq!(v["standby"]["takeovers"], "2", "{text}");
+    assert_eq!(v["standby"]["sync"], "no", "{text}");
+    assert!(v["standby"]["peer_address"] == "10.0.1.11", "{text}");
+    // Not JSON in, nothing made up out; and status never stops forwarding.
+    let out = run(
+        &sh,
+        "echo 1 >\"$IP_FORWARD\"; echo 'not json' | do_status yes; echo rc=$?; cat \"$IP_FORWARD\"",
+    );
+    assert_eq!(out.lines(0), ["rc=1", "1"], "{}", out.explain());
 }

@@ -23,6 +23,7 @@ LAST_TAKEOVER=$STATE/last-takeover
 DISCOVER_DUE=$STATE/discover-due
 COMPLETED_FILE=$STATE/completed
 SYNC_DOWN=$STATE/sync-down
+KEEPALIVED_CONF=$SITE_DIR/keepalived.conf
 FLOATING_KEPT=$SCRATCH/state/floating
 IP_FORWARD=$SCRATCH/ip_forward
 NET_DEVICES=$SCRATCH/sys/class/net
