@@ -299,6 +299,7 @@ with open(out, "w") as f:
         if a["install_path"]:
             f.write(f"{a['mode']} {site}/{a['path']} {a['install_path']}\n")
 PY
+  [ ! -s "$work/standby.conf" ] || echo "0644 $work/standby.conf /etc/natbake/standby.conf" >>"$dir/install.list"
   cat >>"$dir/install.list" <<LIST
 0644 $work/aws.env /etc/natbake/aws.env
 0755 $here/systemd_lab.sh /usr/local/sbin/lab-systemd
@@ -732,6 +733,12 @@ NFT
 }
 
 mkdir -p "$work"
+# PAIR_LAB_DISCOVER_EVERY=N: the instances' standby.conf sets
+# discover_every (the serving instance's look for a replaced peer, 30 s by
+# default): the benchmark's runs after the first pair their survivor with
+# the next instance sooner. It plays no part in a takeover.
+rm -f "$work/standby.conf"
+[ -z "${PAIR_LAB_DISCOVER_EVERY:-}" ] || echo "discover_every=$PAIR_LAB_DISCOVER_EVERY" >"$work/standby.conf"
 site_name=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["site"])' "$site/manifest.json")
 # Runs after the first start from the last run's survivor, paired with the
 # group's next instance, in the same lab (PAIR_LAB_FRESH=1: a whole new lab
