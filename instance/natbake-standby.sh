@@ -418,7 +418,9 @@ function do_start {
   if [ "$rc" -eq 3 ]; then
     serve_alone
   else
-    role standby
+    # Not yet standby: that is keepalived's to say (notify_backup), and
+    # the split-brain rule counts from it.
+    role paired
   fi
 }
 
@@ -457,7 +459,9 @@ function heard_for {
 
 # Whether the split-brain rule lets this instance force the interface away
 # from running instance $1; the reason it does not in YIELD_WHY. BEFORE
-# and BEFORE_AT: the role before this takeover and since when.
+# and BEFORE_AT: the role before this takeover and since when; ELECTED_AT:
+# when keepalived ran `active` (before the lock: a run that held it must
+# not lengthen the BACKUP time).
 function may_force {
   local peer='' address='' since='' heard
   YIELD_WHY=''
@@ -471,8 +475,8 @@ function may_force {
     return 1
   fi
   heard=$(heard_for)
-  if [ "${BEFORE:-}" != standby ] || [ $(($(date +%s) - ${BEFORE_AT:-0})) -lt "$heard" ]; then
-    YIELD_WHY="this instance was not kept standby by $1's adverts (${BEFORE:-none} for $(($(date +%s) - ${BEFORE_AT:-0}))s, less than ${heard}s), so $1 may not know it yet"
+  if [ "${BEFORE:-}" != standby ] || [ $((${ELECTED_AT:-0} - ${BEFORE_AT:-0})) -lt "$heard" ]; then
+    YIELD_WHY="keepalived had not kept this instance standby on $1's adverts (${BEFORE:-none} for $((${ELECTED_AT:-0} - ${BEFORE_AT:-0}))s before it was elected, less than ${heard}s), so $1 may not know it yet"
     return 1
   fi
 }
@@ -565,9 +569,9 @@ function do_active {
     log "Active again (keepalived restarted): this instance holds the interface; forwarding."
     return 0
   fi
-  # The role keepalived kept this instance in until now (the split-brain
-  # rule's "heard the peer").
-  BEFORE=$ROLE BEFORE_AT=$ROLE_AT
+  # The role keepalived kept this instance in until it elected it (the
+  # split-brain rule's "heard the peer").
+  BEFORE=$ROLE BEFORE_AT=$ROLE_AT ELECTED_AT=${ELECTED_AT:-$(date +%s)}
   role taking-over
   # The commit runs while the interface moves (forwarding is off until
   # both are done). Alone (no peer yet) there is no conntrackd and nothing
@@ -904,6 +908,7 @@ function main {
   holds) holds_interface; return ;;
   status) do_status "$@"; return ;;
   esac
+  [ "$action" != active ] || ELECTED_AT=$(date +%s)
   exec 9>>"$LOCK_FILE"
   if [ "$action" = watch ] || [ "$action" = health ]; then
     # Another run (a takeover) is at work: its turn; the next comes soon.

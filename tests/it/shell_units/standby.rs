@@ -345,6 +345,14 @@ fn a_takeover_yields_to_a_new_peer_and_after_a_loss() {
             "not the peer",
             format!("echo '{PEER_C} 10.0.1.12 100' >\"$PEER_FILE\"; {HEARD_STANDBY}"),
         ),
+        (
+            // The BACKUP time ends at the election, not when the slow API
+            // has answered.
+            "not heard: the API answered late",
+            format!(
+                "echo '{PEER_B} 10.0.1.11 100' >\"$PEER_FILE\"; role standby; echo 'command sleep 4' >\"$STUB_DIR/aws/describe-floating.do\""
+            ),
+        ),
     ] {
         let out = run(
             &sh,
