@@ -377,7 +377,7 @@ function may_force_now {
   holder=$(cat "$work/id-$2")
   # shellcheck disable=SC2016 # expanded by the instance's shell
   on_instance "$1" bash -c '. /usr/local/sbin/natbake-standby && read_conf "$CONF_FILE" && read_role &&
-    BEFORE=$ROLE BEFORE_AT=$ROLE_AT && may_force "$0"' "$holder" >/dev/null 2>&1
+    BEFORE=$ROLE BEFORE_AT=$ROLE_AT ELECTED_AT=$(date +%s) && may_force "$0"' "$holder" >/dev/null 2>&1
 }
 
 # The elastic IP's public address and the interface it is associated with.
@@ -601,7 +601,10 @@ function one_run {
   # may_force): the abrupt events meet a steady pair. A condition, asked
   # of the instance's own rule, not a time.
   case $scenario in
-  kill | kill-api | partition) wait_for "$b allowed to take over by force" 120 may_force_now "$b" "$a" ;;
+  kill | kill-api | partition)
+    wait_for "$b allowed to take over by force" 120 may_force_now "$b" "$a"
+    log "$b may take over by force"
+    ;;
   esac
   sleep "${PAIR_LAB_SETTLE:-1}"
   # The flows last until the run says stop (at most 10 minutes).
@@ -620,6 +623,7 @@ function one_run {
       [ "$i" -lt 100 ] || { log "$b has not all the flows after 10 s"; break; }
       sleep 0.1
     done
+    log "$b has the flows"
     ;;
   esac
   before_moves=$(moves)
@@ -693,6 +697,7 @@ NFT
   log "new connections work"
   sleep 2
   stop_flows
+  log "flows stopped"
   active=$(holder_slot || echo none)
   end_state=serving
   if [ "$active" = none ] || ! serving "$active"; then end_state=not-serving; fi
@@ -744,6 +749,12 @@ site_name=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["sit
 # group's next instance, in the same lab (PAIR_LAB_FRESH=1: a whole new lab
 # for each run).
 fresh=${PAIR_LAB_FRESH:-}
+# PAIR_LAB_UNTIL=EPOCH: no run starts after that time (the benchmark's
+# budget); the runs made are printed as always.
 for run in $(seq 1 "$runs"); do
+  if [ -n "${PAIR_LAB_UNTIL:-}" ] && [ "$(date +%s)" -ge "$PAIR_LAB_UNTIL" ]; then
+    log "time is up: $((run - 1)) of $runs runs made"
+    break
+  fi
   one_run "$run"
 done
