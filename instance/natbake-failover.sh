@@ -288,7 +288,7 @@ function take_floating_interface {
     log "The floating interface $id is still attached to this instance ($FLOATING_DEV has its MAC, instance metadata lists it); going on without the EC2 API."
     [ "$FLOATING_CONFIG" != networkd ] || write_network_file "$mac"
   else
-    local first=yes quick=0
+    local first=yes quick=0 releasing=''
     while :; do
       # Each turn's calls may finish after the deadline; the turn then ends
       # the wait below, with what it found.
@@ -355,7 +355,16 @@ function take_floating_interface {
             # A standby's takeover (natbake-standby) may name the one
             # running holder it detaches by force: a hung instance stays
             # `running`.
-            if [ "$holder" = "${FLOATING_FORCE:-}" ] && [ -z "$detached" ] && [ -n "$att_id" ]; then
+            # An attachment already detaching (a holder that hands over
+            # lets it go itself) is waited for, 10 s at most (a hung
+            # instance can keep one detaching): a forced detach is EC2's
+            # last resort, after which the old instance may need a stop
+            # and start before it can take an interface as device 1 again.
+            if [ "$att_status" = detaching ] && [ -z "$releasing" ]; then
+              releasing=$SECONDS quick=$QUICK_LOOKS
+            fi
+            if [ "$holder" = "${FLOATING_FORCE:-}" ] && [ -z "$detached" ] && [ -n "$att_id" ] &&
+              { [ "$att_status" != detaching ] || [ $(( SECONDS - releasing )) -ge 10 ]; }; then
               log "$id is held by $holder, which no longer serves; detaching it by force."
               # One that failed is tried again at the next turn.
               if aws_run detach "$att_id" --force; then

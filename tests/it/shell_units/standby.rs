@@ -913,3 +913,44 @@ fn natbake_status_gets_the_role_peer_sync_and_last_takeover() {
     );
     assert_eq!(out.lines(0), ["rc=1", "1"], "{}", out.explain());
 }
+
+/// A holder that lets the interface go itself (its attachment detaching)
+/// is not forced even by a standby that heard it: a forced detach is
+/// EC2's last resort (the old instance may need a stop and start before it
+/// takes an interface as device 1 again). The attach follows the release.
+#[test]
+fn a_takeover_does_not_force_an_attachment_already_detaching() {
+    let sh = shell();
+    let att = "eni-attach-0bbbbbbbbbbbbbbbb";
+    let mut detaching = floating(Some((PEER_B, att)));
+    detaching[8] = "attached=detaching".into();
+    let detaching: Vec<&str> = detaching.iter().map(String::as_str).collect();
+    aws(&sh, "describe-floating.1", &detaching);
+    aws(&sh, "describe-floating.2", &detaching);
+    describe(&sh, "describe-floating.3", None);
+    describe(
+        &sh,
+        "describe-floating",
+        Some((ME, "eni-attach-0aaaaaaaaaaaaaaaa")),
+    );
+    aws(&sh, "attach", &["attachment=eni-attach-0aaaaaaaaaaaaaaaa"]);
+    sh.write(
+        "stubs/aws/attach.do",
+        format!("mkdir -p \"$SCRATCH/sys/class/net/ens6\"; echo {ENI_MAC} >\"$SCRATCH/sys/class/net/ens6/address\"\n"),
+    );
+    let out = run(
+        &sh,
+        &format!(
+            "{}echo '{PEER_B} 10.0.1.11 100' >\"$PEER_FILE\"; {HEARD_STANDBY}\n\
+             (do_active); echo rc=$?; cat \"$IP_FORWARD\"",
+            devices(false)
+        ),
+    );
+    assert_eq!(out.lines(0), ["rc=0", "1"], "{}", out.explain());
+    let calls = aws_calls(&sh);
+    assert!(calls.contains(&format!("aws attach {ENI}")), "{calls:?}");
+    assert!(
+        !calls.iter().any(|c| c.starts_with("aws detach")),
+        "{calls:?}"
+    );
+}
