@@ -211,7 +211,14 @@ fn the_stand_in_for_systemd_restarts_the_main_process() {
     }
     let done = run_bounded(
         Command::new("unshare")
-            .args(["-m", "-p", "--fork", "--mount-proc", "--propagation", "private"])
+            .args([
+                "-m",
+                "-p",
+                "--fork",
+                "--mount-proc",
+                "--propagation",
+                "private",
+            ])
             .arg("bash")
             .arg(node_script("systemd_lab_check.sh"))
             .arg(node_script("systemd_lab.sh"))
