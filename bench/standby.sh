@@ -72,7 +72,7 @@ lab() {
   STOPPED=''
   [ -z "$MINUTES" ] || until=$(($(date +%s) + MINUTES * 60))
   detail "standby $scenario: load average $(cut -d' ' -f1-3 /proc/loadavg) at the start"
-  NATBAKE_MOTO_VENV=$venv PAIR_LAB_PREFIX="sbb${$: -5}" PAIR_LAB_FRESH=${BENCH_STANDBY_FRESH:-} \
+  NATBAKE_MOTO_VENV=$venv PAIR_LAB_PREFIX="sbb$(printf %05d $(($$ % 100000)))" PAIR_LAB_FRESH=${BENCH_STANDBY_FRESH:-} \
     PAIR_LAB_DISCOVER_EVERY=$every PAIR_LAB_UNTIL=$until \
     bash "$REPO/tests/it/standby/aws_pair_lab.sh" "$WORK/site/pair" "$scenario" "$n" "$FLOWS" "$WORK/lab-$scenario" \
     >"$WORK/standby-$scenario.jsonl" 2>"$WORK/lab-$scenario.err" || {
