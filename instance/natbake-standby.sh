@@ -168,13 +168,18 @@ function uptime_now {
 }
 
 # The role and when it was taken, for natbake-status and `check`.
-function role { printf '%s %s\n' "$1" "$(date +%s)" >"$ROLE_FILE.tmp" && mv -f "$ROLE_FILE.tmp" "$ROLE_FILE"; }
+# "ROLE EPOCH UPTIME": the epoch for people, the seconds since boot for
+# the split-brain rule (a clock step at boot, chrony's makestep, must not
+# look like time spent hearing the peer).
+function role { printf '%s %s %s\n' "$1" "$(date +%s)" "$(uptime_now)" >"$ROLE_FILE.tmp" && mv -f "$ROLE_FILE.tmp" "$ROLE_FILE"; }
 
-# The role into ROLE and its time into ROLE_AT ("none 0" without one).
+# The role into ROLE and its times into ROLE_AT and ROLE_UP ("none 0 0"
+# without one).
 function read_role {
-  ROLE=none ROLE_AT=0
-  { read -r ROLE ROLE_AT <"$ROLE_FILE"; } 2>/dev/null || true
+  ROLE=none ROLE_AT=0 ROLE_UP=0
+  { read -r ROLE ROLE_AT ROLE_UP <"$ROLE_FILE"; } 2>/dev/null || true
   [[ $ROLE_AT =~ ^[0-9]+$ ]] || ROLE_AT=0
+  [[ $ROLE_UP =~ ^[0-9]+$ ]] || ROLE_UP=0
   ROLE=${ROLE:-none}
 }
 
@@ -459,9 +464,9 @@ function heard_for {
 
 # Whether the split-brain rule lets this instance force the interface away
 # from running instance $1; the reason it does not in YIELD_WHY. BEFORE
-# and BEFORE_AT: the role before this takeover and since when; ELECTED_AT:
+# and BEFORE_UP: the role before this takeover and since when; ELECTED_UP:
 # when keepalived ran `active` (before the lock: a run that held it must
-# not lengthen the BACKUP time).
+# not lengthen the BACKUP time); both in seconds since boot.
 function may_force {
   local peer='' address='' since='' heard
   YIELD_WHY=''
@@ -475,8 +480,8 @@ function may_force {
     return 1
   fi
   heard=$(heard_for)
-  if [ "${BEFORE:-}" != standby ] || [ $((${ELECTED_AT:-0} - ${BEFORE_AT:-0})) -lt "$heard" ]; then
-    YIELD_WHY="keepalived had not kept this instance standby on $1's adverts (${BEFORE:-none} for $((${ELECTED_AT:-0} - ${BEFORE_AT:-0}))s before it was elected, less than ${heard}s), so $1 may not know it yet"
+  if [ "${BEFORE:-}" != standby ] || [ $((${ELECTED_UP:-0} - ${BEFORE_UP:-0})) -lt "$heard" ]; then
+    YIELD_WHY="keepalived had not kept this instance standby on $1's adverts (${BEFORE:-none} for $((${ELECTED_UP:-0} - ${BEFORE_UP:-0}))s before it was elected, less than ${heard}s), so $1 may not know it yet"
     return 1
   fi
 }
@@ -571,7 +576,7 @@ function do_active {
   fi
   # The role keepalived kept this instance in until it elected it (the
   # split-brain rule's "heard the peer").
-  BEFORE=$ROLE BEFORE_AT=$ROLE_AT ELECTED_AT=${ELECTED_AT:-$(date +%s)}
+  BEFORE=$ROLE BEFORE_UP=$ROLE_UP ELECTED_UP=${ELECTED_UP:-$(uptime_now)}
   role taking-over
   # The commit runs while the interface moves (forwarding is off until
   # both are done). Alone (no peer yet) there is no conntrackd and nothing
@@ -908,7 +913,7 @@ function main {
   holds) holds_interface; return ;;
   status) do_status "$@"; return ;;
   esac
-  [ "$action" != active ] || ELECTED_AT=$(date +%s)
+  [ "$action" != active ] || ELECTED_UP=$(uptime_now)
   exec 9>>"$LOCK_FILE"
   if [ "$action" = watch ] || [ "$action" = health ]; then
     # Another run (a takeover) is at work: its turn; the next comes soon.

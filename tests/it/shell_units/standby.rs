@@ -223,8 +223,8 @@ fn alone_at_boot_the_instance_takes_the_free_interface_without_force() {
 }
 
 /// keepalived kept this instance standby for longer than the heard rule's
-/// time (`role` written 20 s ago).
-const HEARD_STANDBY: &str = "printf 'standby %s\\n' $(( $(date +%s) - 20 )) >\"$ROLE_FILE\"";
+/// time (`role` written 20 s ago by the clock since boot, which is 1000).
+const HEARD_STANDBY: &str = "printf 'standby %s 980\\n' $(( $(date +%s) - 20 )) >\"$ROLE_FILE\"";
 
 /// The peer held the interface and went silent, after keepalived had kept
 /// this instance standby on its adverts: the takeover detaches it by force
@@ -332,7 +332,7 @@ fn a_takeover_yields_to_a_new_peer_and_after_a_loss() {
         (
             "not heard: not standby",
             format!(
-                "echo '{PEER_B} 10.0.1.11 100' >\"$PEER_FILE\"; printf 'fault %s\\n' $(( $(date +%s) - 20 )) >\"$ROLE_FILE\""
+                "echo '{PEER_B} 10.0.1.11 100' >\"$PEER_FILE\"; printf 'fault %s 980\\n' $(( $(date +%s) - 20 )) >\"$ROLE_FILE\""
             ),
         ),
         (
@@ -346,11 +346,18 @@ fn a_takeover_yields_to_a_new_peer_and_after_a_loss() {
             format!("echo '{PEER_C} 10.0.1.12 100' >\"$PEER_FILE\"; {HEARD_STANDBY}"),
         ),
         (
+            // 20 s by the wall clock (a step at boot), none since boot.
+            "not heard: the clock stepped",
+            format!(
+                "echo '{PEER_B} 10.0.1.11 100' >\"$PEER_FILE\"; printf 'standby %s 1000\\n' $(( $(date +%s) - 20 )) >\"$ROLE_FILE\""
+            ),
+        ),
+        (
             // The BACKUP time ends at the election, not when the slow API
-            // has answered.
+            // has answered (4 s later by the clock since boot).
             "not heard: the API answered late",
             format!(
-                "echo '{PEER_B} 10.0.1.11 100' >\"$PEER_FILE\"; role standby; echo 'command sleep 4' >\"$STUB_DIR/aws/describe-floating.do\""
+                "echo '{PEER_B} 10.0.1.11 100' >\"$PEER_FILE\"; role standby; echo 'echo 1004.00 1.00 >\"$SCRATCH/uptime\"' >\"$STUB_DIR/aws/describe-floating.do\""
             ),
         ),
     ] {
@@ -898,8 +905,7 @@ fn natbake_status_gets_the_role_peer_sync_and_last_takeover() {
         &format!("{setup}printf '{{\"site\":\"x\",\"forwards\":[]}}\\n' | do_status yes"),
     );
     let text = out.expect(0);
-    let v: serde_json::Value =
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    let v: serde_json::Value = serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"));
     assert_eq!(v["site"], "x", "{text}");
     assert_eq!(v["standby"]["role"], "active", "{text}");
     assert_eq!(v["standby"]["peer"], PEER_B, "{text}");

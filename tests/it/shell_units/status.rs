@@ -388,3 +388,43 @@ fn the_check_s_findings_reach_the_status_whole() {
         );
     }
 }
+
+/// On a standby site (site.conf's standby=yes) natbake-status hands its
+/// report to `natbake-standby status no|yes`, which prints it with the
+/// pair's part (natbake-standby's own test checks that part); on any other
+/// site it prints the report itself (the tests above).
+#[test]
+fn a_standby_site_s_report_goes_through_natbake_standby() {
+    let sh = Shell::new("debian-mixed", Awk::Mawk);
+    kernel(&sh, &[b"ens5"]);
+    // The site's library with load_site_conf saying standby=yes; the
+    // installed natbake-standby a stand-in that records how it was called
+    // and adds a line (or a member) to what it was given.
+    sh.write(
+        "lib-standby.sh",
+        ". /usr/local/lib/natbake/natbake-lib.sh\n\
+         eval \"real_$(declare -f load_site_conf)\"\n\
+         function load_site_conf { real_load_site_conf \"$@\" && STANDBY=yes; }\n",
+    );
+    let run = |args: &str| {
+        let call = format!(
+            ". '{}'\n\
+             function /usr/local/sbin/natbake-standby {{ echo \"$*\" >>\"$SCRATCH/standby-calls\"; \
+             if [ \"$2\" = yes ]; then r=$(cat); printf '%s,\"standby\":{{\"role\":\"active\"}}}}\\n' \"${{r%\\}}}}\"; \
+             else cat; echo 'standby role: active'; fi; }}\n\
+             . \"$SITE_DIR/natbake-status.sh\" && LIB=$SCRATCH/lib-standby.sh && main {args} >\"$SCRATCH/stdout.raw\"",
+            helpers().join("status_env.sh").display()
+        );
+        let ran = sh.run(&call);
+        assert_eq!(ran.code, Some(0), "{}", ran.explain());
+        String::from_utf8(fs::read(sh.path("stdout.raw")).unwrap()).unwrap()
+    };
+    let table = run("");
+    assert!(table.starts_with("natbake site "), "{table}");
+    assert!(table.ends_with("standby role: active\n"), "{table}");
+    let text = run("--json");
+    let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    assert_eq!(v["standby"]["role"], "active", "{text}");
+    assert!(v["forwards"].is_array(), "{text}");
+    assert_eq!(sh.read("standby-calls"), "status no\nstatus yes\n");
+}

@@ -377,7 +377,8 @@ function may_force_now {
   holder=$(cat "$work/id-$2")
   # shellcheck disable=SC2016 # expanded by the instance's shell
   on_instance "$1" bash -c '. /usr/local/sbin/natbake-standby && read_conf "$CONF_FILE" && read_role &&
-    BEFORE=$ROLE BEFORE_AT=$ROLE_AT ELECTED_AT=$(date +%s) && may_force "$0"' "$holder" >/dev/null 2>&1
+    BEFORE=$ROLE BEFORE_AT=$ROLE_AT BEFORE_UP=${ROLE_UP:-} ELECTED_AT=$(date +%s) ELECTED_UP=$(uptime_now) &&
+    may_force "$0"' "$holder" >/dev/null 2>&1
 }
 
 # The elastic IP's public address and the interface it is associated with.
