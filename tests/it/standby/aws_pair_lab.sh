@@ -64,9 +64,12 @@ py=$venv/bin/python3
 case $scenario in kill | kill-api | partition | lifecycle | rolling) ;; *) echo "unknown scenario $scenario" >&2; exit 2 ;; esac
 p=${PAIR_LAB_PREFIX:-sa$$}
 [ "${#p}" -le 8 ] || { echo "aws_pair_lab: prefix '$p' is longer than 8 characters" >&2; exit 2; }
-# How long a partition lasts; how long the instances get to boot and pair.
+# How long a partition lasts; how long the instances get to boot and pair
+# (a bound, not a wait: a new instance that its keepalived elected before
+# the active knew it yields, and stands by only after natbake-standby's
+# YIELD_HOLD of 30 s, which a busy machine made longer than 60 s in all).
 PARTITION_S=${PAIR_LAB_PARTITION_S:-8}
-BOOT_S=${PAIR_LAB_BOOT_S:-60}
+BOOT_S=${PAIR_LAB_BOOT_S:-120}
 HOOK=natbake-handover
 EIP=198.51.100.10 FLOATING=10.0.0.100 API=10.0.0.2
 fixed_ns=(vpc igw cli tgt prv api)
