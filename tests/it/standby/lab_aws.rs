@@ -13,7 +13,10 @@
 //! UDP through the other forward, TCP out through the egress NAT with an
 //! Internet server pushing to a private host. After each event a new
 //! connection is probed through the elastic IP and out through the NAT.
-//! The scenarios are the issue's five (issue 19).
+//! The scenarios are the issue's five (issue 19). The lab waits for
+//! conditions, never for a set time: the pair paired; before an abrupt
+//! event, the standby's own split-brain rule allowing a forced takeover
+//! and every flow in its synced table.
 
 use super::lab::Namespaces;
 use super::{node_script, standby_specs};
