@@ -64,19 +64,24 @@ py=$venv/bin/python3
 case $scenario in kill | kill-api | partition | lifecycle | rolling) ;; *) echo "unknown scenario $scenario" >&2; exit 2 ;; esac
 p=${PAIR_LAB_PREFIX:-sa$$}
 [ "${#p}" -le 8 ] || { echo "aws_pair_lab: prefix '$p' is longer than 8 characters" >&2; exit 2; }
-# How long a partition lasts; how long the instances get to boot and pair.
+# How long a partition lasts; how long the instances get to boot and pair
+# (a bound, not a wait: a new instance that its keepalived elected before
+# the active knew it yields, and stands by only after natbake-standby's
+# YIELD_HOLD of 30 s, which a busy machine made longer than 60 s in all).
 PARTITION_S=${PAIR_LAB_PARTITION_S:-8}
-BOOT_S=${PAIR_LAB_BOOT_S:-60}
+BOOT_S=${PAIR_LAB_BOOT_S:-120}
 HOOK=natbake-handover
 EIP=198.51.100.10 FLOATING=10.0.0.100 API=10.0.0.2
 fixed_ns=(vpc igw cli tgt prv api)
-slots=()  # instance slots made so far (i1, i2...)
-dead=()   # those that died or were terminated
+slots=()   # instance slots of the lab now (i1, i2...)
+dead=()    # those of them that died or were terminated
+retired=() # dead ones gone from the lab (namespace deleted) between runs
+next_slot=1
 pids=()
 
 function log { echo "aws_pair_lab: $*" >&2; echo "$(date +%s.%N) $*" >>"$work/lab.log"; }
 
-function all_ns { local n; for n in "${fixed_ns[@]}" "${slots[@]}"; do echo "$p-$n"; done; }
+function all_ns { local n; for n in "${fixed_ns[@]}" "${slots[@]}" "${retired[@]}"; do echo "$p-$n"; done; }
 
 function cleanup {
   local ns pid d
@@ -236,8 +241,8 @@ function taken {
 # are launched (desired capacity one more).
 function instance {
   local slot=$1 id address out mac
-  if [ "${#slots[@]}" -eq 0 ]; then
-    id=$first_instance address=$first_address
+  if [ -n "$first_instance" ]; then
+    id=$first_instance address=$first_address first_instance=''
   else
     # A replacement the group launched itself (for an instance that EC2
     # terminated), or else one more.
@@ -367,6 +372,18 @@ function paired_once {
 }
 function paired { paired_once "$1" "$2" && sleep 2 && paired_once "$1" "$2"; }
 
+# The split-brain rule of the instance in slot $1 (natbake-standby's own
+# may_force, its script sourced there) lets it force the interface away
+# from the instance in slot $2 now, were keepalived to elect it master.
+function may_force_now {
+  local holder
+  holder=$(cat "$work/id-$2")
+  # shellcheck disable=SC2016 # expanded by the instance's shell
+  on_instance "$1" bash -c '. /usr/local/sbin/natbake-standby && read_conf "$CONF_FILE" && read_role &&
+    BEFORE=$ROLE BEFORE_AT=$ROLE_AT BEFORE_UP=${ROLE_UP:-} ELECTED_AT=$(date +%s) ELECTED_UP=$(uptime_now) &&
+    may_force "$0"' "$holder" >/dev/null 2>&1
+}
+
 # The elastic IP's public address and the interface it is associated with.
 function eip_state {
   in_ns "$p-api" "$py" - <<'PY'
@@ -470,12 +487,44 @@ print(json.dumps(out))
 PY
 }
 
+# What each living instance has of the flows, for the lab's log: the
+# kernel's entries and conntrackd's caches (internal: its own table;
+# external: what the peer synced) of the forwards and the egress flows.
+function sync_snapshot {
+  local s k dump
+  for s in "${slots[@]}"; do
+    [[ " ${dead[*]} " == *" $s "* ]] && continue
+    dump=''
+    for k in kernel internal external; do
+      case $k in
+      kernel) dump+="$k=$(on_instance "$s" conntrack -L 2>/dev/null | flow_entries) " ;;
+      internal) dump+="$k=$(on_instance "$s" conntrackd -C /run/natbake/standby/conntrackd.conf -i 2>/dev/null | flow_entries) " ;;
+      external) dump+="$k=$(on_instance "$s" conntrackd -C /run/natbake/standby/conntrackd.conf -e 2>/dev/null | flow_entries) " ;;
+      esac
+    done
+    log "$1: $s ($(role_of "$s")) flows $dump"
+  done
+}
+
+# Entries of the lab's flows on stdin, counted per kind: echo/push (TCP
+# 51532), egress (TCP 9000), udp (UDP 5353).
+function flow_entries {
+  awk '/dport=51532 / && /tcp/ {t++} /dport=9000 / && /tcp/ {e++} /dport=5353 / {u++}
+    END {printf "tcp:%d,egress:%d,udp:%d", t, e, u}'
+}
+
 function stamp_of { awk -v w="$2" 'index($0, w) {print $1; exit}' "$1" 2>/dev/null; }
 
-function one_run {
-  local run=$1 a b t_event t_first t_egress moved_at attach_at detach_at active end_state api_first_at arrived_at
-  hook_missed=0
-  slots=() dead=()
+# A new instance of the group in the next free slot, booted; its slot in NEW.
+function new_instance {
+  NEW=i$next_slot
+  next_slot=$((next_slot + 1))
+  instance "$NEW"
+}
+
+# The lab's lasting part, made once: the subnet and the Internet, the API,
+# the servers, the first instance serving alone (the active A).
+function lab_up {
   rm -rf "$work"/share-* "$work"/stage-* "$work"/syslog-*.txt "$work"/fabric.log "$work"/api.log \
     "$work"/lab.log "$work"/imds-*.log "$work"/lifecycle-* "$work"/id-* "$work"/address-*
   topology
@@ -486,28 +535,106 @@ function one_run {
   pids+=($!)
   in_ns "$p-cli" python3 "$here/flows.py" server 9000 &
   pids+=($!)
-  instance i1
-  wait_for "i1 serving" "$BOOT_S" serving i1
-  instance i2
-  wait_for "i1 active and i2 standby, paired" "$BOOT_S" paired i1 i2
-  # A standby that has just started misses the connections opened in its
-  # first moments (see docs/failover.md); and, by the split-brain rule, it
-  # forces the interface away from a running holder only once they have
-  # been peers for JOIN_GRACE seconds (natbake-standby): the abrupt events
-  # come after that.
-  local settle=${PAIR_LAB_SETTLE:-1}
-  case $scenario in kill | kill-api | partition) [ "$settle" -ge "$((join_grace + 1))" ] || settle=$((join_grace + 1)) ;; esac
-  sleep "$settle"
-  a=i1 b=i2
+  new_instance
+  a=$NEW b=''
+  wait_for "$a serving" "$BOOT_S" serving "$a"
+  log "$a serving"
+}
+
+# Between runs of one lab: what died or was terminated leaves it (the
+# group terminates an instance that failed its health check; its
+# namespace goes), and the serving instance is the next run's active.
+function retire_dead {
+  local s id keep=()
+  for s in "${slots[@]}"; do
+    if [[ " ${dead[*]} " == *" $s "* ]]; then
+      id=$(cat "$work/id-$s")
+      control terminate "{\"instance\": \"$id\", \"detach_after\": 0}" >/dev/null || true
+      for pid in $(ip netns pids "$p-$s" 2>/dev/null); do kill -9 "$pid" 2>/dev/null || true; done
+      umount "$work/stage-$s/ovl" 2>/dev/null || true
+      ip netns del "$p-$s" 2>/dev/null || true
+      retired+=("$s")
+      log "$s ($id) left the lab"
+    else
+      keep+=("$s")
+    fi
+  done
+  slots=("${keep[@]}") dead=()
+  a=$(holder_slot) || { log "nobody holds the floating interface between runs"; diagnostics; exit 1; }
+  b=''
+  for s in "${slots[@]}"; do [ "$s" = "$a" ] || b=$s; done
+}
+
+# The standby's external cache holds every flow of this run (conntrackd
+# synced it): each flow's source port, as its client's socket has it, in
+# an entry there (entries of earlier runs' closed flows do not count).
+function synced {
+  local ports cache port
+  ports=$({
+    in_ns "$p-cli" ss -Htn state established dst "$EIP" dport = 51532
+    in_ns "$p-cli" ss -Hun dst "$EIP" dport = 5353
+    in_ns "$p-prv" ss -Htn state established dst 203.0.113.110 dport = 9000
+  } | awk '{n = split($3, a, ":"); print a[n]}')
+  [ "$(wc -w <<<"$ports")" -eq $((4 * conns)) ] || return 1
+  cache=$(on_instance "$1" conntrackd -C /run/natbake/standby/conntrackd.conf -e 2>/dev/null) || return 1
+  for port in $ports; do
+    grep -q "sport=$port " <<<"$cache" || return 1
+  done
+}
+
+function one_run {
+  local run=$1 t_event t_first t_egress moved_at attach_at detach_at active end_state api_first_at arrived_at
+  hook_missed=0
+  local t_run=$SECONDS
+  if [ "$run" -eq 1 ] || [ -n "$fresh" ]; then
+    lab_up
+  else
+    retire_dead
+  fi
+  # The pair: the active and a standby, paired. A run that starts from the
+  # last one's survivor pairs it with the group's next instance (or with
+  # the standby the last run left paired).
+  if [ -z "$b" ]; then
+    new_instance
+    b=$NEW
+  fi
+  wait_for "$a active and $b standby, paired" "$BOOT_S" paired "$a" "$b"
+  log "$a and $b paired"
+  # By the split-brain rule a standby forces the interface away from a
+  # running holder only once the pair is steady (natbake-standby's
+  # may_force): the abrupt events meet a steady pair. A condition, asked
+  # of the instance's own rule, not a time.
+  case $scenario in
+  kill | kill-api | partition)
+    wait_for "$b allowed to take over by force" 120 may_force_now "$b" "$a"
+    log "$b may take over by force"
+    ;;
+  esac
+  sleep "${PAIR_LAB_SETTLE:-1}"
   # The flows last until the run says stop (at most 10 minutes).
   start_flows 600
   sleep 2
-  local before_moves eip_before
+  local before_moves eip_before first_slot=$next_slot
   # The pair as it was found, still: the event meets an active and a standby.
   paired_once "$a" "$b" || { log "the pair changed before the event: $a is $(role_of "$a"), $b is $(role_of "$b")"; diagnostics; exit 1; }
+  case $scenario in
+  kill | kill-api | partition)
+    # An abrupt event meets a standby that has the flows (for a planned
+    # one, the handover's own sync is what is tested).
+    local i=0
+    until synced "$b"; do
+      i=$((i + 1))
+      [ "$i" -lt 100 ] || { log "$b has not all the flows after 10 s"; break; }
+      sleep 0.1
+    done
+    log "$b has the flows"
+    ;;
+  esac
   before_moves=$(moves)
   eip_before=$(eip_state)
+  sync_snapshot "before $scenario"
   t_event=$(date +%s.%N)
+  log "event: $scenario"
   case $scenario in
   kill)
     kill_instance "$a"
@@ -545,13 +672,23 @@ NFT
     # standby goes first and a new instance takes its place; then the
     # active, whose role the new one takes.
     group_terminates "$b"
-    instance i3
-    wait_for "$a active and i3 standby, paired" "$BOOT_S" paired "$a" i3
+    new_instance
+    local c=$NEW
+    if [ -n "${PAIR_LAB_EARLY_LOOK:-}" ]; then
+      # The active's own look for its peer (its timer's) happening while
+      # the new instance boots, before its keepalived and conntrackd run.
+      on_instance "$a" /usr/local/sbin/natbake-standby discover >>"$work/lab.log" 2>&1 || true
+      log "$a looked for its peer while $c boots"
+    fi
+    wait_for "$a active and $c standby, paired" "$BOOT_S" paired "$a" "$c"
     sleep "${PAIR_LAB_SETTLE:-1}"
+    sync_snapshot "before the active's termination"
     group_terminates "$a"
-    wait_for "i3 serving" "$BOOT_S" serving i3
-    instance i4
-    wait_for "i3 active and i4 standby, paired" "$BOOT_S" paired i3 i4
+    wait_for "$c serving" "$BOOT_S" serving "$c"
+    log "$c serving"
+    new_instance
+    wait_for "$c active and $NEW standby, paired" "$BOOT_S" paired "$c" "$NEW"
+    log "$c and $NEW paired"
     ;;
   esac
   if ! probe; then
@@ -561,13 +698,17 @@ NFT
   fi
   t_first=$(cat "$work/probe.txt")
   t_egress=$(cat "$work/probe-egress.txt")
+  log "new connections work"
   sleep 2
   stop_flows
+  log "flows stopped"
   active=$(holder_slot || echo none)
   end_state=serving
   if [ "$active" = none ] || ! serving "$active"; then end_state=not-serving; fi
+  # The run's instances: its pair and those it launched.
   local forwarding_list='' s
   for s in "${slots[@]}"; do
+    [ "$s" = "$a" ] || [ "$s" = "$b" ] || [ "${s#i}" -ge "$first_slot" ] || continue
     if [[ " ${dead[*]} " == *" $s "* ]]; then
       forwarding_list+="\"$s=dead\","
     else
@@ -590,29 +731,34 @@ NFT
     "api_first_at=${api_first_at:-null}" "api_detach_at=${detach_at:-null}" "api_attach_at=${attach_at:-null}" "moved_at=${moved_at:-null}" "arrived_at=${arrived_at:-null}" \
     "moves=$(($(moves) - before_moves))" "active=\"$active\"" "end=\"$end_state\"" \
     "forwarding=[${forwarding_list%,}]" "hooks_missed=$hook_missed" \
-    "eip_before=\"$eip_before\"" "eip_after=\"$(eip_state)\""
+    "eip_before=\"$eip_before\"" "eip_after=\"$(eip_state)\"" "run_s=$((SECONDS - t_run))"
   mkdir -p "$work/run-$run"
   cp "$work"/syslog-*.txt "$work"/fabric.log "$work"/api.log "$work"/lab.log "$work/run-$run/" 2>/dev/null || true
   for s in "${slots[@]}"; do cp "$work/share-$s/units.log" "$work/run-$run/units-$s.log" 2>/dev/null || true; done
-  cleanup
-  pids=()
+  if [ -n "$fresh" ] || [ "$run" -eq "$runs" ]; then
+    cleanup
+    pids=() slots=() dead=() retired=() next_slot=1
+  fi
 }
 
 mkdir -p "$work"
-# The split-brain rule's wait after pairing, as the installed script has
-# it. PAIR_LAB_FAST=1 shortens it and the peers' look for a new instance
-# (standby.conf's join_grace=15 and discover_every=10, from 60 and 30 s),
-# which saves most of a minute a run; the tests and the benchmark keep the
-# script's own (runs with the short settings lost flows in kill-api and
-# rolling, not yet understood).
-join_grace=$(sed -n 's/^JOIN_GRACE=\([0-9][0-9]*\)$/\1/p' "$site/natbake-standby.sh")
-join_grace=${join_grace:-0}
+# PAIR_LAB_DISCOVER_EVERY=N: the instances' standby.conf sets
+# discover_every (the serving instance's look for a replaced peer, 30 s by
+# default): the benchmark's runs after the first pair their survivor with
+# the next instance sooner. It plays no part in a takeover.
 rm -f "$work/standby.conf"
-if [ -n "${PAIR_LAB_FAST:-}" ]; then
-  join_grace=15
-  printf 'join_grace=%s\ndiscover_every=10\n' "$join_grace" >"$work/standby.conf"
-fi
+[ -z "${PAIR_LAB_DISCOVER_EVERY:-}" ] || echo "discover_every=$PAIR_LAB_DISCOVER_EVERY" >"$work/standby.conf"
 site_name=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["site"])' "$site/manifest.json")
+# Runs after the first start from the last run's survivor, paired with the
+# group's next instance, in the same lab (PAIR_LAB_FRESH=1: a whole new lab
+# for each run).
+fresh=${PAIR_LAB_FRESH:-}
+# PAIR_LAB_UNTIL=EPOCH: no run starts after that time (the benchmark's
+# budget); the runs made are printed as always.
 for run in $(seq 1 "$runs"); do
+  if [ -n "${PAIR_LAB_UNTIL:-}" ] && [ "$(date +%s)" -ge "$PAIR_LAB_UNTIL" ]; then
+    log "time is up: $((run - 1)) of $runs runs made"
+    break
+  fi
   one_run "$run"
 done

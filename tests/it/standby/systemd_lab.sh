@@ -105,8 +105,11 @@ function run_line {
   # As systemd starts a unit's commands: from a clean slate, not from the
   # caller of systemctl (no open file of its, such as a lock, and none of
   # its environment).
+  # A service's main process says its pid itself (MAIN_PID_FILE): exec
+  # keeps it.
   (
     close_fds
+    [ -z "${MAIN_PID_FILE:-}" ] || echo "$BASHPID" >"$MAIN_PID_FILE"
     exec env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 "${argv[@]}"
   ) >>"$LAB_LOG" 2>&1
   local rc=$?
@@ -151,7 +154,7 @@ function start {
   echo $! >"$STATE/$u.supervisor"
   # The main pid is known once the first run started.
   local i=0
-  until [ -s "$STATE/$u.pid" ] || [ "$i" -ge 100 ]; do sleep 0.01; i=$((i + 1)); done
+  until [ -s "$STATE/$u.pid" ] || [ "$i" -ge 500 ]; do sleep 0.01; i=$((i + 1)); done
 }
 
 # A service's main process, started again after a failure when its unit says so.
@@ -160,18 +163,13 @@ function supervise {
   restart=$(value "$u" Restart)
   delay=$(value "$u" RestartSec)
   while :; do
-    # The main process gets the commands' own arguments, not a shell.
-    run_line "$u" "$line" &
+    # The main process gets the commands' own arguments, not a shell, and
+    # writes its pid before it becomes the command. (Not a child of
+    # run_line found by its parent: run_line has other children a moment,
+    # and a stop that signals one of them leaves the service running.)
+    rm -f "$STATE/$u.pid"
+    MAIN_PID_FILE=$STATE/$u.pid run_line "$u" "$line" &
     local child=$!
-    # run_line's own process runs the command as a child: the command
-    # is the main pid.
-    local i=0 main=''
-    while [ -z "$main" ] && [ "$i" -lt 100 ]; do
-      main=$(pgrep -P "$child" | head -n 1)
-      [ -n "$main" ] || sleep 0.01
-      i=$((i + 1))
-    done
-    echo "${main:-$child}" >"$STATE/$u.pid"
     wait "$child"
     rc=$?
     [ -e "$STATE/$u.stopping" ] && break
