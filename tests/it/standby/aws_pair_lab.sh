@@ -674,7 +674,7 @@ NFT
     group_terminates "$b"
     new_instance
     local c=$NEW
-    if [ -n "${PAIR_LAB_EARLY_LOOK:-}" ]; then
+    if [ "${PAIR_LAB_EARLY_LOOK:-1}" = 1 ]; then
       # The active's own look for its peer (its timer's) happening while
       # the new instance boots, before its keepalived and conntrackd run.
       on_instance "$a" /usr/local/sbin/natbake-standby discover >>"$work/lab.log" 2>&1 || true
