@@ -919,7 +919,12 @@ fn a_standby_asks_for_the_table_again_until_its_conntrackd_answers() {
         "(do_watch); [ -e \"$RESYNC_FILE\" ] || echo answered; (do_watch)",
     );
     assert_eq!(out.lines(0), ["answered"], "{}", out.explain());
-    assert_eq!(asks(&sh), 1, "asked once more, then no more: {:?}", sh.calls());
+    assert_eq!(
+        asks(&sh),
+        1,
+        "asked once more, then no more: {:?}",
+        sh.calls()
+    );
 }
 
 /// natbake-status's report with the standby's part: a table gets
