@@ -99,6 +99,16 @@ fn peers(sh: &Shell, list: &[(&str, &str, &str)]) {
     aws(sh, "peers", &lines);
 }
 
+/// The attach's answer, and its effect: the floating interface's device
+/// (its MAC as ens6) appears in the scratch sysfs.
+fn attach_brings_the_device(sh: &Shell) {
+    aws(sh, "attach", &["attachment=eni-attach-0aaaaaaaaaaaaaaaa"]);
+    sh.write(
+        "stubs/aws/attach.do",
+        format!("mkdir -p \"$SCRATCH/sys/class/net/ens6\"; echo {ENI_MAC} >\"$SCRATCH/sys/class/net/ens6/address\"\n"),
+    );
+}
+
 fn aws_calls(sh: &Shell) -> Vec<String> {
     sh.calls()
         .into_iter()
@@ -183,11 +193,7 @@ fn alone_at_boot_the_instance_takes_the_free_interface_without_force() {
         "describe-floating",
         Some((ME, "eni-attach-0aaaaaaaaaaaaaaaa")),
     );
-    aws(&sh, "attach", &["attachment=eni-attach-0aaaaaaaaaaaaaaaa"]);
-    sh.write(
-        "stubs/aws/attach.do",
-        format!("mkdir -p \"$SCRATCH/sys/class/net/ens6\"; echo {ENI_MAC} >\"$SCRATCH/sys/class/net/ens6/address\"\n"),
-    );
+    attach_brings_the_device(&sh);
     let out = run(
         &sh,
         &format!(
@@ -248,11 +254,7 @@ fn a_takeover_forces_the_interface_away_from_a_silent_peer_it_heard() {
         &["state=running", "group=nat", "interfaces=2"],
     );
     aws(&sh, "detach", &[&format!("detached={att}")]);
-    aws(&sh, "attach", &["attachment=eni-attach-0aaaaaaaaaaaaaaaa"]);
-    sh.write(
-        "stubs/aws/attach.do",
-        format!("mkdir -p \"$SCRATCH/sys/class/net/ens6\"; echo {ENI_MAC} >\"$SCRATCH/sys/class/net/ens6/address\"\n"),
-    );
+    attach_brings_the_device(&sh);
     let out = run(
         &sh,
         &format!(
@@ -822,11 +824,7 @@ fn a_takeover_before_hearing_the_holder_waits_for_a_handing_over_holder() {
         "instance-state",
         &["state=running", "group=nat", "interfaces=2"],
     );
-    aws(&sh, "attach", &["attachment=eni-attach-0aaaaaaaaaaaaaaaa"]);
-    sh.write(
-        "stubs/aws/attach.do",
-        format!("mkdir -p \"$SCRATCH/sys/class/net/ens6\"; echo {ENI_MAC} >\"$SCRATCH/sys/class/net/ens6/address\"\n"),
-    );
+    attach_brings_the_device(&sh);
     let out = run(
         &sh,
         &format!(
@@ -991,11 +989,7 @@ fn a_takeover_does_not_force_an_attachment_already_detaching() {
         "describe-floating",
         Some((ME, "eni-attach-0aaaaaaaaaaaaaaaa")),
     );
-    aws(&sh, "attach", &["attachment=eni-attach-0aaaaaaaaaaaaaaaa"]);
-    sh.write(
-        "stubs/aws/attach.do",
-        format!("mkdir -p \"$SCRATCH/sys/class/net/ens6\"; echo {ENI_MAC} >\"$SCRATCH/sys/class/net/ens6/address\"\n"),
-    );
+    attach_brings_the_device(&sh);
     let out = run(
         &sh,
         &format!(
