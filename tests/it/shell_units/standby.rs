@@ -83,6 +83,23 @@ fn describe(sh: &Shell, call: &str, holder: Option<(&str, &str)>) {
     aws(sh, call, &lines);
 }
 
+/// describe-floating's answer: the interface held by `holder` through
+/// `attachment`, which the holder is letting go (a handover).
+fn describe_detaching(sh: &Shell, call: &str, holder: &str, attachment: &str) {
+    let lines: Vec<String> = floating(Some((holder, attachment)))
+        .into_iter()
+        .map(|l| {
+            if l == "attached=attached" {
+                "attached=detaching".into()
+            } else {
+                l
+            }
+        })
+        .collect();
+    let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+    aws(sh, call, &lines);
+}
+
 fn peers(sh: &Shell, list: &[(&str, &str, &str)]) {
     let mut lines = vec![
         format!("instance={ME}"),
@@ -808,11 +825,8 @@ fn a_takeover_before_hearing_the_holder_waits_for_a_handing_over_holder() {
     let sh = shell();
     let att = "eni-attach-0bbbbbbbbbbbbbbbb";
     describe(&sh, "describe-floating.1", Some((PEER_B, att)));
-    let mut detaching = floating(Some((PEER_B, att)));
-    detaching[8] = "attached=detaching".into();
-    let detaching: Vec<&str> = detaching.iter().map(String::as_str).collect();
-    aws(&sh, "describe-floating.2", &detaching);
-    aws(&sh, "describe-floating.3", &detaching);
+    describe_detaching(&sh, "describe-floating.2", PEER_B, att);
+    describe_detaching(&sh, "describe-floating.3", PEER_B, att);
     describe(&sh, "describe-floating.4", None);
     describe(
         &sh,
@@ -978,11 +992,8 @@ fn natbake_status_gets_the_role_peer_sync_and_last_takeover() {
 fn a_takeover_does_not_force_an_attachment_already_detaching() {
     let sh = shell();
     let att = "eni-attach-0bbbbbbbbbbbbbbbb";
-    let mut detaching = floating(Some((PEER_B, att)));
-    detaching[8] = "attached=detaching".into();
-    let detaching: Vec<&str> = detaching.iter().map(String::as_str).collect();
-    aws(&sh, "describe-floating.1", &detaching);
-    aws(&sh, "describe-floating.2", &detaching);
+    describe_detaching(&sh, "describe-floating.1", PEER_B, att);
+    describe_detaching(&sh, "describe-floating.2", PEER_B, att);
     describe(&sh, "describe-floating.3", None);
     describe(
         &sh,
