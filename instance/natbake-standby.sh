@@ -66,8 +66,11 @@
 # comes after less than HEARD seconds of BACKUP (it hears nothing) and
 # with the loss kept, so it yields until it hears the peer again. A new
 # instance that has never heard anybody (the holder does not know it yet)
-# is BACKUP for one master-down interval only: it yields, and forces
-# nothing until the holder's adverts reach it. An active that loses the
+# is BACKUP for one master-down interval only: it forces nothing. Once
+# the holder has found it, the holder's adverts make keepalived put it
+# back to BACKUP (the holder's weight is greater): a takeover that sees
+# that (BACKUP_AT later than its election) stands by at once, without
+# the hold; one that does not see it within RELEASE_WAIT yields. An active that loses the
 # device of the interface sees it at its next `check` (every second):
 # forwarding off, the loss kept, FAULT.
 
@@ -87,6 +90,10 @@ LOCK_FILE=$STATE/lock
 PEER_FILE=$STATE/peer
 # When this instance lost the interface (seconds since boot).
 LOST_FILE=$STATE/lost
+# When keepalived last made this instance backup (hundredths of a second
+# since boot, written before the lock): later than a takeover's election,
+# it means the holder's adverts demoted it.
+BACKUP_AT=$STATE/backup-at
 # The last takeover: "WHEN(epoch) RESULT SECONDS FROM".
 LAST_TAKEOVER=$STATE/last-takeover
 # When the EC2 API is next asked for the peer (seconds since boot).
@@ -129,8 +136,10 @@ KEEPALIVED_CONF=/etc/natbake/keepalived.conf
 # Seconds conntrackd may not answer `check` (a restart) before it fails.
 SYNC_SILENCE=5
 # Seconds a takeover that may not force the interface away waits for its
-# holder to let it go (a handover) before it yields.
-RELEASE_WAIT=10
+# holder to let it go (a handover), or for the holder's adverts to make
+# it backup again (the holder found it: DISCOVER_ALONE, and its
+# keepalived's reload), before it yields.
+RELEASE_WAIT=15
 # Seconds a bulk send to a new peer gets before the handover goes on.
 BULK_SETTLE=2
 # How often the EC2 API is asked for the peer: with one, every 30 to 40
@@ -168,6 +177,16 @@ function uptime_now {
   local up=''
   { read -r up _ <"$UPTIME"; } 2>/dev/null
   echo "${up%%.*}"
+}
+
+# The same in hundredths of a second.
+function uptime_cs {
+  local up='' whole part
+  { read -r up _ <"$UPTIME"; } 2>/dev/null
+  whole=${up%%.*} part=${up#*.}
+  [ "$part" != "$up" ] || part=0
+  part=${part}00
+  echo "$whole${part:0:2}"
 }
 
 # The role and when it was taken, for natbake-status and `check`.
@@ -489,15 +508,26 @@ function may_force {
   fi
 }
 
+# Whether keepalived made this instance backup after it elected it for
+# this takeover (ELECTED_CS): only adverts of a holder that outweighs it
+# do that.
+function demoted {
+  local at=''
+  { read -r at <"$BACKUP_AT"; } 2>/dev/null || true
+  [[ $at =~ ^[0-9]+$ && ${ELECTED_CS:-} =~ ^[0-9]+$ ]] && [ "$at" -gt "$ELECTED_CS" ]
+}
+
 # Whether the holder lets the interface go within RELEASE_WAIT seconds:
 # a holder that hands over (its keepalived stopped, which is what made
 # this instance master) detaches it a moment later. Looks again every
-# second (floating_describe's answer, from natbake-failover.sh).
+# second (floating_describe's answer, from natbake-failover.sh); stops
+# early once the holder's adverts demoted this instance.
 function released_soon {
   local until=$((SECONDS + RELEASE_WAIT))
   while :; do
     case $FLOATING_ATTACHED in detaching | detached) return 0 ;; esac
     [ -n "$FLOATING_HOLDER" ] && [ "$FLOATING_HOLDER" != "$AWS_INSTANCE_ID" ] || return 0
+    ! demoted || return 1
     [ "$SECONDS" -lt "$until" ] || return 1
     sleep 1
     floating_describe "$SITE" || return 1
@@ -534,9 +564,15 @@ function take_over {
         # Running, pending, or the API cannot say: it may be serving.
         if ! released_soon; then
           forwarding 0
-          role yielded
           record_takeover yielded "$FLOATING_HOLDER"
-          log "Not taking $FLOATING_ID from $FLOATING_HOLDER (${state:-state unknown}): $YIELD_WHY. Standing by; keepalived tries again in ${YIELD_HOLD}s."
+          if demoted; then
+            # keepalived has made it backup already: it hears the holder.
+            role standby
+            log "Not taking $FLOATING_ID from $FLOATING_HOLDER (${state:-state unknown}): $YIELD_WHY. Its adverts reach this instance now; standing by."
+          else
+            role yielded
+            log "Not taking $FLOATING_ID from $FLOATING_HOLDER (${state:-state unknown}): $YIELD_WHY. Standing by; keepalived tries again in ${YIELD_HOLD}s."
+          fi
           return 3
         fi
         FLOATING_FRESH=''
@@ -579,7 +615,7 @@ function do_active {
   fi
   # The role keepalived kept this instance in until it elected it (the
   # split-brain rule's "heard the peer").
-  BEFORE=$ROLE BEFORE_UP=$ROLE_UP ELECTED_UP=${ELECTED_UP:-$(uptime_now)}
+  BEFORE=$ROLE BEFORE_UP=$ROLE_UP ELECTED_UP=${ELECTED_UP:-$(uptime_now)} ELECTED_CS=${ELECTED_CS:-$(uptime_cs)}
   role taking-over
   # The commit runs while the interface moves (forwarding is off until
   # both are done). Alone (no peer yet) there is no conntrackd and nothing
@@ -934,7 +970,8 @@ function main {
   holds) holds_interface; return ;;
   status) do_status "$@"; return ;;
   esac
-  [ "$action" != active ] || ELECTED_UP=$(uptime_now)
+  [ "$action" != active ] || ELECTED_UP=$(uptime_now) ELECTED_CS=$(uptime_cs)
+  [ "$action" != standby ] || uptime_cs >"$BACKUP_AT" 2>/dev/null || true
   exec 9>>"$LOCK_FILE"
   if [ "$action" = watch ] || [ "$action" = health ]; then
     # Another run (a takeover) is at work: its turn; the next comes soon.

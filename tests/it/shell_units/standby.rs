@@ -856,6 +856,80 @@ fn a_takeover_before_hearing_the_holder_waits_for_a_handing_over_holder() {
     );
 }
 
+/// A new instance that keepalived elected before the holder knew it: the
+/// holder's adverts, once it has found the new one, make keepalived put
+/// it back to backup (`natbake-standby standby` marks when, before the
+/// lock). The takeover sees that while it waits, stands by at once and
+/// keeps no hold, so `check` passes and keepalived stays backup. A mark
+/// from before the election (keepalived starts as backup) does not count.
+#[test]
+fn a_new_instance_demoted_by_the_holders_adverts_stands_by_without_the_hold() {
+    let sh = shell();
+    let att = "eni-attach-0bbbbbbbbbbbbbbbb";
+    describe(&sh, "describe-floating", Some((PEER_B, att)));
+    aws(
+        &sh,
+        "instance-state",
+        &["state=running", "group=nat", "interfaces=2"],
+    );
+    // The second look at the interface: the holder's advert has arrived.
+    sh.write(
+        "stubs/aws/describe-floating.do",
+        "[ \"$(grep -c '^aws describe-floating' \"$STUB_DIR/calls\")\" -lt 2 ] || echo 100150 >\"$SCRATCH/standby/backup-at\"\n",
+    );
+    let newcomer = format!(
+        "{}echo '{PEER_B} 10.0.1.11 999' >\"$PEER_FILE\"; role paired; echo 1 >\"$IP_FORWARD\"\n",
+        devices(false)
+    );
+    let check = "iptables() { :; }; conntrackd_do() { :; }; do_check; echo check=$?";
+    let out = run(
+        &sh,
+        &format!(
+            "{newcomer}RELEASE_WAIT=8; echo 99990 >\"$BACKUP_AT\"; start=$SECONDS\n\
+             (do_active); echo rc=$?; echo waited=$((SECONDS - start)); cat \"$IP_FORWARD\"\n\
+             read -r r _ <\"$ROLE_FILE\"; echo \"$r\"; {check}"
+        ),
+    );
+    let lines = out.lines(0);
+    assert_eq!(lines[0], "rc=3", "{}", out.explain());
+    let waited: u32 = lines[1].trim_start_matches("waited=").parse().unwrap();
+    assert!(
+        waited < 4,
+        "waited {waited}s for the advert: {}",
+        out.explain()
+    );
+    assert_eq!(lines[2..], ["0", "standby", "check=0"], "{}", out.explain());
+    assert!(
+        out.stderr.contains("Its adverts reach this instance now"),
+        "{}",
+        out.explain()
+    );
+    let calls = aws_calls(&sh);
+    assert!(
+        !calls
+            .iter()
+            .any(|c| c.starts_with("aws detach") || c.starts_with("aws attach")),
+        "{calls:?}"
+    );
+
+    // Keepalived's backup before the election is no advert of the holder:
+    // the takeover yields, with the hold.
+    sh.write("stubs/aws/describe-floating.do", ":\n");
+    let out = run(
+        &sh,
+        &format!(
+            "{newcomer}RELEASE_WAIT=0; echo 99990 >\"$BACKUP_AT\"\n\
+             (do_active); echo rc=$?; read -r r _ <\"$ROLE_FILE\"; echo \"$r\"; {check}"
+        ),
+    );
+    assert_eq!(
+        out.lines(0),
+        ["rc=3", "yielded", "check=1"],
+        "{}",
+        out.explain()
+    );
+}
+
 /// A rolling replacement: the holder hands over while the peer it knows
 /// has been replaced by one it has not seen yet (it looks first, pairs
 /// with the new one), or by one it paired with before that one's

@@ -24,6 +24,7 @@ DISCOVER_DUE=$STATE/discover-due
 COMPLETED_FILE=$STATE/completed
 SYNC_DOWN=$STATE/sync-down
 RESYNC_FILE=$STATE/resync
+BACKUP_AT=$STATE/backup-at
 KEEPALIVED_CONF=$SITE_DIR/keepalived.conf
 FLOATING_KEPT=$SCRATCH/state/floating
 IP_FORWARD=$SCRATCH/ip_forward

@@ -66,8 +66,9 @@ p=${PAIR_LAB_PREFIX:-sa$$}
 [ "${#p}" -le 8 ] || { echo "aws_pair_lab: prefix '$p' is longer than 8 characters" >&2; exit 2; }
 # How long a partition lasts; how long the instances get to boot and pair
 # (a bound, not a wait: a new instance that its keepalived elected before
-# the active knew it yields, and stands by only after natbake-standby's
-# YIELD_HOLD of 30 s, which a busy machine made longer than 60 s in all).
+# the active knew it stands by once the active's adverts reach it, or,
+# when they do not within natbake-standby's RELEASE_WAIT, after its
+# YIELD_HOLD of 30 s).
 PARTITION_S=${PAIR_LAB_PARTITION_S:-8}
 BOOT_S=${PAIR_LAB_BOOT_S:-120}
 HOOK=natbake-handover
@@ -96,6 +97,18 @@ function cleanup {
 trap cleanup EXIT
 
 function in_ns { local ns=$1; shift; ip netns exec "$ns" "$@"; }
+
+# Namespaces of this prefix that an earlier lab left (one killed outright:
+# SIGKILL runs no EXIT trap): their processes, then the namespaces, go
+# before this lab makes its own.
+function clear_stale {
+  local ns pid
+  for ns in $(ip netns list | awk -v p="$p-" 'index($1, p) == 1 { print $1 }'); do
+    for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$pid" 2>/dev/null || true; done
+    ip netns del "$ns" 2>/dev/null || true
+    log "removed $ns, which an earlier lab left"
+  done
+}
 
 function wait_for {
   local what=$1 limit=$2
@@ -525,7 +538,9 @@ function new_instance {
 # The lab's lasting part, made once: the subnet and the Internet, the API,
 # the servers, the first instance serving alone (the active A).
 function lab_up {
-  rm -rf "$work"/share-* "$work"/stage-* "$work"/syslog-*.txt "$work"/fabric.log "$work"/api.log \
+  local d
+  for d in "$work"/stage-*/ovl; do umount "$d" 2>/dev/null || true; done
+  rm -rf --one-file-system "$work"/share-* "$work"/stage-* "$work"/syslog-*.txt "$work"/fabric.log "$work"/api.log \
     "$work"/lab.log "$work"/imds-*.log "$work"/lifecycle-* "$work"/id-* "$work"/address-*
   topology
   api
@@ -742,6 +757,7 @@ NFT
 }
 
 mkdir -p "$work"
+clear_stale
 # PAIR_LAB_DISCOVER_EVERY=N: the instances' standby.conf sets
 # discover_every (the serving instance's look for a replaced peer, 30 s by
 # default): the benchmark's runs after the first pair their survivor with
