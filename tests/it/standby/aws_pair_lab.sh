@@ -249,30 +249,38 @@ function taken {
   return 1
 }
 
-# A new instance of the group in slot $1 (its own namespace, metadata and
-# files), booted. The first slot is the group's first instance; later ones
-# are launched (desired capacity one more).
-function instance {
-  local slot=$1 id address out mac
-  if [ -n "$first_instance" ]; then
-    id=$first_instance address=$first_address first_instance=''
-  else
-    # A replacement the group launched itself (for an instance that EC2
-    # terminated), or else one more.
-    # shellcheck disable=SC2046 # one id a word
-    out=$(control members "{\"group\": \"$group\"}" | python3 -c '
+# The group's next instance into id and address: a replacement the group
+# launched itself (for an instance that EC2 terminated: moto's group
+# keeps its desired capacity), or else one more (desired capacity one
+# more). Launching one more while the group has a replacement of its
+# own would leave that one running outside the lab, and the serving
+# instance may pair with it.
+function group_member {
+  local out
+  # shellcheck disable=SC2046 # one id a word
+  out=$(control members "{\"group\": \"$group\"}" | python3 -c '
 import json, sys
 known = set(sys.argv[1:])
 new = [m for m in json.load(sys.stdin)["members"] if m["instance"] not in known]
 print(json.dumps(new[0]) if new else "")' $(cat "$work"/id-* 2>/dev/null))
-    [ -n "$out" ] || out=$(control launch "{\"group\": \"$group\"}")
-    id=$(json instance <<<"$out") address=$(json address <<<"$out")
+  [ -n "$out" ] || out=$(control launch "{\"group\": \"$group\"}")
+  id=$(json instance <<<"$out") address=$(json address <<<"$out")
+}
+
+# A new instance of the group in slot $1 (its own namespace, metadata and
+# files), booted. The first slot is the group's first instance; later ones
+# are launched (desired capacity one more).
+function instance {
+  local slot=$1 id address mac
+  if [ -n "$first_instance" ]; then
+    id=$first_instance address=$first_address first_instance=''
+  else
+    group_member
   fi
   while taken "$address"; do
-    log "EC2 gave $id the lab's address $address; terminating it and launching another"
+    log "EC2 gave $id the lab's address $address; terminating it and taking the group's next"
     control terminate "{\"instance\": \"$id\", \"detach_after\": 0}" >/dev/null
-    out=$(control launch "{\"group\": \"$group\"}")
-    id=$(json instance <<<"$out") address=$(json address <<<"$out")
+    group_member
   done
   slots+=("$slot")
   echo "$id" >"$work/id-$slot"
