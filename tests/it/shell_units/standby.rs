@@ -42,6 +42,32 @@ fn run(sh: &Shell, lines: &str) -> Ran {
     ))
 }
 
+/// No attach and no detach was asked of the API (`context` names the case).
+fn assert_nothing_moved(sh: &Shell, context: &str) {
+    let calls = aws_calls(sh);
+    assert!(
+        !calls
+            .iter()
+            .any(|c| c.starts_with("aws detach") || c.starts_with("aws attach")),
+        "{context}: {calls:?}"
+    );
+}
+
+/// describe-floating answers that the peer holds the interface, and
+/// EC2 says the peer is running.
+fn held_by_a_running_peer(sh: &Shell) {
+    describe(
+        sh,
+        "describe-floating",
+        Some((PEER_B, "eni-attach-0bbbbbbbbbbbbbbbb")),
+    );
+    aws(
+        sh,
+        "instance-state",
+        &["state=running", "group=nat", "interfaces=2"],
+    );
+}
+
 /// The AWS stand-in's answer to `command` (file name as the stand-in
 /// looks it up: "describe-floating.2" for its second call).
 fn aws(sh: &Shell, command: &str, lines: &[&str]) {
@@ -336,13 +362,7 @@ fn a_takeover_forces_the_interface_away_from_a_silent_peer_it_heard() {
 #[test]
 fn a_takeover_yields_to_a_new_peer_and_after_a_loss() {
     let sh = shell();
-    let att = "eni-attach-0bbbbbbbbbbbbbbbb";
-    describe(&sh, "describe-floating", Some((PEER_B, att)));
-    aws(
-        &sh,
-        "instance-state",
-        &["state=running", "group=nat", "interfaces=2"],
-    );
+    held_by_a_running_peer(&sh);
     for (case, setup) in [
         (
             "not heard: standby too briefly",
@@ -396,13 +416,7 @@ fn a_takeover_yields_to_a_new_peer_and_after_a_loss() {
             "{case}: {}",
             out.explain()
         );
-        let calls = aws_calls(&sh);
-        assert!(
-            !calls
-                .iter()
-                .any(|c| c.starts_with("aws detach") || c.starts_with("aws attach")),
-            "{case}: {calls:?}"
-        );
+        assert_nothing_moved(&sh, case);
         assert!(
             out.stderr.contains("Not taking"),
             "{case}: {}",
@@ -865,13 +879,7 @@ fn a_takeover_before_hearing_the_holder_waits_for_a_handing_over_holder() {
 #[test]
 fn a_new_instance_demoted_by_the_holders_adverts_stands_by_without_the_hold() {
     let sh = shell();
-    let att = "eni-attach-0bbbbbbbbbbbbbbbb";
-    describe(&sh, "describe-floating", Some((PEER_B, att)));
-    aws(
-        &sh,
-        "instance-state",
-        &["state=running", "group=nat", "interfaces=2"],
-    );
+    held_by_a_running_peer(&sh);
     // The second look at the interface: the holder's advert has arrived.
     sh.write(
         "stubs/aws/describe-floating.do",
@@ -904,13 +912,7 @@ fn a_new_instance_demoted_by_the_holders_adverts_stands_by_without_the_hold() {
         "{}",
         out.explain()
     );
-    let calls = aws_calls(&sh);
-    assert!(
-        !calls
-            .iter()
-            .any(|c| c.starts_with("aws detach") || c.starts_with("aws attach")),
-        "{calls:?}"
-    );
+    assert_nothing_moved(&sh, "demoted");
 
     // Keepalived's backup before the election is no advert of the holder:
     // the takeover yields, with the hold.
