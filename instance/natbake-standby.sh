@@ -70,9 +70,9 @@
 # the holder has found it, the holder's adverts make keepalived put it
 # back to BACKUP (the holder's weight is greater): a takeover that sees
 # that (BACKUP_AT later than its election) stands by at once, without
-# the hold; one that does not see it within RELEASE_WAIT yields. An active that loses the
-# device of the interface sees it at its next `check` (every second):
-# forwarding off, the loss kept, FAULT.
+# the hold; one that does not see it within RELEASE_WAIT yields. An
+# active that loses the device of the interface sees it at its next
+# `check` (every second): forwarding off, the loss kept, FAULT.
 
 # Not -e: the boot step's libraries, sourced for a takeover, test
 # failures themselves.
